@@ -397,3 +397,42 @@ impl TransitEngine for LocalEngine {
 }
 
 impl InProcess for LocalEngine {}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn auto_rotate_period_is_honoured_on_use() -> Result<()> {
+        let engine = LocalEngine::ephemeral()?;
+        let key = KeyName::new("auto")?;
+        engine.create_key(
+            &key,
+            KeyOptions::default().auto_rotate_period(Duration::from_secs(3600)),
+        )?;
+        assert_eq!(
+            engine.encrypt(&key, EncryptItem::new("a"))?.version().get(),
+            1
+        );
+        // Pretend version 1 was created two hours ago.
+        engine.keyring.modify(&key, &mut |stored| {
+            let mut stored = stored.ok_or(Error::DecryptionFailed)?;
+            for v in stored.versions.values_mut() {
+                v.created -= 7200;
+            }
+            Ok(Some(stored))
+        })?;
+        assert_eq!(
+            engine.encrypt(&key, EncryptItem::new("b"))?.version().get(),
+            2
+        );
+        // The new version is fresh: no further rotation.
+        assert_eq!(
+            engine.encrypt(&key, EncryptItem::new("c"))?.version().get(),
+            2
+        );
+        Ok(())
+    }
+}

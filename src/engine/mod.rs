@@ -311,6 +311,45 @@ pub struct DataKeyRequest {
     pub key_version: Option<KeyVersion>,
 }
 
+impl DataKeyRequest {
+    /// A request for a data key of `bits`, returned in plaintext and wrapped.
+    #[must_use]
+    pub fn new(bits: DataKeyBits) -> Self {
+        Self {
+            bits,
+            ..Self::default()
+        }
+    }
+
+    /// Returns only the wrapped (encrypted) data key.
+    #[must_use]
+    pub fn wrapped_only(mut self) -> Self {
+        self.wrapped_only = true;
+        self
+    }
+
+    /// Sets the key-derivation context.
+    #[must_use]
+    pub fn context(mut self, context: impl Into<Vec<u8>>) -> Self {
+        self.context = Some(context.into());
+        self
+    }
+
+    /// Sets the associated data.
+    #[must_use]
+    pub fn associated_data(mut self, aad: impl Into<Vec<u8>>) -> Self {
+        self.associated_data = Some(aad.into());
+        self
+    }
+
+    /// Encrypts with `version` instead of the latest.
+    #[must_use]
+    pub fn key_version(mut self, version: KeyVersion) -> Self {
+        self.key_version = Some(version);
+        self
+    }
+}
+
 /// A generated data key.
 #[derive(Debug)]
 #[non_exhaustive]

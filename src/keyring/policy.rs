@@ -69,10 +69,24 @@ impl KeyOptions {
         self
     }
 
+    /// Sets `convergent_encryption` (which also needs `derived`).
+    #[must_use]
+    pub fn convergent_encryption(mut self, convergent: bool) -> Self {
+        self.convergent_encryption = convergent;
+        self
+    }
+
     /// Sets `exportable`.
     #[must_use]
     pub fn exportable(mut self, exportable: bool) -> Self {
         self.exportable = exportable;
+        self
+    }
+
+    /// Sets `allow_plaintext_backup`.
+    #[must_use]
+    pub fn allow_plaintext_backup(mut self, allow: bool) -> Self {
+        self.allow_plaintext_backup = allow;
         self
     }
 
