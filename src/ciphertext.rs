@@ -67,14 +67,39 @@ impl Ciphertext {
     pub fn write_to(&self, out: &mut String) {
         encode_envelope(self.version, &self.payload, out);
     }
+
+    /// The string form to store, built in one allocation of the exact size. Same
+    /// result as `to_string()`, which grows its buffer as it goes.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(self.encoded_len());
+        self.write_to(&mut out);
+        out
+    }
 }
 
 impl fmt::Display for Ciphertext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = String::with_capacity(self.encoded_len());
-        self.write_to(&mut s);
-        f.write_str(&s)
+        write_envelope(self.version, &self.payload, f)
     }
+}
+
+/// Writes `vault:v<N>:<base64(payload)>` to a formatter without building the whole
+/// string first: the base64 goes through a stack buffer, 768 input bytes at a time.
+pub(crate) fn write_envelope(
+    version: KeyVersion,
+    payload: &[u8],
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    write!(f, "{PREFIX}{}:", version.get())?;
+    let mut buf = [0u8; 1024];
+    for chunk in payload.chunks(768) {
+        let n = BASE64
+            .encode_slice(chunk, &mut buf)
+            .map_err(|_| fmt::Error)?;
+        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)?;
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Ciphertext {
@@ -225,6 +250,11 @@ mod tests {
         assert_eq!(ct.payload(), &[0, 1, 2]);
         assert_eq!(ct.to_string(), "vault:v12:AAEC");
         assert_eq!(ct.encoded_len(), ct.to_string().len());
+        let long =
+            Ciphertext::from_parts(KeyVersion::FIRST, (0..=255u8).cycle().take(5000).collect());
+        assert_eq!(long.encode(), long.to_string());
+        assert_eq!(long.encode().len(), long.encoded_len());
+        assert_eq!(long.encode().parse::<Ciphertext>()?, long);
         Ok(())
     }
 }

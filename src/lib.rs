@@ -19,7 +19,7 @@ pub use error::{BoxError, Error, Result};
 pub use secret::{Plaintext, SecretBytes};
 
 // The engine interface and the in-process engine.
-pub use cipher::{HashAlgorithm, KeyType};
+pub use cipher::{HashAlgorithm, KeyType, reseed_nonce_generator_after_fork};
 pub use engine::{
     AsyncTransitEngine, BatchResult, DataKey, DataKeyBits, DataKeyRequest, DecryptItem,
     EncryptItem, ExportKind, ExportedKey, HmacItem, HmacTag, InProcess, LocalEngine, RewrapItem,

@@ -133,7 +133,7 @@ impl LocalEngine {
             let nonce = match cipher.nonce_key() {
                 Some(nonce_key) => cipher::convergent_nonce(nonce_key, aad, plaintext),
                 None => match self.keyring.take_budget(key, &version)? {
-                    Budget::Granted => cipher::random_nonce()?,
+                    Budget::Granted => cipher::random_nonce(self.keyring.options.check_fork)?,
                     Budget::Rotated => {
                         *key = self.keyring.get(&key.info.name)?;
                         continue;
@@ -393,6 +393,24 @@ impl TransitEngine for LocalEngine {
 
     fn hash(&self, algorithm: HashAlgorithm, input: &[u8]) -> Result<Vec<u8>> {
         Ok(algorithm.digest(input))
+    }
+
+    // The single-item operations run the same per-item code as the batches, without
+    // allocating a one-element request and result vector.
+
+    fn encrypt(&self, key: &KeyName, item: EncryptItem) -> Result<Ciphertext> {
+        self.seal_one(&mut self.key(key)?, &item)
+    }
+
+    fn decrypt(&self, key: &KeyName, item: DecryptItem) -> Result<Plaintext> {
+        let loaded = self.key_for_versions(key, Some(item.ciphertext.version()))?;
+        Self::open_one(
+            &loaded,
+            self.keyring.options.derived_cache_capacity,
+            &item.ciphertext,
+            item.context.as_deref(),
+            item.associated_data.as_deref(),
+        )
     }
 }
 

@@ -236,9 +236,7 @@ impl HmacTag {
 
 impl fmt::Display for HmacTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = String::new();
-        ciphertext::encode_envelope(self.version, &self.tag, &mut s);
-        f.write_str(&s)
+        ciphertext::write_envelope(self.version, &self.tag, f)
     }
 }
 

@@ -124,7 +124,7 @@ impl Barrier {
     }
 
     fn seal(&self, path: &str, plaintext: &[u8]) -> Result<Vec<u8>> {
-        let nonce = cipher::random_nonce()?;
+        let nonce = cipher::random_nonce(true)?;
         let payload = self.key.seal(&nonce, path.as_bytes(), plaintext);
         let mut sealed = Vec::with_capacity(1 + payload.len());
         sealed.push(SEALED_FORMAT);
