@@ -83,7 +83,7 @@ fn single(c: &mut Criterion) {
                     let ct = engine
                         .encrypt(&key, EncryptItem::new(&p[..]))
                         .expect("encrypt");
-                    black_box(ct.encode())
+                    black_box(ct.into_string())
                 });
             },
         );
@@ -144,7 +144,7 @@ fn batch(c: &mut Criterion) {
                     let out = engine.encrypt_batch(&key, items).expect("batch");
                     black_box(
                         out.into_iter()
-                            .map(|r| r.expect("item").encode())
+                            .map(|r| r.expect("item").into_string())
                             .collect::<Vec<_>>(),
                     )
                 });

@@ -77,7 +77,7 @@ fn main() {
         let text = engine
             .encrypt(&key, EncryptItem::new(&plaintext[..]))
             .expect("enc")
-            .encode();
+            .into_string();
         let raw_text = raw_seal(&cipher, &mut 0, &plaintext);
         let (mut raw_enc, mut eng_enc, mut raw_dec, mut eng_dec) = (vec![], vec![], vec![], vec![]);
         let mut counter = 0;
@@ -89,7 +89,7 @@ fn main() {
                 let ct = engine
                     .encrypt(&key, EncryptItem::new(black_box(&plaintext[..])))
                     .expect("enc");
-                black_box(ct.encode());
+                black_box(ct.into_string());
             }));
             raw_dec.push(time_per_op(iters, || {
                 black_box(raw_open(&cipher, black_box(&raw_text)));

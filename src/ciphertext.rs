@@ -21,28 +21,43 @@ pub const PREFIX: &str = "vault:v";
 
 /// A versioned ciphertext as Vault writes it: `vault:v3:AAAA…`.
 ///
-/// Holds the key version and the decoded payload; [`Display`](fmt::Display) gives
-/// the string to store, [`FromStr`] parses one read back.
+/// Holds the key version, the decoded payload and the string form, so that it can
+/// be both decrypted and handed to a database driver without re-encoding.
+/// [`Display`](fmt::Display) and [`as_str`](Self::as_str) give the string to store,
+/// [`FromStr`] parses one read back.
 ///
 /// ```
 /// use encrypted_attr::Ciphertext;
 /// let ct: Ciphertext = "vault:v2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".parse()?;
 /// assert_eq!(ct.version().get(), 2);
-/// assert_eq!(ct.to_string(), "vault:v2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
+/// assert_eq!(ct.as_str(), "vault:v2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
 /// assert!("plain text".parse::<Ciphertext>().is_err());
 /// # Ok::<(), encrypted_attr::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "diesel",
+    derive(::diesel::expression::AsExpression, ::diesel::deserialize::FromSqlRow)
+)]
+#[cfg_attr(feature = "diesel", diesel(sql_type = ::diesel::sql_types::Text))]
 pub struct Ciphertext {
     version: KeyVersion,
     payload: Vec<u8>,
+    /// Canonical string form, always `vault:v<version>:<base64(payload)>`.
+    text: String,
 }
 
 impl Ciphertext {
     /// Builds a ciphertext from a version and the raw payload bytes.
     #[must_use]
     pub fn from_parts(version: KeyVersion, payload: Vec<u8>) -> Self {
-        Self { version, payload }
+        let mut text = String::new();
+        encode_envelope(version, &payload, &mut text);
+        Self {
+            version,
+            payload,
+            text,
+        }
     }
 
     /// The key version that sealed this ciphertext.
@@ -57,49 +72,23 @@ impl Ciphertext {
         &self.payload
     }
 
-    /// Length of the string form, without building it.
+    /// The string to store: `vault:v<N>:<base64>`.
     #[must_use]
-    pub fn encoded_len(&self) -> usize {
-        PREFIX.len() + decimal_len(self.version.get()) + 1 + self.payload.len().div_ceil(3) * 4
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
-    /// Appends the string form to `out` (one allocation when `out` has room).
-    pub fn write_to(&self, out: &mut String) {
-        encode_envelope(self.version, &self.payload, out);
-    }
-
-    /// The string form to store, built in one allocation of the exact size. Same
-    /// result as `to_string()`, which grows its buffer as it goes.
+    /// The string to store, by value.
     #[must_use]
-    pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(self.encoded_len());
-        self.write_to(&mut out);
-        out
+    pub fn into_string(self) -> String {
+        self.text
     }
 }
 
 impl fmt::Display for Ciphertext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_envelope(self.version, &self.payload, f)
+        f.write_str(&self.text)
     }
-}
-
-/// Writes `vault:v<N>:<base64(payload)>` to a formatter without building the whole
-/// string first: the base64 goes through a stack buffer, 768 input bytes at a time.
-pub(crate) fn write_envelope(
-    version: KeyVersion,
-    payload: &[u8],
-    f: &mut fmt::Formatter<'_>,
-) -> fmt::Result {
-    write!(f, "{PREFIX}{}:", version.get())?;
-    let mut buf = [0u8; 1024];
-    for chunk in payload.chunks(768) {
-        let n = BASE64
-            .encode_slice(chunk, &mut buf)
-            .map_err(|_| fmt::Error)?;
-        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)?;
-    }
-    Ok(())
 }
 
 impl fmt::Debug for Ciphertext {
@@ -114,24 +103,63 @@ impl fmt::Debug for Ciphertext {
     }
 }
 
+impl AsRef<str> for Ciphertext {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl From<Ciphertext> for String {
+    fn from(ct: Ciphertext) -> Self {
+        ct.text
+    }
+}
+
 impl FromStr for Ciphertext {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        let (version, payload) = parse_envelope(s, &CIPHERTEXT_ERRORS)?;
-        Ok(Self { version, payload })
+        Self::parse_owned(s.to_owned())
+    }
+}
+
+impl TryFrom<String> for Ciphertext {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        Self::parse_owned(s)
+    }
+}
+
+impl Ciphertext {
+    /// Parses a string it may keep (no copy when the string is canonical).
+    fn parse_owned(text: String) -> Result<Self, Error> {
+        let (version, payload) = parse_envelope(&text, &CIPHERTEXT_ERRORS)?;
+        // Keep the text only if it is the canonical form (`v0`, `v01` are rewritten).
+        let canonical_len =
+            PREFIX.len() + decimal_len(version.get()) + 1 + payload.len().div_ceil(3) * 4;
+        if text.len() == canonical_len
+            && text[PREFIX.len()..].starts_with(&format!("{}:", version.get()))
+        {
+            Ok(Self {
+                version,
+                payload,
+                text,
+            })
+        } else {
+            Ok(Self::from_parts(version, payload))
+        }
     }
 }
 
 impl Serialize for Ciphertext {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(&self.text)
     }
 }
 
 impl<'de> Deserialize<'de> for Ciphertext {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        let s = String::deserialize(d)?;
+        Self::parse_owned(s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -186,11 +214,29 @@ pub(crate) fn parse_envelope(
 /// Appends `vault:v<N>:<base64(payload)>` to `out`.
 pub(crate) fn encode_envelope(version: KeyVersion, payload: &[u8], out: &mut String) {
     use std::fmt::Write as _;
-    out.reserve(PREFIX.len() + 11 + payload.len().div_ceil(3) * 4);
+    out.reserve(PREFIX.len() + decimal_len(version.get()) + 1 + payload.len().div_ceil(3) * 4);
     out.push_str(PREFIX);
     // Writing to a String cannot fail.
     let _ = write!(out, "{}:", version.get());
     BASE64.encode_string(payload, out);
+}
+
+/// Writes `vault:v<N>:<base64(payload)>` to a formatter without building the whole
+/// string first: the base64 goes through a stack buffer, 768 input bytes at a time.
+pub(crate) fn write_envelope(
+    version: KeyVersion,
+    payload: &[u8],
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    write!(f, "{PREFIX}{}:", version.get())?;
+    let mut buf = [0u8; 1024];
+    for chunk in payload.chunks(768) {
+        let n = BASE64
+            .encode_slice(chunk, &mut buf)
+            .map_err(|_| fmt::Error)?;
+        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)?;
+    }
+    Ok(())
 }
 
 fn decimal_len(mut n: u32) -> usize {
@@ -246,15 +292,16 @@ mod tests {
     fn version_zero_reads_as_one_and_round_trips() -> Result<(), Error> {
         let ct: Ciphertext = "vault:v0:AAAA".parse()?;
         assert_eq!(ct.version(), KeyVersion::FIRST);
+        assert_eq!(ct.as_str(), "vault:v1:AAAA");
+        assert_eq!(ct, Ciphertext::from_parts(KeyVersion::FIRST, vec![0, 0, 0]));
+        let ct: Ciphertext = "vault:v012:AAEC".parse()?;
+        assert_eq!(ct.as_str(), "vault:v12:AAEC");
         let ct: Ciphertext = "vault:v12:AAEC".parse()?;
         assert_eq!(ct.payload(), &[0, 1, 2]);
         assert_eq!(ct.to_string(), "vault:v12:AAEC");
-        assert_eq!(ct.encoded_len(), ct.to_string().len());
         let long =
             Ciphertext::from_parts(KeyVersion::FIRST, (0..=255u8).cycle().take(5000).collect());
-        assert_eq!(long.encode(), long.to_string());
-        assert_eq!(long.encode().len(), long.encoded_len());
-        assert_eq!(long.encode().parse::<Ciphertext>()?, long);
+        assert_eq!(long.as_str().parse::<Ciphertext>()?, long);
         Ok(())
     }
 }

@@ -130,6 +130,26 @@ pub enum Error {
     #[error("storage backend failed")]
     Storage(#[source] BoxError),
 
+    /// Decrypted bytes are not a valid encoding of the field's Rust type (the key,
+    /// column and binding were right, but the codec disagrees: a schema change?).
+    #[error("invalid field value: {0}")]
+    InvalidFieldValue(&'static str),
+
+    /// Encrypting or decrypting one field of one model failed; says which, never
+    /// the value.
+    #[error("encrypted field {table}.{column} of item {item} in the batch: {source}")]
+    Field {
+        /// The model's table.
+        table: &'static str,
+        /// The field's column.
+        column: &'static str,
+        /// Position of the model or record in the batch (0 for a single one).
+        item: usize,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// The operating system's random source failed; nothing was encrypted.
     #[error("the system random source failed")]
     RandomSource,
@@ -152,6 +172,9 @@ impl Error {
     /// first kind to HTTP 400 and the second to 500.
     #[must_use]
     pub fn is_user_error(&self) -> bool {
+        if let Self::Field { source, .. } = self {
+            return source.is_user_error();
+        }
         !matches!(
             self,
             Self::WrongRootKey

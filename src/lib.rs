@@ -3,10 +3,15 @@
 
 mod cipher;
 mod ciphertext;
+#[cfg(feature = "diesel")]
+mod diesel;
 mod engine;
 mod error;
 mod keyring;
+pub mod model;
 mod name;
+#[cfg(feature = "sea-orm")]
+mod sea_orm;
 mod secret;
 pub mod storage;
 
@@ -30,5 +35,24 @@ pub use keyring::{
 };
 pub use storage::RootKey;
 
-/// The derive: see the crate documentation.
+// Models: the derive and what it implements.
 pub use encrypted_attr_derive::Encrypted;
+pub use model::{EncryptedModel, EncryptedRecord, FieldCodec};
+
+/// Items the derive's generated code uses. Not a public API: may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::engine::{AsyncTransitEngine, TransitEngine};
+    pub use crate::model::normalize;
+    pub use crate::model::{
+        FieldCodec, FieldSpec, ModelSpec, SealedField, blind_index_lookup, convergent_lookup,
+        decode_json, decrypt_all, decrypt_all_async, decrypt_one, decrypt_one_async, encode_json,
+        encrypt_all, encrypt_all_async, encrypt_field, encrypt_one, encrypt_one_async, ensure_keys,
+    };
+    pub use crate::{
+        Ciphertext, EncryptedModel, EncryptedRecord, Error, Plaintext, Result, SecretBytes,
+    };
+    pub use core::option::Option;
+    pub use std::string::{String, ToString};
+    pub use std::vec::Vec;
+}

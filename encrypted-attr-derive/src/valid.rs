@@ -1,0 +1,90 @@
+//! Checks of the model that parsing cannot express; every problem is reported, each
+//! at the user's attribute or field.
+
+use crate::ast::Model;
+use crate::attr::Errors;
+
+/// Validates `model`.
+pub(crate) fn check(model: &Model, errors: &mut Errors) {
+    if !model.generics.params.is_empty() {
+        errors.at(
+            model.ident.span(),
+            "#[derive(Encrypted)] does not support generic structs",
+        );
+    }
+    if model.encrypted().next().is_none() {
+        errors.at(
+            model.ident.span(),
+            "no field is marked #[encrypted]; mark the fields to store as ciphertext",
+        );
+    }
+    if let Some(id) = &model.id {
+        match model.id_field() {
+            None => errors.at(
+                id.value.span(),
+                format!("no field named `{}` to use as the row id", id.value.value()),
+            ),
+            Some(field) if field.encrypted.is_some() => errors.at(
+                id.value.span(),
+                "the row id must be a plain (not encrypted) field",
+            ),
+            Some(_) => {}
+        }
+    }
+    let mut columns = std::collections::HashSet::new();
+    for field in &model.fields {
+        if field.encrypted.is_none() {
+            columns.insert(field.ident.to_string());
+        }
+    }
+    for (_, field, enc) in model.encrypted() {
+        if let (Some(_), Some(json)) = (enc.convergent, enc.json) {
+            errors.at(
+                json,
+                "`convergent` cannot be combined with `json`: JSON encodings of equal values may differ, which breaks equality lookups",
+            );
+        }
+        if let (Some(_), Some(bidx)) = (enc.convergent, &enc.blind_index) {
+            errors.at(
+                bidx.span,
+                "a `convergent` field is searchable already; `blind_index` is for random fields",
+            );
+        }
+        if let (Some(normalize), None) = (&enc.normalize, &enc.blind_index) {
+            errors.at(
+                normalize.span,
+                "`normalize` applies to a `blind_index`; add `blind_index = \"<column>\"`",
+            );
+        }
+        if let (Some(normalize), Some(json)) = (&enc.normalize, enc.json) {
+            let _ = json;
+            errors.at(
+                normalize.span,
+                "`normalize` works on strings, not on `json` fields",
+            );
+        }
+        if !columns.insert(enc.column.to_string()) {
+            errors.at(enc.span, format!("column `{}` is used twice", enc.column));
+        }
+        if let Some(bidx) = &enc.blind_index {
+            let name = bidx.value.value();
+            if syn::parse_str::<syn::Ident>(&name).is_err() {
+                errors.at(
+                    bidx.value.span(),
+                    "`blind_index` must name a column that is a valid Rust identifier",
+                );
+            } else if !columns.insert(name.clone()) {
+                errors.at(bidx.value.span(), format!("column `{name}` is used twice"));
+            }
+        }
+        if enc.key.is_empty()
+            || !enc
+                .key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
+            errors.at(enc.span, format!("`{}` is not a valid key name", enc.key));
+        }
+        let _ = field;
+    }
+}

@@ -1,0 +1,6 @@
+use encrypted_attr::Encrypted;
+
+#[derive(Encrypted)]
+struct Secret(#[encrypted] String);
+
+fn main() {}
