@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -40,11 +41,16 @@ pub const PREFIX: &str = "vault:v";
     derive(::diesel::expression::AsExpression, ::diesel::deserialize::FromSqlRow)
 )]
 #[cfg_attr(feature = "diesel", diesel(sql_type = ::diesel::sql_types::Text))]
-pub struct Ciphertext {
+pub struct Ciphertext(Arc<Inner>);
+
+/// Shared, so that handing a ciphertext to a batch (which owns its items) costs a
+/// reference count, not a copy.
+#[derive(PartialEq, Eq, Hash)]
+struct Inner {
     version: KeyVersion,
-    payload: Vec<u8>,
+    payload: Box<[u8]>,
     /// Canonical string form, always `vault:v<version>:<base64(payload)>`.
-    text: String,
+    text: Box<str>,
 }
 
 impl Ciphertext {
@@ -53,41 +59,48 @@ impl Ciphertext {
     pub fn from_parts(version: KeyVersion, payload: Vec<u8>) -> Self {
         let mut text = String::new();
         encode_envelope(version, &payload, &mut text);
-        Self {
+        Self::new(version, payload, text)
+    }
+
+    fn new(version: KeyVersion, payload: Vec<u8>, text: String) -> Self {
+        Self(Arc::new(Inner {
             version,
-            payload,
-            text,
-        }
+            payload: payload.into_boxed_slice(),
+            text: text.into_boxed_str(),
+        }))
     }
 
     /// The key version that sealed this ciphertext.
     #[must_use]
     pub fn version(&self) -> KeyVersion {
-        self.version
+        self.0.version
     }
 
     /// The decoded payload (for AEAD keys `nonce ‖ ciphertext ‖ tag`).
     #[must_use]
     pub fn payload(&self) -> &[u8] {
-        &self.payload
+        &self.0.payload
     }
 
     /// The string to store: `vault:v<N>:<base64>`.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        &self.text
+        &self.0.text
     }
 
     /// The string to store, by value.
     #[must_use]
     pub fn into_string(self) -> String {
-        self.text
+        match Arc::try_unwrap(self.0) {
+            Ok(inner) => inner.text.into_string(),
+            Err(shared) => shared.text.to_string(),
+        }
     }
 }
 
 impl fmt::Display for Ciphertext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(&self.0.text)
     }
 }
 
@@ -97,21 +110,21 @@ impl fmt::Debug for Ciphertext {
         write!(
             f,
             "Ciphertext(v{}, {} bytes)",
-            self.version,
-            self.payload.len()
+            self.0.version,
+            self.0.payload.len()
         )
     }
 }
 
 impl AsRef<str> for Ciphertext {
     fn as_ref(&self) -> &str {
-        &self.text
+        &self.0.text
     }
 }
 
 impl From<Ciphertext> for String {
     fn from(ct: Ciphertext) -> Self {
-        ct.text
+        ct.into_string()
     }
 }
 
@@ -139,11 +152,7 @@ impl Ciphertext {
         if text.len() == canonical_len
             && text[PREFIX.len()..].starts_with(&format!("{}:", version.get()))
         {
-            Ok(Self {
-                version,
-                payload,
-                text,
-            })
+            Ok(Self::new(version, payload, text))
         } else {
             Ok(Self::from_parts(version, payload))
         }
@@ -152,7 +161,7 @@ impl Ciphertext {
 
 impl Serialize for Ciphertext {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.text)
+        s.serialize_str(&self.0.text)
     }
 }
 

@@ -61,6 +61,12 @@ impl SecretBytes {
         Zeroizing::new(std::mem::take(&mut self.0))
     }
 
+    /// Hands the buffer over without wiping it, for a caller that keeps the value in
+    /// clear anyway (a model's `String` field): saves a copy and a wipe per value.
+    pub(crate) fn into_unprotected_vec(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.0)
+    }
+
     /// Crate-internal mutable access, used to decrypt in place.
     pub(crate) fn as_mut_vec(&mut self) -> &mut Vec<u8> {
         &mut self.0

@@ -277,7 +277,7 @@ fn record_impl(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> Token
         let decode = if enc.json.is_some() {
             quote!(#p::decode_json::<#inner>(v.expose_secret())?)
         } else {
-            quote!(<#inner as #p::FieldCodec>::decode_field(v.expose_secret())?)
+            quote!(<#inner as #p::FieldCodec>::decode_owned(v)?)
         };
         if enc.option_inner.is_some() {
             quote! {

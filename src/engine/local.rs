@@ -178,29 +178,34 @@ impl LocalEngine {
 
 impl TransitEngine for LocalEngine {
     fn encrypt_batch(&self, key: &KeyName, items: Vec<EncryptItem>) -> BatchResult<Ciphertext> {
-        let mut loaded = self.key(key)?;
-        Ok(items
-            .iter()
-            .map(|item| self.seal_one(&mut loaded, item))
-            .collect())
+        let loaded = self.key(key)?;
+        Ok(parallel_map(&items, |chunk| {
+            let mut loaded = loaded.clone();
+            chunk
+                .iter()
+                .map(|item| self.seal_one(&mut loaded, item))
+                .collect()
+        }))
     }
 
     fn decrypt_batch(&self, key: &KeyName, items: Vec<DecryptItem>) -> BatchResult<Plaintext> {
         let newest = items.iter().map(|i| i.ciphertext.version()).max();
         let loaded = self.key_for_versions(key, newest)?;
         let capacity = self.keyring.options.derived_cache_capacity;
-        Ok(items
-            .iter()
-            .map(|i| {
-                Self::open_one(
-                    &loaded,
-                    capacity,
-                    &i.ciphertext,
-                    i.context.as_deref(),
-                    i.associated_data.as_deref(),
-                )
-            })
-            .collect())
+        Ok(parallel_map(&items, |chunk| {
+            chunk
+                .iter()
+                .map(|i| {
+                    Self::open_one(
+                        &loaded,
+                        capacity,
+                        &i.ciphertext,
+                        i.context.as_deref(),
+                        i.associated_data.as_deref(),
+                    )
+                })
+                .collect()
+        }))
     }
 
     fn rewrap_batch(&self, key: &KeyName, items: Vec<RewrapItem>) -> BatchResult<Ciphertext> {
@@ -415,6 +420,39 @@ impl TransitEngine for LocalEngine {
 }
 
 impl InProcess for LocalEngine {}
+
+/// Batches at least this long are split across the machine's cores.
+const PARALLEL_BATCH: usize = 512;
+
+/// Applies `f` to `items`, in chunks on scoped threads when the batch is large
+/// enough to repay starting them (tens of microseconds) and the machine has more
+/// than one core; results keep the items' order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    if items.len() < PARALLEL_BATCH || cores < 2 {
+        return f(items);
+    }
+    let chunk = items.len().div_ceil(cores);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .skip(1)
+            .map(|c| scope.spawn(|| f(c)))
+            .collect();
+        let mut out = f(&items[..chunk.min(items.len())]);
+        for handle in handles {
+            match handle.join() {
+                Ok(part) => out.extend(part),
+                // A panic in `f` is a bug; re-raise it on the caller's thread.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
 
 #[cfg(test)]
 mod tests {

@@ -17,24 +17,47 @@
 //! integer in decimal, a UUID hyphenated lower-case, a string as is). Without an
 //! `id`, the row binding is the column binding.
 
-use std::fmt::Write as _;
-
 /// The binding of a column: `ea1:5:users:5:email`.
 #[must_use]
 pub fn column_binding(table: &str, column: &str) -> Vec<u8> {
-    let mut out = String::with_capacity(16 + table.len() + column.len());
-    let _ = write!(out, "ea1:{}:{table}:{}:{column}", table.len(), column.len());
-    out.into_bytes()
+    let mut out = Vec::with_capacity(16 + table.len() + column.len());
+    out.extend_from_slice(b"ea1");
+    push_part(&mut out, table);
+    push_part(&mut out, column);
+    out
 }
 
 /// The binding of a value in a row: `ea1:5:users:3:ssn:2:42`.
 #[must_use]
 pub fn row_binding(table: &str, column: &str, row_id: Option<&str>) -> Vec<u8> {
-    let mut out = column_binding(table, column);
+    let mut out = Vec::with_capacity(24 + table.len() + column.len() + row_id.map_or(0, str::len));
+    out.extend_from_slice(b"ea1");
+    push_part(&mut out, table);
+    push_part(&mut out, column);
     if let Some(id) = row_id {
-        out.extend_from_slice(format!(":{}:{id}", id.len()).as_bytes());
+        push_part(&mut out, id);
     }
     out
+}
+
+/// Appends `:<decimal length>:<part>` (hand-written: this runs once per value).
+fn push_part(out: &mut Vec<u8>, part: &str) {
+    out.push(b':');
+    let mut digits = [0u8; 20];
+    let mut n = part.len();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        // `n % 10` is a single digit.
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.push(b':');
+    out.extend_from_slice(part.as_bytes());
 }
 
 #[cfg(test)]
@@ -53,5 +76,11 @@ mod tests {
             column_binding("users", "ssn")
         );
         assert_ne!(column_binding("a:1", "b"), column_binding("a", "1:b"));
+        let long = "x".repeat(1234);
+        assert_eq!(
+            row_binding("t", "c", Some(&long)),
+            format!("ea1:1:t:1:c:1234:{long}").into_bytes()
+        );
+        assert_eq!(row_binding("t", "c", Some("")), b"ea1:1:t:1:c:0:");
     }
 }

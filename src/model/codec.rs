@@ -22,6 +22,15 @@ pub trait FieldCodec: Sized {
     /// # Errors
     /// [`Error::InvalidFieldValue`] when the bytes are not an encoding of `Self`.
     fn decode_field(bytes: &[u8]) -> Result<Self>;
+
+    /// The value back from a decrypted buffer it may take over (saves a copy for
+    /// `String` and `Vec<u8>`, whose value lives on in clear in the model anyway).
+    ///
+    /// # Errors
+    /// As [`decode_field`](Self::decode_field).
+    fn decode_owned(plaintext: SecretBytes) -> Result<Self> {
+        Self::decode_field(plaintext.expose_secret())
+    }
 }
 
 fn invalid(what: &'static str) -> Error {
@@ -37,6 +46,13 @@ impl FieldCodec for String {
             .map(str::to_owned)
             .map_err(|_| invalid("decrypted bytes are not UTF-8"))
     }
+    fn decode_owned(plaintext: SecretBytes) -> Result<Self> {
+        String::from_utf8(plaintext.into_unprotected_vec()).map_err(|e| {
+            // Wipe the rejected bytes before dropping them.
+            drop(SecretBytes::new(e.into_bytes()));
+            invalid("decrypted bytes are not UTF-8")
+        })
+    }
 }
 
 impl FieldCodec for Vec<u8> {
@@ -45,6 +61,9 @@ impl FieldCodec for Vec<u8> {
     }
     fn decode_field(bytes: &[u8]) -> Result<Self> {
         Ok(bytes.to_vec())
+    }
+    fn decode_owned(plaintext: SecretBytes) -> Result<Self> {
+        Ok(plaintext.into_unprotected_vec())
     }
 }
 
