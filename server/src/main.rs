@@ -1,8 +1,5 @@
-//! The `encrypted-attr` binary: companion transit server and admin commands.
-//!
-//! Not implemented yet; it only reports so.
+//! The `encrypted-attr` binary.
 
 fn main() -> std::process::ExitCode {
-    eprintln!("encrypted-attr: the server and admin commands are not implemented yet");
-    std::process::ExitCode::from(2)
+    encrypted_attr_server::cli::main()
 }

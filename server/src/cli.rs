@@ -1,0 +1,121 @@
+//! The `encrypted-attr` command line: `server --dev` for now.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use encrypted_attr::LocalEngine;
+
+use crate::app::{AppState, run};
+
+/// encrypted-attr: companion transit server (Vault's transit API) and admin commands.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the transit server.
+    ///
+    /// Example: `encrypted-attr server --dev --listen 127.0.0.1:8200`
+    /// then `VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=<printed token> vault write transit/keys/users_ssn -f`.
+    Server {
+        /// Development mode: keys in memory, unsealed, a root token printed at start.
+        /// Nothing survives a restart. The only mode available yet.
+        #[arg(long)]
+        dev: bool,
+        /// Address to listen on (plain HTTP: loopback only).
+        #[arg(long, default_value = "127.0.0.1:8200")]
+        listen: SocketAddr,
+        /// Fix the root token's value (dev mode), like Vault's `-dev-root-token-id`.
+        #[arg(long, env = "ENCRYPTED_ATTR_DEV_ROOT_TOKEN_ID")]
+        dev_root_token_id: Option<String>,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+#[must_use]
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ENCRYPTED_ATTR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Server {
+            dev,
+            listen,
+            dev_root_token_id,
+        } => match serve(dev, listen, dev_root_token_id.as_deref()) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("encrypted-attr: {message}");
+                std::process::ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn serve(dev: bool, listen: SocketAddr, root_token_id: Option<&str>) -> Result<(), String> {
+    if !dev {
+        return Err(
+            "only `server --dev` is available yet (sealed storage, TLS and config files are not)"
+                .into(),
+        );
+    }
+    if !listen.ip().is_loopback() {
+        return Err(
+            "plain HTTP is allowed on loopback addresses only; TLS is not available yet".into(),
+        );
+    }
+    let engine = LocalEngine::ephemeral().map_err(|e| e.to_string())?;
+    let (state, root) = AppState::new(Arc::new(engine), root_token_id)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        // The root token is printed once, to the terminal, like `vault server -dev`.
+        println!("encrypted-attr dev server listening on http://{addr}");
+        println!(
+            "Root Token: {}",
+            String::from_utf8_lossy(root.0.expose_secret())
+        );
+        println!("Development mode: keys live in memory and are lost at exit.");
+        run(listener, Arc::new(state), shutdown_signal())
+            .await
+            .map_err(|e| format!("server failed: {e}"))
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

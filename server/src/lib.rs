@@ -1,0 +1,13 @@
+//! The `encrypted-attr` companion server: HashiCorp Vault's transit HTTP API over the
+//! in-process engine, so the application never holds a key; and the admin CLI.
+//!
+//! A library with a thin `main`: [`app`] builds the router, [`run`] serves it with
+//! graceful shutdown, [`cli::main`] is the command line.
+
+mod app;
+mod auth;
+pub mod cli;
+mod http;
+mod transit;
+
+pub use app::{AppState, MAX_REQUEST_BYTES, REQUEST_TIMEOUT, RootToken, VERSION, app, run};

@@ -1,0 +1,545 @@
+//! The server's Vault-compatible HTTP API, driven through the router (`oneshot`)
+//! and once over a real socket on 127.0.0.1:0.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use encrypted_attr::LocalEngine;
+use encrypted_attr_server::{AppState, app};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ROOT: &str = "root-token-for-tests";
+
+struct Server {
+    router: axum::Router,
+}
+
+impl Server {
+    fn new() -> Self {
+        let engine = Arc::new(LocalEngine::ephemeral().unwrap());
+        let (state, _) = AppState::new(engine, Some(ROOT)).unwrap();
+        Self {
+            router: app(Arc::new(state)),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("X-Vault-Token", token);
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.raw(request.body(body).unwrap()).await
+    }
+
+    async fn raw(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (status, value)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", path, Some(ROOT), Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call("GET", path, Some(ROOT), None).await
+    }
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn unb64(s: &str) -> String {
+    use base64::Engine as _;
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn envelope_auth_and_status_endpoints() {
+    let s = Server::new();
+    let (status, body) = s.call("GET", "/v1/sys/health", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    for field in [
+        "initialized",
+        "sealed",
+        "standby",
+        "performance_standby",
+        "replication_performance_mode",
+        "replication_dr_mode",
+        "server_time_utc",
+        "version",
+    ] {
+        assert!(body.get(field).is_some(), "health lacks {field}");
+    }
+    let (status, body) = s.call("GET", "/v1/sys/seal-status", None, None).await;
+    assert_eq!(
+        (status, body["sealed"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+
+    // No token, a wrong token: 403 with Vault's body.
+    for token in [None, Some("nope")] {
+        let (status, body) = s
+            .call("POST", "/v1/transit/keys/k", token, Some(json!({})))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            body,
+            json!({"errors": ["1 error occurred:\n\t* permission denied\n\n"]})
+        );
+    }
+    // Bearer works as well as X-Vault-Token.
+    let request = Request::builder()
+        .method("GET")
+        .uri("/v1/auth/token/lookup-self")
+        .header("Authorization", format!("Bearer {ROOT}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = s.raw(request).await;
+    assert_eq!(status, StatusCode::OK);
+    for field in ["request_id", "lease_id", "lease_duration", "renewable"] {
+        assert!(body.get(field).is_some(), "envelope lacks {field}");
+    }
+    assert_eq!(body["data"]["policies"], json!(["root"]));
+}
+
+#[tokio::test]
+async fn key_lifecycle() {
+    let s = Server::new();
+    let (status, _) = s.call("LIST", "/v1/transit/keys", Some(ROOT), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "empty list is 404");
+    let (status, body) = s
+        .post(
+            "/v1/transit/keys/orders",
+            json!({"exportable": "true", "auto_rotate_period": "24h"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["type"], "aes256-gcm96");
+    assert_eq!(body["data"]["exportable"], true);
+    assert_eq!(body["data"]["auto_rotate_period"], 86_400);
+    assert!(body["data"]["keys"]["1"].is_u64());
+    let (status, body) = s.get("/v1/transit/keys?list=true").await;
+    assert_eq!(
+        (status, body["data"]["keys"].clone()),
+        (StatusCode::OK, json!(["orders"]))
+    );
+    let (_, body) = s.post("/v1/transit/keys/orders/rotate", json!({})).await;
+    assert_eq!(body["data"]["latest_version"], 2);
+    let (status, body) = s
+        .post(
+            "/v1/transit/keys/orders/config",
+            json!({"min_decryption_version": 3}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = s
+        .post(
+            "/v1/transit/keys/orders/config",
+            json!({"min_decryption_version": "2", "min_encryption_version": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = s
+        .post(
+            "/v1/transit/keys/orders/trim",
+            json!({"min_available_version": 2}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["data"]["min_available_version"].clone()),
+        (StatusCode::OK, json!(2)),
+        "{body}"
+    );
+    let (status, body) = s
+        .get("/v1/transit/export/encryption-key/orders/latest")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["keys"].as_object().map(|k| k.len()), Some(1));
+    let (status, _) = s.get("/v1/transit/keys/missing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = s
+        .call("DELETE", "/v1/transit/keys/orders", Some(ROOT), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("deletion is not allowed")
+    );
+    s.post(
+        "/v1/transit/keys/orders/config",
+        json!({"deletion_allowed": true}),
+    )
+    .await;
+    let (status, _) = s
+        .call("DELETE", "/v1/transit/keys/orders", Some(ROOT), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = s
+        .post("/v1/transit/keys/bad", json!({"type": "rsa-9"}))
+        .await;
+    assert_eq!(
+        (status, body["errors"][0].clone()),
+        (StatusCode::BAD_REQUEST, json!("unknown key type rsa-9"))
+    );
+}
+
+#[tokio::test]
+async fn encrypt_decrypt_single_and_batch() {
+    let s = Server::new();
+    // Encrypt upserts the key.
+    let (status, body) = s
+        .post(
+            "/v1/transit/encrypt/users_ssn",
+            json!({"plaintext": b64("123-45-6789"), "nonce": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ct = body["data"]["ciphertext"].as_str().unwrap().to_owned();
+    assert!(ct.starts_with("vault:v1:"));
+    assert_eq!(body["data"]["key_version"], 1);
+    assert_eq!(
+        body["warnings"],
+        json!(["Endpoint ignored these unrecognized parameters: [nonce]"])
+    );
+    let (_, body) = s
+        .post("/v1/transit/decrypt/users_ssn", json!({"ciphertext": ct}))
+        .await;
+    assert_eq!(
+        unb64(body["data"]["plaintext"].as_str().unwrap()),
+        "123-45-6789"
+    );
+
+    // A batch with a bad item: 400, the other items still processed.
+    let (status, body) = s
+        .post(
+            "/v1/transit/encrypt/users_ssn",
+            json!({"batch_input": [{"plaintext": b64("a"), "reference": "r1"}, {"plaintext": "ab*d", "reference": "r2"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let results = body["data"]["batch_results"].as_array().unwrap();
+    assert!(results[0]["ciphertext"].is_string());
+    assert_eq!(results[0]["reference"], "r1");
+    assert_eq!(results[1]["error"], "illegal base64 data at input byte 2");
+    let (status, _) = s
+        .post(
+            "/v1/transit/encrypt/users_ssn",
+            json!({"partial_failure_response_code": 200, "batch_input": [{"plaintext": b64("a")}, {"plaintext": "!"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let good = results[0]["ciphertext"].clone();
+    let (status, body) = s
+        .post(
+            "/v1/transit/decrypt/users_ssn",
+            json!({"batch_input": [{"ciphertext": good}, {"ciphertext": "vault:v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}, {"ciphertext": "nope"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let results = body["data"]["batch_results"].as_array().unwrap();
+    assert_eq!(unb64(results[0]["plaintext"].as_str().unwrap()), "a");
+    assert_eq!(results[1]["error"], "cipher: message authentication failed");
+    assert_eq!(results[1]["plaintext"], "");
+    assert_eq!(results[2]["error"], "invalid ciphertext: no prefix");
+
+    // Errors of single requests.
+    let (status, body) = s
+        .post("/v1/transit/decrypt/nokey", json!({"ciphertext": ct}))
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"errors": ["encryption key not found"]})
+        )
+    );
+    let (status, body) = s.post("/v1/transit/encrypt/users_ssn", json!({})).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"errors": ["missing plaintext to encrypt"]})
+        )
+    );
+    let (status, body) = s
+        .post(
+            "/v1/transit/decrypt/users_ssn",
+            json!({"ciphertext": "vault:v9:AAAA"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"errors": ["invalid ciphertext: version is too new"]})
+        )
+    );
+    let (status, _) = s
+        .post("/v1/transit/encrypt/users_ssn", json!({"batch_input": []}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn derived_convergent_rewrap_datakey_hmac_random_hash() {
+    let s = Server::new();
+    let ctx = b64("tenant-1");
+    s.post(
+        "/v1/transit/keys/emails",
+        json!({"derived": true, "convergent_encryption": true}),
+    )
+    .await;
+    let enc = json!({"plaintext": b64("a@b.c"), "context": ctx});
+    let (_, one) = s.post("/v1/transit/encrypt/emails", enc.clone()).await;
+    let (_, two) = s.post("/v1/transit/encrypt/emails", enc).await;
+    assert_eq!(
+        one["data"]["ciphertext"], two["data"]["ciphertext"],
+        "convergent"
+    );
+    let (status, body) = s
+        .post(
+            "/v1/transit/decrypt/emails",
+            json!({"ciphertext": one["data"]["ciphertext"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("missing 'context'")
+    );
+
+    // Rewrap with associated data (our extension).
+    let aad = b64("users/ssn/7");
+    let (_, body) = s
+        .post(
+            "/v1/transit/encrypt/ssn",
+            json!({"plaintext": b64("x"), "associated_data": aad}),
+        )
+        .await;
+    let ct = body["data"]["ciphertext"].clone();
+    s.post("/v1/transit/keys/ssn/rotate", json!({})).await;
+    let (status, body) = s
+        .post(
+            "/v1/transit/rewrap/ssn",
+            json!({"ciphertext": ct, "associated_data": aad}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["key_version"], 2);
+    let (_, body) = s
+        .post(
+            "/v1/transit/decrypt/ssn",
+            json!({"ciphertext": body["data"]["ciphertext"], "associated_data": aad}),
+        )
+        .await;
+    assert_eq!(unb64(body["data"]["plaintext"].as_str().unwrap()), "x");
+
+    // Data keys.
+    let (status, body) = s
+        .post("/v1/transit/datakey/plaintext/ssn", json!({"bits": 512}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let plaintext = body["data"]["plaintext"].as_str().unwrap().to_owned();
+    let (_, opened) = s
+        .post(
+            "/v1/transit/decrypt/ssn",
+            json!({"ciphertext": body["data"]["ciphertext"]}),
+        )
+        .await;
+    assert_eq!(opened["data"]["plaintext"], plaintext);
+    let (_, body) = s.post("/v1/transit/datakey/wrapped/ssn", json!({})).await;
+    assert!(body["data"].get("plaintext").is_none());
+    let (status, _) = s.post("/v1/transit/datakey/other/ssn", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = s
+        .post("/v1/transit/datakey/plaintext/ssn", json!({"bits": 64}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // HMAC and verify.
+    let (_, body) = s
+        .post(
+            "/v1/transit/hmac/ssn/sha2-512",
+            json!({"input": b64("msg")}),
+        )
+        .await;
+    let tag = body["data"]["hmac"].clone();
+    assert!(tag.as_str().unwrap().starts_with("vault:v2:"));
+    let (_, body) = s
+        .post(
+            "/v1/transit/verify/ssn/sha2-512",
+            json!({"input": b64("msg"), "hmac": tag}),
+        )
+        .await;
+    assert_eq!(body["data"]["valid"], true);
+    let (_, body) = s.post("/v1/transit/verify/ssn", json!({"batch_input": [{"input": b64("msg"), "hmac": tag}, {"input": b64("other"), "hmac": tag}], "hash_algorithm": "sha2-512"})).await;
+    let results = body["data"]["batch_results"].as_array().unwrap();
+    assert_eq!(results[0]["valid"], true);
+    assert!(
+        results[1].get("valid").is_none(),
+        "false is omitted in HMAC batches"
+    );
+
+    let (_, body) = s
+        .post("/v1/transit/random/16", json!({"format": "hex"}))
+        .await;
+    assert_eq!(body["data"]["random_bytes"].as_str().unwrap().len(), 32);
+    let (status, _) = s.post("/v1/transit/random", json!({"bytes": 0})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, body) = s
+        .post("/v1/transit/hash", json!({"input": b64("abc")}))
+        .await;
+    assert_eq!(
+        body["data"]["sum"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_never_a_5xx() {
+    let s = Server::new();
+    let request = |method: &str, path: &str, body: &'static str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("X-Vault-Token", ROOT)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (status, body) = s
+        .raw(request("POST", "/v1/transit/encrypt/k", "{\"plaintext\": "))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = s
+        .raw(request("POST", "/v1/transit/encrypt/k", "[1,2]"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = s
+        .raw(request(
+            "POST",
+            "/v1/transit/encrypt/k",
+            "{\"plaintext\": {\"a\": 1}}",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = s
+        .raw(request(
+            "POST",
+            "/v1/transit/keys/k",
+            "{\"derived\": \"maybe\"}",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = s.raw(request("GET", "/v1/transit/encrypt/k", "")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _) = s
+        .raw(request("POST", "/v1/transit/nothing/here", "{}"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s
+        .raw(request("POST", "/v1/transit/keys/bad%20name!", "{}"))
+        .await;
+    assert!(status.is_client_error());
+    let huge = vec![b'a'; encrypted_attr_server::MAX_REQUEST_BYTES + 10];
+    let request = Request::builder()
+        .method("POST")
+        .uri("/v1/transit/encrypt/k")
+        .header("X-Vault-Token", ROOT)
+        .body(Body::from(huge))
+        .unwrap();
+    let response = s.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn tokens_can_be_created_and_revoked() {
+    let s = Server::new();
+    let (status, body) = s
+        .post(
+            "/v1/auth/token/create",
+            json!({"policies": ["app"], "ttl": "1h"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["auth"]["client_token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("hvs."));
+    let (status, body) = s
+        .call("GET", "/v1/auth/token/lookup-self", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["data"]["ttl"].as_u64().unwrap() > 3500);
+    let (status, _) = s
+        .call(
+            "POST",
+            "/v1/auth/token/revoke-self",
+            Some(&token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s
+        .call("GET", "/v1/auth/token/lookup-self", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_on_a_real_socket_and_shuts_down() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let engine = Arc::new(LocalEngine::ephemeral().unwrap());
+    let (state, _) = AppState::new(engine, Some(ROOT)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(encrypted_attr_server::run(
+        listener,
+        Arc::new(state),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let body = json!({"plaintext": b64("over the wire")}).to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /v1/transit/encrypt/wire HTTP/1.1\r\nHost: {addr}\r\nX-Vault-Token: {ROOT}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("content-type: application/json")
+    );
+    assert!(response.contains("vault:v1:"));
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
