@@ -150,6 +150,25 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A remote transit server answered with an error status; `errors` are its
+    /// messages (Vault's `{"errors": [...]}`).
+    #[error("transit server answered {status}: {}", errors.join("; "))]
+    Remote {
+        /// HTTP status.
+        status: u16,
+        /// The server's error messages.
+        errors: Vec<String>,
+    },
+
+    /// The remote transit server could not be reached (connection, TLS, timeout).
+    #[error("transit server unreachable")]
+    Transport(#[source] BoxError),
+
+    /// A blocking remote operation was called from inside an async runtime, where it
+    /// would stall the runtime; use the async face (`*_async`) there.
+    #[error("blocking call of a remote engine inside an async runtime; use the async methods")]
+    BlockingInAsync,
+
     /// The operating system's random source failed; nothing was encrypted.
     #[error("the system random source failed")]
     RandomSource,
@@ -175,6 +194,9 @@ impl Error {
         if let Self::Field { source, .. } = self {
             return source.is_user_error();
         }
+        if let Self::Remote { status, .. } = self {
+            return *status < 500;
+        }
         !matches!(
             self,
             Self::WrongRootKey
@@ -184,6 +206,8 @@ impl Error {
                 | Self::Storage(_)
                 | Self::RandomSource
                 | Self::InvalidRootKey(_)
+                | Self::Transport(_)
+                | Self::BlockingInAsync
         )
     }
 }

@@ -3,6 +3,8 @@
 
 mod cipher;
 mod ciphertext;
+#[cfg(feature = "client")]
+mod client;
 #[cfg(feature = "diesel")]
 mod diesel;
 mod engine;
@@ -34,6 +36,10 @@ pub use keyring::{
     EngineOptions, KeyConfig, KeyInfo, KeyOptions, MAX_NONCE_BUDGET, MIN_AUTO_ROTATE_PERIOD,
 };
 pub use storage::RootKey;
+
+// The remote engine (feature `client`).
+#[cfg(feature = "client")]
+pub use client::{ClientConfig, RemoteEngine};
 
 // Models: the derive and what it implements.
 pub use encrypted_attr_derive::Encrypted;
