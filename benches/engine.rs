@@ -13,9 +13,7 @@ use aes_gcm::aead::{AeadInOut, KeyInit};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use encrypted_attr::{
-    Ciphertext, DecryptItem, EncryptItem, KeyName, KeyOptions, LocalEngine, TransitEngine,
-};
+use encrypted_attr::{Ciphertext, DecryptItem, EncryptItem, KeyName, KeyOptions, LocalEngine, TransitEngine};
 use rand::TryRng as _;
 
 const SIZES: [usize; 4] = [16, 64, 1024, 16 * 1024];
@@ -67,48 +65,30 @@ fn single(c: &mut Criterion) {
     for size in SIZES {
         let plaintext = vec![0x5au8; size];
         group.throughput(Throughput::Bytes(size as u64));
-        group.bench_with_input(
-            BenchmarkId::new("raw_aes_gcm_seal_base64", size),
-            &plaintext,
-            |b, p| {
-                let mut counter = 0;
-                b.iter(|| black_box(raw_seal(&cipher, &mut counter, p)));
-            },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("engine_encrypt_encode", size),
-            &plaintext,
-            |b, p| {
-                b.iter(|| {
-                    let ct = engine
-                        .encrypt(&key, EncryptItem::new(&p[..]))
-                        .expect("encrypt");
-                    black_box(ct.into_string())
-                });
-            },
-        );
+        group.bench_with_input(BenchmarkId::new("raw_aes_gcm_seal_base64", size), &plaintext, |b, p| {
+            let mut counter = 0;
+            b.iter(|| black_box(raw_seal(&cipher, &mut counter, p)));
+        });
+        group.bench_with_input(BenchmarkId::new("engine_encrypt_encode", size), &plaintext, |b, p| {
+            b.iter(|| {
+                let ct = engine.encrypt(&key, EncryptItem::new(&p[..])).expect("encrypt");
+                black_box(ct.into_string())
+            });
+        });
         let raw = raw_seal(&cipher, &mut 0, &plaintext);
-        group.bench_with_input(
-            BenchmarkId::new("raw_base64_aes_gcm_open", size),
-            &raw,
-            |b, s| {
-                b.iter(|| black_box(raw_open(&cipher, s)));
-            },
-        );
+        group.bench_with_input(BenchmarkId::new("raw_base64_aes_gcm_open", size), &raw, |b, s| {
+            b.iter(|| black_box(raw_open(&cipher, s)));
+        });
         let text = engine
             .encrypt(&key, EncryptItem::new(&plaintext[..]))
             .expect("encrypt")
             .to_string();
-        group.bench_with_input(
-            BenchmarkId::new("engine_parse_decrypt", size),
-            &text,
-            |b, s| {
-                b.iter(|| {
-                    let ct: Ciphertext = s.parse().expect("parse");
-                    black_box(engine.decrypt(&key, DecryptItem::new(ct)).expect("decrypt"))
-                });
-            },
-        );
+        group.bench_with_input(BenchmarkId::new("engine_parse_decrypt", size), &text, |b, s| {
+            b.iter(|| {
+                let ct: Ciphertext = s.parse().expect("parse");
+                black_box(engine.decrypt(&key, DecryptItem::new(ct)).expect("decrypt"))
+            });
+        });
     }
     group.finish();
 }
@@ -121,20 +101,16 @@ fn batch(c: &mut Criterion) {
     for size in SIZES {
         let plaintext = vec![0x5au8; size];
         group.throughput(Throughput::Elements(BATCH as u64));
-        group.bench_with_input(
-            BenchmarkId::new("raw_aes_gcm_seal_base64", size),
-            &plaintext,
-            |b, p| {
-                let mut counter = 0;
-                b.iter(|| {
-                    black_box(
-                        (0..BATCH)
-                            .map(|_| raw_seal(&cipher, &mut counter, p))
-                            .collect::<Vec<_>>(),
-                    )
-                });
-            },
-        );
+        group.bench_with_input(BenchmarkId::new("raw_aes_gcm_seal_base64", size), &plaintext, |b, p| {
+            let mut counter = 0;
+            b.iter(|| {
+                black_box(
+                    (0..BATCH)
+                        .map(|_| raw_seal(&cipher, &mut counter, p))
+                        .collect::<Vec<_>>(),
+                )
+            });
+        });
         group.bench_with_input(
             BenchmarkId::new("engine_encrypt_batch_encode", size),
             &plaintext,
@@ -153,20 +129,11 @@ fn batch(c: &mut Criterion) {
         let raw: Vec<String> = (0..BATCH)
             .map(|i| raw_seal(&cipher, &mut (i as u64), &plaintext))
             .collect();
-        group.bench_with_input(
-            BenchmarkId::new("raw_base64_aes_gcm_open", size),
-            &raw,
-            |b, all| {
-                b.iter(|| black_box(all.iter().map(|s| raw_open(&cipher, s)).collect::<Vec<_>>()));
-            },
-        );
+        group.bench_with_input(BenchmarkId::new("raw_base64_aes_gcm_open", size), &raw, |b, all| {
+            b.iter(|| black_box(all.iter().map(|s| raw_open(&cipher, s)).collect::<Vec<_>>()));
+        });
         let texts: Vec<String> = engine
-            .encrypt_batch(
-                &key,
-                (0..BATCH)
-                    .map(|_| EncryptItem::new(&plaintext[..]))
-                    .collect(),
-            )
+            .encrypt_batch(&key, (0..BATCH).map(|_| EncryptItem::new(&plaintext[..])).collect())
             .expect("batch")
             .into_iter()
             .map(|r| r.expect("item").to_string())
@@ -205,9 +172,7 @@ fn nonce_sources(c: &mut Criterion) {
             black_box(n)
         });
     });
-    group.bench_function("getpid_fork_check", |b| {
-        b.iter(|| black_box(std::process::id()))
-    });
+    group.bench_function("getpid_fork_check", |b| b.iter(|| black_box(std::process::id())));
     group.finish();
 }
 

@@ -89,16 +89,16 @@ fn main() {
     for _ in 0..ROUNDS {
         let mut db = SqliteConnection::establish(":memory:").unwrap();
         for t in ["plain_users", "users"] {
-            diesel::sql_query(format!("CREATE TABLE {t} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, ssn TEXT NOT NULL, email TEXT NOT NULL)"))
-                .execute(&mut db)
-                .unwrap();
+            diesel::sql_query(format!(
+                "CREATE TABLE {t} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, ssn TEXT NOT NULL, email TEXT NOT NULL)"
+            ))
+            .execute(&mut db)
+            .unwrap();
         }
         let start = Instant::now();
         db.transaction(|db| {
             for chunk in plain.chunks(1000) {
-                diesel::insert_into(plain_users::table)
-                    .values(chunk)
-                    .execute(db)?;
+                diesel::insert_into(plain_users::table).values(chunk).execute(db)?;
             }
             diesel::QueryResult::Ok(())
         })
@@ -109,9 +109,7 @@ fn main() {
         let records = User::encrypt_all(&users, &engine).unwrap();
         db.transaction(|db| {
             for chunk in records.chunks(1000) {
-                diesel::insert_into(users::table)
-                    .values(chunk)
-                    .execute(db)?;
+                diesel::insert_into(users::table).values(chunk).execute(db)?;
             }
             diesel::QueryResult::Ok(())
         })
@@ -119,18 +117,12 @@ fn main() {
         e_ins.push(millis(start));
 
         let start = Instant::now();
-        let loaded: Vec<PlainUser> = plain_users::table
-            .select(PlainUser::as_select())
-            .load(&mut db)
-            .unwrap();
+        let loaded: Vec<PlainUser> = plain_users::table.select(PlainUser::as_select()).load(&mut db).unwrap();
         p_load.push(millis(start));
         assert_eq!(loaded.len(), ROWS as usize);
 
         let start = Instant::now();
-        let loaded: Vec<UserRecord> = users::table
-            .select(UserRecord::as_select())
-            .load(&mut db)
-            .unwrap();
+        let loaded: Vec<UserRecord> = users::table.select(UserRecord::as_select()).load(&mut db).unwrap();
         let loaded = UserRecord::decrypt_all(loaded, &engine).unwrap();
         e_load.push(millis(start));
         assert_eq!(loaded.len(), ROWS as usize);

@@ -13,9 +13,7 @@ use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use encrypted_attr::{
-    Ciphertext, DecryptItem, EncryptItem, KeyName, KeyOptions, LocalEngine, TransitEngine,
-};
+use encrypted_attr::{Ciphertext, DecryptItem, EncryptItem, KeyName, KeyOptions, LocalEngine, TransitEngine};
 
 const ROUNDS: usize = 41;
 
@@ -101,10 +99,7 @@ fn main() {
         }
         for (op, raw, eng) in [("encrypt", raw_enc, eng_enc), ("decrypt", raw_dec, eng_dec)] {
             let (r, e) = (median(raw), median(eng));
-            println!(
-                "| {op} | {size} B | {r:.0} ns | {e:.0} ns | {:.2}× |",
-                e / r
-            );
+            println!("| {op} | {size} B | {r:.0} ns | {e:.0} ns | {:.2}× |", e / r);
         }
     }
 }

@@ -33,8 +33,7 @@ struct Patient {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let mut db = PgConnection::establish(&url)?;
     diesel::sql_query("DROP TABLE IF EXISTS patients").execute(&mut db)?;
     diesel::sql_query(
@@ -55,9 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let records = Patient::encrypt_all(&patients, &engine)?;
-    diesel::insert_into(patients::table)
-        .values(&records)
-        .execute(&mut db)?;
+    diesel::insert_into(patients::table).values(&records).execute(&mut db)?;
 
     let wanted = Patient::insurance_no_lookup(&engine, &"INS-0003".to_owned())?;
     let rows: Vec<PatientRecord> = patients::table
@@ -72,10 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         found[0].diagnosis
     );
 
-    let raw: String = patients::table
-        .find(1)
-        .select(patients::diagnosis)
-        .first(&mut db)?;
+    let raw: String = patients::table.find(1).select(patients::diagnosis).first(&mut db)?;
     println!("stored diagnosis of patient 1: {raw}");
     Ok(())
 }

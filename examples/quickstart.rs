@@ -9,9 +9,7 @@
 
 use diesel::prelude::*;
 use encrypted_attr::model::row_binding;
-use encrypted_attr::{
-    Ciphertext, Encrypted, KeyName, LocalEngine, RewrapItem, RootKey, TransitEngine,
-};
+use encrypted_attr::{Ciphertext, Encrypted, KeyName, LocalEngine, RewrapItem, RootKey, TransitEngine};
 
 #[allow(missing_docs)]
 mod schema {
@@ -89,17 +87,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     // One engine call per key for all rows.
     let records = User::encrypt_all(&people, &engine)?;
-    diesel::insert_into(users::table)
-        .values(&records)
-        .execute(&mut db)?;
+    diesel::insert_into(users::table).values(&records).execute(&mut db)?;
 
     let (ssn, email, phone_bidx): (String, String, Option<String>) = users::table
         .find(1)
         .select((users::ssn, users::email, users::phone_bidx))
         .first(&mut db)?;
-    println!(
-        "what the database holds for Ada:\n  ssn   = {ssn}\n  email = {email}\n  phone_bidx = {phone_bidx:?}"
-    );
+    println!("what the database holds for Ada:\n  ssn   = {ssn}\n  email = {email}\n  phone_bidx = {phone_bidx:?}");
 
     // Find by e-mail (convergent) and by phone (blind index).
     let candidates = User::email_lookup(&engine, &"grace@example.com".to_owned())?;
@@ -120,10 +114,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     diesel::update(users::table.find(2))
         .set(users::ssn.eq(&ssn))
         .execute(&mut db)?;
-    let tampered: UserRecord = users::table
-        .find(2)
-        .select(UserRecord::as_select())
-        .first(&mut db)?;
+    let tampered: UserRecord = users::table.find(2).select(UserRecord::as_select()).first(&mut db)?;
     println!(
         "Ada's SSN pasted into Grace's row: {}",
         tampered
@@ -140,17 +131,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ssn_key = KeyName::new("users_ssn")?;
     let info = engine.rotate_key(&ssn_key)?;
     println!("rotated users_ssn to v{}", info.latest_version);
-    let rows: Vec<(i64, Ciphertext)> =
-        users::table.select((users::id, users::ssn)).load(&mut db)?;
+    let rows: Vec<(i64, Ciphertext)> = users::table.select((users::id, users::ssn)).load(&mut db)?;
     let items = rows
         .iter()
-        .map(|(id, ct)| {
-            RewrapItem::new(ct.clone()).associated_data(row_binding(
-                "users",
-                "ssn",
-                Some(&id.to_string()),
-            ))
-        })
+        .map(|(id, ct)| RewrapItem::new(ct.clone()).associated_data(row_binding("users", "ssn", Some(&id.to_string()))))
         .collect();
     let rewrapped = engine.rewrap_batch(&ssn_key, items)?;
     db.transaction(|db| {

@@ -45,12 +45,9 @@ pub struct Customer {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite::memory:".into());
     let db = Database::connect(url).await?;
-    db.execute_unprepared("DROP TABLE IF EXISTS customers")
+    db.execute_unprepared("DROP TABLE IF EXISTS customers").await?;
+    db.execute_unprepared("CREATE TABLE customers (id BIGINT PRIMARY KEY, email TEXT NOT NULL, card_last4 TEXT)")
         .await?;
-    db.execute_unprepared(
-        "CREATE TABLE customers (id BIGINT PRIMARY KEY, email TEXT NOT NULL, card_last4 TEXT)",
-    )
-    .await?;
 
     let engine = LocalEngine::ephemeral()?;
     Customer::ensure_keys(&engine)?;

@@ -106,15 +106,11 @@ impl AeadKey {
             reason: "key has the wrong length for its type",
         };
         Ok(match key_type {
-            KeyType::Aes256Gcm96 => {
-                Self::Aes256(Box::new(Aes256Gcm::new_from_slice(key).map_err(bad_len)?))
+            KeyType::Aes256Gcm96 => Self::Aes256(Box::new(Aes256Gcm::new_from_slice(key).map_err(bad_len)?)),
+            KeyType::Aes128Gcm96 => Self::Aes128(Box::new(Aes128Gcm::new_from_slice(key).map_err(bad_len)?)),
+            KeyType::ChaCha20Poly1305 => {
+                Self::ChaCha(Box::new(ChaCha20Poly1305::new_from_slice(key).map_err(bad_len)?))
             }
-            KeyType::Aes128Gcm96 => {
-                Self::Aes128(Box::new(Aes128Gcm::new_from_slice(key).map_err(bad_len)?))
-            }
-            KeyType::ChaCha20Poly1305 => Self::ChaCha(Box::new(
-                ChaCha20Poly1305::new_from_slice(key).map_err(bad_len)?,
-            )),
         })
     }
 
@@ -160,9 +156,7 @@ impl AeadKey {
             Self::ChaCha(k) => k.decrypt_inout_detached(nonce, aad, buf, tag),
         };
         // On failure `plaintext` holds unauthenticated bytes; dropping wipes them.
-        result
-            .map(|()| plaintext)
-            .map_err(|_| Error::DecryptionFailed)
+        result.map(|()| plaintext).map_err(|_| Error::DecryptionFailed)
     }
 }
 
@@ -177,11 +171,7 @@ pub(crate) fn hkdf_sha256(ikm: &[u8], context: &[u8], out: &mut [u8]) -> Result<
 
 /// The key material Vault's convergent encryption version 3 derives for one context:
 /// the encryption key, then a 32-byte HMAC key used to compute nonces.
-pub(crate) fn derive_convergent(
-    ikm: &[u8],
-    key_len: usize,
-    context: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, Error> {
+pub(crate) fn derive_convergent(ikm: &[u8], key_len: usize, context: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
     let mut out = Zeroizing::new(vec![0u8; key_len + HMAC_KEY_LEN]);
     hkdf_sha256(ikm, context, &mut out)?;
     Ok(out)
@@ -339,8 +329,7 @@ pub(crate) fn random_nonce(check_fork: bool) -> Result<[u8; NONCE_LEN], Error> {
         }
     }
     let mut nonce = [0u8; NONCE_LEN];
-    rng.try_fill_bytes(&mut nonce)
-        .map_err(|_| Error::RandomSource)?;
+    rng.try_fill_bytes(&mut nonce).map_err(|_| Error::RandomSource)?;
     Ok(nonce)
 }
 
@@ -393,17 +382,13 @@ mod tests {
     fn nist_aes256_gcm_known_answers() -> Result<(), Error> {
         let vectors = include_str!("../tests/data/nist_aes256gcm.txt");
         let mut count = 0;
-        for line in vectors
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        {
+        for line in vectors.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
             let f: Vec<Vec<u8>> = line.split_whitespace().map(field).collect();
             let [key, nonce, plaintext, aad, ciphertext, tag] = &f[..] else {
                 panic!("bad vector line {line}");
             };
             let aead = AeadKey::new(KeyType::Aes256Gcm96, key)?;
-            let nonce: [u8; NONCE_LEN] =
-                nonce[..].try_into().map_err(|_| Error::DecryptionFailed)?;
+            let nonce: [u8; NONCE_LEN] = nonce[..].try_into().map_err(|_| Error::DecryptionFailed)?;
             let sealed = aead.seal(&nonce, aad, plaintext);
             let expected: Vec<u8> = [&nonce[..], ciphertext, tag].concat();
             assert_eq!(sealed, expected, "seal: {line}");
@@ -415,10 +400,7 @@ mod tests {
             let mut flipped = expected.clone();
             let last = flipped.len() - 1;
             flipped[last] ^= 1;
-            assert!(matches!(
-                aead.open(aad, &flipped),
-                Err(Error::DecryptionFailed)
-            ));
+            assert!(matches!(aead.open(aad, &flipped), Err(Error::DecryptionFailed)));
             count += 1;
         }
         assert!(count >= 8, "only {count} vectors read");
@@ -429,17 +411,12 @@ mod tests {
     fn hmac_matches_vaults_vector() {
         use base64::Engine as _;
         // reference §2.7
-        let tag = HashAlgorithm::Sha2_256
-            .hmac(b"01234567890123456789012345678901", b"the quick brown fox");
+        let tag = HashAlgorithm::Sha2_256.hmac(b"01234567890123456789012345678901", b"the quick brown fox");
         assert_eq!(
             base64::engine::general_purpose::STANDARD.encode(&tag),
             "UcBvm5VskkukzZHlPgm3p5P/Yr/PV6xpuOGZISya3A4="
         );
-        assert!(HashAlgorithm::Sha2_256.verify_hmac(
-            b"01234567890123456789012345678901",
-            b"the quick brown fox",
-            &tag
-        ));
+        assert!(HashAlgorithm::Sha2_256.verify_hmac(b"01234567890123456789012345678901", b"the quick brown fox", &tag));
         assert!(!HashAlgorithm::Sha2_256.verify_hmac(
             b"01234567890123456789012345678901",
             b"the quick brown fix",
@@ -501,20 +478,14 @@ mod tests {
         let nonce = convergent_nonce(&out[32..], b"", b"the quick brown fox");
         assert_eq!(nonce[..], hex("e40c58b9f8ca7e044a5235a0")[..]);
         // With associated data the nonce changes (and so never repeats across AADs).
-        assert_ne!(
-            convergent_nonce(&out[32..], b"x", b"the quick brown fox"),
-            nonce
-        );
+        assert_ne!(convergent_nonce(&out[32..], b"x", b"the quick brown fox"), nonce);
         Ok(())
     }
 
     #[test]
     fn short_payload_is_malformed_not_a_failed_decryption() -> Result<(), Error> {
         let key = AeadKey::new(KeyType::Aes256Gcm96, &[7u8; 32])?;
-        assert!(matches!(
-            key.open(b"", &[0u8; 27]),
-            Err(Error::MalformedCiphertext(_))
-        ));
+        assert!(matches!(key.open(b"", &[0u8; 27]), Err(Error::MalformedCiphertext(_))));
         Ok(())
     }
 }

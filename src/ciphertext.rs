@@ -107,12 +107,7 @@ impl fmt::Display for Ciphertext {
 impl fmt::Debug for Ciphertext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Ciphertext is not secret, but long payloads make unreadable logs.
-        write!(
-            f,
-            "Ciphertext(v{}, {} bytes)",
-            self.0.version,
-            self.0.payload.len()
-        )
+        write!(f, "Ciphertext(v{}, {} bytes)", self.0.version, self.0.payload.len())
     }
 }
 
@@ -147,11 +142,8 @@ impl Ciphertext {
     fn parse_owned(text: String) -> Result<Self, Error> {
         let (version, payload) = parse_envelope(&text, &CIPHERTEXT_ERRORS)?;
         // Keep the text only if it is the canonical form (`v0`, `v01` are rewritten).
-        let canonical_len =
-            PREFIX.len() + decimal_len(version.get()) + 1 + payload.len().div_ceil(3) * 4;
-        if text.len() == canonical_len
-            && text[PREFIX.len()..].starts_with(&format!("{}:", version.get()))
-        {
+        let canonical_len = PREFIX.len() + decimal_len(version.get()) + 1 + payload.len().div_ceil(3) * 4;
+        if text.len() == canonical_len && text[PREFIX.len()..].starts_with(&format!("{}:", version.get())) {
             Ok(Self::new(version, payload, text))
         } else {
             Ok(Self::from_parts(version, payload))
@@ -195,16 +187,11 @@ pub(crate) const HMAC_ERRORS: EnvelopeErrors = EnvelopeErrors {
 };
 
 /// Splits `vault:v<N>:<base64>` into its version and decoded payload.
-pub(crate) fn parse_envelope(
-    s: &str,
-    errors: &EnvelopeErrors,
-) -> Result<(KeyVersion, Vec<u8>), Error> {
+pub(crate) fn parse_envelope(s: &str, errors: &EnvelopeErrors) -> Result<(KeyVersion, Vec<u8>), Error> {
     let rest = s
         .strip_prefix(PREFIX)
         .ok_or(Error::MalformedCiphertext(errors.no_prefix))?;
-    let (version, payload) = rest
-        .split_once(':')
-        .ok_or(Error::MalformedCiphertext(errors.fields))?;
+    let (version, payload) = rest.split_once(':').ok_or(Error::MalformedCiphertext(errors.fields))?;
     // Vault parses with Atoi, which allows a sign; we accept only digits, which is
     // everything Vault ever writes.
     if version.is_empty() || version.len() > 10 || !version.bytes().all(|b| b.is_ascii_digit()) {
@@ -232,17 +219,11 @@ pub(crate) fn encode_envelope(version: KeyVersion, payload: &[u8], out: &mut Str
 
 /// Writes `vault:v<N>:<base64(payload)>` to a formatter without building the whole
 /// string first: the base64 goes through a stack buffer, 768 input bytes at a time.
-pub(crate) fn write_envelope(
-    version: KeyVersion,
-    payload: &[u8],
-    f: &mut fmt::Formatter<'_>,
-) -> fmt::Result {
+pub(crate) fn write_envelope(version: KeyVersion, payload: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
     write!(f, "{PREFIX}{}:", version.get())?;
     let mut buf = [0u8; 1024];
     for chunk in payload.chunks(768) {
-        let n = BASE64
-            .encode_slice(chunk, &mut buf)
-            .map_err(|_| fmt::Error)?;
+        let n = BASE64.encode_slice(chunk, &mut buf).map_err(|_| fmt::Error)?;
         f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)?;
     }
     Ok(())
@@ -271,10 +252,7 @@ mod tests {
     #[test]
     fn malformed_envelopes_get_vaults_messages() {
         assert_eq!(err("abc"), "invalid ciphertext: no prefix");
-        assert_eq!(
-            err("vault:v1"),
-            "invalid ciphertext: wrong number of fields"
-        );
+        assert_eq!(err("vault:v1"), "invalid ciphertext: wrong number of fields");
         assert_eq!(
             err("vault:vx:AAAA"),
             "invalid ciphertext: version number could not be decoded"
@@ -287,14 +265,8 @@ mod tests {
             err("vault:v99999999999:AAAA"),
             "invalid ciphertext: version number could not be decoded"
         );
-        assert_eq!(
-            err("vault:v1:A*AA"),
-            "invalid ciphertext: could not decode base64"
-        );
-        assert_eq!(
-            err("vault:v1:AAA"),
-            "invalid ciphertext: could not decode base64"
-        );
+        assert_eq!(err("vault:v1:A*AA"), "invalid ciphertext: could not decode base64");
+        assert_eq!(err("vault:v1:AAA"), "invalid ciphertext: could not decode base64");
     }
 
     #[test]
@@ -308,8 +280,7 @@ mod tests {
         let ct: Ciphertext = "vault:v12:AAEC".parse()?;
         assert_eq!(ct.payload(), &[0, 1, 2]);
         assert_eq!(ct.to_string(), "vault:v12:AAEC");
-        let long =
-            Ciphertext::from_parts(KeyVersion::FIRST, (0..=255u8).cycle().take(5000).collect());
+        let long = Ciphertext::from_parts(KeyVersion::FIRST, (0..=255u8).cycle().take(5000).collect());
         assert_eq!(long.as_str().parse::<Ciphertext>()?, long);
         Ok(())
     }

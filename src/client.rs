@@ -23,8 +23,8 @@ use zeroize::Zeroizing;
 use crate::cipher::{HashAlgorithm, KeyType};
 use crate::ciphertext::Ciphertext;
 use crate::engine::{
-    AsyncTransitEngine, BatchResult, DataKey, DataKeyRequest, DecryptItem, EncryptItem, ExportKind,
-    ExportedKey, HmacItem, HmacTag, RewrapItem, TransitEngine, VerifyHmacItem,
+    AsyncTransitEngine, BatchResult, DataKey, DataKeyRequest, DecryptItem, EncryptItem, ExportKind, ExportedKey,
+    HmacItem, HmacTag, RewrapItem, TransitEngine, VerifyHmacItem,
 };
 use crate::error::{Error, Result};
 use crate::keyring::{KeyConfig, KeyInfo, KeyOptions};
@@ -79,10 +79,8 @@ impl ClientConfig {
     /// [`Error::InvalidRequest`] if either is missing.
     pub fn from_env() -> Result<Self> {
         let var = |a: &str, b: &str| std::env::var(a).or_else(|_| std::env::var(b));
-        let address = var("ENCRYPTED_ATTR_ADDR", "VAULT_ADDR")
-            .map_err(|_| Error::invalid("VAULT_ADDR is not set"))?;
-        let token = var("ENCRYPTED_ATTR_TOKEN", "VAULT_TOKEN")
-            .map_err(|_| Error::invalid("VAULT_TOKEN is not set"))?;
+        let address = var("ENCRYPTED_ATTR_ADDR", "VAULT_ADDR").map_err(|_| Error::invalid("VAULT_ADDR is not set"))?;
+        let token = var("ENCRYPTED_ATTR_TOKEN", "VAULT_TOKEN").map_err(|_| Error::invalid("VAULT_TOKEN is not set"))?;
         Ok(Self::new(address, token))
     }
 
@@ -153,9 +151,7 @@ impl RemoteEngine {
                 .build()
                 .map_err(|e| e.to_string())
         });
-        client
-            .as_ref()
-            .map_err(|e| Error::Transport(e.clone().into()))
+        client.as_ref().map_err(|e| Error::Transport(e.clone().into()))
     }
 
     fn url(&self, path: &str) -> String {
@@ -299,9 +295,7 @@ impl Reply {
     /// `batch_results` of a batch (Vault answers 400/500 with per-item errors in the
     /// normal envelope), or the whole request's error.
     fn batch(self) -> Result<Vec<Value>> {
-        if let Some(Value::Array(results)) =
-            self.body.get("data").and_then(|d| d.get("batch_results"))
-        {
+        if let Some(Value::Array(results)) = self.body.get("data").and_then(|d| d.get("batch_results")) {
             return Ok(results.clone());
         }
         Err(remote_error(self.status, &self.body))
@@ -311,12 +305,7 @@ impl Reply {
 fn errors_of(body: &Value) -> Vec<String> {
     body.get("errors")
         .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(|list| list.iter().filter_map(Value::as_str).map(str::to_owned).collect())
         .unwrap_or_default()
 }
 
@@ -395,10 +384,7 @@ fn encrypt_call(mount_path: &KeyName, items: &[EncryptItem]) -> Call {
         .iter()
         .map(|item| {
             let mut map = Map::new();
-            map.insert(
-                "plaintext".into(),
-                json!(b64(item.plaintext.expose_secret())),
-            );
+            map.insert("plaintext".into(), json!(b64(item.plaintext.expose_secret())));
             insert_b64(&mut map, "context", item.context.as_deref());
             insert_b64(&mut map, "associated_data", item.associated_data.as_deref());
             if let Some(v) = item.key_version {
@@ -408,11 +394,7 @@ fn encrypt_call(mount_path: &KeyName, items: &[EncryptItem]) -> Call {
         })
         .collect();
     // The body holds plaintext (base64): it is dropped right after sending.
-    Call::post(
-        format!("encrypt/{mount_path}"),
-        json!({ "batch_input": batch }),
-        true,
-    )
+    Call::post(format!("encrypt/{mount_path}"), json!({ "batch_input": batch }), true)
 }
 
 fn decrypt_call(key: &KeyName, items: &[DecryptItem]) -> Call {
@@ -426,11 +408,7 @@ fn decrypt_call(key: &KeyName, items: &[DecryptItem]) -> Call {
             Value::Object(map)
         })
         .collect();
-    Call::post(
-        format!("decrypt/{key}"),
-        json!({ "batch_input": batch }),
-        true,
-    )
+    Call::post(format!("decrypt/{key}"), json!({ "batch_input": batch }), true)
 }
 
 fn rewrap_call(key: &KeyName, items: &[RewrapItem]) -> Call {
@@ -447,11 +425,7 @@ fn rewrap_call(key: &KeyName, items: &[RewrapItem]) -> Call {
             Value::Object(map)
         })
         .collect();
-    Call::post(
-        format!("rewrap/{key}"),
-        json!({ "batch_input": batch }),
-        true,
-    )
+    Call::post(format!("rewrap/{key}"), json!({ "batch_input": batch }), true)
 }
 
 /// HMAC batches carry one `key_version` for the whole request: one call per version.
@@ -533,11 +507,7 @@ fn key_info(data: &Value) -> Result<KeyInfo> {
     };
     let bool_of = |name: &str| data.get(name).and_then(Value::as_bool).unwrap_or(false);
     let name = KeyName::new(data.get("name").and_then(Value::as_str).ok_or_else(bad)?)?;
-    let key_type: KeyType = data
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(bad)?
-        .parse()?;
+    let key_type: KeyType = data.get("type").and_then(Value::as_str).ok_or_else(bad)?.parse()?;
     let versions = data
         .get("keys")
         .and_then(Value::as_object)
@@ -558,14 +528,8 @@ fn key_info(data: &Value) -> Result<KeyInfo> {
         exportable: bool_of("exportable"),
         allow_plaintext_backup: bool_of("allow_plaintext_backup"),
         deletion_allowed: bool_of("deletion_allowed"),
-        auto_rotate_period: Duration::from_secs(
-            data.get("auto_rotate_period")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-        ),
-        latest_version: u32_of("latest_version")
-            .and_then(KeyVersion::new)
-            .ok_or_else(bad)?,
+        auto_rotate_period: Duration::from_secs(data.get("auto_rotate_period").and_then(Value::as_u64).unwrap_or(0)),
+        latest_version: u32_of("latest_version").and_then(KeyVersion::new).ok_or_else(bad)?,
         min_decryption_version: u32_of("min_decryption_version")
             .and_then(KeyVersion::new)
             .ok_or_else(bad)?,
@@ -607,10 +571,7 @@ fn config_body(config: &KeyConfig) -> Value {
         body.insert("allow_plaintext_backup".into(), json!(v));
     }
     if let Some(p) = config.auto_rotate_period {
-        body.insert(
-            "auto_rotate_period".into(),
-            json!(format!("{}s", p.as_secs())),
-        );
+        body.insert("auto_rotate_period".into(), json!(format!("{}s", p.as_secs())));
     }
     Value::Object(body)
 }
@@ -639,10 +600,7 @@ impl TransitEngine for RemoteEngine {
 
     fn decrypt_batch(&self, key: &KeyName, items: Vec<DecryptItem>) -> BatchResult<Plaintext> {
         let results = self.send_blocking(&decrypt_call(key, &items))?.batch()?;
-        Ok(check_len(items.len(), results)?
-            .iter()
-            .map(parse_plaintext)
-            .collect())
+        Ok(check_len(items.len(), results)?.iter().map(parse_plaintext).collect())
     }
 
     fn rewrap_batch(&self, key: &KeyName, items: Vec<RewrapItem>) -> BatchResult<Ciphertext> {
@@ -653,12 +611,7 @@ impl TransitEngine for RemoteEngine {
             .collect())
     }
 
-    fn hmac_batch(
-        &self,
-        key: &KeyName,
-        algorithm: HashAlgorithm,
-        items: Vec<HmacItem>,
-    ) -> BatchResult<HmacTag> {
+    fn hmac_batch(&self, key: &KeyName, algorithm: HashAlgorithm, items: Vec<HmacItem>) -> BatchResult<HmacTag> {
         let mut out: Vec<Option<Result<HmacTag>>> = items.iter().map(|_| None).collect();
         for (_, indexes, call) in hmac_calls(key, algorithm, &items) {
             let results = check_len(indexes.len(), self.send_blocking(&call)?.batch()?)?;
@@ -678,21 +631,12 @@ impl TransitEngine for RemoteEngine {
         algorithm: HashAlgorithm,
         items: Vec<VerifyHmacItem>,
     ) -> BatchResult<bool> {
-        let results = self
-            .send_blocking(&verify_call(key, algorithm, &items))?
-            .batch()?;
-        Ok(check_len(items.len(), results)?
-            .iter()
-            .map(parse_verify)
-            .collect())
+        let results = self.send_blocking(&verify_call(key, algorithm, &items))?.batch()?;
+        Ok(check_len(items.len(), results)?.iter().map(parse_verify).collect())
     }
 
     fn datakey(&self, key: &KeyName, request: DataKeyRequest) -> Result<DataKey> {
-        let kind = if request.wrapped_only {
-            "wrapped"
-        } else {
-            "plaintext"
-        };
+        let kind = if request.wrapped_only { "wrapped" } else { "plaintext" };
         let mut body = json!({ "bits": request.bits.bytes() * 8 });
         if let Some(c) = &request.context {
             body["context"] = json!(b64(c));
@@ -712,18 +656,11 @@ impl TransitEngine for RemoteEngine {
         } else {
             Some(parse_plaintext(&data)?)
         };
-        Ok(DataKey {
-            ciphertext,
-            plaintext,
-        })
+        Ok(DataKey { ciphertext, plaintext })
     }
 
     fn create_key(&self, key: &KeyName, options: KeyOptions) -> Result<KeyInfo> {
-        let reply = self.send_blocking(&Call::post(
-            format!("keys/{key}"),
-            create_body(&options),
-            false,
-        ))?;
+        let reply = self.send_blocking(&Call::post(format!("keys/{key}"), create_body(&options), false))?;
         self.key_reply_blocking(key, reply)
     }
 
@@ -761,17 +698,12 @@ impl TransitEngine for RemoteEngine {
     }
 
     fn rotate_key(&self, key: &KeyName) -> Result<KeyInfo> {
-        let reply =
-            self.send_blocking(&Call::post(format!("keys/{key}/rotate"), json!({}), false))?;
+        let reply = self.send_blocking(&Call::post(format!("keys/{key}/rotate"), json!({}), false))?;
         self.key_reply_blocking(key, reply)
     }
 
     fn configure_key(&self, key: &KeyName, config: KeyConfig) -> Result<KeyInfo> {
-        let reply = self.send_blocking(&Call::post(
-            format!("keys/{key}/config"),
-            config_body(&config),
-            false,
-        ))?;
+        let reply = self.send_blocking(&Call::post(format!("keys/{key}/config"), config_body(&config), false))?;
         self.key_reply_blocking(key, reply)
     }
 
@@ -792,12 +724,7 @@ impl TransitEngine for RemoteEngine {
         .map(drop)
     }
 
-    fn export_key(
-        &self,
-        key: &KeyName,
-        kind: ExportKind,
-        version: Option<KeyVersion>,
-    ) -> Result<ExportedKey> {
+    fn export_key(&self, key: &KeyName, kind: ExportKind, version: Option<KeyVersion>) -> Result<ExportedKey> {
         let kind = match kind {
             ExportKind::EncryptionKey => "encryption-key",
             ExportKind::HmacKey => "hmac-key",
@@ -832,21 +759,15 @@ impl TransitEngine for RemoteEngine {
         let data = self
             .send_blocking(&Call::post("random".into(), json!({ "bytes": len }), true))?
             .data()?;
-        let text = data
-            .get("random_bytes")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let text = data.get("random_bytes").and_then(Value::as_str).unwrap_or_default();
         BASE64
             .decode(text)
             .map_err(|_| Error::invalid("server sent random bytes that are not base64"))
     }
 
     fn hash(&self, algorithm: HashAlgorithm, input: &[u8]) -> Result<Vec<u8>> {
-        let body =
-            json!({ "input": b64(input), "algorithm": algorithm.as_str(), "format": "base64" });
-        let data = self
-            .send_blocking(&Call::post("hash".into(), body, true))?
-            .data()?;
+        let body = json!({ "input": b64(input), "algorithm": algorithm.as_str(), "format": "base64" });
+        let data = self.send_blocking(&Call::post("hash".into(), body, true))?.data()?;
         let text = data.get("sum").and_then(Value::as_str).unwrap_or_default();
         BASE64
             .decode(text)
@@ -855,11 +776,7 @@ impl TransitEngine for RemoteEngine {
 }
 
 impl AsyncTransitEngine for RemoteEngine {
-    async fn encrypt_batch_async(
-        &self,
-        key: &KeyName,
-        items: Vec<EncryptItem>,
-    ) -> BatchResult<Ciphertext> {
+    async fn encrypt_batch_async(&self, key: &KeyName, items: Vec<EncryptItem>) -> BatchResult<Ciphertext> {
         let results = self.send_async(&encrypt_call(key, &items)).await?.batch()?;
         Ok(check_len(items.len(), results)?
             .iter()
@@ -867,23 +784,12 @@ impl AsyncTransitEngine for RemoteEngine {
             .collect())
     }
 
-    async fn decrypt_batch_async(
-        &self,
-        key: &KeyName,
-        items: Vec<DecryptItem>,
-    ) -> BatchResult<Plaintext> {
+    async fn decrypt_batch_async(&self, key: &KeyName, items: Vec<DecryptItem>) -> BatchResult<Plaintext> {
         let results = self.send_async(&decrypt_call(key, &items)).await?.batch()?;
-        Ok(check_len(items.len(), results)?
-            .iter()
-            .map(parse_plaintext)
-            .collect())
+        Ok(check_len(items.len(), results)?.iter().map(parse_plaintext).collect())
     }
 
-    async fn rewrap_batch_async(
-        &self,
-        key: &KeyName,
-        items: Vec<RewrapItem>,
-    ) -> BatchResult<Ciphertext> {
+    async fn rewrap_batch_async(&self, key: &KeyName, items: Vec<RewrapItem>) -> BatchResult<Ciphertext> {
         let results = self.send_async(&rewrap_call(key, &items)).await?.batch()?;
         Ok(check_len(items.len(), results)?
             .iter()

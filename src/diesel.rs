@@ -29,7 +29,6 @@ where
     fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<Self> {
         let text = <String as FromSql<Text, DB>>::from_sql(bytes)?;
         // The error names the problem (no prefix, bad base64…), never the value.
-        Ciphertext::try_from(text)
-            .map_err(|e| format!("column does not hold a ciphertext: {e}").into())
+        Ciphertext::try_from(text).map_err(|e| format!("column does not hold a ciphertext: {e}").into())
     }
 }

@@ -28,13 +28,10 @@ pub use secret::{Plaintext, SecretBytes};
 // The engine interface and the in-process engine.
 pub use cipher::{HashAlgorithm, KeyType, reseed_nonce_generator_after_fork};
 pub use engine::{
-    AsyncTransitEngine, BatchResult, DataKey, DataKeyBits, DataKeyRequest, DecryptItem,
-    EncryptItem, ExportKind, ExportedKey, HmacItem, HmacTag, InProcess, LocalEngine, RewrapItem,
-    TransitEngine, VerifyHmacItem,
+    AsyncTransitEngine, BatchResult, DataKey, DataKeyBits, DataKeyRequest, DecryptItem, EncryptItem, ExportKind,
+    ExportedKey, HmacItem, HmacTag, InProcess, LocalEngine, RewrapItem, TransitEngine, VerifyHmacItem,
 };
-pub use keyring::{
-    EngineOptions, KeyConfig, KeyInfo, KeyOptions, MAX_NONCE_BUDGET, MIN_AUTO_ROTATE_PERIOD,
-};
+pub use keyring::{EngineOptions, KeyConfig, KeyInfo, KeyOptions, MAX_NONCE_BUDGET, MIN_AUTO_ROTATE_PERIOD};
 pub use storage::RootKey;
 
 // The remote engine (feature `client`).
@@ -51,13 +48,11 @@ pub mod __private {
     pub use crate::engine::{AsyncTransitEngine, TransitEngine};
     pub use crate::model::normalize;
     pub use crate::model::{
-        FieldCodec, FieldSpec, ModelSpec, SealedField, blind_index_lookup, convergent_lookup,
-        decode_json, decrypt_all, decrypt_all_async, decrypt_one, decrypt_one_async, encode_json,
-        encrypt_all, encrypt_all_async, encrypt_field, encrypt_one, encrypt_one_async, ensure_keys,
+        FieldCodec, FieldSpec, ModelSpec, SealedField, blind_index_lookup, convergent_lookup, decode_json, decrypt_all,
+        decrypt_all_async, decrypt_one, decrypt_one_async, encode_json, encrypt_all, encrypt_all_async, encrypt_field,
+        encrypt_one, encrypt_one_async, ensure_keys,
     };
-    pub use crate::{
-        Ciphertext, EncryptedModel, EncryptedRecord, Error, Plaintext, Result, SecretBytes,
-    };
+    pub use crate::{Ciphertext, EncryptedModel, EncryptedRecord, Error, Plaintext, Result, SecretBytes};
     pub use core::option::Option;
     pub use std::string::{String, ToString};
     pub use std::vec::Vec;

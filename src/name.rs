@@ -177,10 +177,6 @@ mod tests {
         assert!(KeyVersion::new(0).is_none());
         assert_eq!(KeyVersion::FIRST.get(), 1);
         assert_eq!(KeyVersion::FIRST.next().map(KeyVersion::get), Some(2));
-        assert!(
-            KeyVersion::new(u32::MAX)
-                .and_then(KeyVersion::next)
-                .is_none()
-        );
+        assert!(KeyVersion::new(u32::MAX).and_then(KeyVersion::next).is_none());
     }
 }

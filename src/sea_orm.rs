@@ -5,9 +5,7 @@
 //! Reading a value that is not a well-formed ciphertext is an error, never data.
 
 use ::sea_orm::sea_query::{ArrayType, ColumnType, Nullable, ValueType, ValueTypeErr};
-use ::sea_orm::{
-    ActiveValue, ColIdx, DbErr, IntoActiveValue, QueryResult, TryGetError, TryGetable, Value,
-};
+use ::sea_orm::{ActiveValue, ColIdx, DbErr, IntoActiveValue, QueryResult, TryGetError, TryGetable, Value};
 
 use crate::ciphertext::Ciphertext;
 
@@ -20,11 +18,8 @@ impl From<Ciphertext> for Value {
 impl TryGetable for Ciphertext {
     fn try_get_by<I: ColIdx>(res: &QueryResult, index: I) -> Result<Self, TryGetError> {
         let text = <String as TryGetable>::try_get_by(res, index)?;
-        <Ciphertext as TryFrom<String>>::try_from(text).map_err(|e| {
-            TryGetError::DbErr(DbErr::Type(format!(
-                "column does not hold a ciphertext: {e}"
-            )))
-        })
+        <Ciphertext as TryFrom<String>>::try_from(text)
+            .map_err(|e| TryGetError::DbErr(DbErr::Type(format!("column does not hold a ciphertext: {e}"))))
     }
 }
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use encrypted_attr::storage::{FileStorage, MemoryStorage};
 use encrypted_attr::{
-    AsyncTransitEngine, Ciphertext, DataKeyBits, DataKeyRequest, DecryptItem, EncryptItem,
-    EngineOptions, Error, ExportKind, HashAlgorithm, HmacItem, KeyConfig, KeyName, KeyOptions,
-    KeyType, KeyVersion, LocalEngine, RewrapItem, RootKey, TransitEngine, VerifyHmacItem,
+    AsyncTransitEngine, Ciphertext, DataKeyBits, DataKeyRequest, DecryptItem, EncryptItem, EngineOptions, Error,
+    ExportKind, HashAlgorithm, HmacItem, KeyConfig, KeyName, KeyOptions, KeyType, KeyVersion, LocalEngine, RewrapItem,
+    RootKey, TransitEngine, VerifyHmacItem,
 };
 use proptest::prelude::*;
 
@@ -55,9 +55,7 @@ fn round_trip_and_vault_envelope() -> TestResult {
     assert_eq!(ct.payload().len(), 12 + 11 + 16);
     let parsed: Ciphertext = text.parse()?;
     assert_eq!(
-        engine
-            .decrypt(&key, DecryptItem::new(parsed))?
-            .expose_secret(),
+        engine.decrypt(&key, DecryptItem::new(parsed))?.expose_secret(),
         b"123-45-6789"
     );
     // Random nonces: the same plaintext never gives the same ciphertext.
@@ -72,30 +70,18 @@ fn round_trip_and_vault_envelope() -> TestResult {
 #[test]
 fn each_failure_has_its_own_error() -> TestResult {
     let (engine, key) = engine_with("k", KeyOptions::default());
-    let ct = engine.encrypt(
-        &key,
-        EncryptItem::new("secret").associated_data("users/ssn/7"),
-    )?;
+    let ct = engine.encrypt(&key, EncryptItem::new("secret").associated_data("users/ssn/7"))?;
 
     // A flipped byte anywhere in the payload: one opaque failure.
     for i in [0, 12, ct.payload().len() - 1] {
         let mut payload = ct.payload().to_vec();
         payload[i] ^= 0x01;
         let tampered = Ciphertext::from_parts(ct.version(), payload);
-        let err = engine.decrypt(
-            &key,
-            DecryptItem::new(tampered).associated_data("users/ssn/7"),
-        );
-        assert!(
-            matches!(err, Err(Error::DecryptionFailed)),
-            "byte {i}: {err:?}"
-        );
+        let err = engine.decrypt(&key, DecryptItem::new(tampered).associated_data("users/ssn/7"));
+        assert!(matches!(err, Err(Error::DecryptionFailed)), "byte {i}: {err:?}");
     }
     // Wrong or missing associated data.
-    let err = engine.decrypt(
-        &key,
-        DecryptItem::new(ct.clone()).associated_data("users/ssn/8"),
-    );
+    let err = engine.decrypt(&key, DecryptItem::new(ct.clone()).associated_data("users/ssn/8"));
     assert!(matches!(err, Err(Error::DecryptionFailed)), "{err:?}");
     let err = engine.decrypt(&key, DecryptItem::new(ct.clone()));
     assert!(matches!(err, Err(Error::DecryptionFailed)), "{err:?}");
@@ -108,10 +94,7 @@ fn each_failure_has_its_own_error() -> TestResult {
     assert!(matches!(err, Err(Error::VersionTooNew { .. })), "{err:?}");
     // A context on a key that is not derived would be silently ignored by Vault.
     let err = engine.encrypt(&key, EncryptItem::new("x").context("ctx"));
-    assert!(
-        matches!(err, Err(Error::ContextNotAllowed { .. })),
-        "{err:?}"
-    );
+    assert!(matches!(err, Err(Error::ContextNotAllowed { .. })), "{err:?}");
     // A retired version.
     engine.rotate_key(&key)?;
     engine.configure_key(&key, KeyConfig::default().min_decryption_version(2))?;
@@ -203,10 +186,7 @@ fn rotation_rewrap_and_key_version() -> TestResult {
     assert_eq!(rewrapped.version(), v(2));
     assert_eq!(
         engine
-            .decrypt(
-                &key,
-                DecryptItem::new(rewrapped.clone()).associated_data("t/c/1")
-            )?
+            .decrypt(&key, DecryptItem::new(rewrapped.clone()).associated_data("t/c/1"))?
             .expose_secret(),
         b"payload"
     );
@@ -219,17 +199,11 @@ fn rotation_rewrap_and_key_version() -> TestResult {
     );
     // Encrypting with an older version on request, within min_encryption_version.
     assert_eq!(
-        engine
-            .encrypt(&key, EncryptItem::new("x").key_version(v(1)))?
-            .version(),
+        engine.encrypt(&key, EncryptItem::new("x").key_version(v(1)))?.version(),
         v(1)
     );
     engine.configure_key(&key, KeyConfig::default().min_encryption_version(2))?;
-    assert!(
-        engine
-            .encrypt(&key, EncryptItem::new("x").key_version(v(1)))
-            .is_err()
-    );
+    assert!(engine.encrypt(&key, EncryptItem::new("x").key_version(v(1))).is_err());
     Ok(())
 }
 
@@ -245,9 +219,7 @@ fn convergent_encryption_is_deterministic_per_version_and_context() -> TestResul
     let with = |aad: &str| {
         engine.encrypt(
             &key,
-            EncryptItem::new("a@b.c")
-                .context("users.email")
-                .associated_data(aad),
+            EncryptItem::new("a@b.c").context("users.email").associated_data(aad),
         )
     };
     let (x, y) = (with("row-1")?, with("row-2")?);
@@ -262,9 +234,7 @@ fn convergent_encryption_is_deterministic_per_version_and_context() -> TestResul
         .map(|version| {
             engine.encrypt(
                 &key,
-                EncryptItem::new("a@b.c")
-                    .context("users.email")
-                    .key_version(version),
+                EncryptItem::new("a@b.c").context("users.email").key_version(version),
             )
         })
         .collect::<Result<_, _>>()?;
@@ -279,10 +249,7 @@ fn other_key_types_work_end_to_end() -> TestResult {
     for key_type in [KeyType::ChaCha20Poly1305, KeyType::Aes128Gcm96] {
         let (engine, key) = engine_with("typed", KeyOptions::default().key_type(key_type));
         let ct = engine.encrypt(&key, EncryptItem::new("value"))?;
-        assert_eq!(
-            engine.decrypt(&key, DecryptItem::new(ct))?.expose_secret(),
-            b"value"
-        );
+        assert_eq!(engine.decrypt(&key, DecryptItem::new(ct))?.expose_secret(), b"value");
         assert_eq!(engine.read_key(&key)?.key_type, key_type);
     }
     Ok(())
@@ -296,10 +263,7 @@ fn datakeys_hmac_random_hash() -> TestResult {
         let dk = engine.datakey(&key, request)?;
         let plaintext = dk.plaintext.expect("plaintext datakey");
         assert_eq!(plaintext.len() * 8, bits as usize);
-        assert_eq!(
-            engine.decrypt(&key, DecryptItem::new(dk.ciphertext))?,
-            plaintext
-        );
+        assert_eq!(engine.decrypt(&key, DecryptItem::new(dk.ciphertext))?, plaintext);
         assert!(!format!("{plaintext:?}").contains(&format!("{:?}", plaintext.expose_secret())));
     }
     assert!(DataKeyBits::from_bits(64).is_err());
@@ -308,21 +272,9 @@ fn datakeys_hmac_random_hash() -> TestResult {
 
     let tag = engine.hmac(&key, HashAlgorithm::Sha2_256, HmacItem::new("input"))?;
     assert!(tag.to_string().starts_with("vault:v1:"));
-    assert!(engine.verify_hmac(
-        &key,
-        HashAlgorithm::Sha2_256,
-        VerifyHmacItem::new("input", tag.clone())
-    )?);
-    assert!(!engine.verify_hmac(
-        &key,
-        HashAlgorithm::Sha2_256,
-        VerifyHmacItem::new("other", tag.clone())
-    )?);
-    assert!(!engine.verify_hmac(
-        &key,
-        HashAlgorithm::Sha2_512,
-        VerifyHmacItem::new("input", tag.clone())
-    )?);
+    assert!(engine.verify_hmac(&key, HashAlgorithm::Sha2_256, VerifyHmacItem::new("input", tag.clone()))?);
+    assert!(!engine.verify_hmac(&key, HashAlgorithm::Sha2_256, VerifyHmacItem::new("other", tag.clone()))?);
+    assert!(!engine.verify_hmac(&key, HashAlgorithm::Sha2_512, VerifyHmacItem::new("input", tag.clone()))?);
     for alg in [
         HashAlgorithm::Sha2_224,
         HashAlgorithm::Sha2_384,
@@ -338,11 +290,7 @@ fn datakeys_hmac_random_hash() -> TestResult {
     engine.configure_key(&key, KeyConfig::default().min_decryption_version(2))?;
     assert!(
         engine
-            .verify_hmac(
-                &key,
-                HashAlgorithm::Sha2_256,
-                VerifyHmacItem::new("input", tag)
-            )
+            .verify_hmac(&key, HashAlgorithm::Sha2_256, VerifyHmacItem::new("input", tag))
             .is_err()
     );
     assert!("vault:v1".parse::<encrypted_attr::HmacTag>().is_err());
@@ -365,10 +313,7 @@ fn key_lifecycle_follows_vault_rules() -> TestResult {
     assert!(!again.derived, "existing key unchanged");
     assert!(
         engine
-            .create_key(
-                &name("bad"),
-                KeyOptions::default().convergent_encryption(true)
-            )
+            .create_key(&name("bad"), KeyOptions::default().convergent_encryption(true))
             .is_err()
     );
     engine.create_key(&name("another"), KeyOptions::default())?;
@@ -392,15 +337,10 @@ fn key_lifecycle_follows_vault_rules() -> TestResult {
     );
     engine.configure_key(
         &key,
-        KeyConfig::default()
-            .min_decryption_version(3)
-            .min_encryption_version(4),
+        KeyConfig::default().min_decryption_version(3).min_encryption_version(4),
     )?;
     let info = engine.trim_key(&key, v(3))?;
-    assert_eq!(
-        info.versions.keys().copied().collect::<Vec<_>>(),
-        vec![v(3), v(4)]
-    );
+    assert_eq!(info.versions.keys().copied().collect::<Vec<_>>(), vec![v(3), v(4)]);
     assert_eq!(info.min_available_version, 3);
 
     // Export only when exportable; never lets a secret reach Debug.
@@ -412,29 +352,17 @@ fn key_lifecycle_follows_vault_rules() -> TestResult {
     let exported = engine.export_key(&key, ExportKind::EncryptionKey, None)?;
     assert_eq!(exported.keys.len(), 2);
     assert!(exported.keys.values().all(|k| k.len() == 32));
-    assert!(
-        !format!("{exported:?}").contains(&format!("{:?}", exported.keys[&v(3)].expose_secret()))
-    );
+    assert!(!format!("{exported:?}").contains(&format!("{:?}", exported.keys[&v(3)].expose_secret())));
     let hmac_keys = engine.export_key(&key, ExportKind::HmacKey, Some(v(4)))?;
     assert_eq!(hmac_keys.keys.len(), 1);
-    assert!(
-        engine
-            .export_key(&key, ExportKind::EncryptionKey, Some(v(2)))
-            .is_err()
-    );
+    assert!(engine.export_key(&key, ExportKind::EncryptionKey, Some(v(2))).is_err());
 
     // Delete only when allowed.
     assert!(matches!(engine.delete_key(&key), Err(Error::NotAllowed(_))));
     engine.configure_key(&key, KeyConfig::default().deletion_allowed(true))?;
     engine.delete_key(&key)?;
-    assert!(matches!(
-        engine.read_key(&key),
-        Err(Error::KeyNotFound { .. })
-    ));
-    assert!(matches!(
-        engine.delete_key(&key),
-        Err(Error::KeyNotFound { .. })
-    ));
+    assert!(matches!(engine.read_key(&key), Err(Error::KeyNotFound { .. })));
+    assert!(matches!(engine.delete_key(&key), Err(Error::KeyNotFound { .. })));
     Ok(())
 }
 
@@ -452,10 +380,7 @@ fn nonce_budget_rotates_before_the_bound() -> TestResult {
     }
     // No version sealed more than its budget of 10.
     for n in 1..=4 {
-        assert!(
-            versions.iter().filter(|x| **x == n).count() <= 10,
-            "{versions:?}"
-        );
+        assert!(versions.iter().filter(|x| **x == n).count() <= 10, "{versions:?}");
     }
     assert_eq!(engine.read_key(&key)?.latest_version, v(4), "{versions:?}");
     // Convergent encryption uses no random nonces, so it spends no budget.
@@ -488,9 +413,7 @@ fn keyring_file_survives_restart_and_refuses_the_wrong_root_key() -> TestResult 
     let reopened = LocalEngine::open(&path, &RootKey::from_text(&root.expose_base64())?)?;
     assert_eq!(reopened.read_key(&key)?.latest_version, v(2));
     assert_eq!(
-        reopened
-            .decrypt(&key, DecryptItem::new(ct))?
-            .expose_secret(),
+        reopened.decrypt(&key, DecryptItem::new(ct))?.expose_secret(),
         b"persisted"
     );
     drop(reopened);
@@ -546,21 +469,14 @@ fn budget_reservations_persist_across_restarts() -> TestResult {
 /// Run as a child process by `two_processes_rotating_at_once_keep_every_version`.
 #[test]
 fn child_rotates_keyring_file() -> TestResult {
-    let (Ok(path), Ok(root)) = (
-        std::env::var("EA_CHILD_KEYRING"),
-        std::env::var("EA_CHILD_ROOT"),
-    ) else {
+    let (Ok(path), Ok(root)) = (std::env::var("EA_CHILD_KEYRING"), std::env::var("EA_CHILD_ROOT")) else {
         return Ok(()); // Not a child run: nothing to do.
     };
     let engine = LocalEngine::open(&path, &RootKey::from_text(&root)?)?;
     for _ in 0..20 {
         engine.rotate_key(&name("shared"))?;
         let ct = engine.encrypt(&name("shared"), EncryptItem::new("x"))?;
-        assert!(
-            engine
-                .decrypt(&name("shared"), DecryptItem::new(ct))
-                .is_ok()
-        );
+        assert!(engine.decrypt(&name("shared"), DecryptItem::new(ct)).is_ok());
     }
     Ok(())
 }
@@ -604,14 +520,8 @@ fn a_second_engine_sees_rotations_made_by_the_first() -> TestResult {
     a.rotate_key(&key)?;
     let new = a.encrypt(&key, EncryptItem::new("y"))?;
     // b meets a version newer than it knows and reloads the key.
-    assert_eq!(
-        b.decrypt(&key, DecryptItem::new(new))?.expose_secret(),
-        b"y"
-    );
-    assert_eq!(
-        a.decrypt(&key, DecryptItem::new(old))?.expose_secret(),
-        b"x"
-    );
+    assert_eq!(b.decrypt(&key, DecryptItem::new(new))?.expose_secret(), b"y");
+    assert_eq!(a.decrypt(&key, DecryptItem::new(old))?.expose_secret(), b"x");
     Ok(())
 }
 
@@ -627,10 +537,7 @@ fn debug_output_never_contains_secrets() -> TestResult {
     );
     let pt = engine.decrypt(&key, DecryptItem::new(engine.encrypt(&key, item)?))?;
     assert!(!format!("{pt:?}").contains("TOP-SECRET"));
-    let err = engine.decrypt(
-        &key,
-        DecryptItem::new(Ciphertext::from_parts(v(1), vec![0; 40])),
-    );
+    let err = engine.decrypt(&key, DecryptItem::new(Ciphertext::from_parts(v(1), vec![0; 40])));
     assert!(!format!("{err:?}").contains("TOP-SECRET"));
     Ok(())
 }
@@ -638,9 +545,7 @@ fn debug_output_never_contains_secrets() -> TestResult {
 #[test]
 fn async_face_matches_the_blocking_one() -> TestResult {
     let (engine, key) = engine_with("async", KeyOptions::default());
-    let encrypted = block_on(
-        engine.encrypt_batch_async(&key, vec![EncryptItem::new("a"), EncryptItem::new("b")]),
-    )?;
+    let encrypted = block_on(engine.encrypt_batch_async(&key, vec![EncryptItem::new("a"), EncryptItem::new("b")]))?;
     let items = encrypted
         .into_iter()
         .map(|r| r.map(DecryptItem::new))

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use encrypted_attr::{
-    BatchResult, Ciphertext, DataKey, DataKeyRequest, DecryptItem, EncryptItem, Encrypted, Error,
-    ExportKind, ExportedKey, HashAlgorithm, HmacItem, HmacTag, KeyConfig, KeyInfo, KeyName,
-    KeyOptions, KeyVersion, LocalEngine, Plaintext, RewrapItem, TransitEngine, VerifyHmacItem,
+    BatchResult, Ciphertext, DataKey, DataKeyRequest, DecryptItem, EncryptItem, Encrypted, Error, ExportKind,
+    ExportedKey, HashAlgorithm, HmacItem, HmacTag, KeyConfig, KeyInfo, KeyName, KeyOptions, KeyVersion, LocalEngine,
+    Plaintext, RewrapItem, TransitEngine, VerifyHmacItem,
 };
 use serde::{Deserialize, Serialize};
 
@@ -229,12 +229,7 @@ impl TransitEngine for CountingEngine {
         self.count();
         self.inner.rewrap_batch(key, items)
     }
-    fn hmac_batch(
-        &self,
-        key: &KeyName,
-        algorithm: HashAlgorithm,
-        items: Vec<HmacItem>,
-    ) -> BatchResult<HmacTag> {
+    fn hmac_batch(&self, key: &KeyName, algorithm: HashAlgorithm, items: Vec<HmacItem>) -> BatchResult<HmacTag> {
         self.count();
         self.inner.hmac_batch(key, algorithm, items)
     }
@@ -271,12 +266,7 @@ impl TransitEngine for CountingEngine {
     fn delete_key(&self, key: &KeyName) -> Result<(), Error> {
         self.inner.delete_key(key)
     }
-    fn export_key(
-        &self,
-        key: &KeyName,
-        kind: ExportKind,
-        version: Option<KeyVersion>,
-    ) -> Result<ExportedKey, Error> {
+    fn export_key(&self, key: &KeyName, kind: ExportKind, version: Option<KeyVersion>) -> Result<ExportedKey, Error> {
         self.inner.export_key(key, kind, version)
     }
     fn random_bytes(&self, len: usize) -> Result<Vec<u8>, Error> {

@@ -6,9 +6,7 @@
 #![allow(missing_docs, unreachable_pub)] // sea-orm entities must be `pub`
 
 use encrypted_attr::{Encrypted, Error, LocalEngine};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryFilter, Statement,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryFilter, Statement};
 
 mod person {
     use sea_orm::entity::prelude::*;
@@ -57,9 +55,7 @@ fn sample(id: i64) -> Person {
 async fn scenario(db: &DatabaseConnection) {
     let engine = LocalEngine::ephemeral().unwrap();
     Person::ensure_keys(&engine).unwrap();
-    db.execute_unprepared("DROP TABLE IF EXISTS sea_people")
-        .await
-        .unwrap();
+    db.execute_unprepared("DROP TABLE IF EXISTS sea_people").await.unwrap();
     db.execute_unprepared(
         "CREATE TABLE sea_people (id BIGINT PRIMARY KEY, name TEXT NOT NULL, ssn TEXT NOT NULL, \
          email TEXT NOT NULL, phone TEXT, phone_bidx TEXT)",
@@ -75,9 +71,7 @@ async fn scenario(db: &DatabaseConnection) {
         .unwrap();
 
     let loaded = person::Entity::find().all(db).await.unwrap();
-    let mut back = person::Model::decrypt_all_async(loaded, &engine)
-        .await
-        .unwrap();
+    let mut back = person::Model::decrypt_all_async(loaded, &engine).await.unwrap();
     back.sort_by_key(|p| p.id);
     assert_eq!(back, people);
 
@@ -93,10 +87,7 @@ async fn scenario(db: &DatabaseConnection) {
         .unwrap();
     let ssn: String = row.try_get("", "ssn").unwrap();
     let phone: Option<String> = row.try_get("", "phone").unwrap();
-    assert!(
-        ssn.starts_with("vault:v1:") && !ssn.contains("00-1111"),
-        "{ssn}"
-    );
+    assert!(ssn.starts_with("vault:v1:") && !ssn.contains("00-1111"), "{ssn}");
     assert_eq!(phone, None);
 
     // Lookups.
@@ -117,24 +108,11 @@ async fn scenario(db: &DatabaseConnection) {
     assert_eq!(by_phone[0].id, 4);
 
     // Copy row 2's ciphertext onto row 3 in SQL: decryption fails.
-    let two = person::Entity::find_by_id(2)
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
-    let mut three: person::ActiveModel = person::Entity::find_by_id(3)
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap()
-        .into();
+    let two = person::Entity::find_by_id(2).one(db).await.unwrap().unwrap();
+    let mut three: person::ActiveModel = person::Entity::find_by_id(3).one(db).await.unwrap().unwrap().into();
     three.ssn = sea_orm::ActiveValue::Set(two.ssn.clone());
     sea_orm::ActiveModelTrait::update(three, db).await.unwrap();
-    let moved = person::Entity::find_by_id(3)
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
+    let moved = person::Entity::find_by_id(3).one(db).await.unwrap().unwrap();
     let err = moved.decrypt_async(&engine).await.unwrap_err();
     assert!(
         matches!(&err, Error::Field { source, .. } if matches!(**source, Error::DecryptionFailed)),

@@ -75,10 +75,7 @@ impl Model {
                 None
             }
             _ => {
-                errors.at(
-                    input.ident.span(),
-                    "#[derive(Encrypted)] works on structs only",
-                );
+                errors.at(input.ident.span(), "#[derive(Encrypted)] works on structs only");
                 None
             }
         };
@@ -126,11 +123,7 @@ impl Model {
         }
         let record = match container.record.map(|r| r.value) {
             Some(RecordAttr::Existing(path)) => Record::Existing(path),
-            Some(RecordAttr::Generated {
-                name,
-                derives,
-                attrs,
-            }) => Record::Generated {
+            Some(RecordAttr::Generated { name, derives, attrs }) => Record::Generated {
                 name: record_name(&input.ident, name.as_ref(), errors),
                 derives,
                 attrs,
@@ -174,10 +167,7 @@ impl Model {
 fn record_name(model: &Ident, name: Option<&LitStr>, errors: &mut Errors) -> Ident {
     match name {
         Some(lit) => syn::parse_str::<Ident>(&lit.value()).unwrap_or_else(|_| {
-            errors.at(
-                lit.span(),
-                "the record name must be a valid Rust identifier",
-            );
+            errors.at(lit.span(), "the record name must be a valid Rust identifier");
             Ident::new(&format!("{model}Record"), lit.span())
         }),
         None => Ident::new(&format!("{model}Record"), model.span()),

@@ -33,13 +33,7 @@ impl Errors {
 }
 
 /// Sets `slot` once; a second time is a "duplicate" error.
-pub(crate) fn set_once<T>(
-    slot: &mut Option<Spanned<T>>,
-    value: T,
-    span: Span,
-    key: &str,
-    errors: &mut Errors,
-) {
+pub(crate) fn set_once<T>(slot: &mut Option<Spanned<T>>, value: T, span: Span, key: &str, errors: &mut Errors) {
     if slot.is_some() {
         errors.at(span, format!("duplicate `{key}` attribute"));
     } else {
@@ -102,13 +96,7 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAt
         let result = attr.parse_nested_meta(|meta| {
             let span = meta.path.span_of_first();
             if meta.path.is_ident("table") {
-                set_once(
-                    &mut out.table,
-                    meta.value()?.parse()?,
-                    span,
-                    "table",
-                    errors,
-                );
+                set_once(&mut out.table, meta.value()?.parse()?, span, "table", errors);
             } else if meta.path.is_ident("id") {
                 set_once(&mut out.id, meta.value()?.parse()?, span, "id", errors);
             } else if meta.path.is_ident("crate") {
@@ -122,10 +110,7 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAt
                 };
                 set_once(&mut out.record, record, span, "record", errors);
             } else {
-                errors.at(
-                    span,
-                    "unknown attribute; expected `table`, `id`, `record` or `crate`",
-                );
+                errors.at(span, "unknown attribute; expected `table`, `id`, `record` or `crate`");
                 skip_value(meta.input)?;
             }
             Ok(())
@@ -153,17 +138,11 @@ fn parse_record(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<RecordAttr
             syn::parenthesized!(content in inner.input);
             attrs.extend(content.parse_terminated(<Meta as syn::parse::Parse>::parse, Token![,])?);
         } else {
-            return Err(
-                inner.error("unknown record attribute; expected `name`, `derive` or `attr`")
-            );
+            return Err(inner.error("unknown record attribute; expected `name`, `derive` or `attr`"));
         }
         Ok(())
     })?;
-    Ok(RecordAttr::Generated {
-        name,
-        derives,
-        attrs,
-    })
+    Ok(RecordAttr::Generated { name, derives, attrs })
 }
 
 /// Reads the `#[encrypted(…)]` on one field.
@@ -195,7 +174,13 @@ pub(crate) fn field(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
             } else if meta.path.is_ident("json") {
                 set_once(&mut out.json, (), span, "json", errors);
             } else if meta.path.is_ident("blind_index") {
-                set_once(&mut out.blind_index, meta.value()?.parse()?, span, "blind_index", errors);
+                set_once(
+                    &mut out.blind_index,
+                    meta.value()?.parse()?,
+                    span,
+                    "blind_index",
+                    errors,
+                );
             } else if meta.path.is_ident("normalize") {
                 let lit: LitStr = meta.value()?.parse()?;
                 let normalize = match lit.value().as_str() {
@@ -246,8 +231,6 @@ trait SpanOfFirst {
 
 impl SpanOfFirst for Path {
     fn span_of_first(&self) -> Span {
-        self.segments
-            .first()
-            .map_or_else(Span::call_site, |s| s.ident.span())
+        self.segments.first().map_or_else(Span::call_site, |s| s.ident.span())
     }
 }

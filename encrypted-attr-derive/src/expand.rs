@@ -54,10 +54,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
 /// The record's field type for an encrypted field, and for its blind index.
 fn stored_types(enc: &Encrypted, p: &TokenStream) -> (TokenStream, TokenStream) {
     if enc.option_inner.is_some() {
-        (
-            quote!(#p::Option<#p::Ciphertext>),
-            quote!(#p::Option<#p::String>),
-        )
+        (quote!(#p::Option<#p::Ciphertext>), quote!(#p::Option<#p::String>))
     } else {
         (quote!(#p::Ciphertext), quote!(#p::String))
     }
@@ -70,12 +67,7 @@ fn blind_index_ident(enc: &Encrypted) -> Option<Ident> {
 }
 
 fn record_struct(model: &Model, p: &TokenStream) -> TokenStream {
-    let Record::Generated {
-        name,
-        derives,
-        attrs,
-    } = &model.record
-    else {
+    let Record::Generated { name, derives, attrs } = &model.record else {
         return TokenStream::new();
     };
     let vis = &model.vis;
@@ -141,12 +133,7 @@ fn codec_checks(model: &Model, p: &TokenStream) -> TokenStream {
 }
 
 /// `Some(bytes)` of a present value, in the field's encoding.
-fn encode_value(
-    enc: &Encrypted,
-    field: &Field,
-    value: TokenStream,
-    p: &TokenStream,
-) -> TokenStream {
+fn encode_value(enc: &Encrypted, field: &Field, value: TokenStream, p: &TokenStream) -> TokenStream {
     let inner = enc.inner(field);
     if enc.json.is_some() {
         quote!(#p::encode_json::<#inner>(#value)?)

@@ -24,10 +24,9 @@ pub(crate) fn check(model: &Model, errors: &mut Errors) {
                 id.value.span(),
                 format!("no field named `{}` to use as the row id", id.value.value()),
             ),
-            Some(field) if field.encrypted.is_some() => errors.at(
-                id.value.span(),
-                "the row id must be a plain (not encrypted) field",
-            ),
+            Some(field) if field.encrypted.is_some() => {
+                errors.at(id.value.span(), "the row id must be a plain (not encrypted) field")
+            }
             Some(_) => {}
         }
     }
@@ -58,10 +57,7 @@ pub(crate) fn check(model: &Model, errors: &mut Errors) {
         }
         if let (Some(normalize), Some(json)) = (&enc.normalize, enc.json) {
             let _ = json;
-            errors.at(
-                normalize.span,
-                "`normalize` works on strings, not on `json` fields",
-            );
+            errors.at(normalize.span, "`normalize` works on strings, not on `json` fields");
         }
         if !columns.insert(enc.column.to_string()) {
             errors.at(enc.span, format!("column `{}` is used twice", enc.column));

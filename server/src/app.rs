@@ -18,8 +18,13 @@ use encrypted_attr::LocalEngine;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
-use crate::auth::{TokenEntry, TokenStore};
+use encrypted_attr::storage::Storage;
+
+use crate::auth::TokenEntry;
 use crate::http::{ApiError, ApiResult, Params, Reply};
+pub use crate::seal::RootToken;
+use crate::seal::Seal;
+pub(crate) use crate::seal::Unsealed;
 
 /// Largest request body accepted (Vault's default `max_request_size`).
 pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
@@ -28,10 +33,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 /// The version reported by `sys/health` and `sys/seal-status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Everything handlers share.
+/// Everything handlers share: the seal state, which holds the engine and tokens
+/// once unsealed.
 pub struct AppState {
-    pub(crate) engine: Arc<LocalEngine>,
-    pub(crate) tokens: TokenStore,
+    pub(crate) seal: Seal,
 }
 
 impl std::fmt::Debug for AppState {
@@ -40,24 +45,26 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// A root token, shown once.
-pub struct RootToken(pub encrypted_attr::SecretBytes);
-
 impl AppState {
-    /// State over `engine`, with a root token (`id` fixes its value, as
-    /// `-dev-root-token-id` does). Returns the token so the caller can show it once.
+    /// A dev-mode state: unsealed over `engine`, with a root token (`id` fixes its
+    /// value, as `-dev-root-token-id` does). Returns the token to show once.
     ///
     /// # Errors
     /// The OS random source failed.
-    pub fn new(
-        engine: Arc<LocalEngine>,
-        root_token_id: Option<&str>,
-    ) -> Result<(Self, RootToken), String> {
-        let tokens = TokenStore::new();
-        let root = tokens
-            .create(vec!["root".into()], None, root_token_id)
-            .ok_or("the system random source failed")?;
-        Ok((Self { engine, tokens }, RootToken(root.token)))
+    pub fn new(engine: Arc<LocalEngine>, root_token_id: Option<&str>) -> Result<(Self, RootToken), String> {
+        let (seal, root) = Seal::dev(engine, root_token_id)?;
+        Ok((Self { seal }, root))
+    }
+
+    /// A state over persistent storage: uninitialised until `sys/init`, then sealed
+    /// until enough unseal shares arrive at `sys/unseal`.
+    ///
+    /// # Errors
+    /// The storage cannot be read or its seal configuration is damaged.
+    pub fn persistent(storage: Arc<dyn Storage>, storage_type: &'static str) -> Result<Self, String> {
+        Ok(Self {
+            seal: Seal::persistent(storage, storage_type)?,
+        })
     }
 }
 
@@ -93,9 +100,7 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }
 
 fn token_from(headers: &HeaderMap) -> Option<&str> {
@@ -129,8 +134,7 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2]))
-            {
+            b'%' if i + 2 < bytes.len() => match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
                 (Some(hi), Some(lo)) => {
                     out.push(hi << 4 | lo);
                     i += 2;
@@ -145,9 +149,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn hex_value(b: u8) -> Option<u8> {
-    char::from(b)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
+    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 async fn dispatch(
@@ -159,10 +161,7 @@ async fn dispatch(
 ) -> Response {
     let path = uri.path().trim_start_matches("/v1/").to_owned();
     let query = query_params(&uri);
-    let list_query = query
-        .get("list")
-        .and_then(Value::as_str)
-        .is_some_and(|v| v == "true");
+    let list_query = query.get("list").and_then(Value::as_str).is_some_and(|v| v == "true");
     let op = match method.as_str() {
         "GET" | "HEAD" if list_query => Operation::List,
         "GET" | "HEAD" => Operation::Read,
@@ -170,18 +169,6 @@ async fn dispatch(
         "POST" | "PUT" => Operation::Update,
         "DELETE" => Operation::Delete,
         _ => return ApiError::UnsupportedOperation.into_response(),
-    };
-    // Unauthenticated status endpoints.
-    match (path.as_str(), op) {
-        ("sys/health", Operation::Read) => return health(method == Method::HEAD),
-        ("sys/seal-status", Operation::Read) => return seal_status().into_response(),
-        _ => {}
-    }
-    let Some(token) = token_from(&headers).map(str::to_owned) else {
-        return ApiError::PermissionDenied.into_response();
-    };
-    let Some(entry) = state.tokens.check(&token) else {
-        return ApiError::PermissionDenied.into_response();
     };
     let params = match op {
         Operation::Update => match parse_body(&body) {
@@ -194,9 +181,38 @@ async fn dispatch(
             q
         }
     };
+    let params = Params::new(params);
+    // Unauthenticated endpoints: status, init and unseal, as in Vault.
+    let seal = &state.seal;
+    let unauthenticated = match (path.trim_end_matches('/'), op) {
+        ("sys/health", Operation::Read) => return seal.health(&params, method == Method::HEAD),
+        ("sys/seal-status", Operation::Read) => Some(Ok(Reply::Bare(StatusCode::OK, seal.status()))),
+        ("sys/init", Operation::Read) => Some(seal.init_status()),
+        ("sys/init", Operation::Update) => Some(seal.init(&params)),
+        ("sys/unseal", Operation::Update) => Some(seal.unseal(&params)),
+        _ => None,
+    };
+    if let Some(result) = unauthenticated {
+        return result.into_response();
+    }
+    let open = match seal.unsealed() {
+        Ok(open) => open,
+        Err(error) => return error.into_response(),
+    };
+    let Some(token) = token_from(&headers).map(str::to_owned) else {
+        return ApiError::PermissionDenied.into_response();
+    };
+    let Some(entry) = open.tokens.check(&token) else {
+        return ApiError::PermissionDenied.into_response();
+    };
     // The engine is CPU-bound and fast (microseconds per item; large batches split
     // across cores inside it), so it runs inline.
-    match route(&state, op, &path, params, &token, &entry) {
+    let result = match (path.trim_end_matches('/'), op) {
+        ("sys/seal", Operation::Update) if entry.policies.iter().any(|p| p == "root") => seal.seal(),
+        ("sys/seal", Operation::Update) => Err(ApiError::PermissionDenied),
+        _ => route(&open, op, &path, &params, &token, &entry),
+    };
+    match result {
         Ok(reply) => reply.into_response(),
         Err(error) => error.into_response(),
     }
@@ -234,19 +250,11 @@ impl Classify for serde_json::Error {
     }
 }
 
-fn route(
-    state: &AppState,
-    op: Operation,
-    path: &str,
-    params: Map<String, Value>,
-    token: &str,
-    entry: &TokenEntry,
-) -> ApiResult {
-    let params = Params::new(params);
+fn route(state: &Unsealed, op: Operation, path: &str, params: &Params, token: &str, entry: &TokenEntry) -> ApiResult {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["transit", rest @ ..] => crate::transit::route(state, op, rest, &params),
-        ["auth", "token", rest @ ..] => token_api(state, op, rest, &params, token, entry),
+        ["transit", rest @ ..] => crate::transit::route(state, op, rest, params),
+        ["auth", "token", rest @ ..] => token_api(state, op, rest, params, token, entry),
         _ => Err(ApiError::UnsupportedPath(path.to_owned())),
     }
 }
@@ -260,9 +268,9 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
     let ttl = entry
         .expires
         .map_or(0, |e| e.duration_since(now).map_or(0, |d| d.as_secs()));
-    let creation_ttl = entry.expires.map_or(0, |e| {
-        e.duration_since(entry.issued).map_or(0, |d| d.as_secs())
-    });
+    let creation_ttl = entry
+        .expires
+        .map_or(0, |e| e.duration_since(entry.issued).map_or(0, |d| d.as_secs()));
     json!({
         "accessor": entry.accessor,
         "creation_time": unix(entry.issued),
@@ -286,7 +294,7 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
 
 /// `auth/token/*`: the minimum to make and inspect tokens.
 fn token_api(
-    state: &AppState,
+    state: &Unsealed,
     op: Operation,
     rest: &[&str],
     params: &Params,
@@ -300,11 +308,7 @@ fn token_api(
         (["create"] | ["create-orphan"], Operation::Update) => {
             let ttl = params.duration("ttl")?;
             let policies = match params.raw("policies") {
-                Some(Value::Array(list)) => list
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect(),
+                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
                 Some(Value::String(s)) => s
                     .split(',')
                     .map(|p| p.trim().to_owned())
@@ -353,39 +357,6 @@ fn token_api(
             state.tokens.revoke(&other);
             Ok(Reply::NoContent)
         }
-        _ => Err(ApiError::UnsupportedPath(format!(
-            "auth/token/{}",
-            rest.join("/")
-        ))),
+        _ => Err(ApiError::UnsupportedPath(format!("auth/token/{}", rest.join("/")))),
     }
-}
-
-fn health(head: bool) -> Response {
-    if head {
-        return StatusCode::OK.into_response();
-    }
-    let body = json!({
-        "initialized": true,
-        "sealed": false,
-        "standby": false,
-        "performance_standby": false,
-        "replication_performance_mode": "disabled",
-        "replication_dr_mode": "disabled",
-        "server_time_utc": unix(SystemTime::now()),
-        "version": VERSION,
-        "cluster_name": "encrypted-attr",
-        "cluster_id": "",
-    });
-    (StatusCode::OK, axum::Json(body)).into_response()
-}
-
-fn seal_status() -> Reply {
-    Reply::Bare(
-        StatusCode::OK,
-        json!({
-            "type": "shamir", "initialized": true, "sealed": false, "t": 1, "n": 1,
-            "progress": 0, "nonce": "", "version": VERSION, "build_date": "",
-            "migration": false, "recovery_seal": false, "storage_type": "inmem",
-        }),
-    )
 }

@@ -24,9 +24,14 @@ enum Command {
     /// then `VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=<printed token> vault write transit/keys/users_ssn -f`.
     Server {
         /// Development mode: keys in memory, unsealed, a root token printed at start.
-        /// Nothing survives a restart. The only mode available yet.
-        #[arg(long)]
+        /// Nothing survives a restart.
+        #[arg(long, conflicts_with = "storage_file")]
         dev: bool,
+        /// Keep keys and tokens in this file, sealed under a root key that Shamir
+        /// shares protect: initialise once with `PUT /v1/sys/init`, then unseal with
+        /// `PUT /v1/sys/unseal` after every start (`vault operator init|unseal` work).
+        #[arg(long, value_name = "PATH")]
+        storage_file: Option<std::path::PathBuf>,
         /// Address to listen on (plain HTTP: loopback only).
         #[arg(long, default_value = "127.0.0.1:8200")]
         listen: SocketAddr,
@@ -50,9 +55,10 @@ pub fn main() -> std::process::ExitCode {
     match cli.command {
         Command::Server {
             dev,
+            storage_file,
             listen,
             dev_root_token_id,
-        } => match serve(dev, listen, dev_root_token_id.as_deref()) {
+        } => match serve(dev, storage_file, listen, dev_root_token_id.as_deref()) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("encrypted-attr: {message}");
@@ -62,20 +68,27 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-fn serve(dev: bool, listen: SocketAddr, root_token_id: Option<&str>) -> Result<(), String> {
-    if !dev {
-        return Err(
-            "only `server --dev` is available yet (sealed storage, TLS and config files are not)"
-                .into(),
-        );
-    }
+fn serve(
+    dev: bool,
+    storage_file: Option<std::path::PathBuf>,
+    listen: SocketAddr,
+    root_token_id: Option<&str>,
+) -> Result<(), String> {
     if !listen.ip().is_loopback() {
-        return Err(
-            "plain HTTP is allowed on loopback addresses only; TLS is not available yet".into(),
-        );
+        return Err("plain HTTP is allowed on loopback addresses only; TLS is not available yet".into());
     }
-    let engine = LocalEngine::ephemeral().map_err(|e| e.to_string())?;
-    let (state, root) = AppState::new(Arc::new(engine), root_token_id)?;
+    let (state, root) = match (dev, storage_file) {
+        (true, _) => {
+            let engine = LocalEngine::ephemeral().map_err(|e| e.to_string())?;
+            let (state, root) = AppState::new(Arc::new(engine), root_token_id)?;
+            (state, Some(root))
+        }
+        (false, Some(path)) => {
+            let storage = encrypted_attr::storage::FileStorage::open(&path).map_err(|e| e.to_string())?;
+            (AppState::persistent(Arc::new(storage), "file")?, None)
+        }
+        (false, None) => return Err("give --dev or --storage-file PATH".into()),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,13 +98,14 @@ fn serve(dev: bool, listen: SocketAddr, root_token_id: Option<&str>) -> Result<(
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        // The root token is printed once, to the terminal, like `vault server -dev`.
-        println!("encrypted-attr dev server listening on http://{addr}");
-        println!(
-            "Root Token: {}",
-            String::from_utf8_lossy(root.0.expose_secret())
-        );
-        println!("Development mode: keys live in memory and are lost at exit.");
+        println!("encrypted-attr server listening on http://{addr}");
+        if let Some(root) = root {
+            // The root token is printed once, to the terminal, like `vault server -dev`.
+            println!("Root Token: {}", String::from_utf8_lossy(root.0.expose_secret()));
+            println!("Development mode: keys live in memory and are lost at exit.");
+        } else {
+            println!("Sealed: initialise once with PUT /v1/sys/init, unseal with PUT /v1/sys/unseal.");
+        }
         run(listener, Arc::new(state), shutdown_signal())
             .await
             .map_err(|e| format!("server failed: {e}"))

@@ -45,11 +45,7 @@ impl Reply {
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         match self {
-            Self::Data {
-                status,
-                data,
-                warnings,
-            } => {
+            Self::Data { status, data, warnings } => {
                 let body = json!({
                     "request_id": uuid::Uuid::new_v4().to_string(),
                     "lease_id": "",
@@ -83,6 +79,8 @@ pub(crate) enum ApiError {
     UnsupportedOperation,
     /// 500; the message is fixed, details go to the log only.
     Internal,
+    /// 503 while sealed.
+    Sealed,
 }
 
 impl IntoResponse for ApiError {
@@ -92,9 +90,7 @@ impl IntoResponse for ApiError {
             Self::NotFound => (StatusCode::NOT_FOUND, vec![]),
             Self::UnsupportedPath(path) => (
                 StatusCode::NOT_FOUND,
-                vec![format!(
-                    "1 error occurred:\n\t* unsupported path: {path}\n\n"
-                )],
+                vec![format!("1 error occurred:\n\t* unsupported path: {path}\n\n")],
             ),
             Self::PermissionDenied => (
                 StatusCode::FORBIDDEN,
@@ -104,10 +100,8 @@ impl IntoResponse for ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 vec!["1 error occurred:\n\t* unsupported operation\n\n".to_owned()],
             ),
-            Self::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                vec!["internal error".to_owned()],
-            ),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, vec!["internal error".to_owned()]),
+            Self::Sealed => (StatusCode::SERVICE_UNAVAILABLE, vec!["Vault is sealed".to_owned()]),
         };
         (status, axum::Json(json!({ "errors": errors }))).into_response()
     }
@@ -186,11 +180,7 @@ impl Params {
             None => Ok(None),
             Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| type_error(name, "int")),
             Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => s
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| type_error(name, "int")),
+            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| type_error(name, "int")),
             Some(_) => Err(type_error(name, "int")),
         }
     }
@@ -203,9 +193,7 @@ impl Params {
                 .as_u64()
                 .map(|s| Some(Duration::from_secs(s)))
                 .ok_or_else(|| type_error(name, "duration")),
-            Some(Value::String(s)) => parse_duration(s)
-                .map(Some)
-                .ok_or_else(|| type_error(name, "duration")),
+            Some(Value::String(s)) => parse_duration(s).map(Some).ok_or_else(|| type_error(name, "duration")),
             Some(_) => Err(type_error(name, "duration")),
         }
     }
@@ -309,8 +297,7 @@ mod tests {
 
     #[test]
     fn params_coerce_and_report_ignored() {
-        let map = serde_json::from_value(json!({"a": "1", "b": "true", "c": 3, "zzz": 1}))
-            .unwrap_or_default();
+        let map = serde_json::from_value(json!({"a": "1", "b": "true", "c": 3, "zzz": 1})).unwrap_or_default();
         let p = Params::new(map);
         assert_eq!(p.int("a").ok().flatten(), Some(1));
         assert_eq!(p.bool("b").ok().flatten(), Some(true));

@@ -8,6 +8,8 @@ mod app;
 mod auth;
 pub mod cli;
 mod http;
+mod seal;
+mod shamir;
 mod transit;
 
 pub use app::{AppState, MAX_REQUEST_BYTES, REQUEST_TIMEOUT, RootToken, VERSION, app, run};

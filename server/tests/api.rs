@@ -28,13 +28,7 @@ impl Server {
         }
     }
 
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
+    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
         let mut request = Request::builder().method(method).uri(path);
         if let Some(token) = token {
             request = request.header("X-Vault-Token", token);
@@ -92,16 +86,11 @@ async fn envelope_auth_and_status_endpoints() {
         assert!(body.get(field).is_some(), "health lacks {field}");
     }
     let (status, body) = s.call("GET", "/v1/sys/seal-status", None, None).await;
-    assert_eq!(
-        (status, body["sealed"].clone()),
-        (StatusCode::OK, json!(false))
-    );
+    assert_eq!((status, body["sealed"].clone()), (StatusCode::OK, json!(false)));
 
     // No token, a wrong token: 403 with Vault's body.
     for token in [None, Some("nope")] {
-        let (status, body) = s
-            .call("POST", "/v1/transit/keys/k", token, Some(json!({})))
-            .await;
+        let (status, body) = s.call("POST", "/v1/transit/keys/k", token, Some(json!({}))).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(
             body,
@@ -147,10 +136,7 @@ async fn key_lifecycle() {
     let (_, body) = s.post("/v1/transit/keys/orders/rotate", json!({})).await;
     assert_eq!(body["data"]["latest_version"], 2);
     let (status, body) = s
-        .post(
-            "/v1/transit/keys/orders/config",
-            json!({"min_decryption_version": 3}),
-        )
+        .post("/v1/transit/keys/orders/config", json!({"min_decryption_version": 3}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, body) = s
@@ -161,45 +147,26 @@ async fn key_lifecycle() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = s
-        .post(
-            "/v1/transit/keys/orders/trim",
-            json!({"min_available_version": 2}),
-        )
+        .post("/v1/transit/keys/orders/trim", json!({"min_available_version": 2}))
         .await;
     assert_eq!(
         (status, body["data"]["min_available_version"].clone()),
         (StatusCode::OK, json!(2)),
         "{body}"
     );
-    let (status, body) = s
-        .get("/v1/transit/export/encryption-key/orders/latest")
-        .await;
+    let (status, body) = s.get("/v1/transit/export/encryption-key/orders/latest").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["keys"].as_object().map(|k| k.len()), Some(1));
     let (status, _) = s.get("/v1/transit/keys/missing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = s
-        .call("DELETE", "/v1/transit/keys/orders", Some(ROOT), None)
-        .await;
+    let (status, body) = s.call("DELETE", "/v1/transit/keys/orders", Some(ROOT), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        body["errors"][0]
-            .as_str()
-            .unwrap()
-            .contains("deletion is not allowed")
-    );
-    s.post(
-        "/v1/transit/keys/orders/config",
-        json!({"deletion_allowed": true}),
-    )
-    .await;
-    let (status, _) = s
-        .call("DELETE", "/v1/transit/keys/orders", Some(ROOT), None)
+    assert!(body["errors"][0].as_str().unwrap().contains("deletion is not allowed"));
+    s.post("/v1/transit/keys/orders/config", json!({"deletion_allowed": true}))
         .await;
+    let (status, _) = s.call("DELETE", "/v1/transit/keys/orders", Some(ROOT), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = s
-        .post("/v1/transit/keys/bad", json!({"type": "rsa-9"}))
-        .await;
+    let (status, body) = s.post("/v1/transit/keys/bad", json!({"type": "rsa-9"})).await;
     assert_eq!(
         (status, body["errors"][0].clone()),
         (StatusCode::BAD_REQUEST, json!("unknown key type rsa-9"))
@@ -224,13 +191,8 @@ async fn encrypt_decrypt_single_and_batch() {
         body["warnings"],
         json!(["Endpoint ignored these unrecognized parameters: [nonce]"])
     );
-    let (_, body) = s
-        .post("/v1/transit/decrypt/users_ssn", json!({"ciphertext": ct}))
-        .await;
-    assert_eq!(
-        unb64(body["data"]["plaintext"].as_str().unwrap()),
-        "123-45-6789"
-    );
+    let (_, body) = s.post("/v1/transit/decrypt/users_ssn", json!({"ciphertext": ct})).await;
+    assert_eq!(unb64(body["data"]["plaintext"].as_str().unwrap()), "123-45-6789");
 
     // A batch with a bad item: 400, the other items still processed.
     let (status, body) = s
@@ -267,15 +229,10 @@ async fn encrypt_decrypt_single_and_batch() {
     assert_eq!(results[2]["error"], "invalid ciphertext: no prefix");
 
     // Errors of single requests.
-    let (status, body) = s
-        .post("/v1/transit/decrypt/nokey", json!({"ciphertext": ct}))
-        .await;
+    let (status, body) = s.post("/v1/transit/decrypt/nokey", json!({"ciphertext": ct})).await;
     assert_eq!(
         (status, body),
-        (
-            StatusCode::BAD_REQUEST,
-            json!({"errors": ["encryption key not found"]})
-        )
+        (StatusCode::BAD_REQUEST, json!({"errors": ["encryption key not found"]}))
     );
     let (status, body) = s.post("/v1/transit/encrypt/users_ssn", json!({})).await;
     assert_eq!(
@@ -286,10 +243,7 @@ async fn encrypt_decrypt_single_and_batch() {
         )
     );
     let (status, body) = s
-        .post(
-            "/v1/transit/decrypt/users_ssn",
-            json!({"ciphertext": "vault:v9:AAAA"}),
-        )
+        .post("/v1/transit/decrypt/users_ssn", json!({"ciphertext": "vault:v9:AAAA"}))
         .await;
     assert_eq!(
         (status, body),
@@ -316,10 +270,7 @@ async fn derived_convergent_rewrap_datakey_hmac_random_hash() {
     let enc = json!({"plaintext": b64("a@b.c"), "context": ctx});
     let (_, one) = s.post("/v1/transit/encrypt/emails", enc.clone()).await;
     let (_, two) = s.post("/v1/transit/encrypt/emails", enc).await;
-    assert_eq!(
-        one["data"]["ciphertext"], two["data"]["ciphertext"],
-        "convergent"
-    );
+    assert_eq!(one["data"]["ciphertext"], two["data"]["ciphertext"], "convergent");
     let (status, body) = s
         .post(
             "/v1/transit/decrypt/emails",
@@ -327,12 +278,7 @@ async fn derived_convergent_rewrap_datakey_hmac_random_hash() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        body["errors"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("missing 'context'")
-    );
+    assert!(body["errors"][0].as_str().unwrap().starts_with("missing 'context'"));
 
     // Rewrap with associated data (our extension).
     let aad = b64("users/ssn/7");
@@ -361,9 +307,7 @@ async fn derived_convergent_rewrap_datakey_hmac_random_hash() {
     assert_eq!(unb64(body["data"]["plaintext"].as_str().unwrap()), "x");
 
     // Data keys.
-    let (status, body) = s
-        .post("/v1/transit/datakey/plaintext/ssn", json!({"bits": 512}))
-        .await;
+    let (status, body) = s.post("/v1/transit/datakey/plaintext/ssn", json!({"bits": 512})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let plaintext = body["data"]["plaintext"].as_str().unwrap().to_owned();
     let (_, opened) = s
@@ -377,17 +321,12 @@ async fn derived_convergent_rewrap_datakey_hmac_random_hash() {
     assert!(body["data"].get("plaintext").is_none());
     let (status, _) = s.post("/v1/transit/datakey/other/ssn", json!({})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = s
-        .post("/v1/transit/datakey/plaintext/ssn", json!({"bits": 64}))
-        .await;
+    let (status, _) = s.post("/v1/transit/datakey/plaintext/ssn", json!({"bits": 64})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // HMAC and verify.
     let (_, body) = s
-        .post(
-            "/v1/transit/hmac/ssn/sha2-512",
-            json!({"input": b64("msg")}),
-        )
+        .post("/v1/transit/hmac/ssn/sha2-512", json!({"input": b64("msg")}))
         .await;
     let tag = body["data"]["hmac"].clone();
     assert!(tag.as_str().unwrap().starts_with("vault:v2:"));
@@ -401,20 +340,13 @@ async fn derived_convergent_rewrap_datakey_hmac_random_hash() {
     let (_, body) = s.post("/v1/transit/verify/ssn", json!({"batch_input": [{"input": b64("msg"), "hmac": tag}, {"input": b64("other"), "hmac": tag}], "hash_algorithm": "sha2-512"})).await;
     let results = body["data"]["batch_results"].as_array().unwrap();
     assert_eq!(results[0]["valid"], true);
-    assert!(
-        results[1].get("valid").is_none(),
-        "false is omitted in HMAC batches"
-    );
+    assert!(results[1].get("valid").is_none(), "false is omitted in HMAC batches");
 
-    let (_, body) = s
-        .post("/v1/transit/random/16", json!({"format": "hex"}))
-        .await;
+    let (_, body) = s.post("/v1/transit/random/16", json!({"format": "hex"})).await;
     assert_eq!(body["data"]["random_bytes"].as_str().unwrap().len(), 32);
     let (status, _) = s.post("/v1/transit/random", json!({"bytes": 0})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (_, body) = s
-        .post("/v1/transit/hash", json!({"input": b64("abc")}))
-        .await;
+    let (_, body) = s.post("/v1/transit/hash", json!({"input": b64("abc")})).await;
     assert_eq!(
         body["data"]["sum"],
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -436,35 +368,21 @@ async fn bad_input_is_a_4xx_never_a_5xx() {
         .raw(request("POST", "/v1/transit/encrypt/k", "{\"plaintext\": "))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = s.raw(request("POST", "/v1/transit/encrypt/k", "[1,2]")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = s
-        .raw(request("POST", "/v1/transit/encrypt/k", "[1,2]"))
+        .raw(request("POST", "/v1/transit/encrypt/k", "{\"plaintext\": {\"a\": 1}}"))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = s
-        .raw(request(
-            "POST",
-            "/v1/transit/encrypt/k",
-            "{\"plaintext\": {\"a\": 1}}",
-        ))
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = s
-        .raw(request(
-            "POST",
-            "/v1/transit/keys/k",
-            "{\"derived\": \"maybe\"}",
-        ))
+        .raw(request("POST", "/v1/transit/keys/k", "{\"derived\": \"maybe\"}"))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = s.raw(request("GET", "/v1/transit/encrypt/k", "")).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    let (status, _) = s
-        .raw(request("POST", "/v1/transit/nothing/here", "{}"))
-        .await;
+    let (status, _) = s.raw(request("POST", "/v1/transit/nothing/here", "{}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = s
-        .raw(request("POST", "/v1/transit/keys/bad%20name!", "{}"))
-        .await;
+    let (status, _) = s.raw(request("POST", "/v1/transit/keys/bad%20name!", "{}")).await;
     assert!(status.is_client_error());
     let huge = vec![b'a'; encrypted_attr_server::MAX_REQUEST_BYTES + 10];
     let request = Request::builder()
@@ -481,31 +399,19 @@ async fn bad_input_is_a_4xx_never_a_5xx() {
 async fn tokens_can_be_created_and_revoked() {
     let s = Server::new();
     let (status, body) = s
-        .post(
-            "/v1/auth/token/create",
-            json!({"policies": ["app"], "ttl": "1h"}),
-        )
+        .post("/v1/auth/token/create", json!({"policies": ["app"], "ttl": "1h"}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let token = body["auth"]["client_token"].as_str().unwrap().to_owned();
     assert!(token.starts_with("hvs."));
-    let (status, body) = s
-        .call("GET", "/v1/auth/token/lookup-self", Some(&token), None)
-        .await;
+    let (status, body) = s.call("GET", "/v1/auth/token/lookup-self", Some(&token), None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body["data"]["ttl"].as_u64().unwrap() > 3500);
     let (status, _) = s
-        .call(
-            "POST",
-            "/v1/auth/token/revoke-self",
-            Some(&token),
-            Some(json!({})),
-        )
+        .call("POST", "/v1/auth/token/revoke-self", Some(&token), Some(json!({})))
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = s
-        .call("GET", "/v1/auth/token/lookup-self", Some(&token), None)
-        .await;
+    let (status, _) = s.call("GET", "/v1/auth/token/lookup-self", Some(&token), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
@@ -517,13 +423,9 @@ async fn serves_on_a_real_socket_and_shuts_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(encrypted_attr_server::run(
-        listener,
-        Arc::new(state),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let server = tokio::spawn(encrypted_attr_server::run(listener, Arc::new(state), async {
+        let _ = stopped.await;
+    }));
     let body = json!({"plaintext": b64("over the wire")}).to_string();
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
@@ -534,11 +436,7 @@ async fn serves_on_a_real_socket_and_shuts_down() {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(
-        response
-            .to_ascii_lowercase()
-            .contains("content-type: application/json")
-    );
+    assert!(response.to_ascii_lowercase().contains("content-type: application/json"));
     assert!(response.contains("vault:v1:"));
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();

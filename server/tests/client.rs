@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use encrypted_attr::{
-    AsyncTransitEngine, ClientConfig, DataKeyBits, DataKeyRequest, DecryptItem, EncryptItem, Error,
-    ExportKind, HashAlgorithm, HmacItem, KeyConfig, KeyName, KeyOptions, LocalEngine, RemoteEngine,
-    RewrapItem, TransitEngine, VerifyHmacItem,
+    AsyncTransitEngine, ClientConfig, DataKeyBits, DataKeyRequest, DecryptItem, EncryptItem, Error, ExportKind,
+    HashAlgorithm, HmacItem, KeyConfig, KeyName, KeyOptions, LocalEngine, RemoteEngine, RewrapItem, TransitEngine,
+    VerifyHmacItem,
 };
 
 const ROOT: &str = "client-test-root";
@@ -48,17 +48,12 @@ fn name(s: &str) -> KeyName {
 /// our extensions (rewrap with associated data).
 fn exercise(engine: &RemoteEngine, ours: bool) {
     let key = name("client_ssn");
-    let info = engine
-        .create_key(&key, KeyOptions::default().exportable(true))
-        .unwrap();
+    let info = engine.create_key(&key, KeyOptions::default().exportable(true)).unwrap();
     assert_eq!(info.latest_version.get(), 1);
     let sealed = engine
         .encrypt_batch(
             &key,
-            vec![
-                EncryptItem::new("one"),
-                EncryptItem::new("").associated_data("row-2"),
-            ],
+            vec![EncryptItem::new("one"), EncryptItem::new("").associated_data("row-2")],
         )
         .unwrap();
     let cts: Vec<_> = sealed.into_iter().map(Result::unwrap).collect();
@@ -71,45 +66,29 @@ fn exercise(engine: &RemoteEngine, ours: bool) {
             vec![
                 DecryptItem::new(cts[0].clone()),
                 DecryptItem::new(cts[1].clone()).associated_data("row-2"),
-                DecryptItem::new(encrypted_attr::Ciphertext::from_parts(
-                    cts[0].version(),
-                    tampered,
-                )),
+                DecryptItem::new(encrypted_attr::Ciphertext::from_parts(cts[0].version(), tampered)),
             ],
         )
         .unwrap();
     assert_eq!(opened[0].as_ref().unwrap().expose_secret(), b"one");
     assert!(opened[1].as_ref().unwrap().is_empty());
-    assert!(
-        matches!(opened[2], Err(Error::DecryptionFailed)),
-        "{:?}",
-        opened[2]
-    );
+    assert!(matches!(opened[2], Err(Error::DecryptionFailed)), "{:?}", opened[2]);
 
     let info = engine.rotate_key(&key).unwrap();
     assert_eq!(info.latest_version.get(), 2);
-    let rewrapped = engine
-        .rewrap(&key, RewrapItem::new(cts[0].clone()))
-        .unwrap();
+    let rewrapped = engine.rewrap(&key, RewrapItem::new(cts[0].clone())).unwrap();
     assert_eq!(rewrapped.version().get(), 2);
     if ours {
         let with_aad = engine
-            .rewrap(
-                &key,
-                RewrapItem::new(cts[1].clone()).associated_data("row-2"),
-            )
+            .rewrap(&key, RewrapItem::new(cts[1].clone()).associated_data("row-2"))
             .unwrap();
         assert_eq!(with_aad.version().get(), 2);
     }
 
-    let dk = engine
-        .datakey(&key, DataKeyRequest::new(DataKeyBits::B256))
-        .unwrap();
+    let dk = engine.datakey(&key, DataKeyRequest::new(DataKeyBits::B256)).unwrap();
     let plaintext = dk.plaintext.unwrap();
     assert_eq!(
-        engine
-            .decrypt(&key, DecryptItem::new(dk.ciphertext))
-            .unwrap(),
+        engine.decrypt(&key, DecryptItem::new(dk.ciphertext)).unwrap(),
         plaintext
     );
 
@@ -118,20 +97,12 @@ fn exercise(engine: &RemoteEngine, ours: bool) {
         .unwrap();
     assert!(
         engine
-            .verify_hmac(
-                &key,
-                HashAlgorithm::Sha2_256,
-                VerifyHmacItem::new("msg", tag.clone())
-            )
+            .verify_hmac(&key, HashAlgorithm::Sha2_256, VerifyHmacItem::new("msg", tag.clone()))
             .unwrap()
     );
     assert!(
         !engine
-            .verify_hmac(
-                &key,
-                HashAlgorithm::Sha2_256,
-                VerifyHmacItem::new("msh", tag)
-            )
+            .verify_hmac(&key, HashAlgorithm::Sha2_256, VerifyHmacItem::new("msh", tag))
             .unwrap()
     );
     let old = engine
@@ -143,18 +114,14 @@ fn exercise(engine: &RemoteEngine, ours: bool) {
         .unwrap();
     assert_eq!(old.version().get(), 1);
 
-    let exported = engine
-        .export_key(&key, ExportKind::EncryptionKey, None)
-        .unwrap();
+    let exported = engine.export_key(&key, ExportKind::EncryptionKey, None).unwrap();
     assert_eq!(exported.keys.len(), 2);
     let info = engine
         .configure_key(&key, KeyConfig::default().min_decryption_version(2))
         .unwrap();
     assert_eq!(info.min_decryption_version.get(), 2);
     assert!(
-        engine
-            .decrypt(&key, DecryptItem::new(cts[0].clone()))
-            .is_err(),
+        engine.decrypt(&key, DecryptItem::new(cts[0].clone())).is_err(),
         "v1 retired"
     );
 
@@ -171,18 +138,10 @@ fn exercise(engine: &RemoteEngine, ours: bool) {
     // exported key material would produce it too (checked by vectors in the library).
     assert!(engine.list_keys().unwrap().contains(&conv));
     assert_eq!(engine.random_bytes(16).unwrap().len(), 16);
-    assert_eq!(
-        engine.hash(HashAlgorithm::Sha2_256, b"abc").unwrap()[..2],
-        [0xba, 0x78]
-    );
+    assert_eq!(engine.hash(HashAlgorithm::Sha2_256, b"abc").unwrap()[..2], [0xba, 0x78]);
     let missing = engine.read_key(&name("no_such_key"));
-    assert!(
-        matches!(missing, Err(Error::KeyNotFound { .. })),
-        "{missing:?}"
-    );
-    let err = engine
-        .decrypt(&name("no_such_key"), DecryptItem::new(a))
-        .unwrap_err();
+    assert!(matches!(missing, Err(Error::KeyNotFound { .. })), "{missing:?}");
+    let err = engine.decrypt(&name("no_such_key"), DecryptItem::new(a)).unwrap_err();
     assert!(matches!(&err, Error::Remote { status: 400, .. }), "{err:?}");
 }
 
@@ -194,10 +153,7 @@ fn remote_engine_against_this_server() {
 
     // A wrong token is a 403, never retried into success.
     let wrong = RemoteEngine::new(ClientConfig::new(&address, "wrong")).unwrap();
-    assert!(matches!(
-        wrong.list_keys(),
-        Err(Error::Remote { status: 403, .. })
-    ));
+    assert!(matches!(wrong.list_keys(), Err(Error::Remote { status: 403, .. })));
     stop.send(()).unwrap();
 
     // Nobody listening: a transport error after the retries.
@@ -216,21 +172,10 @@ async fn async_face_and_blocking_guard() {
     let items = vec![EncryptItem::new("a"), EncryptItem::new("b")];
     // Encrypt upserts the key on the server side.
     let sealed = engine.encrypt_batch_async(&key, items).await.unwrap();
-    let items = sealed
-        .into_iter()
-        .map(|r| DecryptItem::new(r.unwrap()))
-        .collect();
+    let items = sealed.into_iter().map(|r| DecryptItem::new(r.unwrap())).collect();
     let opened = engine.decrypt_batch_async(&key, items).await.unwrap();
     assert_eq!(opened[1].as_ref().unwrap().expose_secret(), b"b");
-    assert_eq!(
-        engine
-            .read_key_async(&key)
-            .await
-            .unwrap()
-            .latest_version
-            .get(),
-        1
-    );
+    assert_eq!(engine.read_key_async(&key).await.unwrap().latest_version.get(), 1);
     stop.send(()).unwrap();
 }
 
@@ -249,11 +194,7 @@ impl Drop for OpenBao {
 
 fn start_openbao() -> Option<OpenBao> {
     let bao = std::env::var("ENCRYPTED_ATTR_BAO").unwrap_or_else(|_| "bao".into());
-    if std::process::Command::new(&bao)
-        .arg("version")
-        .output()
-        .is_err()
-    {
+    if std::process::Command::new(&bao).arg("version").output().is_err() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("OpenBao (`bao`) must be installed under CI");
         }
@@ -286,17 +227,11 @@ fn start_openbao() -> Option<OpenBao> {
             .env("BAO_ADDR", &server.address)
             .env("BAO_TOKEN", "root")
             .output()
-            .map(|o| {
-                o.status.success()
-                    || String::from_utf8_lossy(&o.stderr).contains("path is already in use")
-            });
+            .map(|o| o.status.success() || String::from_utf8_lossy(&o.stderr).contains("path is already in use"));
         if mounted.unwrap_or(false) {
             return Some(server);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "OpenBao did not start"
-        );
+        assert!(std::time::Instant::now() < deadline, "OpenBao did not start");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }

@@ -6,15 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{
-    BatchResult, DataKey, DataKeyRequest, DecryptItem, EncryptItem, ExportKind, ExportedKey,
-    HmacItem, HmacTag, InProcess, RewrapItem, TransitEngine, VerifyHmacItem,
+    BatchResult, DataKey, DataKeyRequest, DecryptItem, EncryptItem, ExportKind, ExportedKey, HmacItem, HmacTag,
+    InProcess, RewrapItem, TransitEngine, VerifyHmacItem,
 };
 use crate::cipher::{self, HashAlgorithm};
 use crate::ciphertext::Ciphertext;
 use crate::error::{Error, Result};
-use crate::keyring::{
-    Budget, EngineOptions, KeyConfig, KeyInfo, KeyOptions, Keyring, LoadedKey, StoredKey, unix_now,
-};
+use crate::keyring::{Budget, EngineOptions, KeyConfig, KeyInfo, KeyOptions, Keyring, LoadedKey, StoredKey, unix_now};
 use crate::name::{KeyName, KeyVersion};
 use crate::secret::{Plaintext, SecretBytes};
 use crate::storage::{Barrier, FileStorage, MemoryStorage, RootKey, Storage};
@@ -69,11 +67,7 @@ impl LocalEngine {
     ///
     /// # Errors
     /// As [`open`](Self::open).
-    pub fn with_storage(
-        storage: Arc<dyn Storage>,
-        root_key: &RootKey,
-        options: EngineOptions,
-    ) -> Result<Self> {
+    pub fn with_storage(storage: Arc<dyn Storage>, root_key: &RootKey, options: EngineOptions) -> Result<Self> {
         let barrier = Barrier::open(storage, root_key)?;
         Ok(Self {
             keyring: Keyring::load(barrier, options)?,
@@ -94,11 +88,7 @@ impl LocalEngine {
     /// # Errors
     /// [`Error::RandomSource`], or invalid options.
     pub fn ephemeral_with(options: EngineOptions) -> Result<Self> {
-        Self::with_storage(
-            Arc::new(MemoryStorage::new()),
-            &RootKey::generate()?,
-            options,
-        )
+        Self::with_storage(Arc::new(MemoryStorage::new()), &RootKey::generate()?, options)
     }
 
     /// The key to use now: loaded, and rotated first if its auto-rotation is due.
@@ -108,11 +98,7 @@ impl LocalEngine {
 
     /// The key, reloaded from storage if some item names a version newer than this
     /// process knows (another process rotated it).
-    fn key_for_versions(
-        &self,
-        name: &KeyName,
-        newest: Option<KeyVersion>,
-    ) -> Result<Arc<LoadedKey>> {
+    fn key_for_versions(&self, name: &KeyName, newest: Option<KeyVersion>) -> Result<Arc<LoadedKey>> {
         let key = self.keyring.get(name)?;
         match newest {
             Some(v) if v > key.info.latest_version => self.keyring.reload(name),
@@ -160,11 +146,7 @@ impl LocalEngine {
         cipher.aead().open(aad.unwrap_or_default(), ct.payload())
     }
 
-    fn modify_existing(
-        &self,
-        name: &KeyName,
-        change: &mut dyn FnMut(&mut StoredKey) -> Result<()>,
-    ) -> Result<KeyInfo> {
+    fn modify_existing(&self, name: &KeyName, change: &mut dyn FnMut(&mut StoredKey) -> Result<()>) -> Result<KeyInfo> {
         let loaded = self.keyring.modify(name, &mut |stored| {
             let mut stored = stored.ok_or_else(|| Error::KeyNotFound { name: name.clone() })?;
             change(&mut stored)?;
@@ -181,10 +163,7 @@ impl TransitEngine for LocalEngine {
         let loaded = self.key(key)?;
         Ok(parallel_map(&items, |chunk| {
             let mut loaded = loaded.clone();
-            chunk
-                .iter()
-                .map(|item| self.seal_one(&mut loaded, item))
-                .collect()
+            chunk.iter().map(|item| self.seal_one(&mut loaded, item)).collect()
         }))
     }
 
@@ -234,20 +213,14 @@ impl TransitEngine for LocalEngine {
             .collect())
     }
 
-    fn hmac_batch(
-        &self,
-        key: &KeyName,
-        algorithm: HashAlgorithm,
-        items: Vec<HmacItem>,
-    ) -> BatchResult<HmacTag> {
+    fn hmac_batch(&self, key: &KeyName, algorithm: HashAlgorithm, items: Vec<HmacItem>) -> BatchResult<HmacTag> {
         let loaded = self.key(key)?;
         Ok(items
             .iter()
             .map(|item| {
                 let version = match item.key_version {
                     Some(v)
-                        if v.get() < loaded.info.min_encryption_version
-                            || v < loaded.info.min_decryption_version =>
+                        if v.get() < loaded.info.min_encryption_version || v < loaded.info.min_decryption_version =>
                     {
                         return Err(Error::invalid(
                             "cannot generate HMAC: version is too old (disallowed by policy)",
@@ -285,11 +258,7 @@ impl TransitEngine for LocalEngine {
                     return Err(Error::invalid("cannot verify HMAC: version is too old"));
                 }
                 let version = loaded.version(v)?;
-                Ok(algorithm.verify_hmac(
-                    &version.hmac_key,
-                    item.input.expose_secret(),
-                    item.hmac.tag(),
-                ))
+                Ok(algorithm.verify_hmac(&version.hmac_key, item.input.expose_secret(), item.hmac.tag()))
             })
             .collect())
     }
@@ -353,17 +322,10 @@ impl TransitEngine for LocalEngine {
         Ok(())
     }
 
-    fn export_key(
-        &self,
-        key: &KeyName,
-        kind: ExportKind,
-        version: Option<KeyVersion>,
-    ) -> Result<ExportedKey> {
+    fn export_key(&self, key: &KeyName, kind: ExportKind, version: Option<KeyVersion>) -> Result<ExportedKey> {
         let loaded = self.keyring.get(key)?;
         if !loaded.info.exportable {
-            return Err(Error::NotAllowed(
-                "private key material is not exportable".into(),
-            ));
+            return Err(Error::NotAllowed("private key material is not exportable".into()));
         }
         let versions: Vec<KeyVersion> = match version {
             Some(v) => {
@@ -429,19 +391,13 @@ const PARALLEL_BATCH: usize = 512;
 /// than one core; results keep the items' order.
 fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES.get_or_init(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
     if items.len() < PARALLEL_BATCH || cores < 2 {
         return f(items);
     }
     let chunk = items.len().div_ceil(cores);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .skip(1)
-            .map(|c| scope.spawn(|| f(c)))
-            .collect();
+        let handles: Vec<_> = items.chunks(chunk).skip(1).map(|c| scope.spawn(|| f(c))).collect();
         let mut out = f(&items[..chunk.min(items.len())]);
         for handle in handles {
             match handle.join() {
@@ -468,10 +424,7 @@ mod tests {
             &key,
             KeyOptions::default().auto_rotate_period(Duration::from_secs(3600)),
         )?;
-        assert_eq!(
-            engine.encrypt(&key, EncryptItem::new("a"))?.version().get(),
-            1
-        );
+        assert_eq!(engine.encrypt(&key, EncryptItem::new("a"))?.version().get(), 1);
         // Pretend version 1 was created two hours ago.
         engine.keyring.modify(&key, &mut |stored| {
             let mut stored = stored.ok_or(Error::DecryptionFailed)?;
@@ -480,15 +433,9 @@ mod tests {
             }
             Ok(Some(stored))
         })?;
-        assert_eq!(
-            engine.encrypt(&key, EncryptItem::new("b"))?.version().get(),
-            2
-        );
+        assert_eq!(engine.encrypt(&key, EncryptItem::new("b"))?.version().get(), 2);
         // The new version is fresh: no further rotation.
-        assert_eq!(
-            engine.encrypt(&key, EncryptItem::new("c"))?.version().get(),
-            2
-        );
+        assert_eq!(engine.encrypt(&key, EncryptItem::new("c"))?.version().get(), 2);
         Ok(())
     }
 }

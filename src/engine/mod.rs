@@ -411,12 +411,7 @@ pub trait TransitEngine: Send + Sync {
     ///
     /// # Errors
     /// Outer: unknown key. Per item: version out of range.
-    fn hmac_batch(
-        &self,
-        key: &KeyName,
-        algorithm: HashAlgorithm,
-        items: Vec<HmacItem>,
-    ) -> BatchResult<HmacTag>;
+    fn hmac_batch(&self, key: &KeyName, algorithm: HashAlgorithm, items: Vec<HmacItem>) -> BatchResult<HmacTag>;
 
     /// Checks each HMAC in constant time.
     ///
@@ -482,12 +477,7 @@ pub trait TransitEngine: Send + Sync {
     ///
     /// # Errors
     /// [`Error::KeyNotFound`], [`Error::NotAllowed`], version out of range.
-    fn export_key(
-        &self,
-        key: &KeyName,
-        kind: ExportKind,
-        version: Option<KeyVersion>,
-    ) -> Result<ExportedKey>;
+    fn export_key(&self, key: &KeyName, kind: ExportKind, version: Option<KeyVersion>) -> Result<ExportedKey>;
 
     /// `len` random bytes from the engine's random source (1 ..= 131072).
     ///
@@ -537,12 +527,7 @@ pub trait TransitEngine: Send + Sync {
     ///
     /// # Errors
     /// As [`verify_hmac_batch`](Self::verify_hmac_batch), flattened.
-    fn verify_hmac(
-        &self,
-        key: &KeyName,
-        algorithm: HashAlgorithm,
-        item: VerifyHmacItem,
-    ) -> Result<bool> {
+    fn verify_hmac(&self, key: &KeyName, algorithm: HashAlgorithm, item: VerifyHmacItem) -> Result<bool> {
         single(self.verify_hmac_batch(key, algorithm, vec![item]))
     }
 }

@@ -135,8 +135,7 @@ impl KeyInfo {
             deletion_allowed: stored.deletion_allowed,
             auto_rotate_period: Duration::from_secs(stored.auto_rotate_period_secs),
             latest_version: KeyVersion::new(stored.latest_version).unwrap_or(KeyVersion::FIRST),
-            min_decryption_version: KeyVersion::new(stored.min_decryption_version)
-                .unwrap_or(KeyVersion::FIRST),
+            min_decryption_version: KeyVersion::new(stored.min_decryption_version).unwrap_or(KeyVersion::FIRST),
             min_encryption_version: stored.min_encryption_version,
             min_available_version: stored.min_available_version,
             versions: stored
@@ -184,13 +183,10 @@ pub(crate) struct VersionState {
 
 impl VersionState {
     fn new(stored: &StoredKey, version: u32) -> Result<Self> {
-        let sv = stored
-            .versions
-            .get(&version)
-            .ok_or_else(|| Error::CorruptStorage {
-                location: format!("{KEYS_PREFIX}{}", stored.name),
-                reason: "key version missing",
-            })?;
+        let sv = stored.versions.get(&version).ok_or_else(|| Error::CorruptStorage {
+            location: format!("{KEYS_PREFIX}{}", stored.name),
+            reason: "key version missing",
+        })?;
         Ok(Self {
             version: KeyVersion::try_from(version)?,
             key_type: stored.key_type,
@@ -229,12 +225,7 @@ impl VersionState {
         }
     }
 
-    fn derived_cipher(
-        &self,
-        key: &LoadedKey,
-        context: &[u8],
-        capacity: usize,
-    ) -> Result<Arc<DerivedCipher>> {
+    fn derived_cipher(&self, key: &LoadedKey, context: &[u8], capacity: usize) -> Result<Arc<DerivedCipher>> {
         if let Some(found) = read_lock(&self.derived).get(context) {
             return Ok(found.clone());
         }
@@ -357,10 +348,7 @@ impl LoadedKey {
     }
 
     /// The version to encrypt (or HMAC) with: `requested`, or the latest.
-    pub(crate) fn encryption_version(
-        &self,
-        requested: Option<KeyVersion>,
-    ) -> Result<&Arc<VersionState>> {
+    pub(crate) fn encryption_version(&self, requested: Option<KeyVersion>) -> Result<&Arc<VersionState>> {
         let Some(version) = requested else {
             return self.version(self.info.latest_version);
         };
@@ -379,13 +367,11 @@ impl LoadedKey {
 }
 
 fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What a budget check decided.
@@ -416,10 +402,7 @@ impl Keyring {
         let mut keys = HashMap::new();
         for path in keyring.barrier.list(KEYS_PREFIX)? {
             if let Some(stored) = keyring.read_stored(&path)? {
-                keys.insert(
-                    stored.name.clone(),
-                    Arc::new(LoadedKey::build(&stored, None)?),
-                );
+                keys.insert(stored.name.clone(), Arc::new(LoadedKey::build(&stored, None)?));
             }
         }
         *write_lock(&keyring.keys) = keys;
@@ -427,10 +410,7 @@ impl Keyring {
     }
 
     fn read_stored(&self, path: &str) -> Result<Option<StoredKey>> {
-        self.barrier
-            .get(path)?
-            .map(|plain| decode(path, &plain))
-            .transpose()
+        self.barrier.get(path)?.map(|plain| decode(path, &plain)).transpose()
     }
 
     /// The loaded key `name`, without touching storage.
@@ -455,11 +435,7 @@ impl Keyring {
             .ok_or_else(|| Error::KeyNotFound { name: name.clone() })
     }
 
-    fn install(
-        &self,
-        name: &KeyName,
-        stored: Option<&StoredKey>,
-    ) -> Result<Option<Arc<LoadedKey>>> {
+    fn install(&self, name: &KeyName, stored: Option<&StoredKey>) -> Result<Option<Arc<LoadedKey>>> {
         let mut keys = write_lock(&self.keys);
         match stored {
             Some(stored) => {
@@ -478,10 +454,7 @@ impl Keyring {
     pub(crate) fn list(&self) -> Result<Vec<KeyName>> {
         let mut names = Vec::new();
         for path in self.barrier.list(KEYS_PREFIX)? {
-            if let Some(name) = path
-                .strip_prefix(KEYS_PREFIX)
-                .and_then(|n| KeyName::new(n).ok())
-            {
+            if let Some(name) = path.strip_prefix(KEYS_PREFIX).and_then(|n| KeyName::new(n).ok()) {
                 names.push(name);
             }
         }
@@ -517,8 +490,7 @@ impl Keyring {
 
     /// Takes one random-nonce encryption from `version`'s budget.
     pub(crate) fn take_budget(&self, key: &LoadedKey, version: &VersionState) -> Result<Budget> {
-        if version.used.fetch_add(1, Ordering::Relaxed) < version.allowance.load(Ordering::Acquire)
-        {
+        if version.used.fetch_add(1, Ordering::Relaxed) < version.allowance.load(Ordering::Acquire) {
             return Ok(Budget::Granted);
         }
         self.reserve(key, version)
@@ -528,10 +500,7 @@ impl Keyring {
     /// storage, or rotates the key when the version's budget is spent.
     #[cold]
     fn reserve(&self, key: &LoadedKey, version: &VersionState) -> Result<Budget> {
-        let _one_at_a_time = key
-            .reserving
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one_at_a_time = key.reserving.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if version.used.load(Ordering::Relaxed) < version.allowance.load(Ordering::Acquire) {
             return Ok(Budget::Granted);
         }

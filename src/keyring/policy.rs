@@ -273,8 +273,7 @@ impl StoredKey {
             .latest_version
             .checked_add(1)
             .ok_or_else(|| Error::invalid("key has reached the maximum number of versions"))?;
-        self.versions
-            .insert(next, StoredVersion::generate(self.key_type, now)?);
+        self.versions.insert(next, StoredVersion::generate(self.key_type, now)?);
         self.latest_version = next;
         KeyVersion::try_from(next)
     }
@@ -284,10 +283,7 @@ impl StoredKey {
         if self.auto_rotate_period_secs == 0 {
             return false;
         }
-        let created = self
-            .versions
-            .get(&self.latest_version)
-            .map_or(i64::MIN, |v| v.created);
+        let created = self.versions.get(&self.latest_version).map_or(i64::MIN, |v| v.created);
         let period = i64::try_from(self.auto_rotate_period_secs).unwrap_or(i64::MAX);
         now >= created.saturating_add(period)
     }
@@ -300,10 +296,7 @@ impl StoredKey {
         let mut min_enc = self.min_encryption_version;
         if let Some(v) = config.min_decryption_version {
             min_dec = if v == 0 {
-                warnings.push(
-                    "since Vault 0.3, transit key numbering starts at 1; forcing minimum to 1"
-                        .to_owned(),
-                );
+                warnings.push("since Vault 0.3, transit key numbering starts at 1; forcing minimum to 1".to_owned());
                 1
             } else {
                 v
@@ -367,14 +360,10 @@ impl StoredKey {
     /// Permanently deletes versions below `min_available_version` (Vault's rules).
     pub(crate) fn trim(&mut self, min_available_version: u32) -> Result<(), Error> {
         if min_available_version == 0 {
-            return Err(Error::invalid(
-                "minimum available version should be positive",
-            ));
+            return Err(Error::invalid("minimum available version should be positive"));
         }
         if min_available_version < self.min_available_version {
-            return Err(Error::invalid(
-                "minimum available version cannot be decremented",
-            ));
+            return Err(Error::invalid("minimum available version cannot be decremented"));
         }
         if self.min_encryption_version == 0 {
             return Err(Error::invalid(
@@ -422,9 +411,7 @@ impl StoredKey {
             return corrupt("convergent key is not derived");
         }
         let expected = (first..=self.latest_version).count();
-        if self.versions.len() != expected
-            || !(first..=self.latest_version).all(|v| self.versions.contains_key(&v))
-        {
+        if self.versions.len() != expected || !(first..=self.latest_version).all(|v| self.versions.contains_key(&v)) {
             return corrupt("key versions are missing");
         }
         let key_len = self.key_type.key_len();
@@ -468,37 +455,21 @@ mod tests {
         k.rotate(101)?;
         k.rotate(102)?;
         assert_eq!(k.latest_version, 3);
-        assert!(
-            k.configure(&KeyConfig::default().min_decryption_version(4))
-                .is_err()
-        );
+        assert!(k.configure(&KeyConfig::default().min_decryption_version(4)).is_err());
         assert!(k.trim(2).is_err(), "needs min_encryption_version first");
-        k.configure(
-            &KeyConfig::default()
-                .min_decryption_version(2)
-                .min_encryption_version(3),
-        )?;
-        assert!(
-            k.configure(&KeyConfig::default().min_encryption_version(1))
-                .is_err()
-        );
+        k.configure(&KeyConfig::default().min_decryption_version(2).min_encryption_version(3))?;
+        assert!(k.configure(&KeyConfig::default().min_encryption_version(1)).is_err());
         assert!(k.trim(3).is_err(), "above min_decryption_version");
         k.trim(2)?;
         assert!(!k.versions.contains_key(&1));
         k.validate("test")?;
         assert!(k.trim(1).is_err(), "cannot decrease");
-        assert!(
-            k.configure(&KeyConfig::default().min_decryption_version(1))
-                .is_err()
-        );
+        assert!(k.configure(&KeyConfig::default().min_decryption_version(1)).is_err());
         let warnings = k.configure(&KeyConfig {
             min_decryption_version: Some(0),
             ..KeyConfig::default()
         });
-        assert!(
-            warnings.is_err(),
-            "0 reads as 1, which is below min available"
-        );
+        assert!(warnings.is_err(), "0 reads as 1, which is below min available");
         Ok(())
     }
 
@@ -506,10 +477,7 @@ mod tests {
     fn exportable_is_one_way() -> Result<(), Error> {
         let mut k = key()?;
         k.configure(&KeyConfig::default().exportable(true))?;
-        assert!(
-            k.configure(&KeyConfig::default().exportable(false))
-                .is_err()
-        );
+        assert!(k.configure(&KeyConfig::default().exportable(false)).is_err());
         Ok(())
     }
 

@@ -67,14 +67,8 @@ mod tests {
     #[test]
     fn bindings_are_unambiguous() {
         assert_eq!(column_binding("users", "email"), b"ea1:5:users:5:email");
-        assert_eq!(
-            row_binding("users", "ssn", Some("42")),
-            b"ea1:5:users:3:ssn:2:42"
-        );
-        assert_eq!(
-            row_binding("users", "ssn", None),
-            column_binding("users", "ssn")
-        );
+        assert_eq!(row_binding("users", "ssn", Some("42")), b"ea1:5:users:3:ssn:2:42");
+        assert_eq!(row_binding("users", "ssn", None), column_binding("users", "ssn"));
         assert_ne!(column_binding("a:1", "b"), column_binding("a", "1:b"));
         let long = "x".repeat(1234);
         assert_eq!(

@@ -141,8 +141,7 @@ pub fn encode_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<SecretByte
 /// # Errors
 /// [`Error::InvalidFieldValue`] if the bytes are not JSON of the expected shape.
 pub fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes)
-        .map_err(|_| invalid("decrypted JSON does not match the field's type"))
+    serde_json::from_slice(bytes).map_err(|_| invalid("decrypted JSON does not match the field's type"))
 }
 
 #[cfg(feature = "uuid")]
@@ -167,8 +166,7 @@ mod chrono_codecs {
             chrono::Datelike::num_days_from_ce(self).encode_field()
         }
         fn decode_field(bytes: &[u8]) -> Result<Self> {
-            Self::from_num_days_from_ce_opt(i32::decode_field(bytes)?)
-                .ok_or_else(|| invalid("date out of range"))
+            Self::from_num_days_from_ce_opt(i32::decode_field(bytes)?).ok_or_else(|| invalid("date out of range"))
         }
     }
 

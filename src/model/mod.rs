@@ -14,9 +14,7 @@ mod codec;
 
 use crate::HashAlgorithm;
 use crate::ciphertext::Ciphertext;
-use crate::engine::{
-    AsyncTransitEngine, DecryptItem, EncryptItem, HmacItem, HmacTag, TransitEngine,
-};
+use crate::engine::{AsyncTransitEngine, DecryptItem, EncryptItem, HmacItem, HmacTag, TransitEngine};
 use crate::error::{Error, Result};
 use crate::keyring::{KeyInfo, KeyOptions};
 use crate::name::KeyName;
@@ -112,12 +110,7 @@ pub trait EncryptedRecord: Sized {
 }
 
 /// The engine items for one field's value.
-fn encrypt_item(
-    spec: &ModelSpec,
-    field: &FieldSpec,
-    row_id: Option<&str>,
-    plaintext: SecretBytes,
-) -> EncryptItem {
+fn encrypt_item(spec: &ModelSpec, field: &FieldSpec, row_id: Option<&str>, plaintext: SecretBytes) -> EncryptItem {
     let item = EncryptItem::new(plaintext);
     if field.convergent {
         // Deterministic across rows: bind the column through the derived key; a
@@ -128,12 +121,7 @@ fn encrypt_item(
     }
 }
 
-fn decrypt_item(
-    spec: &ModelSpec,
-    field: &FieldSpec,
-    row_id: Option<&str>,
-    ciphertext: Ciphertext,
-) -> DecryptItem {
+fn decrypt_item(spec: &ModelSpec, field: &FieldSpec, row_id: Option<&str>, ciphertext: Ciphertext) -> DecryptItem {
     let item = DecryptItem::new(ciphertext);
     if field.convergent {
         item.context(column_binding(spec.table, field.column))
@@ -184,10 +172,7 @@ fn plan_encrypt<M: EncryptedModel>(models: &[M]) -> Result<Vec<Call>> {
     let mut calls = Vec::new();
     for (index, field) in spec.fields.iter().enumerate() {
         let key = key_name(field)?;
-        let (mut items, mut owners) = (
-            Vec::with_capacity(models.len()),
-            Vec::with_capacity(models.len()),
-        );
+        let (mut items, mut owners) = (Vec::with_capacity(models.len()), Vec::with_capacity(models.len()));
         for (m, model) in models.iter().enumerate() {
             let plaintext = model
                 .field_plaintext(index)
@@ -230,10 +215,7 @@ fn plan_encrypt<M: EncryptedModel>(models: &[M]) -> Result<Vec<Call>> {
 }
 
 /// Applies the outcomes of [`plan_encrypt`]'s calls and builds the records.
-fn finish_encrypt<M: EncryptedModel>(
-    models: &[M],
-    calls: Vec<(Call, Outcome)>,
-) -> Result<Vec<M::Record>> {
+fn finish_encrypt<M: EncryptedModel>(models: &[M], calls: Vec<(Call, Outcome)>) -> Result<Vec<M::Record>> {
     let spec = &M::SPEC;
     let mut sealed: Vec<Vec<SealedField>> = models
         .iter()
@@ -298,10 +280,7 @@ fn run_call<E: TransitEngine + ?Sized>(engine: &E, call: Call) -> Result<(Call, 
             items,
             owners,
         } => {
-            let results = check_len(
-                owners.len(),
-                engine.hmac_batch(&key, HashAlgorithm::Sha2_256, items)?,
-            )?;
+            let results = check_len(owners.len(), engine.hmac_batch(&key, HashAlgorithm::Sha2_256, items)?)?;
             (
                 Call::BlindIndex {
                     field,
@@ -315,10 +294,7 @@ fn run_call<E: TransitEngine + ?Sized>(engine: &E, call: Call) -> Result<(Call, 
     })
 }
 
-async fn run_call_async<E: AsyncTransitEngine + ?Sized>(
-    engine: &E,
-    call: Call,
-) -> Result<(Call, Outcome)> {
+async fn run_call_async<E: AsyncTransitEngine + ?Sized>(engine: &E, call: Call) -> Result<(Call, Outcome)> {
     Ok(match call {
         Call::Encrypt {
             field,
@@ -345,9 +321,7 @@ async fn run_call_async<E: AsyncTransitEngine + ?Sized>(
         } => {
             let results = check_len(
                 owners.len(),
-                engine
-                    .hmac_batch_async(&key, HashAlgorithm::Sha2_256, items)
-                    .await?,
+                engine.hmac_batch_async(&key, HashAlgorithm::Sha2_256, items).await?,
             )?;
             (
                 Call::BlindIndex {
@@ -367,10 +341,7 @@ async fn run_call_async<E: AsyncTransitEngine + ?Sized>(
 ///
 /// # Errors
 /// The first failing field, as [`Error::Field`], or a whole-call error.
-pub fn encrypt_all<M: EncryptedModel, E: TransitEngine + ?Sized>(
-    models: &[M],
-    engine: &E,
-) -> Result<Vec<M::Record>> {
+pub fn encrypt_all<M: EncryptedModel, E: TransitEngine + ?Sized>(models: &[M], engine: &E) -> Result<Vec<M::Record>> {
     let calls = plan_encrypt(models)?;
     let done = calls
         .into_iter()
@@ -399,10 +370,7 @@ pub async fn encrypt_all_async<M: EncryptedModel, E: AsyncTransitEngine + ?Sized
 ///
 /// # Errors
 /// As [`encrypt_all`].
-pub fn encrypt_one<M: EncryptedModel, E: TransitEngine + ?Sized>(
-    model: &M,
-    engine: &E,
-) -> Result<M::Record> {
+pub fn encrypt_one<M: EncryptedModel, E: TransitEngine + ?Sized>(model: &M, engine: &E) -> Result<M::Record> {
     single(encrypt_all(std::slice::from_ref(model), engine)?)
 }
 
@@ -418,8 +386,7 @@ pub async fn encrypt_one_async<M: EncryptedModel, E: AsyncTransitEngine + ?Sized
 }
 
 fn single<T>(mut all: Vec<T>) -> Result<T> {
-    all.pop()
-        .ok_or_else(|| Error::invalid("no result for the item"))
+    all.pop().ok_or_else(|| Error::invalid("no result for the item"))
 }
 
 /// One planned decrypt call: field index, key, items, and the record of each item.
@@ -462,11 +429,7 @@ fn finish_decrypt<R: EncryptedRecord>(records: Vec<R>, opened: Opened) -> Result
         .into_iter()
         .zip(plaintexts)
         .enumerate()
-        .map(|(r, (record, fields))| {
-            record
-                .into_model(fields)
-                .map_err(|e| field_error(spec, 0, r, e))
-        })
+        .map(|(r, (record, fields))| record.into_model(fields).map_err(|e| field_error(spec, 0, r, e)))
         .collect()
 }
 
@@ -507,10 +470,7 @@ pub async fn decrypt_all_async<R: EncryptedRecord, E: AsyncTransitEngine + ?Size
 ///
 /// # Errors
 /// As [`decrypt_all`].
-pub fn decrypt_one<R: EncryptedRecord, E: TransitEngine + ?Sized>(
-    record: R,
-    engine: &E,
-) -> Result<R::Model> {
+pub fn decrypt_one<R: EncryptedRecord, E: TransitEngine + ?Sized>(record: R, engine: &E) -> Result<R::Model> {
     single(decrypt_all(vec![record], engine)?)
 }
 
@@ -536,14 +496,8 @@ pub fn encrypt_field<E: TransitEngine + ?Sized>(
     row_id: Option<&str>,
     plaintext: SecretBytes,
 ) -> Result<Ciphertext> {
-    let field = spec
-        .fields
-        .get(index)
-        .ok_or_else(|| Error::invalid("no such field"))?;
-    engine.encrypt(
-        &key_name(field)?,
-        encrypt_item(spec, field, row_id, plaintext),
-    )
+    let field = spec.fields.get(index).ok_or_else(|| Error::invalid("no such field"))?;
+    engine.encrypt(&key_name(field)?, encrypt_item(spec, field, row_id, plaintext))
 }
 
 /// The values a convergent field takes for `plaintext` under every key version that
@@ -558,10 +512,7 @@ pub fn convergent_lookup<E: TransitEngine + ?Sized>(
     index: usize,
     plaintext: &SecretBytes,
 ) -> Result<Vec<Ciphertext>> {
-    let field = spec
-        .fields
-        .get(index)
-        .ok_or_else(|| Error::invalid("no such field"))?;
+    let field = spec.fields.get(index).ok_or_else(|| Error::invalid("no such field"))?;
     if !field.convergent {
         return Err(Error::invalid("lookup needs a convergent field"));
     }
@@ -588,10 +539,7 @@ pub fn blind_index_lookup<E: TransitEngine + ?Sized>(
     index: usize,
     input: &SecretBytes,
 ) -> Result<Vec<String>> {
-    let field = spec
-        .fields
-        .get(index)
-        .ok_or_else(|| Error::invalid("no such field"))?;
+    let field = spec.fields.get(index).ok_or_else(|| Error::invalid("no such field"))?;
     if field.blind_index.is_none() {
         return Err(Error::invalid("field has no blind index"));
     }
@@ -632,11 +580,7 @@ pub fn ensure_keys<E: TransitEngine + ?Sized>(engine: &E, spec: &ModelSpec) -> R
                 field.key,
                 spec.table,
                 field.column,
-                if info.convergent_encryption {
-                    ""
-                } else {
-                    "not "
-                },
+                if info.convergent_encryption { "" } else { "not " },
                 if field.convergent {
                     "convergent"
                 } else {
@@ -664,12 +608,7 @@ pub mod normalize {
 
     /// Keeps only ASCII digits (phone numbers, card numbers).
     pub fn digits(value: &str) -> SecretBytes {
-        SecretBytes::from(
-            value
-                .chars()
-                .filter(char::is_ascii_digit)
-                .collect::<String>(),
-        )
+        SecretBytes::from(value.chars().filter(char::is_ascii_digit).collect::<String>())
     }
 
     /// No normalisation: the value's bytes.

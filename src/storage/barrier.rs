@@ -66,12 +66,11 @@ impl Barrier {
             });
         }
         let sealed = self.seal(CHECK_PATH, CHECK_CONTENTS)?;
-        self.storage
-            .update(CHECK_PATH, &mut |current| match current {
-                // Another process initialised the storage first; check its key instead.
-                Some(_) => Ok(Update::Keep),
-                None => Ok(Update::Put(sealed.clone())),
-            })?;
+        self.storage.update(CHECK_PATH, &mut |current| match current {
+            // Another process initialised the storage first; check its key instead.
+            Some(_) => Ok(Update::Keep),
+            None => Ok(Update::Put(sealed.clone())),
+        })?;
         match self.storage.get(CHECK_PATH)? {
             Some(sealed) if self.open_entry(CHECK_PATH, &sealed).is_ok() => Ok(()),
             _ => Err(Error::WrongRootKey),
@@ -103,16 +102,10 @@ impl Barrier {
     ///
     /// # Errors
     /// The closure's error, a storage failure, or a corrupted current entry.
-    pub fn update(
-        &self,
-        path: &str,
-        change: &mut dyn FnMut(Option<&[u8]>) -> Result<Update>,
-    ) -> Result<()> {
+    pub fn update(&self, path: &str, change: &mut dyn FnMut(Option<&[u8]>) -> Result<Update>) -> Result<()> {
         check_path(path)?;
         self.storage.update(path, &mut |current| {
-            let opened = current
-                .map(|sealed| self.open_entry(path, sealed))
-                .transpose()?;
+            let opened = current.map(|sealed| self.open_entry(path, sealed)).transpose()?;
             match change(opened.as_deref().map(Vec::as_slice))? {
                 Update::Put(plain) => {
                     let plain = Zeroizing::new(plain);
@@ -142,9 +135,7 @@ impl Barrier {
                 .key
                 .open(path.as_bytes(), payload)
                 .map(crate::secret::SecretBytes::into_zeroizing)
-                .map_err(|_| {
-                    corrupt("entry failed authentication (damaged, or moved from another path)")
-                }),
+                .map_err(|_| corrupt("entry failed authentication (damaged, or moved from another path)")),
             Some(_) => Err(corrupt("unknown sealed entry format")),
             None => Err(corrupt("empty sealed entry")),
         }
@@ -167,10 +158,7 @@ mod tests {
             Err(Error::WrongRootKey)
         ));
         let again = Barrier::open(storage.clone(), &root)?;
-        assert_eq!(
-            again.get("keys/a")?.as_deref().map(Vec::as_slice),
-            Some(&b"secret"[..])
-        );
+        assert_eq!(again.get("keys/a")?.as_deref().map(Vec::as_slice), Some(&b"secret"[..]));
         Ok(())
     }
 
@@ -183,10 +171,7 @@ mod tests {
         assert!(!raw.windows(8).any(|w| w == b"secret-a"));
         // Paste a's sealed bytes under b: it must not open.
         storage.update("keys/b", &mut |_| Ok(Update::Put(raw.clone())))?;
-        assert!(matches!(
-            barrier.get("keys/b"),
-            Err(Error::CorruptStorage { .. })
-        ));
+        assert!(matches!(barrier.get("keys/b"), Err(Error::CorruptStorage { .. })));
         Ok(())
     }
 }

@@ -62,10 +62,7 @@ impl FileStorage {
     /// [`Error::CorruptStorage`] for a damaged file, [`Error::Io`] if it cannot be read.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
-        let mut lock_name = path
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
+        let mut lock_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         lock_name.push(".lock");
         let storage = Self {
             lock_path: path.with_file_name(lock_name),
@@ -110,9 +107,8 @@ impl FileStorage {
         if bytes.is_empty() {
             return Err(self.corrupt("the file is empty"));
         }
-        let file: KeyringFile = serde_json::from_slice(&bytes).map_err(|_| {
-            self.corrupt("not a complete keyring document (truncated or not a keyring)")
-        })?;
+        let file: KeyringFile = serde_json::from_slice(&bytes)
+            .map_err(|_| self.corrupt("not a complete keyring document (truncated or not a keyring)"))?;
         if file.format != FILE_FORMAT {
             return Err(self.corrupt("not an encrypted-attr keyring file"));
         }
@@ -132,10 +128,7 @@ impl FileStorage {
     }
 
     fn write_entries(&self, entries: &BTreeMap<String, Vec<u8>>) -> Result<()> {
-        let encoded: BTreeMap<String, String> = entries
-            .iter()
-            .map(|(k, v)| (k.clone(), BASE64.encode(v)))
-            .collect();
+        let encoded: BTreeMap<String, String> = entries.iter().map(|(k, v)| (k.clone(), BASE64.encode(v))).collect();
         let file = KeyringFile {
             format: FILE_FORMAT.to_owned(),
             version: FILE_VERSION,
@@ -149,10 +142,7 @@ impl FileStorage {
         };
         let tmp = dir.join(format!(
             ".{}.tmp-{}",
-            self.path
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default(),
+            self.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
             std::process::id()
         ));
         let io = |e| Error::io(tmp.display(), e);
@@ -238,10 +228,7 @@ impl Storage for FileStorage {
     }
 
     fn update(&self, path: &str, change: &mut UpdateFn<'_>) -> Result<()> {
-        let _in_process = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _in_process = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let lock = self.lock_file()?;
         let mut entries = self.read_entries()?;
         let changed = match change(entries.get(path).map(Vec::as_slice))? {
@@ -252,11 +239,7 @@ impl Storage for FileStorage {
             }
             Update::Delete => entries.remove(path).is_some(),
         };
-        let written = if changed {
-            self.write_entries(&entries)
-        } else {
-            Ok(())
-        };
+        let written = if changed { self.write_entries(&entries) } else { Ok(()) };
         drop(lock.unlock());
         written
     }
@@ -279,24 +262,17 @@ mod tests {
             ("empty", Vec::new()),
             (
                 "edited",
-                String::from_utf8_lossy(&good)
-                    .replace("AQID", "AQIE")
-                    .into_bytes(),
+                String::from_utf8_lossy(&good).replace("AQID", "AQIE").into_bytes(),
             ),
             ("foreign", br#"{"hello": "world"}"#.to_vec()),
         ];
         for (what, bytes) in cases {
             fs::write(&path, &bytes).map_err(|e| Error::io("write", e))?;
             let err = FileStorage::open(&path).err();
-            assert!(
-                matches!(err, Some(Error::CorruptStorage { .. })),
-                "{what}: {err:?}"
-            );
+            assert!(matches!(err, Some(Error::CorruptStorage { .. })), "{what}: {err:?}");
             // A storage opened earlier also refuses to write over it.
             assert!(
-                storage
-                    .update("keys/b", &mut |_| Ok(Update::Put(vec![9])))
-                    .is_err(),
+                storage.update("keys/b", &mut |_| Ok(Update::Put(vec![9]))).is_err(),
                 "{what}"
             );
             assert_eq!(

@@ -76,9 +76,7 @@ impl MemoryStorage {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
         // A panic while holding the lock cannot leave a half-applied update (updates
         // are a single insert or remove), so a poisoned lock is still consistent.
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

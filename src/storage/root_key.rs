@@ -45,20 +45,19 @@ impl RootKey {
     /// [`Error::InvalidRootKey`] unless the text decodes to exactly 32 bytes.
     pub fn from_text(text: &str) -> Result<Self> {
         let text = text.trim();
-        let decoded =
-            if text.len() == 2 * ROOT_KEY_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Zeroizing::new(
-                    (0..ROOT_KEY_LEN)
-                        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap_or(0))
-                        .collect::<Vec<u8>>(),
-                )
-            } else {
-                Zeroizing::new(
-                    BASE64
-                        .decode(text)
-                        .map_err(|_| Error::InvalidRootKey("not base64 or hex"))?,
-                )
-            };
+        let decoded = if text.len() == 2 * ROOT_KEY_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Zeroizing::new(
+                (0..ROOT_KEY_LEN)
+                    .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap_or(0))
+                    .collect::<Vec<u8>>(),
+            )
+        } else {
+            Zeroizing::new(
+                BASE64
+                    .decode(text)
+                    .map_err(|_| Error::InvalidRootKey("not base64 or hex"))?,
+            )
+        };
         Self::from_slice(&decoded)
     }
 
@@ -67,10 +66,8 @@ impl RootKey {
     /// # Errors
     /// [`Error::InvalidRootKey`] if the variable is unset, not Unicode, or invalid.
     pub fn from_env(var: &str) -> Result<Self> {
-        let value = Zeroizing::new(
-            std::env::var(var)
-                .map_err(|_| Error::InvalidRootKey("environment variable is not set"))?,
-        );
+        let value =
+            Zeroizing::new(std::env::var(var).map_err(|_| Error::InvalidRootKey("environment variable is not set"))?);
         Self::from_text(&value)
     }
 
@@ -85,8 +82,8 @@ impl RootKey {
         if bytes.len() == ROOT_KEY_LEN {
             return Self::from_slice(&bytes);
         }
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| Error::InvalidRootKey("key file is neither 32 bytes nor text"))?;
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| Error::InvalidRootKey("key file is neither 32 bytes nor text"))?;
         Self::from_text(text)
     }
 
@@ -94,6 +91,35 @@ impl RootKey {
     #[must_use]
     pub fn expose_base64(&self) -> Zeroizing<String> {
         Zeroizing::new(BASE64.encode(*self.0))
+    }
+
+    /// This key encrypted under `kek` (a key-encryption key, e.g. a Shamir-protected
+    /// unseal key), with `label` as associated data: `0x01 ‖ nonce ‖ ct ‖ tag`.
+    ///
+    /// # Errors
+    /// [`Error::RandomSource`] if no nonce could be drawn.
+    pub fn wrap(&self, kek: &RootKey, label: &str) -> Result<Vec<u8>> {
+        let aead = cipher::AeadKey::new(cipher::KeyType::Aes256Gcm96, kek.expose_bytes())?;
+        let nonce = cipher::random_nonce(true)?;
+        let mut out = vec![1u8];
+        out.extend_from_slice(&aead.seal(&nonce, label.as_bytes(), self.expose_bytes()));
+        Ok(out)
+    }
+
+    /// Opens what [`wrap`](Self::wrap) made.
+    ///
+    /// # Errors
+    /// [`Error::WrongRootKey`] if `kek` or `label` is not the one used to wrap, or
+    /// the bytes were altered.
+    pub fn unwrap(wrapped: &[u8], kek: &RootKey, label: &str) -> Result<Self> {
+        let aead = cipher::AeadKey::new(cipher::KeyType::Aes256Gcm96, kek.expose_bytes())?;
+        match wrapped.split_first() {
+            Some((1, payload)) => {
+                let key = aead.open(label.as_bytes(), payload).map_err(|_| Error::WrongRootKey)?;
+                Self::from_slice(key.expose_secret())
+            }
+            _ => Err(Error::WrongRootKey),
+        }
     }
 
     pub(crate) fn expose_bytes(&self) -> &[u8; ROOT_KEY_LEN] {
@@ -122,11 +148,7 @@ mod tests {
     fn text_forms_parse_to_the_same_key() -> Result<()> {
         let key = RootKey::generate()?;
         let b64 = key.expose_base64();
-        let hex: String = key
-            .expose_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex: String = key.expose_bytes().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(RootKey::from_text(&b64)?.expose_bytes(), key.expose_bytes());
         assert_eq!(
             RootKey::from_text(&format!(" {hex}\n"))?.expose_bytes(),
@@ -135,6 +157,14 @@ mod tests {
         assert!(RootKey::from_text("c2hvcnQ=").is_err());
         assert!(RootKey::from_text("not a key").is_err());
         assert_eq!(format!("{key:?}"), "RootKey([REDACTED])");
+        let kek = RootKey::generate()?;
+        let wrapped = key.wrap(&kek, "core/root-key")?;
+        assert_eq!(
+            RootKey::unwrap(&wrapped, &kek, "core/root-key")?.expose_bytes(),
+            key.expose_bytes()
+        );
+        assert!(RootKey::unwrap(&wrapped, &RootKey::generate()?, "core/root-key").is_err());
+        assert!(RootKey::unwrap(&wrapped, &kek, "other").is_err());
         Ok(())
     }
 }

@@ -3,13 +3,13 @@
 
 use axum::http::StatusCode;
 use encrypted_attr::{
-    Ciphertext, DataKeyBits, DataKeyRequest, DecryptItem, EncryptItem, Error, KeyInfo, KeyName,
-    KeyVersion, RewrapItem, TransitEngine,
+    Ciphertext, DataKeyBits, DataKeyRequest, DecryptItem, EncryptItem, Error, KeyInfo, KeyName, KeyVersion, RewrapItem,
+    TransitEngine,
 };
 use serde_json::{Map, Value, json};
 
 use super::{batch_items, keys, request_error, vault_message};
-use crate::app::AppState;
+use crate::app::Unsealed;
 use crate::http::{ApiError, ApiResult, Params, Reply, decode_base64, encode_base64};
 
 /// One item's rendered result, or its error message and whether it is the
@@ -33,13 +33,7 @@ impl ItemParams {
 /// The items of a request: `batch_input`, or the top-level parameters as one item.
 fn items(params: &Params, fields: &[&str]) -> Result<(Vec<ItemParams>, bool), ApiError> {
     match batch_items(params)? {
-        Some(items) => Ok((
-            items
-                .into_iter()
-                .map(ItemParams::new)
-                .collect::<Result<_, _>>()?,
-            true,
-        )),
+        Some(items) => Ok((items.into_iter().map(ItemParams::new).collect::<Result<_, _>>()?, true)),
         None => {
             let mut map = Map::new();
             for field in fields {
@@ -63,9 +57,7 @@ fn key_version(params: &Params) -> Result<Option<KeyVersion>, String> {
             .ok()
             .and_then(KeyVersion::new)
             .map(Some)
-            .ok_or_else(|| {
-                "requested version for encryption is higher than the latest key version".to_owned()
-            }),
+            .ok_or_else(|| "requested version for encryption is higher than the latest key version".to_owned()),
     }
 }
 
@@ -145,25 +137,16 @@ fn batch_reply(
 
 fn single_reply(result: ItemOutcome, params: &Params) -> ApiResult {
     match result {
-        Ok(data) => Ok(Reply::data(
-            data,
-            params.ignored_warning().into_iter().collect(),
-        )),
+        Ok(data) => Ok(Reply::data(data, params.ignored_warning().into_iter().collect())),
         Err((message, true)) => Err(ApiError::BadRequest(message)),
         Err((_, false)) => Err(ApiError::Internal),
     }
 }
 
-pub(super) fn encrypt(state: &AppState, name: &KeyName, params: &Params) -> ApiResult {
+pub(super) fn encrypt(state: &Unsealed, name: &KeyName, params: &Params) -> ApiResult {
     let (items, batch) = items(
         params,
-        &[
-            "plaintext",
-            "context",
-            "associated_data",
-            "key_version",
-            "reference",
-        ],
+        &["plaintext", "context", "associated_data", "key_version", "reference"],
     )?;
     let with_context = items.iter().filter(|i| i.params.has("context")).count();
     if batch && with_context != 0 && with_context != items.len() {
@@ -182,10 +165,7 @@ pub(super) fn encrypt(state: &AppState, name: &KeyName, params: &Params) -> ApiR
                     "convergent encryption requires derivation to be enabled, please provide a context".into(),
                 ));
             }
-            state
-                .engine
-                .create_key(name, options)
-                .map_err(request_error)?
+            state.engine.create_key(name, options).map_err(request_error)?
         }
         Err(e) => return Err(request_error(e)),
     };
@@ -220,11 +200,8 @@ pub(super) fn encrypt(state: &AppState, name: &KeyName, params: &Params) -> ApiR
     }
 }
 
-pub(super) fn decrypt(state: &AppState, name: &KeyName, params: &Params) -> ApiResult {
-    let (items, batch) = items(
-        params,
-        &["ciphertext", "context", "associated_data", "reference"],
-    )?;
+pub(super) fn decrypt(state: &Unsealed, name: &KeyName, params: &Params) -> ApiResult {
+    let (items, batch) = items(params, &["ciphertext", "context", "associated_data", "reference"])?;
     let info = state.engine.read_key(name).map_err(request_error)?;
     let mut prepared = Vec::with_capacity(items.len());
     let mut refs = Vec::with_capacity(items.len());
@@ -255,16 +232,10 @@ pub(super) fn decrypt(state: &AppState, name: &KeyName, params: &Params) -> ApiR
     }
 }
 
-pub(super) fn rewrap(state: &AppState, name: &KeyName, params: &Params) -> ApiResult {
+pub(super) fn rewrap(state: &Unsealed, name: &KeyName, params: &Params) -> ApiResult {
     let (items, batch) = items(
         params,
-        &[
-            "ciphertext",
-            "context",
-            "associated_data",
-            "key_version",
-            "reference",
-        ],
+        &["ciphertext", "context", "associated_data", "key_version", "reference"],
     )?;
     let info = state.engine.read_key(name).map_err(request_error)?;
     let mut prepared = Vec::with_capacity(items.len());
@@ -298,7 +269,7 @@ pub(super) fn rewrap(state: &AppState, name: &KeyName, params: &Params) -> ApiRe
     }
 }
 
-pub(super) fn datakey(state: &AppState, kind: &str, name: &KeyName, params: &Params) -> ApiResult {
+pub(super) fn datakey(state: &Unsealed, kind: &str, name: &KeyName, params: &Params) -> ApiResult {
     let wrapped_only = match kind {
         "plaintext" => false,
         "wrapped" => true,
@@ -324,10 +295,7 @@ pub(super) fn datakey(state: &AppState, kind: &str, name: &KeyName, params: &Par
     if let Some(plaintext) = &key.plaintext {
         data["plaintext"] = json!(encode_base64(plaintext.expose_secret()));
     }
-    Ok(Reply::data(
-        data,
-        params.ignored_warning().into_iter().collect(),
-    ))
+    Ok(Reply::data(data, params.ignored_warning().into_iter().collect()))
 }
 
 /// Runs the well-formed items through `engine` in one batch and merges their results

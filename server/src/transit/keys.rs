@@ -1,12 +1,10 @@
 //! `transit/keys/…` and `transit/export/…`: the key lifecycle.
 
-use encrypted_attr::{
-    Error, ExportKind, KeyConfig, KeyInfo, KeyName, KeyOptions, KeyType, KeyVersion, TransitEngine,
-};
+use encrypted_attr::{Error, ExportKind, KeyConfig, KeyInfo, KeyName, KeyOptions, KeyType, KeyVersion, TransitEngine};
 use serde_json::{Map, Value, json};
 
 use super::request_error;
-use crate::app::AppState;
+use crate::app::Unsealed;
 use crate::http::{ApiError, ApiResult, Params, Reply, encode_base64};
 
 /// Vault's key description (`GET transit/keys/:name`).
@@ -50,7 +48,7 @@ fn with_warnings(data: Value, params: &Params, mut warnings: Vec<String>) -> Api
     Ok(Reply::data(data, warnings))
 }
 
-pub(super) fn list(state: &AppState) -> ApiResult {
+pub(super) fn list(state: &Unsealed) -> ApiResult {
     let names = state.engine.list_keys().map_err(request_error)?;
     if names.is_empty() {
         return Err(ApiError::NotFound);
@@ -59,7 +57,7 @@ pub(super) fn list(state: &AppState) -> ApiResult {
     Ok(Reply::data(json!({ "keys": names }), vec![]))
 }
 
-pub(super) fn read(state: &AppState, name: &KeyName) -> ApiResult {
+pub(super) fn read(state: &Unsealed, name: &KeyName) -> ApiResult {
     match state.engine.read_key(name) {
         Ok(info) => Ok(Reply::data(describe(&info), vec![])),
         Err(Error::KeyNotFound { .. }) => Err(ApiError::NotFound),
@@ -72,9 +70,7 @@ pub(crate) fn options(params: &Params, derived_default: bool) -> Result<KeyOptio
     let key_type = match params.string("type")? {
         None => KeyType::default(),
         Some(t) if t.is_empty() => KeyType::default(),
-        Some(t) => t
-            .parse::<KeyType>()
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        Some(t) => t.parse::<KeyType>().map_err(|e| ApiError::BadRequest(e.to_string()))?,
     };
     let derived = params.bool("derived")?.unwrap_or(derived_default);
     let convergent = params.bool("convergent_encryption")?.unwrap_or(false);
@@ -90,17 +86,14 @@ pub(crate) fn options(params: &Params, derived_default: bool) -> Result<KeyOptio
     Ok(options)
 }
 
-pub(super) fn create(state: &AppState, name: &KeyName, params: &Params) -> ApiResult {
+pub(super) fn create(state: &Unsealed, name: &KeyName, params: &Params) -> ApiResult {
     let options = options(params, false)?;
     let _ = params.has("key_size"); // only meaningful for `hmac` keys, which we do not offer
-    let info = state
-        .engine
-        .create_key(name, options)
-        .map_err(request_error)?;
+    let info = state.engine.create_key(name, options).map_err(request_error)?;
     with_warnings(describe(&info), params, vec![])
 }
 
-pub(super) fn delete(state: &AppState, name: &KeyName) -> ApiResult {
+pub(super) fn delete(state: &Unsealed, name: &KeyName) -> ApiResult {
     match state.engine.delete_key(name) {
         Ok(()) => Ok(Reply::NoContent),
         Err(Error::KeyNotFound { .. }) => Err(ApiError::BadRequest(format!(
@@ -120,15 +113,12 @@ fn version_param(params: &Params, name: &str) -> Result<Option<u32>, ApiError> {
     }
 }
 
-pub(super) fn configure(state: &AppState, name: &KeyName, params: &Params) -> ApiResult {
+pub(super) fn configure(state: &Unsealed, name: &KeyName, params: &Params) -> ApiResult {
     let mut config = KeyConfig::default();
     let mut warnings = Vec::new();
     if let Some(v) = version_param(params, "min_decryption_version")? {
         if v == 0 {
-            warnings.push(
-                "since Vault 0.3, transit key numbering starts at 1; forcing minimum to 1"
-                    .to_owned(),
-            );
+            warnings.push("since Vault 0.3, transit key numbering starts at 1; forcing minimum to 1".to_owned());
         }
         config = config.min_decryption_version(v);
     }
@@ -156,7 +146,7 @@ pub(super) fn configure(state: &AppState, name: &KeyName, params: &Params) -> Ap
     }
 }
 
-pub(super) fn rotate(state: &AppState, name: &KeyName) -> ApiResult {
+pub(super) fn rotate(state: &Unsealed, name: &KeyName) -> ApiResult {
     match state.engine.rotate_key(name) {
         Ok(info) => Ok(Reply::data(describe(&info), vec![])),
         Err(Error::KeyNotFound { .. }) => Err(ApiError::BadRequest("key not found".into())),
@@ -164,7 +154,7 @@ pub(super) fn rotate(state: &AppState, name: &KeyName) -> ApiResult {
     }
 }
 
-pub(super) fn trim(state: &AppState, name: &KeyName, params: &Params) -> ApiResult {
+pub(super) fn trim(state: &Unsealed, name: &KeyName, params: &Params) -> ApiResult {
     let Some(min) = version_param(params, "min_available_version")? else {
         return Err(ApiError::BadRequest("missing min_available_version".into()));
     };
@@ -180,12 +170,7 @@ pub(super) fn trim(state: &AppState, name: &KeyName, params: &Params) -> ApiResu
     }
 }
 
-pub(super) fn export(
-    state: &AppState,
-    kind: &str,
-    name: &KeyName,
-    version: Option<&str>,
-) -> ApiResult {
+pub(super) fn export(state: &Unsealed, kind: &str, name: &KeyName, version: Option<&str>) -> ApiResult {
     let export_kind = match kind {
         "encryption-key" => ExportKind::EncryptionKey,
         "hmac-key" => ExportKind::HmacKey,
@@ -208,10 +193,7 @@ pub(super) fn export(
                 .trim_start_matches('v')
                 .parse()
                 .map_err(|_| ApiError::BadRequest("invalid key version".into()))?;
-            Some(
-                KeyVersion::new(n)
-                    .ok_or_else(|| ApiError::BadRequest("invalid key version".into()))?,
-            )
+            Some(KeyVersion::new(n).ok_or_else(|| ApiError::BadRequest("invalid key version".into()))?)
         }
     };
     match state.engine.export_key(name, export_kind, version) {
@@ -220,12 +202,7 @@ pub(super) fn export(
             let keys: Map<String, Value> = exported
                 .keys
                 .iter()
-                .map(|(v, material)| {
-                    (
-                        v.to_string(),
-                        json!(encode_base64(material.expose_secret())),
-                    )
-                })
+                .map(|(v, material)| (v.to_string(), json!(encode_base64(material.expose_secret()))))
                 .collect();
             Ok(Reply::data(
                 json!({ "name": name.as_str(), "type": key_type.as_str(), "keys": keys }),

@@ -1,19 +1,13 @@
 //! `transit/hmac`, `verify` (HMAC only), `random` and `hash`.
 
-use encrypted_attr::{
-    HashAlgorithm, HmacItem, HmacTag, KeyName, KeyVersion, TransitEngine, VerifyHmacItem,
-};
+use encrypted_attr::{HashAlgorithm, HmacItem, HmacTag, KeyName, KeyVersion, TransitEngine, VerifyHmacItem};
 use serde_json::{Value, json};
 
 use super::{batch_items, request_error, vault_message};
-use crate::app::AppState;
+use crate::app::Unsealed;
 use crate::http::{ApiError, ApiResult, Params, Reply, decode_base64, encode_base64};
 
-fn algorithm(
-    url: Option<&str>,
-    params: &Params,
-    names: &[&str],
-) -> Result<HashAlgorithm, ApiError> {
+fn algorithm(url: Option<&str>, params: &Params, names: &[&str]) -> Result<HashAlgorithm, ApiError> {
     let mut chosen = url.map(str::to_owned);
     for name in names {
         let value = params.string(name)?;
@@ -37,12 +31,7 @@ fn input(params: &Params, missing: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-pub(super) fn hmac(
-    state: &AppState,
-    name: &KeyName,
-    url_algorithm: Option<&str>,
-    params: &Params,
-) -> ApiResult {
+pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>, params: &Params) -> ApiResult {
     let algorithm = algorithm(url_algorithm, params, &["algorithm"])?;
     let version = match params.int("key_version")? {
         None | Some(0) => None,
@@ -59,10 +48,7 @@ pub(super) fn hmac(
             let input = input(params, "missing input for HMAC").map_err(ApiError::BadRequest)?;
             let mut item = HmacItem::new(input);
             item.key_version = version;
-            let tag = state
-                .engine
-                .hmac(name, algorithm, item)
-                .map_err(request_error)?;
+            let tag = state.engine.hmac(name, algorithm, item).map_err(request_error)?;
             Ok(Reply::data(
                 json!({ "hmac": tag.to_string() }),
                 params.ignored_warning().into_iter().collect(),
@@ -94,24 +80,15 @@ pub(super) fn hmac(
     }
 }
 
-pub(super) fn verify(
-    state: &AppState,
-    name: &KeyName,
-    url_algorithm: Option<&str>,
-    params: &Params,
-) -> ApiResult {
+pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>, params: &Params) -> ApiResult {
     let algorithm = algorithm(url_algorithm, params, &["hash_algorithm", "algorithm"])?;
     state.engine.read_key(name).map_err(request_error)?;
     let check = |item: &Params| -> Result<bool, String> {
         let bytes = input(item, "missing input to verify")?;
         let tag: HmacTag = match item.string("hmac") {
-            Ok(Some(h)) => h
-                .parse()
-                .map_err(|e: encrypted_attr::Error| e.to_string())?,
+            Ok(Some(h)) => h.parse().map_err(|e: encrypted_attr::Error| e.to_string())?,
             _ if item.has("signature") => {
-                return Err(
-                    "signature verification is not supported: no signing key types".to_owned(),
-                );
+                return Err("signature verification is not supported: no signing key types".to_owned());
             }
             _ => return Err("missing hmac to verify".to_owned()),
         };
@@ -152,9 +129,7 @@ pub(super) fn verify(
 
 fn format_bytes(bytes: &[u8], format: Option<String>, default: &str) -> Result<Value, ApiError> {
     match format.as_deref().unwrap_or(default) {
-        "hex" => Ok(json!(
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        )),
+        "hex" => Ok(json!(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())),
         "base64" => Ok(json!(encode_base64(bytes))),
         other => Err(ApiError::BadRequest(format!(
             "unsupported encoding format {other}; must be \"hex\" or \"base64\""
@@ -162,7 +137,7 @@ fn format_bytes(bytes: &[u8], format: Option<String>, default: &str) -> Result<V
     }
 }
 
-pub(super) fn random(state: &AppState, url: &[&str], params: &Params) -> ApiResult {
+pub(super) fn random(state: &Unsealed, url: &[&str], params: &Params) -> ApiResult {
     // URL forms: random, random/<bytes>, random/<source>, random/<source>/<bytes>.
     let (source, bytes_in_url) = match url {
         [] => (None, None),
@@ -188,9 +163,7 @@ pub(super) fn random(state: &AppState, url: &[&str], params: &Params) -> ApiResu
     let len = usize::try_from(len)
         .ok()
         .filter(|l| (1..=128 * 1024).contains(l))
-        .ok_or_else(|| {
-            ApiError::BadRequest("the number of bytes must be between 1 and 131072".into())
-        })?;
+        .ok_or_else(|| ApiError::BadRequest("the number of bytes must be between 1 and 131072".into()))?;
     let bytes = state.engine.random_bytes(len).map_err(request_error)?;
     let formatted = format_bytes(&bytes, params.string("format")?, "base64")?;
     Ok(Reply::data(

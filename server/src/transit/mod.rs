@@ -8,11 +8,11 @@ mod macs;
 use encrypted_attr::{Error, KeyName};
 use serde_json::{Map, Value};
 
-use crate::app::{AppState, Operation};
+use crate::app::{Operation, Unsealed};
 use crate::http::{ApiError, ApiResult, Params};
 
 /// Dispatches a request below `transit/`.
-pub(crate) fn route(state: &AppState, op: Operation, path: &[&str], params: &Params) -> ApiResult {
+pub(crate) fn route(state: &Unsealed, op: Operation, path: &[&str], params: &Params) -> ApiResult {
     use Operation::{Delete, List, Read, Update};
     match (path, op) {
         (["keys"] | ["keys", ""], List) => keys::list(state),
@@ -23,21 +23,15 @@ pub(crate) fn route(state: &AppState, op: Operation, path: &[&str], params: &Par
         (["keys", name, "rotate"], Update) => keys::rotate(state, &key_name(name)?),
         (["keys", name, "trim"], Update) => keys::trim(state, &key_name(name)?, params),
         (["export", kind, name], Read) => keys::export(state, kind, &key_name(name)?, None),
-        (["export", kind, name, version], Read) => {
-            keys::export(state, kind, &key_name(name)?, Some(version))
-        }
+        (["export", kind, name, version], Read) => keys::export(state, kind, &key_name(name)?, Some(version)),
         (["encrypt", name], Update) => crypt::encrypt(state, &key_name(name)?, params),
         (["decrypt", name], Update) => crypt::decrypt(state, &key_name(name)?, params),
         (["rewrap", name], Update) => crypt::rewrap(state, &key_name(name)?, params),
         (["datakey", kind, name], Update) => crypt::datakey(state, kind, &key_name(name)?, params),
         (["hmac", name], Update) => macs::hmac(state, &key_name(name)?, None, params),
-        (["hmac", name, algorithm], Update) => {
-            macs::hmac(state, &key_name(name)?, Some(algorithm), params)
-        }
+        (["hmac", name, algorithm], Update) => macs::hmac(state, &key_name(name)?, Some(algorithm), params),
         (["verify", name], Update) => macs::verify(state, &key_name(name)?, None, params),
-        (["verify", name, algorithm], Update) => {
-            macs::verify(state, &key_name(name)?, Some(algorithm), params)
-        }
+        (["verify", name, algorithm], Update) => macs::verify(state, &key_name(name)?, Some(algorithm), params),
         (["random"], Update) => macs::random(state, &[], params),
         (["random", rest @ ..], Update) if rest.len() <= 2 => macs::random(state, rest, params),
         (["hash"], Update) => macs::hash(None, params),
@@ -57,10 +51,7 @@ pub(crate) fn route(state: &AppState, op: Operation, path: &[&str], params: &Par
             | ["hash", ..],
             _,
         ) => Err(ApiError::UnsupportedOperation),
-        _ => Err(ApiError::UnsupportedPath(format!(
-            "transit/{}",
-            path.join("/")
-        ))),
+        _ => Err(ApiError::UnsupportedPath(format!("transit/{}", path.join("/")))),
     }
 }
 
@@ -73,9 +64,7 @@ pub(crate) fn vault_message(error: &Error) -> String {
     match error {
         Error::KeyNotFound { .. } => "encryption key not found".to_owned(),
         Error::VersionTooNew { .. } => "invalid ciphertext: version is too new".to_owned(),
-        Error::VersionRetired { .. } => {
-            "ciphertext or signature version is disallowed by policy (too old)".to_owned()
-        }
+        Error::VersionRetired { .. } => "ciphertext or signature version is disallowed by policy (too old)".to_owned(),
         other => other.to_string(),
     }
 }
@@ -100,9 +89,7 @@ pub(crate) fn batch_items(params: &Params) -> Result<Option<Vec<Map<String, Valu
         ));
     };
     if items.is_empty() {
-        return Err(ApiError::BadRequest(
-            "missing batch input to process".into(),
-        ));
+        return Err(ApiError::BadRequest("missing batch input to process".into()));
     }
     items
         .iter()

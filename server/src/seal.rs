@@ -1,0 +1,389 @@
+//! Seal state: uninitialised, sealed (collecting unseal shares), or unsealed (the
+//! engine and token store open), and the `sys/init`, `sys/unseal`, `sys/seal`,
+//! `sys/seal-status` and `sys/health` endpoints.
+//!
+//! Key hierarchy: an *unseal key* (32 random bytes) is split into Shamir shares and
+//! never stored; it wraps the *root key*, stored at `core/root-key`; the root key
+//! seals everything else (the library's barrier: keys, tokens). `core/seal-config`
+//! records the share count and threshold; both `core/` entries are readable while
+//! sealed, and neither lets anyone decrypt without enough shares.
+
+use std::sync::{Arc, RwLock};
+
+use axum::http::StatusCode;
+use encrypted_attr::storage::{Barrier, Storage, Update};
+use encrypted_attr::{EngineOptions, LocalEngine, RootKey, SecretBytes};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::auth::TokenStore;
+use crate::http::{ApiError, ApiResult, Params, Reply, encode_base64};
+use crate::shamir;
+
+const SEAL_CONFIG_PATH: &str = "core/seal-config";
+const ROOT_KEY_PATH: &str = "core/root-key";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Everything an unsealed server uses.
+pub(crate) struct Unsealed {
+    pub(crate) engine: Arc<LocalEngine>,
+    pub(crate) tokens: TokenStore,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+struct SealConfig {
+    secret_shares: usize,
+    secret_threshold: usize,
+}
+
+enum State {
+    Uninitialized,
+    Sealed {
+        config: SealConfig,
+        shares: Vec<SecretBytes>,
+        nonce: String,
+    },
+    Unsealed {
+        config: SealConfig,
+        open: Arc<Unsealed>,
+    },
+}
+
+/// The seal state machine over one storage.
+pub(crate) struct Seal {
+    storage: Option<Arc<dyn Storage>>,
+    storage_type: &'static str,
+    state: RwLock<State>,
+}
+
+/// A root token, shown once.
+pub struct RootToken(pub SecretBytes);
+
+impl Seal {
+    /// Unsealed from the start over an in-memory engine (dev mode).
+    pub(crate) fn dev(engine: Arc<LocalEngine>, root_token_id: Option<&str>) -> Result<(Self, RootToken), String> {
+        let tokens = TokenStore::new();
+        let root = tokens
+            .create(vec!["root".into()], None, root_token_id)
+            .ok_or("the system random source failed")?;
+        let config = SealConfig {
+            secret_shares: 1,
+            secret_threshold: 1,
+        };
+        let open = Arc::new(Unsealed { engine, tokens });
+        Ok((
+            Self {
+                storage: None,
+                storage_type: "inmem",
+                state: RwLock::new(State::Unsealed { config, open }),
+            },
+            RootToken(root.token),
+        ))
+    }
+
+    /// Over persistent storage: uninitialised, or sealed until enough shares arrive.
+    pub(crate) fn persistent(storage: Arc<dyn Storage>, storage_type: &'static str) -> Result<Self, String> {
+        let state = match storage.get(SEAL_CONFIG_PATH).map_err(|e| e.to_string())? {
+            None => State::Uninitialized,
+            Some(raw) => {
+                let config: SealConfig =
+                    serde_json::from_slice(&raw).map_err(|_| "the stored seal configuration is damaged".to_owned())?;
+                State::Sealed {
+                    config,
+                    shares: Vec::new(),
+                    nonce: new_nonce(),
+                }
+            }
+        };
+        Ok(Self {
+            storage: Some(storage),
+            storage_type,
+            state: RwLock::new(state),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The open engine and tokens, or 503 while sealed.
+    pub(crate) fn unsealed(&self) -> Result<Arc<Unsealed>, ApiError> {
+        match &*self.read() {
+            State::Unsealed { open, .. } => Ok(open.clone()),
+            _ => Err(ApiError::Sealed),
+        }
+    }
+
+    /// The bare status object of `sys/seal-status` and `sys/unseal`.
+    pub(crate) fn status(&self) -> Value {
+        let (initialized, sealed, t, n, progress, nonce) = match &*self.read() {
+            State::Uninitialized => (false, true, 0, 0, 0, String::new()),
+            State::Sealed { config, shares, nonce } => (
+                true,
+                true,
+                config.secret_threshold,
+                config.secret_shares,
+                shares.len(),
+                nonce.clone(),
+            ),
+            State::Unsealed { config, .. } => (
+                true,
+                false,
+                config.secret_threshold,
+                config.secret_shares,
+                0,
+                String::new(),
+            ),
+        };
+        json!({
+            "type": "shamir", "initialized": initialized, "sealed": sealed, "t": t, "n": n,
+            "progress": progress, "nonce": nonce, "version": VERSION, "build_date": "",
+            "migration": false, "recovery_seal": false, "storage_type": self.storage_type,
+            "cluster_name": "encrypted-attr", "cluster_id": "",
+        })
+    }
+
+    /// `GET sys/init`.
+    pub(crate) fn init_status(&self) -> ApiResult {
+        let initialized = !matches!(&*self.read(), State::Uninitialized);
+        Ok(Reply::Bare(StatusCode::OK, json!({ "initialized": initialized })))
+    }
+
+    /// `PUT sys/init`: makes the keys, stores the wrapped root key, leaves the server
+    /// sealed, and returns the shares and a root token once.
+    pub(crate) fn init(&self, params: &Params) -> ApiResult {
+        let shares = params.int("secret_shares")?;
+        let threshold = params.int("secret_threshold")?;
+        let (Some(shares), Some(threshold)) = (shares, threshold) else {
+            return Err(ApiError::BadRequest(
+                "secret_shares and secret_threshold are required".into(),
+            ));
+        };
+        let (Ok(shares), Ok(threshold)) = (usize::try_from(shares), usize::try_from(threshold)) else {
+            return Err(ApiError::BadRequest(
+                "secret_shares and secret_threshold must be positive".into(),
+            ));
+        };
+        let Some(storage) = self.storage.clone() else {
+            return Err(ApiError::BadRequest("Vault is already initialized".into()));
+        };
+        let mut state = self.write();
+        if !matches!(&*state, State::Uninitialized) {
+            return Err(ApiError::BadRequest("Vault is already initialized".into()));
+        }
+        let mut unseal_bytes = [0u8; 32];
+        getrandom::fill(&mut unseal_bytes).map_err(|_| ApiError::Internal)?;
+        let unseal_key = SecretBytes::copy_from(&unseal_bytes);
+        let kek = RootKey::from_bytes(unseal_bytes);
+        zeroize::Zeroize::zeroize(&mut unseal_bytes);
+        let parts = shamir::split(unseal_key.expose_secret(), shares, threshold).map_err(|e| match e {
+            shamir::ShamirError::Parameters(m) | shamir::ShamirError::Shares(m) => ApiError::BadRequest(m.into()),
+            shamir::ShamirError::Random => ApiError::Internal,
+        })?;
+        let root = RootKey::generate().map_err(ApiError::from)?;
+        // Open the barrier first (it writes its check entry), then the root token,
+        // then the wrapped root key, and last the seal configuration, whose presence
+        // marks the server initialised.
+        let engine =
+            LocalEngine::with_storage(storage.clone(), &root, EngineOptions::default()).map_err(ApiError::from)?;
+        let tokens = TokenStore::persistent(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?)
+            .map_err(ApiError::from)?;
+        let token = tokens
+            .create(vec!["root".into()], None, None)
+            .ok_or(ApiError::Internal)?;
+        drop((engine, tokens));
+        let wrapped = root.wrap(&kek, ROOT_KEY_PATH).map_err(ApiError::from)?;
+        put(&*storage, ROOT_KEY_PATH, wrapped)?;
+        let config = SealConfig {
+            secret_shares: shares,
+            secret_threshold: threshold,
+        };
+        put(
+            &*storage,
+            SEAL_CONFIG_PATH,
+            serde_json::to_vec(&config).map_err(|_| ApiError::Internal)?,
+        )?;
+        *state = State::Sealed {
+            config,
+            shares: Vec::new(),
+            nonce: new_nonce(),
+        };
+        let keys: Vec<String> = parts.iter().map(|p| hex(p.expose_secret())).collect();
+        let keys_base64: Vec<String> = parts.iter().map(|p| encode_base64(p.expose_secret())).collect();
+        Ok(Reply::Bare(
+            StatusCode::OK,
+            json!({
+                "keys": keys,
+                "keys_base64": keys_base64,
+                "root_token": String::from_utf8_lossy(token.token.expose_secret()),
+            }),
+        ))
+    }
+
+    /// `PUT sys/unseal`: one more share (hex or base64), or `reset`.
+    pub(crate) fn unseal(&self, params: &Params) -> ApiResult {
+        let reset = params.bool("reset")?.unwrap_or(false);
+        let key = params.string("key")?;
+        let _ = params.has("migrate");
+        let mut state = self.write();
+        let State::Sealed { config, shares, nonce } = &mut *state else {
+            drop(state);
+            return match &*self.read() {
+                State::Uninitialized => Err(ApiError::BadRequest("Vault is not initialized".into())),
+                _ => Ok(Reply::Bare(StatusCode::OK, self.status())),
+            };
+        };
+        if reset {
+            shares.clear();
+            *nonce = new_nonce();
+            drop(state);
+            return Ok(Reply::Bare(StatusCode::OK, self.status()));
+        }
+        let Some(key) = key.filter(|k| !k.is_empty()) else {
+            return Err(ApiError::BadRequest(
+                "'key' must be specified in request body as JSON, or 'reset' set to true".into(),
+            ));
+        };
+        let share = parse_hex(&key)
+            .or_else(|| crate::http::decode_base64(&key).ok())
+            .map(SecretBytes::new)
+            .ok_or_else(|| ApiError::BadRequest("'key' must be a valid hex or base64 string".into()))?;
+        if shares.iter().any(|s| s == &share) {
+            // Vault ignores a share it already has.
+            drop(state);
+            return Ok(Reply::Bare(StatusCode::OK, self.status()));
+        }
+        shares.push(share);
+        if shares.len() < config.secret_threshold {
+            drop(state);
+            return Ok(Reply::Bare(StatusCode::OK, self.status()));
+        }
+        let config = *config;
+        let collected = std::mem::take(shares);
+        *nonce = new_nonce();
+        let opened = self.open(&collected);
+        match opened {
+            Ok(open) => {
+                *state = State::Unsealed {
+                    config,
+                    open: Arc::new(open),
+                };
+                drop(state);
+                Ok(Reply::Bare(StatusCode::OK, self.status()))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn open(&self, shares: &[SecretBytes]) -> Result<Unsealed, ApiError> {
+        let storage = self.storage.clone().ok_or(ApiError::Internal)?;
+        let unseal_key = shamir::combine(shares).map_err(|_| ApiError::BadRequest("invalid unseal shares".into()))?;
+        let kek_bytes: [u8; 32] = unseal_key
+            .expose_secret()
+            .try_into()
+            .map_err(|_| ApiError::BadRequest("invalid unseal shares".into()))?;
+        let kek = RootKey::from_bytes(kek_bytes);
+        let wrapped = storage
+            .get(ROOT_KEY_PATH)
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::Internal)?;
+        let root = RootKey::unwrap(&wrapped, &kek, ROOT_KEY_PATH).map_err(|_| {
+            ApiError::BadRequest(
+                "cipher: message authentication failed: the unseal shares do not open the root key".into(),
+            )
+        })?;
+        let engine =
+            LocalEngine::with_storage(storage.clone(), &root, EngineOptions::default()).map_err(ApiError::from)?;
+        let tokens =
+            TokenStore::persistent(Barrier::open(storage, &root).map_err(ApiError::from)?).map_err(ApiError::from)?;
+        Ok(Unsealed {
+            engine: Arc::new(engine),
+            tokens,
+        })
+    }
+
+    /// `PUT sys/seal`: forget the keys (they stay sealed in storage).
+    pub(crate) fn seal(&self) -> ApiResult {
+        if self.storage.is_none() {
+            return Err(ApiError::BadRequest(
+                "a dev server cannot be sealed: its keys live only in memory".into(),
+            ));
+        }
+        let mut state = self.write();
+        if let State::Unsealed { config, .. } = &*state {
+            let config = *config;
+            *state = State::Sealed {
+                config,
+                shares: Vec::new(),
+                nonce: new_nonce(),
+            };
+        }
+        Ok(Reply::NoContent)
+    }
+
+    /// `GET sys/health`: the status code tells the state (200, 503 sealed, 501
+    /// uninitialised), each overridable by query parameter as in Vault.
+    pub(crate) fn health(&self, params: &Params, head: bool) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let status = self.status();
+        let code = |name: &str, default: u16| {
+            params
+                .int(name)
+                .ok()
+                .flatten()
+                .and_then(|c| u16::try_from(c).ok())
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::from_u16(default).unwrap_or(StatusCode::OK))
+        };
+        let http = if !status["initialized"].as_bool().unwrap_or(false) {
+            code("uninitcode", 501)
+        } else if status["sealed"].as_bool().unwrap_or(true) {
+            code("sealedcode", 503)
+        } else {
+            code("activecode", 200)
+        };
+        if head {
+            return http.into_response();
+        }
+        let body = json!({
+            "initialized": status["initialized"],
+            "sealed": status["sealed"],
+            "standby": false,
+            "performance_standby": false,
+            "replication_performance_mode": "disabled",
+            "replication_dr_mode": "disabled",
+            "server_time_utc": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            "version": VERSION,
+            "cluster_name": "encrypted-attr",
+            "cluster_id": "",
+        });
+        (http, axum::Json(body)).into_response()
+    }
+}
+
+fn put(storage: &dyn Storage, path: &str, bytes: Vec<u8>) -> Result<(), ApiError> {
+    storage
+        .update(path, &mut |_| Ok(Update::Put(bytes.clone())))
+        .map_err(ApiError::from)
+}
+
+fn new_nonce() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}

@@ -1,0 +1,185 @@
+//! Init, unseal and seal over a storage file: sealed refuses work, wrong shares
+//! fail, and keys and tokens survive a restart.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use encrypted_attr::storage::FileStorage;
+use encrypted_attr_server::{AppState, app};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+async fn call(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        request = request.header("X-Vault-Token", token);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        },
+    )
+}
+
+fn server(path: &std::path::Path) -> axum::Router {
+    let storage = FileStorage::open(path).unwrap();
+    app(Arc::new(AppState::persistent(Arc::new(storage), "file").unwrap()))
+}
+
+#[tokio::test]
+async fn init_unseal_restart_seal() {
+    let dir = std::env::temp_dir().join(format!("ea-seal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("server.json");
+    let _ = std::fs::remove_file(&path);
+    let s = server(&path);
+
+    let (status, body) = call(&s, "GET", "/v1/sys/health", None, Value::Null).await;
+    assert_eq!(
+        (status, body["initialized"].clone()),
+        (StatusCode::NOT_IMPLEMENTED, json!(false))
+    );
+    let (status, body) = call(
+        &s,
+        "PUT",
+        "/v1/sys/init",
+        None,
+        json!({"secret_shares": 3, "secret_threshold": 2}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let keys: Vec<String> = serde_json::from_value(body["keys"].clone()).unwrap();
+    let keys_b64: Vec<String> = serde_json::from_value(body["keys_base64"].clone()).unwrap();
+    let root = body["root_token"].as_str().unwrap().to_owned();
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| k.len() == 66), "33-byte shares in hex");
+    let (status, _) = call(
+        &s,
+        "PUT",
+        "/v1/sys/init",
+        None,
+        json!({"secret_shares": 1, "secret_threshold": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "already initialised");
+
+    // Sealed: work is refused with 503, status says so.
+    let (status, body) = call(&s, "POST", "/v1/transit/keys/k", Some(&root), json!({})).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::SERVICE_UNAVAILABLE, json!({"errors": ["Vault is sealed"]}))
+    );
+    let (_, status_body) = call(&s, "GET", "/v1/sys/seal-status", None, Value::Null).await;
+    assert_eq!(
+        (
+            status_body["sealed"].clone(),
+            status_body["t"].clone(),
+            status_body["n"].clone()
+        ),
+        (json!(true), json!(2), json!(3))
+    );
+
+    // A forged share plus a real one: the root key does not open; progress resets.
+    let mut forged = keys[0].clone();
+    forged.replace_range(0..2, if &forged[0..2] == "00" { "01" } else { "00" });
+    let (_, body) = call(&s, "PUT", "/v1/sys/unseal", None, json!({"key": forged})).await;
+    assert_eq!(body["progress"], 1);
+    let (status, _) = call(&s, "PUT", "/v1/sys/unseal", None, json!({"key": keys[1]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, body) = call(&s, "GET", "/v1/sys/seal-status", None, Value::Null).await;
+    assert_eq!(
+        (body["sealed"].clone(), body["progress"].clone()),
+        (json!(true), json!(0))
+    );
+    let (status, _) = call(&s, "PUT", "/v1/sys/unseal", None, json!({"key": "not hex!"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Two real shares (hex and base64) unseal.
+    call(&s, "PUT", "/v1/sys/unseal", None, json!({"key": keys[2]})).await;
+    let (status, body) = call(&s, "PUT", "/v1/sys/unseal", None, json!({"key": keys_b64[0]})).await;
+    assert_eq!(
+        (status, body["sealed"].clone()),
+        (StatusCode::OK, json!(false)),
+        "{body}"
+    );
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/v1/transit/encrypt/users_ssn",
+        Some(&root),
+        json!({"plaintext": "c2VjcmV0"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ct = body["data"]["ciphertext"].clone();
+    let raw = std::fs::read_to_string(&path).unwrap();
+    assert!(!raw.contains(&root), "tokens are stored hashed, sealed");
+
+    // Restart: sealed again; unseal; the key, its ciphertext and the root token work.
+    drop(s);
+    let s = server(&path);
+    let (status, _) = call(
+        &s,
+        "POST",
+        "/v1/transit/decrypt/users_ssn",
+        Some(&root),
+        json!({"ciphertext": ct}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    call(&s, "PUT", "/v1/sys/unseal", None, json!({"key": keys[1]})).await;
+    call(&s, "PUT", "/v1/sys/unseal", None, json!({"key": keys[2]})).await;
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/v1/transit/decrypt/users_ssn",
+        Some(&root),
+        json!({"ciphertext": ct}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["data"]["plaintext"].clone()),
+        (StatusCode::OK, json!("c2VjcmV0")),
+        "{body}"
+    );
+
+    // Seal needs a root token; then everything is refused again.
+    let (_, made) = call(
+        &s,
+        "POST",
+        "/v1/auth/token/create",
+        Some(&root),
+        json!({"policies": ["app"]}),
+    )
+    .await;
+    let app_token = made["auth"]["client_token"].as_str().unwrap().to_owned();
+    let (status, _) = call(&s, "PUT", "/v1/sys/seal", Some(&app_token), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(&s, "PUT", "/v1/sys/seal", Some(&root), json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&s, "GET", "/v1/transit/keys/users_ssn", Some(&root), Value::Null).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, _) = call(&s, "GET", "/v1/sys/health", None, Value::Null).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
