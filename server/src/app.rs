@@ -207,14 +207,43 @@ async fn dispatch(
     };
     // The engine is CPU-bound and fast (microseconds per item; large batches split
     // across cores inside it), so it runs inline.
-    let result = match (path.trim_end_matches('/'), op) {
-        ("sys/seal", Operation::Update) if entry.policies.iter().any(|p| p == "root") => seal.seal(),
-        ("sys/seal", Operation::Update) => Err(ApiError::PermissionDenied),
-        _ => route(&open, op, &path, &params, &token, &entry),
+    let result = match authorize(&open, op, &path, &entry) {
+        Err(error) => Err(error),
+        Ok(()) if path.trim_end_matches('/') == "sys/seal" && op == Operation::Update => seal.seal(),
+        Ok(()) => route(&open, op, &path, &params, &token, &entry),
     };
     match result {
         Ok(reply) => reply.into_response(),
         Err(error) => error.into_response(),
+    }
+}
+
+/// Checks the token's policies for this request: the capability its operation
+/// needs on its path (`create` rather than `update` for an encrypt that would
+/// create its key; `sudo` as well on root-protected paths).
+fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &TokenEntry) -> Result<(), ApiError> {
+    use crate::policy::Capability;
+    let path = path.trim_end_matches('/');
+    let needed = match op {
+        Operation::Read => Capability::Read,
+        Operation::List => Capability::List,
+        Operation::Delete => Capability::Delete,
+        Operation::Update => match path.strip_prefix("transit/encrypt/").map(encrypted_attr::KeyName::new) {
+            Some(Ok(name)) if encrypted_attr::TransitEngine::read_key(&*open.engine, &name).is_err() => {
+                Capability::Create
+            }
+            _ => Capability::Update,
+        },
+    };
+    let caps = open.policies.check(&entry.policies, path);
+    // For LIST, `transit/keys` and `transit/keys/` are the same path.
+    let list_caps = (op == Operation::List).then(|| open.policies.check(&entry.policies, &format!("{path}/")));
+    let allowed = caps.allows(needed) || list_caps.is_some_and(|c| c.allows(needed));
+    let root_protected = matches!(path, "sys/seal") || path.starts_with("sys/audit");
+    if allowed && (!root_protected || caps.allows(Capability::Sudo)) {
+        Ok(())
+    } else {
+        Err(ApiError::PermissionDenied)
     }
 }
 
@@ -255,6 +284,30 @@ fn route(state: &Unsealed, op: Operation, path: &str, params: &Params, token: &s
     match segments.as_slice() {
         ["transit", rest @ ..] => crate::transit::route(state, op, rest, params),
         ["auth", "token", rest @ ..] => token_api(state, op, rest, params, token, entry),
+        ["sys", "policy"] | ["sys", "policies", "acl"] if matches!(op, Operation::Read | Operation::List) => {
+            let names = state.policies.names();
+            Ok(Reply::SysData(json!({ "keys": names, "policies": names })))
+        }
+        ["sys", "policy", name] => policy_api(state, op, name, params, "rules"),
+        ["sys", "policies", "acl", name] => policy_api(state, op, name, params, "policy"),
+        ["sys", "capabilities-self"] if op == Operation::Update => {
+            let paths: Vec<String> = match params.raw("paths").or(params.raw("path")) {
+                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+                Some(Value::String(p)) => vec![p.clone()],
+                _ => return Err(ApiError::BadRequest("missing paths".into())),
+            };
+            let mut data = Map::new();
+            let mut all = Vec::new();
+            for p in &paths {
+                let names = state.policies.names_of(&entry.policies, p.trim_start_matches('/'));
+                all.extend(names.iter().map(|n| (*n).to_owned()));
+                data.insert(p.clone(), json!(names));
+            }
+            all.sort();
+            all.dedup();
+            data.insert("capabilities".into(), json!(all));
+            Ok(Reply::SysData(Value::Object(data)))
+        }
         _ => Err(ApiError::UnsupportedPath(path.to_owned())),
     }
 }
@@ -292,6 +345,30 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
     })
 }
 
+/// `sys/policy/:name` (`field` = "rules") and `sys/policies/acl/:name` ("policy").
+fn policy_api(state: &Unsealed, op: Operation, name: &str, params: &Params, field: &str) -> ApiResult {
+    match op {
+        Operation::Read => match (name, state.policies.get(name)) {
+            ("root", _) => Ok(Reply::SysData(json!({ "name": "root", field: "" }))),
+            (_, Some(policy)) => Ok(Reply::SysData(json!({ "name": name, field: policy.text }))),
+            (_, None) => Err(ApiError::NotFound),
+        },
+        Operation::Update => {
+            let text = params
+                .string("policy")?
+                .or(params.string("rules")?)
+                .ok_or_else(|| ApiError::BadRequest("'policy' parameter not supplied or empty".into()))?;
+            state.policies.put(name, &text).map_err(ApiError::BadRequest)?;
+            Ok(Reply::NoContent)
+        }
+        Operation::Delete => {
+            state.policies.delete(name).map_err(ApiError::BadRequest)?;
+            Ok(Reply::NoContent)
+        }
+        Operation::List => Err(ApiError::UnsupportedOperation),
+    }
+}
+
 /// `auth/token/*`: the minimum to make and inspect tokens.
 fn token_api(
     state: &Unsealed,
@@ -307,15 +384,26 @@ fn token_api(
         }
         (["create"] | ["create-orphan"], Operation::Update) => {
             let ttl = params.duration("ttl")?;
-            let policies = match params.raw("policies") {
+            let mut policies: Vec<String> = match params.raw("policies") {
                 Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
                 Some(Value::String(s)) => s
                     .split(',')
                     .map(|p| p.trim().to_owned())
                     .filter(|p| !p.is_empty())
                     .collect(),
-                _ => vec!["default".to_owned()],
+                _ => entry.policies.clone(),
             };
+            // A token can only hand out policies it has itself (root excepted).
+            let creator_is_root = entry.policies.iter().any(|p| p == "root");
+            if !creator_is_root && policies.iter().any(|p| p != "default" && !entry.policies.contains(p)) {
+                return Err(ApiError::BadRequest("child policies must be subset of parent".into()));
+            }
+            let no_default = params.bool("no_default_policy")?.unwrap_or(false);
+            if !no_default && !policies.iter().any(|p| p == "default" || p == "root") {
+                policies.push("default".into());
+            }
+            policies.sort();
+            policies.dedup();
             let made = state
                 .tokens
                 .create(policies.clone(), ttl.filter(|d| !d.is_zero()), None)

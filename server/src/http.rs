@@ -30,6 +30,9 @@ pub(crate) enum Reply {
     NoContent,
     /// A bare JSON object (`sys/health`, `sys/seal-status`), no envelope.
     Bare(StatusCode, Value),
+    /// The envelope with `data`, whose keys are also copied to the top level, as
+    /// Vault does for some `sys/` paths that old clients read that way.
+    SysData(Value),
 }
 
 impl Reply {
@@ -59,6 +62,19 @@ impl IntoResponse for Reply {
                 (status, axum::Json(body)).into_response()
             }
             Self::NoContent => StatusCode::NO_CONTENT.into_response(),
+            Self::SysData(data) => {
+                let mut body = json!({
+                    "request_id": uuid::Uuid::new_v4().to_string(),
+                    "lease_id": "", "renewable": false, "lease_duration": 0,
+                    "data": data.clone(), "wrap_info": null, "warnings": null, "auth": null,
+                });
+                if let (Value::Object(top), Value::Object(data)) = (&mut body, data) {
+                    for (k, v) in data {
+                        top.entry(k).or_insert(v);
+                    }
+                }
+                (StatusCode::OK, axum::Json(body)).into_response()
+            }
             Self::Bare(status, body) => (status, axum::Json(body)).into_response(),
         }
     }

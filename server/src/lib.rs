@@ -8,6 +8,7 @@ mod app;
 mod auth;
 pub mod cli;
 mod http;
+mod policy;
 mod seal;
 mod shamir;
 mod transit;

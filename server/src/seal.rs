@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::auth::TokenStore;
 use crate::http::{ApiError, ApiResult, Params, Reply, encode_base64};
+use crate::policy::PolicyStore;
 use crate::shamir;
 
 const SEAL_CONFIG_PATH: &str = "core/seal-config";
@@ -28,6 +29,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) struct Unsealed {
     pub(crate) engine: Arc<LocalEngine>,
     pub(crate) tokens: TokenStore,
+    pub(crate) policies: PolicyStore,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -70,7 +72,12 @@ impl Seal {
             secret_shares: 1,
             secret_threshold: 1,
         };
-        let open = Arc::new(Unsealed { engine, tokens });
+        let policies = PolicyStore::new(None).map_err(|e| e.to_string())?;
+        let open = Arc::new(Unsealed {
+            engine,
+            tokens,
+            policies,
+        });
         Ok((
             Self {
                 storage: None,
@@ -298,11 +305,14 @@ impl Seal {
         })?;
         let engine =
             LocalEngine::with_storage(storage.clone(), &root, EngineOptions::default()).map_err(ApiError::from)?;
-        let tokens =
-            TokenStore::persistent(Barrier::open(storage, &root).map_err(ApiError::from)?).map_err(ApiError::from)?;
+        let tokens = TokenStore::persistent(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?)
+            .map_err(ApiError::from)?;
+        let policies =
+            PolicyStore::new(Some(Barrier::open(storage, &root).map_err(ApiError::from)?)).map_err(ApiError::from)?;
         Ok(Unsealed {
             engine: Arc::new(engine),
             tokens,
+            policies,
         })
     }
 

@@ -441,3 +441,138 @@ async fn serves_on_a_real_socket_and_shuts_down() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn policies_limit_what_a_token_can_do() {
+    let s = Server::new();
+    s.post("/v1/transit/keys/orders", json!({})).await;
+    s.post("/v1/transit/keys/secrets", json!({})).await;
+    let hcl = r#"
+        path "transit/encrypt/orders" { capabilities = ["update"] }
+        path "transit/decrypt/orders" { capabilities = ["update"] }
+        path "transit/encrypt/new_*" { capabilities = ["create", "update"] }
+        path "transit/keys" { capabilities = ["list"] }
+        path "transit/keys/+/rotate" { capabilities = ["update"] }
+        path "transit/keys/secrets/rotate" { capabilities = ["deny"] }
+        path "auth/token/create" { capabilities = ["update"] }
+    "#;
+    let (status, body) = s
+        .call("PUT", "/v1/sys/policy/app", Some(ROOT), Some(json!({"policy": hcl})))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // The JSON form is accepted too (what hvac sends).
+    let json_policy = json!({"path": {"transit/hmac/*": {"capabilities": ["update"]}}}).to_string();
+    let (status, _) = s
+        .call(
+            "PUT",
+            "/v1/sys/policies/acl/hmacs",
+            Some(ROOT),
+            Some(json!({"policy": json_policy})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s
+        .call(
+            "PUT",
+            "/v1/sys/policy/bad",
+            Some(ROOT),
+            Some(json!({"policy": "path \"x\" { capabilities = [\"fly\"] }"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, body) = s.get("/v1/sys/policy").await;
+    assert!(
+        body["policies"].as_array().unwrap().contains(&json!("app")),
+        "sys paths copy data to the top: {body}"
+    );
+    let (_, body) = s.get("/v1/sys/policy/app").await;
+    assert_eq!(body["data"]["rules"], hcl);
+
+    let (_, made) = s
+        .post("/v1/auth/token/create", json!({"policies": ["app", "hmacs"]}))
+        .await;
+    let app = made["auth"]["client_token"].as_str().unwrap().to_owned();
+    let call = |method: &'static str, path: &'static str, body: Value| {
+        let app = app.clone();
+        let s = &s;
+        async move { s.call(method, path, Some(&app), Some(body)).await.0 }
+    };
+    let pt = json!({"plaintext": b64("x")});
+    assert_eq!(
+        call("POST", "/v1/transit/encrypt/orders", pt.clone()).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call("POST", "/v1/transit/encrypt/secrets", pt.clone()).await,
+        StatusCode::FORBIDDEN
+    );
+    // Encrypting with a missing key would create it: `update` is not enough.
+    assert_eq!(
+        call("POST", "/v1/transit/encrypt/orderz", pt.clone()).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call("POST", "/v1/transit/encrypt/new_key", pt.clone()).await,
+        StatusCode::OK
+    );
+    assert_eq!(call("LIST", "/v1/transit/keys", Value::Null).await, StatusCode::OK);
+    assert_eq!(
+        call("GET", "/v1/transit/keys/orders", Value::Null).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call("POST", "/v1/transit/keys/orders/rotate", json!({})).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call("POST", "/v1/transit/keys/secrets/rotate", json!({})).await,
+        StatusCode::FORBIDDEN,
+        "deny wins"
+    );
+    assert_eq!(
+        call("POST", "/v1/transit/keys/orders/config", json!({"exportable": true})).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call("POST", "/v1/transit/hmac/orders", json!({"input": b64("m")})).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(
+            "PUT",
+            "/v1/sys/policy/app",
+            json!({"policy": "path \"*\" { capabilities = [\"sudo\"] }"})
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    // A token cannot hand out policies it does not have.
+    let (status, _) = s
+        .call(
+            "POST",
+            "/v1/auth/token/create",
+            Some(&app),
+            Some(json!({"policies": ["root"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, body) = s
+        .call(
+            "POST",
+            "/v1/sys/capabilities-self",
+            Some(&app),
+            Some(json!({"paths": ["transit/encrypt/orders"]})),
+        )
+        .await;
+    assert_eq!(body["capabilities"], json!(["update"]));
+    // Expired tokens are refused.
+    let (_, made) = s
+        .post("/v1/auth/token/create", json!({"policies": ["app"], "ttl": "1s"}))
+        .await;
+    let short = made["auth"]["client_token"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, _) = s
+        .call("POST", "/v1/transit/encrypt/orders", Some(&short), Some(pt))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
