@@ -258,8 +258,10 @@ impl HashAlgorithm {
         }
     }
 
-    /// HMAC of `input` under `key`.
-    pub(crate) fn hmac(self, key: &[u8], input: &[u8]) -> Vec<u8> {
+    /// HMAC of `input` under `key` (any key length). For keyed digests outside
+    /// transit keys, such as the audit log's salted hashes of secrets.
+    #[must_use]
+    pub fn hmac(self, key: &[u8], input: &[u8]) -> Vec<u8> {
         fn run<D: hmac::EagerHash>(key: &[u8], input: &[u8]) -> Vec<u8> {
             match <Hmac<D> as KeyInit>::new_from_slice(key) {
                 Ok(mut mac) => {

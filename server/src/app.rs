@@ -207,11 +207,37 @@ async fn dispatch(
     };
     // The engine is CPU-bound and fast (microseconds per item; large batches split
     // across cores inside it), so it runs inline.
+    // Audit first: with devices enabled, nothing runs unless a device recorded it.
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let audited = crate::audit::AuditRequest {
+        id: &request_id,
+        operation: match op {
+            Operation::Read => "read",
+            Operation::List => "list",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+        },
+        path: path.trim_end_matches('/'),
+        token: &token,
+        accessor: &entry.accessor,
+        policies: &entry.policies,
+        data: params.map(),
+    };
+    if !open.audit.log_request(&audited) {
+        return ApiError::Internal.into_response();
+    }
     let result = match authorize(&open, op, &path, &entry) {
         Err(error) => Err(error),
         Ok(()) if path.trim_end_matches('/') == "sys/seal" && op == Operation::Update => seal.seal(),
         Ok(()) => route(&open, op, &path, &params, &token, &entry),
     };
+    let logged = match &result {
+        Ok(reply) => open.audit.log_response(&audited, &reply.audit_view(), ""),
+        Err(error) => open.audit.log_response(&audited, &json!({}), &error.audit_message()),
+    };
+    if !logged {
+        return ApiError::Internal.into_response();
+    }
     match result {
         Ok(reply) => reply.into_response(),
         Err(error) => error.into_response(),
@@ -239,7 +265,7 @@ fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &TokenEntry) -> 
     // For LIST, `transit/keys` and `transit/keys/` are the same path.
     let list_caps = (op == Operation::List).then(|| open.policies.check(&entry.policies, &format!("{path}/")));
     let allowed = caps.allows(needed) || list_caps.is_some_and(|c| c.allows(needed));
-    let root_protected = matches!(path, "sys/seal") || path.starts_with("sys/audit");
+    let root_protected = path == "sys/seal" || path == "sys/audit" || path.starts_with("sys/audit/");
     if allowed && (!root_protected || caps.allows(Capability::Sudo)) {
         Ok(())
     } else {
@@ -289,6 +315,40 @@ fn route(state: &Unsealed, op: Operation, path: &str, params: &Params, token: &s
             Ok(Reply::SysData(json!({ "keys": names, "policies": names })))
         }
         ["sys", "policy", name] => policy_api(state, op, name, params, "rules"),
+        ["sys", "audit"] if op == Operation::Read => Ok(Reply::SysData(state.audit.list())),
+        ["sys", "audit", name] => match op {
+            Operation::Update => {
+                let kind = params.string("type")?.unwrap_or_default();
+                let description = params.string("description")?.unwrap_or_default();
+                let file_path = match params.raw("options") {
+                    Some(Value::Object(options)) => options
+                        .get("file_path")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    _ => String::new(),
+                };
+                let _ = params.has("local");
+                state
+                    .audit
+                    .enable(name, &kind, description, file_path)
+                    .map_err(ApiError::BadRequest)?;
+                Ok(Reply::NoContent)
+            }
+            Operation::Delete => {
+                state.audit.disable(name).map_err(ApiError::BadRequest)?;
+                Ok(Reply::NoContent)
+            }
+            _ => Err(ApiError::UnsupportedOperation),
+        },
+        ["sys", "audit-hash", name] if op == Operation::Update => {
+            let input = params.string("input")?.unwrap_or_default();
+            let hash = state
+                .audit
+                .hash(name, &input)
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown audit backend {name}")))?;
+            Ok(Reply::SysData(json!({ "hash": hash })))
+        }
         ["sys", "policies", "acl", name] => policy_api(state, op, name, params, "policy"),
         ["sys", "capabilities-self"] if op == Operation::Update => {
             let paths: Vec<String> = match params.raw("paths").or(params.raw("path")) {

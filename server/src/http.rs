@@ -45,6 +45,17 @@ impl Reply {
     }
 }
 
+impl Reply {
+    /// What the audit log records of this answer (strings get hashed there).
+    pub(crate) fn audit_view(&self) -> Value {
+        match self {
+            Self::Data { data, .. } | Self::SysData(data) => json!({ "data": data }),
+            Self::NoContent => json!({}),
+            Self::Bare(_, body) => body.clone(),
+        }
+    }
+}
+
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         match self {
@@ -123,6 +134,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The message the audit log records.
+    pub(crate) fn audit_message(&self) -> String {
+        match self {
+            Self::BadRequest(m) => m.clone(),
+            Self::NotFound => "not found".into(),
+            Self::UnsupportedPath(p) => format!("unsupported path: {p}"),
+            Self::PermissionDenied => "permission denied".into(),
+            Self::UnsupportedOperation => "unsupported operation".into(),
+            Self::Internal => "internal error".into(),
+            Self::Sealed => "Vault is sealed".into(),
+        }
+    }
+}
+
 impl From<encrypted_attr::Error> for ApiError {
     fn from(error: encrypted_attr::Error) -> Self {
         if error.is_user_error() {
@@ -156,6 +182,11 @@ impl Params {
     fn get(&self, name: &str) -> Option<&Value> {
         self.used.borrow_mut().insert(name.to_owned());
         self.map.get(name).filter(|v| !v.is_null())
+    }
+
+    /// Every parameter as sent (for the audit log).
+    pub(crate) fn map(&self) -> &Map<String, Value> {
+        &self.map
     }
 
     /// Whether the parameter was sent at all.

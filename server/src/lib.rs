@@ -5,6 +5,7 @@
 //! graceful shutdown, [`cli::main`] is the command line.
 
 mod app;
+mod audit;
 mod auth;
 pub mod cli;
 mod http;

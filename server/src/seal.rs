@@ -16,6 +16,7 @@ use encrypted_attr::{EngineOptions, LocalEngine, RootKey, SecretBytes};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::audit::Audit;
 use crate::auth::TokenStore;
 use crate::http::{ApiError, ApiResult, Params, Reply, encode_base64};
 use crate::policy::PolicyStore;
@@ -30,6 +31,7 @@ pub(crate) struct Unsealed {
     pub(crate) engine: Arc<LocalEngine>,
     pub(crate) tokens: TokenStore,
     pub(crate) policies: PolicyStore,
+    pub(crate) audit: Audit,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -73,10 +75,12 @@ impl Seal {
             secret_threshold: 1,
         };
         let policies = PolicyStore::new(None).map_err(|e| e.to_string())?;
+        let audit = Audit::new(None).map_err(|e| e.to_string())?;
         let open = Arc::new(Unsealed {
             engine,
             tokens,
             policies,
+            audit,
         });
         Ok((
             Self {
@@ -307,12 +311,14 @@ impl Seal {
             LocalEngine::with_storage(storage.clone(), &root, EngineOptions::default()).map_err(ApiError::from)?;
         let tokens = TokenStore::persistent(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?)
             .map_err(ApiError::from)?;
-        let policies =
-            PolicyStore::new(Some(Barrier::open(storage, &root).map_err(ApiError::from)?)).map_err(ApiError::from)?;
+        let policies = PolicyStore::new(Some(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?))
+            .map_err(ApiError::from)?;
+        let audit = Audit::new(Some(Barrier::open(storage, &root).map_err(ApiError::from)?)).map_err(ApiError::from)?;
         Ok(Unsealed {
             engine: Arc::new(engine),
             tokens,
             policies,
+            audit,
         })
     }
 

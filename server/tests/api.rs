@@ -17,14 +17,16 @@ const ROOT: &str = "root-token-for-tests";
 
 struct Server {
     router: axum::Router,
+    engine: Arc<LocalEngine>,
 }
 
 impl Server {
     fn new() -> Self {
         let engine = Arc::new(LocalEngine::ephemeral().unwrap());
-        let (state, _) = AppState::new(engine, Some(ROOT)).unwrap();
+        let (state, _) = AppState::new(engine.clone(), Some(ROOT)).unwrap();
         Self {
             router: app(Arc::new(state)),
+            engine,
         }
     }
 
@@ -575,4 +577,92 @@ async fn policies_limit_what_a_token_can_do() {
         .call("POST", "/v1/transit/encrypt/orders", Some(&short), Some(pt))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn audit_log_hashes_secrets_and_fails_closed() {
+    let s = Server::new();
+    let dir = std::env::temp_dir().join(format!("ea-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("audit.log");
+    let _ = std::fs::remove_file(&log);
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/sys/audit/file",
+            Some(ROOT),
+            Some(json!({"type": "file", "options": {"file_path": log.to_str().unwrap()}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let secret = "TOP-SECRET-PLAINTEXT";
+    let (status, body) = s
+        .post("/v1/transit/encrypt/audited", json!({"plaintext": b64(secret)}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let ciphertext = body["data"]["ciphertext"].as_str().unwrap().to_owned();
+    let (_, made) = s.post("/v1/auth/token/create", json!({"policies": ["x"]})).await;
+    let new_token = made["auth"]["client_token"].as_str().unwrap().to_owned();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.len() >= 5, "request and response lines: {}", lines.len());
+    for needle in [
+        b64(secret).as_str(),
+        secret,
+        ROOT,
+        ciphertext.as_str(),
+        new_token.as_str(),
+    ] {
+        assert!(!text.contains(needle), "audit log contains a secret: {needle}");
+    }
+    let encrypt_request = lines
+        .iter()
+        .find(|l| l["type"] == "request" && l["request"]["path"] == "transit/encrypt/audited")
+        .unwrap();
+    let hashed = encrypt_request["request"]["data"]["plaintext"].as_str().unwrap();
+    assert!(hashed.starts_with("hmac-sha256:"));
+    // sys/audit-hash gives the same hash, so an operator can look a value up.
+    let (_, body) = s.post("/v1/sys/audit-hash/file", json!({"input": b64(secret)})).await;
+    assert_eq!(body["hash"], hashed);
+    let response = lines
+        .iter()
+        .find(|l| l["type"] == "response" && l["request"]["path"] == "transit/encrypt/audited")
+        .unwrap();
+    assert_eq!(response["response"]["data"]["key_version"], 1, "numbers are kept");
+    assert!(
+        response["response"]["data"]["ciphertext"]
+            .as_str()
+            .unwrap()
+            .starts_with("hmac-sha256:")
+    );
+
+    // A device that cannot write (/dev/full), next to the working one: fine.
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/sys/audit/full",
+            Some(ROOT),
+            Some(json!({"type": "file", "options": {"file_path": "/dev/full"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _) = s.post("/v1/transit/keys/logged", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "one device wrote, that is enough");
+    // Remove the working device: that request ran (the file device recorded it) but
+    // its response cannot be recorded, so it is withheld.
+    let (status, _) = s.call("DELETE", "/v1/sys/audit/file", Some(ROOT), None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    // From now on nothing can be recorded: requests are refused and do not run.
+    let (status, body) = s.post("/v1/transit/keys/never_created", json!({})).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::INTERNAL_SERVER_ERROR, json!({"errors": ["internal error"]}))
+    );
+    let name = encrypted_attr::KeyName::new("never_created").unwrap();
+    assert!(matches!(
+        encrypted_attr::TransitEngine::read_key(&*s.engine, &name),
+        Err(encrypted_attr::Error::KeyNotFound { .. })
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
