@@ -376,6 +376,28 @@ fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// `2026-11-23T12:00:00Z`: the form Vault uses for token times.
+fn rfc3339(t: SystemTime) -> String {
+    let secs = unix(t);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
     let now = SystemTime::now();
     let ttl = entry
@@ -390,10 +412,10 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
         "creation_ttl": creation_ttl,
         "display_name": "token",
         "entity_id": "",
-        "expire_time": entry.expires.map(unix),
+        "expire_time": entry.expires.map(rfc3339),
         "explicit_max_ttl": 0,
         "id": id.unwrap_or(""),
-        "issue_time": unix(entry.issued),
+        "issue_time": rfc3339(entry.issued),
         "meta": null,
         "num_uses": 0,
         "orphan": true,
@@ -506,5 +528,23 @@ fn token_api(
             Ok(Reply::NoContent)
         }
         _ => Err(ApiError::UnsupportedPath(format!("auth/token/{}", rest.join("/")))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(super::rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            super::rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            super::rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_439_529)),
+            "2026-11-23T13:12:09Z"
+        );
     }
 }

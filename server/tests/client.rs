@@ -258,3 +258,61 @@ fn remote_engine_against_openbao() {
         b"ssn"
     );
 }
+
+/// `vaultrs`, a real Vault client, against this server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vaultrs_against_this_server() {
+    use vaultrs::api::transit::requests::DataKeyType;
+    use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (address, stop) = tokio::task::spawn_blocking(start_server).await.unwrap();
+    let client = VaultClient::new(
+        VaultClientSettingsBuilder::default()
+            .address(&address)
+            .token(ROOT)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let health = vaultrs::sys::health(&client).await.unwrap();
+    assert!(!health.sealed);
+
+    vaultrs::transit::key::create(&client, "transit", "vrs", None)
+        .await
+        .unwrap();
+    let key = vaultrs::transit::key::read(&client, "transit", "vrs").await.unwrap();
+    assert_eq!(key.name, "vrs");
+    let plaintext = b64("hello from vaultrs");
+    let sealed = vaultrs::transit::data::encrypt(&client, "transit", "vrs", &plaintext, None)
+        .await
+        .unwrap();
+    assert!(sealed.ciphertext.starts_with("vault:v1:"));
+    let opened = vaultrs::transit::data::decrypt(&client, "transit", "vrs", &sealed.ciphertext, None)
+        .await
+        .unwrap();
+    assert_eq!(opened.plaintext, plaintext);
+    vaultrs::transit::key::rotate(&client, "transit", "vrs").await.unwrap();
+    let rewrapped = vaultrs::transit::data::rewrap(&client, "transit", "vrs", &sealed.ciphertext, None)
+        .await
+        .unwrap();
+    assert!(rewrapped.ciphertext.starts_with("vault:v2:"));
+    let data_key = vaultrs::transit::generate::data_key(&client, "transit", "vrs", DataKeyType::Plaintext, None)
+        .await
+        .unwrap();
+    assert!(data_key.plaintext.is_some());
+    let hmac = vaultrs::transit::generate::hmac(&client, "transit", "vrs", &plaintext, None)
+        .await
+        .unwrap();
+    assert!(hmac.hmac.starts_with("vault:v2:"));
+    let keys = vaultrs::transit::key::list(&client, "transit").await.unwrap();
+    assert_eq!(keys.keys, vec!["vrs".to_owned()]);
+    let me = vaultrs::token::lookup_self(&client).await.unwrap();
+    assert_eq!(me.policies, vec!["root".to_owned()]);
+    stop.send(()).unwrap();
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
