@@ -316,3 +316,197 @@ fn b64(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// Sends one request and returns (status, body).
+fn send(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = client
+        .request(method, format!("{base}/v1/{path}"))
+        .header("X-Vault-Token", token);
+    if let Some(body) = body {
+        request = request.header("Content-Type", "application/json").body(body.to_owned());
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+use serde_json::Value;
+
+/// The same requests to this server and to OpenBao: status codes must match, error
+/// messages must match (except the differences listed), and successful answers
+/// must carry the same `data` fields.
+#[test]
+fn differential_against_openbao() {
+    let Some(bao) = start_openbao() else { return };
+    let (ours, stop) = start_server();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::blocking::Client::new();
+    let p = b64("payload");
+    let cases: Vec<(&str, &str, Option<String>)> = vec![
+        ("POST", "transit/keys/diff", Some("{}".into())),
+        (
+            "POST",
+            "transit/keys/diff_exp",
+            Some(r#"{"exportable": true, "derived": "true"}"#.into()),
+        ),
+        ("GET", "transit/keys/diff", None),
+        ("GET", "transit/keys/nope", None),
+        ("LIST", "transit/keys", None),
+        ("GET", "transit/keys?list=true", None),
+        (
+            "POST",
+            "transit/encrypt/diff",
+            Some(format!(r#"{{"plaintext": "{p}"}}"#)),
+        ),
+        ("POST", "transit/encrypt/diff", Some("{}".into())),
+        ("POST", "transit/encrypt/diff", Some(r#"{"plaintext": "!!"}"#.into())),
+        (
+            "POST",
+            "transit/encrypt/diff",
+            Some(format!(
+                r#"{{"batch_input": [{{"plaintext": "{p}"}}, {{"plaintext": "a*b"}}]}}"#
+            )),
+        ),
+        ("POST", "transit/encrypt/diff", Some(r#"{"batch_input": []}"#.into())),
+        (
+            "POST",
+            "transit/encrypt/diff",
+            Some(format!(r#"{{"plaintext": "{p}", "key_version": 7}}"#)),
+        ),
+        ("POST", "transit/decrypt/diff", Some(r#"{"ciphertext": "nope"}"#.into())),
+        (
+            "POST",
+            "transit/decrypt/diff",
+            Some(r#"{"ciphertext": "vault:vx:AAAA"}"#.into()),
+        ),
+        (
+            "POST",
+            "transit/decrypt/diff",
+            Some(r#"{"ciphertext": "vault:v1"}"#.into()),
+        ),
+        (
+            "POST",
+            "transit/decrypt/diff",
+            Some(r#"{"ciphertext": "vault:v9:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#.into()),
+        ),
+        (
+            "POST",
+            "transit/decrypt/diff",
+            Some(r#"{"ciphertext": "vault:v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#.into()),
+        ),
+        ("POST", "transit/decrypt/diff", Some("{}".into())),
+        (
+            "POST",
+            "transit/decrypt/nokey",
+            Some(r#"{"ciphertext": "vault:v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#.into()),
+        ),
+        (
+            "POST",
+            "transit/encrypt/diff_exp",
+            Some(format!(r#"{{"plaintext": "{p}"}}"#)),
+        ),
+        ("POST", "transit/datakey/plaintext/diff", Some("{}".into())),
+        ("POST", "transit/datakey/wrapped/diff", Some(r#"{"bits": 512}"#.into())),
+        (
+            "POST",
+            "transit/datakey/plaintext/diff",
+            Some(r#"{"bits": 100}"#.into()),
+        ),
+        ("POST", "transit/datakey/other/diff", Some("{}".into())),
+        ("POST", "transit/datakey/plaintext/nokey", Some("{}".into())),
+        ("POST", "transit/hmac/diff", Some(format!(r#"{{"input": "{p}"}}"#))),
+        (
+            "POST",
+            "transit/hmac/diff/sha2-512",
+            Some(format!(r#"{{"input": "{p}"}}"#)),
+        ),
+        ("POST", "transit/hmac/diff", Some("{}".into())),
+        (
+            "POST",
+            "transit/verify/diff",
+            Some(format!(r#"{{"input": "{p}", "hmac": "vault:v1:AAAA"}}"#)),
+        ),
+        ("POST", "transit/random", Some(r#"{"bytes": 16}"#.into())),
+        ("POST", "transit/random/24", Some(r#"{"format": "hex"}"#.into())),
+        ("POST", "transit/hash", Some(format!(r#"{{"input": "{p}"}}"#))),
+        (
+            "POST",
+            "transit/hash/sha2-512",
+            Some(format!(r#"{{"input": "{p}", "format": "base64"}}"#)),
+        ),
+        ("POST", "transit/hash", Some("{}".into())),
+        ("POST", "transit/keys/diff/rotate", Some("{}".into())),
+        ("POST", "transit/keys/nope/rotate", Some("{}".into())),
+        (
+            "POST",
+            "transit/keys/diff/config",
+            Some(r#"{"min_decryption_version": 5}"#.into()),
+        ),
+        (
+            "POST",
+            "transit/keys/diff/config",
+            Some(r#"{"min_decryption_version": 2}"#.into()),
+        ),
+        (
+            "POST",
+            "transit/keys/diff/trim",
+            Some(r#"{"min_available_version": 2}"#.into()),
+        ),
+        ("DELETE", "transit/keys/diff", None),
+        ("GET", "transit/export/encryption-key/diff", None),
+        ("GET", "transit/export/encryption-key/diff_exp/1", None),
+        ("POST", "transit/rewrap/diff", Some(r#"{"ciphertext": "nope"}"#.into())),
+        ("GET", "transit/encrypt/diff", None),
+        ("POST", "transit/keys/bad", Some(r#"{"type": "rsa-9000"}"#.into())),
+        (
+            "POST",
+            "transit/keys/bad2",
+            Some(r#"{"convergent_encryption": true}"#.into()),
+        ),
+        (
+            "POST",
+            "transit/keys/bad3",
+            Some(r#"{"auto_rotate_period": "10m"}"#.into()),
+        ),
+        ("GET", "auth/token/lookup-self", None),
+    ];
+    // Known, documented differences (docs/server.md): (path, what).
+    let mut mismatches = Vec::new();
+    for (method, path, body) in &cases {
+        let (ours_status, ours_body) = send(&client, &ours, ROOT, method, path, body.as_deref());
+        let (bao_status, bao_body) = send(&client, &bao.address, "root", method, path, body.as_deref());
+        let case = format!("{method} {path} {}", body.as_deref().unwrap_or(""));
+        if ours_status != bao_status {
+            mismatches.push(format!(
+                "{case}: status {ours_status} vs OpenBao {bao_status} ({ours_body} / {bao_body})"
+            ));
+            continue;
+        }
+        let (ours_errors, bao_errors) = (&ours_body["errors"], &bao_body["errors"]);
+        if !bao_errors.is_null() && ours_errors != bao_errors {
+            mismatches.push(format!("{case}: errors {ours_errors} vs OpenBao {bao_errors}"));
+        }
+        if let (Some(ours_data), Some(bao_data)) = (ours_body["data"].as_object(), bao_body["data"].as_object()) {
+            let missing: Vec<&String> = bao_data.keys().filter(|k| !ours_data.contains_key(*k)).collect();
+            if !missing.is_empty() {
+                mismatches.push(format!("{case}: data lacks {missing:?}"));
+            }
+        }
+    }
+    stop.send(()).unwrap();
+    assert!(
+        mismatches.is_empty(),
+        "{} differences from OpenBao:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}

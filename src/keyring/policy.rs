@@ -302,9 +302,10 @@ impl StoredKey {
                 v
             };
             if min_dec > self.latest_version {
-                return Err(Error::invalid(
-                    "cannot set min decryption version to a value larger than the latest key version",
-                ));
+                return Err(Error::invalid(format!(
+                    "cannot set min decryption version of {min_dec}, latest key version is {}",
+                    self.latest_version
+                )));
             }
             if min_dec < self.min_available_version {
                 return Err(Error::invalid(format!(
@@ -315,9 +316,10 @@ impl StoredKey {
         }
         if let Some(v) = config.min_encryption_version {
             if v > self.latest_version {
-                return Err(Error::invalid(
-                    "cannot set min encryption version to a value larger than the latest key version",
-                ));
+                return Err(Error::invalid(format!(
+                    "cannot set min encryption version of {v}, latest key version is {}",
+                    self.latest_version
+                )));
             }
             if v != 0 && v < self.min_available_version {
                 return Err(Error::invalid(format!(
@@ -367,7 +369,7 @@ impl StoredKey {
         }
         if self.min_encryption_version == 0 {
             return Err(Error::invalid(
-                "minimum encryption version should be set before trimming; it is 0 (latest)",
+                "minimum available version cannot be set when minimum encryption version is not set",
             ));
         }
         if min_available_version > self.min_encryption_version {

@@ -31,6 +31,7 @@ pub(crate) fn describe(info: &KeyInfo) -> Value {
         "supports_derivation": true,
         "auto_rotate_period": info.auto_rotate_period.as_secs(),
         "imported_key": false,
+        "soft_deleted": false,
         "keys": keys,
     });
     if info.derived {
