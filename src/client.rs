@@ -45,6 +45,8 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Attempts for a retryable failure, the first included (default 3).
     pub attempts: u32,
+    /// Extra trusted CA certificate (PEM), for a server with a private CA.
+    pub ca_certificate_pem: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -55,6 +57,7 @@ impl fmt::Debug for ClientConfig {
             .field("mount", &self.mount)
             .field("timeout", &self.timeout)
             .field("attempts", &self.attempts)
+            .field("ca_certificate_pem", &self.ca_certificate_pem.as_ref().map(|_| "…"))
             .finish()
     }
 }
@@ -69,7 +72,15 @@ impl ClientConfig {
             mount: "transit".to_owned(),
             timeout: Duration::from_secs(30),
             attempts: 3,
+            ca_certificate_pem: None,
         }
+    }
+
+    /// Trusts `pem` (a CA or self-signed certificate) in addition to the system's.
+    #[must_use]
+    pub fn ca_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_certificate_pem = Some(pem.into());
+        self
     }
 
     /// From `VAULT_ADDR` (or `ENCRYPTED_ATTR_ADDR`) and `VAULT_TOKEN` (or
@@ -130,10 +141,11 @@ impl RemoteEngine {
     /// [`Error::Transport`] if the HTTP client cannot be built (TLS set-up).
     pub fn new(config: ClientConfig) -> Result<Self> {
         install_crypto_provider();
-        let async_client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(transport)?;
+        let mut builder = reqwest::Client::builder().timeout(config.timeout);
+        if let Some(pem) = &config.ca_certificate_pem {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(transport)?);
+        }
+        let async_client = builder.build().map_err(transport)?;
         Ok(Self {
             config,
             async_client,
@@ -146,10 +158,11 @@ impl RemoteEngine {
             return Err(Error::BlockingInAsync);
         }
         let client = self.blocking_client.get_or_init(|| {
-            reqwest::blocking::Client::builder()
-                .timeout(self.config.timeout)
-                .build()
-                .map_err(|e| e.to_string())
+            let mut builder = reqwest::blocking::Client::builder().timeout(self.config.timeout);
+            if let Some(pem) = &self.config.ca_certificate_pem {
+                builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(|e| e.to_string())?);
+            }
+            builder.build().map_err(|e| e.to_string())
         });
         client.as_ref().map_err(|e| Error::Transport(e.clone().into()))
     }

@@ -103,6 +103,33 @@ pub async fn run(
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }
 
+/// Serves `app` over TLS (certificate chain and private key in PEM files) on
+/// `listener` until `shutdown` resolves, then lets requests in flight finish.
+///
+/// # Errors
+/// The certificate or key cannot be read, or the listener failed.
+pub async fn run_tls(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    certificate: &std::path::Path,
+    private_key: &std::path::Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Err means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(certificate, private_key).await?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(REQUEST_TIMEOUT));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, config)?
+        .handle(handle)
+        .serve(app(state).into_make_service())
+        .await
+}
+
 fn token_from(headers: &HeaderMap) -> Option<&str> {
     if let Some(token) = headers.get("x-vault-token").and_then(|v| v.to_str().ok()) {
         return Some(token);

@@ -35,6 +35,13 @@ enum Command {
         /// Address to listen on (plain HTTP: loopback only).
         #[arg(long, default_value = "127.0.0.1:8200")]
         listen: SocketAddr,
+        /// TLS certificate chain (PEM). With `--tls-key`, serves HTTPS, and then any
+        /// address may be used; without TLS only loopback addresses are allowed.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
         /// Fix the root token's value (dev mode), like Vault's `-dev-root-token-id`.
         #[arg(long, env = "ENCRYPTED_ATTR_DEV_ROOT_TOKEN_ID")]
         dev_root_token_id: Option<String>,
@@ -57,8 +64,16 @@ pub fn main() -> std::process::ExitCode {
             dev,
             storage_file,
             listen,
+            tls_cert,
+            tls_key,
             dev_root_token_id,
-        } => match serve(dev, storage_file, listen, dev_root_token_id.as_deref()) {
+        } => match serve(
+            dev,
+            storage_file,
+            listen,
+            tls_cert.zip(tls_key),
+            dev_root_token_id.as_deref(),
+        ) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("encrypted-attr: {message}");
@@ -72,10 +87,11 @@ fn serve(
     dev: bool,
     storage_file: Option<std::path::PathBuf>,
     listen: SocketAddr,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     root_token_id: Option<&str>,
 ) -> Result<(), String> {
-    if !listen.ip().is_loopback() {
-        return Err("plain HTTP is allowed on loopback addresses only; TLS is not available yet".into());
+    if tls.is_none() && !listen.ip().is_loopback() {
+        return Err("plain HTTP is allowed on loopback addresses only; give --tls-cert and --tls-key".into());
     }
     let (state, root) = match (dev, storage_file) {
         (true, _) => {
@@ -98,7 +114,8 @@ fn serve(
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        println!("encrypted-attr server listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("encrypted-attr server listening on {scheme}://{addr}");
         if let Some(root) = root {
             // The root token is printed once, to the terminal, like `vault server -dev`.
             println!("Root Token: {}", String::from_utf8_lossy(root.0.expose_secret()));
@@ -106,9 +123,11 @@ fn serve(
         } else {
             println!("Sealed: initialise once with PUT /v1/sys/init, unseal with PUT /v1/sys/unseal.");
         }
-        run(listener, Arc::new(state), shutdown_signal())
-            .await
-            .map_err(|e| format!("server failed: {e}"))
+        match &tls {
+            Some((cert, key)) => crate::app::run_tls(listener, Arc::new(state), cert, key, shutdown_signal()).await,
+            None => run(listener, Arc::new(state), shutdown_signal()).await,
+        }
+        .map_err(|e| format!("server failed: {e}"))
     })
 }
 

@@ -14,4 +14,4 @@ mod seal;
 mod shamir;
 mod transit;
 
-pub use app::{AppState, MAX_REQUEST_BYTES, REQUEST_TIMEOUT, RootToken, VERSION, app, run};
+pub use app::{AppState, MAX_REQUEST_BYTES, REQUEST_TIMEOUT, RootToken, VERSION, app, run, run_tls};

@@ -510,3 +510,56 @@ fn differential_against_openbao() {
         mismatches.join("\n")
     );
 }
+
+/// The server over TLS with a self-signed certificate, the client trusting it.
+#[test]
+fn remote_engine_over_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("ea-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (cert_path, key_path) = (cert.clone(), key.clone());
+    let server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let engine = Arc::new(LocalEngine::ephemeral().unwrap());
+            let (state, _) = encrypted_attr_server::AppState::new(engine, Some(ROOT)).unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            encrypted_attr_server::run_tls(listener, Arc::new(state), &cert_path, &key_path, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    let port = addr_rx.recv().unwrap().port();
+    let address = format!("https://localhost:{port}");
+    let trusted =
+        RemoteEngine::new(ClientConfig::new(&address, ROOT).ca_certificate_pem(certified.cert.pem())).unwrap();
+    let key_name = name("tls_key");
+    let ct = trusted.encrypt(&key_name, EncryptItem::new("over tls")).unwrap();
+    assert_eq!(
+        trusted
+            .decrypt(&key_name, DecryptItem::new(ct))
+            .unwrap()
+            .expose_secret(),
+        b"over tls"
+    );
+    // Without trusting the certificate, the connection is refused.
+    let untrusted = RemoteEngine::new(ClientConfig::new(&address, ROOT).attempts(1)).unwrap();
+    assert!(matches!(untrusted.list_keys(), Err(Error::Transport(_))));
+    stop.send(()).unwrap();
+    server.join().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
