@@ -9,7 +9,6 @@
 //! seconds or `"1h"`; unknown parameters are ignored with a warning.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -168,19 +167,19 @@ pub(crate) type ApiResult = Result<Reply, ApiError>;
 /// parameter not read by the handler ends up in the "ignored" warning.
 pub(crate) struct Params {
     map: Map<String, Value>,
-    used: RefCell<BTreeSet<String>>,
+    used: RefCell<Vec<&'static str>>,
 }
 
 impl Params {
     pub(crate) fn new(map: Map<String, Value>) -> Self {
         Self {
             map,
-            used: RefCell::new(BTreeSet::new()),
+            used: RefCell::new(Vec::new()),
         }
     }
 
-    fn get(&self, name: &str) -> Option<&Value> {
-        self.used.borrow_mut().insert(name.to_owned());
+    fn get(&self, name: &'static str) -> Option<&Value> {
+        self.used.borrow_mut().push(name);
         self.map.get(name).filter(|v| !v.is_null())
     }
 
@@ -190,12 +189,12 @@ impl Params {
     }
 
     /// Whether the parameter was sent at all.
-    pub(crate) fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &'static str) -> bool {
         self.get(name).is_some()
     }
 
     /// A string (numbers and booleans are accepted in their text form).
-    pub(crate) fn string(&self, name: &str) -> Result<Option<String>, ApiError> {
+    pub(crate) fn string(&self, name: &'static str) -> Result<Option<String>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -206,7 +205,7 @@ impl Params {
     }
 
     /// A boolean: `true`/`false`, or the strings `"true"`, `"false"`, `"1"`, `"0"`, `"t"`, `"f"`.
-    pub(crate) fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+    pub(crate) fn bool(&self, name: &'static str) -> Result<Option<bool>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -222,7 +221,7 @@ impl Params {
     }
 
     /// An integer (a JSON number or a numeric string).
-    pub(crate) fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
+    pub(crate) fn int(&self, name: &'static str) -> Result<Option<i64>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| type_error(name, "int")),
@@ -233,7 +232,7 @@ impl Params {
     }
 
     /// A duration: integer seconds, or a Go-style string (`"90s"`, `"30m"`, `"24h"`, `"1h30m"`).
-    pub(crate) fn duration(&self, name: &str) -> Result<Option<Duration>, ApiError> {
+    pub(crate) fn duration(&self, name: &'static str) -> Result<Option<Duration>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Number(n)) => n
@@ -246,7 +245,7 @@ impl Params {
     }
 
     /// The raw value (for `batch_input`).
-    pub(crate) fn raw(&self, name: &str) -> Option<&Value> {
+    pub(crate) fn raw(&self, name: &'static str) -> Option<&Value> {
         self.get(name)
     }
 
@@ -256,7 +255,7 @@ impl Params {
         let ignored: Vec<&str> = self
             .map
             .keys()
-            .filter(|k| !used.contains(k.as_str()))
+            .filter(|k| !used.contains(&k.as_str()))
             .map(String::as_str)
             .collect();
         (!ignored.is_empty()).then(|| {

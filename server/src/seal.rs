@@ -346,7 +346,7 @@ impl Seal {
     pub(crate) fn health(&self, params: &Params, head: bool) -> axum::response::Response {
         use axum::response::IntoResponse;
         let status = self.status();
-        let code = |name: &str, default: u16| {
+        let code = |name: &'static str, default: u16| {
             params
                 .int(name)
                 .ok()

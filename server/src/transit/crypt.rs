@@ -31,7 +31,7 @@ impl ItemParams {
 }
 
 /// The items of a request: `batch_input`, or the top-level parameters as one item.
-fn items(params: &Params, fields: &[&str]) -> Result<(Vec<ItemParams>, bool), ApiError> {
+fn items(params: &Params, fields: &[&'static str]) -> Result<(Vec<ItemParams>, bool), ApiError> {
     match batch_items(params)? {
         Some(items) => Ok((items.into_iter().map(ItemParams::new).collect::<Result<_, _>>()?, true)),
         None => {
@@ -61,7 +61,7 @@ fn key_version(params: &Params) -> Result<Option<KeyVersion>, String> {
     }
 }
 
-fn b64(params: &Params, name: &str) -> Result<Option<Vec<u8>>, String> {
+fn b64(params: &Params, name: &'static str) -> Result<Option<Vec<u8>>, String> {
     match params.string(name) {
         Ok(Some(s)) => decode_base64(&s).map(Some),
         Ok(None) => Ok(None),

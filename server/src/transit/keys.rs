@@ -104,7 +104,7 @@ pub(super) fn delete(state: &Unsealed, name: &KeyName) -> ApiResult {
     }
 }
 
-fn version_param(params: &Params, name: &str) -> Result<Option<u32>, ApiError> {
+fn version_param(params: &Params, name: &'static str) -> Result<Option<u32>, ApiError> {
     match params.int(name)? {
         None => Ok(None),
         Some(v) if v < 0 => Err(ApiError::BadRequest(format!("{name} cannot be negative"))),

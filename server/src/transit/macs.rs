@@ -7,7 +7,7 @@ use super::{batch_items, request_error, vault_message};
 use crate::app::Unsealed;
 use crate::http::{ApiError, ApiResult, Params, Reply, decode_base64, encode_base64};
 
-fn algorithm(url: Option<&str>, params: &Params, names: &[&str]) -> Result<HashAlgorithm, ApiError> {
+fn algorithm(url: Option<&str>, params: &Params, names: &[&'static str]) -> Result<HashAlgorithm, ApiError> {
     let mut chosen = url.map(str::to_owned);
     for name in names {
         let value = params.string(name)?;

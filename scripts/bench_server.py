@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Side-by-side load test: this server, OpenBao in dev mode, and a bare axum handler.
+
+Runs wrk (64 connections, 2 threads, 10 s, loopback) against each target for
+single-item encrypts, batches of 100 and 1,000, and single encrypts with a file
+audit device; reports requests/s, items/s and the server's CPU time per request
+(from /proc/<pid>/stat). Usage: python3 scripts/bench_server.py  (needs wrk, bao,
+and `cargo build --release -p encrypted-attr-server --examples --bins`).
+"""
+import base64, json, os, re, subprocess, sys, tempfile, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+SERVER = os.path.join(TARGET, "release", "encrypted-attr")
+CEILING = os.path.join(TARGET, "release", "examples", "bare_axum")
+DURATION = os.environ.get("BENCH_DURATION", "10s")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def http(method, url, token, body=None):
+    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"X-Vault-Token": token, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.read()
+
+
+def wait(url):
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except Exception:
+            time.sleep(0.1)
+    sys.exit(f"not up: {url}")
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def wrk(url, token, body):
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        lua.write('wrk.method = "POST"\n')
+        lua.write(f'wrk.body = {json.dumps(json.dumps(body))}\n')
+        lua.write(f'wrk.headers["Content-Type"] = "application/json"\nwrk.headers["X-Vault-Token"] = "{token}"\n')
+    out = subprocess.run(["wrk", "-t2", "-c64", "-d" + DURATION, "-s", lua.name, url],
+                         capture_output=True, text=True).stdout
+    os.unlink(lua.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, total, int(non2xx.group(1)) if non2xx else 0
+
+
+def measure(name, proc, url, token, body, items):
+    before = cpu_seconds(proc.pid)
+    rps, total, errors = wrk(url, token, body)
+    cpu = cpu_seconds(proc.pid) - before
+    us = cpu / total * 1e6 if total else 0
+    print(f"| {name} | {rps:,.0f} | {rps * items:,.0f} | {us:.1f} | {errors} |", flush=True)
+    return rps
+
+
+def main():
+    pt = base64.b64encode(b"x" * 64).decode()
+    single = {"plaintext": pt}
+    batch = lambda n: {"batch_input": [{"plaintext": pt}] * n}
+    audit_dir = tempfile.mkdtemp()
+    procs = []
+    try:
+        for binary in (SERVER, CEILING):
+            if not os.path.exists(binary):
+                sys.exit(f"missing {binary}: cargo build --release -p encrypted-attr-server --examples --bins")
+        ours = subprocess.Popen([SERVER, "server", "--dev", "--listen", "127.0.0.1:8297", "--dev-root-token-id", "root"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "ENCRYPTED_ATTR_LOG": "warn"})
+        # OpenBao refuses audit devices created over the API unless its config allows it.
+        bao_config = os.path.join(audit_dir, "bao.hcl")
+        with open(bao_config, "w") as f:
+            f.write("unsafe_allow_api_audit_creation = true\n")
+        bao = subprocess.Popen(["bao", "server", "-dev", "-dev-root-token-id=root", "-dev-listen-address=127.0.0.1:8298",
+                                "-log-level=error", f"-config={bao_config}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs = [ours]
+        procs.append(bao)
+        ceiling = subprocess.Popen([CEILING, "127.0.0.1:8299"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(ceiling)
+        wait("http://127.0.0.1:8297/v1/sys/health")
+        wait("http://127.0.0.1:8298/v1/sys/health")
+        time.sleep(0.5)
+        http("POST", "http://127.0.0.1:8298/v1/sys/mounts/transit", "root", {"type": "transit"})
+        for port in (8297, 8298):
+            http("POST", f"http://127.0.0.1:{port}/v1/transit/keys/bench", "root", {})
+        print(f"| target ({DURATION}, 64 connections) | requests/s | items/s | server CPU µs/request | non-2xx |")
+        print("|---|---|---|---|---|")
+        measure("bare axum, no crypto (ceiling)", ceiling, "http://127.0.0.1:8299/v1/transit/encrypt/bench", "root", single, 1)
+        for label, port, proc in (("encrypted-attr", 8297, ours), ("OpenBao 2.7.2", 8298, bao)):
+            url = f"http://127.0.0.1:{port}/v1/transit/encrypt/bench"
+            measure(f"{label}: single encrypt", proc, url, "root", single, 1)
+            measure(f"{label}: batch of 100", proc, url, "root", batch(100), 100)
+            measure(f"{label}: batch of 1,000", proc, url, "root", batch(1000), 1000)
+        for label, port, proc in (("encrypted-attr", 8297, ours), ("OpenBao 2.7.2", 8298, bao)):
+            path = os.path.join(audit_dir, f"{port}.log")
+            http("PUT", f"http://127.0.0.1:{port}/v1/sys/audit/file", "root", {"type": "file", "options": {"file_path": path}})
+            measure(f"{label}: single encrypt, file audit", proc, f"http://127.0.0.1:{port}/v1/transit/encrypt/bench", "root", single, 1)
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+
+
+if __name__ == "__main__":
+    main()
