@@ -20,5 +20,9 @@ async fn encrypt(Json(body): Json<Value>) -> Json<Value> {
 async fn main() -> std::io::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8299".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    axum::serve(listener, axum::Router::new().route("/v1/transit/encrypt/{name}", post(encrypt))).await
+    axum::serve(
+        listener,
+        axum::Router::new().route("/v1/transit/encrypt/{name}", post(encrypt)),
+    )
+    .await
 }

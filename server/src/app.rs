@@ -259,8 +259,8 @@ async fn dispatch(
         Ok(()) => route(&open, op, &path, &params, &token, &entry),
     };
     let logged = match &result {
-        Ok(reply) => open.audit.log_response(&audited, &reply.audit_view(), ""),
-        Err(error) => open.audit.log_response(&audited, &json!({}), &error.audit_message()),
+        Ok(reply) => open.audit.log_response(&audited, || reply.audit_view(), ""),
+        Err(error) => open.audit.log_response(&audited, || json!({}), &error.audit_message()),
     };
     if !logged {
         return ApiError::Internal.into_response();
@@ -332,7 +332,14 @@ impl Classify for serde_json::Error {
     }
 }
 
-fn route(state: &Unsealed, op: Operation, path: &str, params: &Params, token: &str, entry: &TokenEntry) -> ApiResult {
+fn route(
+    state: &Unsealed,
+    op: Operation,
+    path: &str,
+    params: &Params<'_>,
+    token: &str,
+    entry: &TokenEntry,
+) -> ApiResult {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     match segments.as_slice() {
         ["transit", rest @ ..] => crate::transit::route(state, op, rest, params),
@@ -455,7 +462,7 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
 }
 
 /// `sys/policy/:name` (`field` = "rules") and `sys/policies/acl/:name` ("policy").
-fn policy_api(state: &Unsealed, op: Operation, name: &str, params: &Params, field: &str) -> ApiResult {
+fn policy_api(state: &Unsealed, op: Operation, name: &str, params: &Params<'_>, field: &str) -> ApiResult {
     match op {
         Operation::Read => match (name, state.policies.get(name)) {
             ("root", _) => Ok(Reply::SysData(json!({ "name": "root", field: "" }))),
@@ -483,7 +490,7 @@ fn token_api(
     state: &Unsealed,
     op: Operation,
     rest: &[&str],
-    params: &Params,
+    params: &Params<'_>,
     token: &str,
     entry: &TokenEntry,
 ) -> ApiResult {

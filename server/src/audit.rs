@@ -239,8 +239,13 @@ impl Audit {
     }
 
     /// Logs the response (its JSON body); `false` means withhold it.
-    pub(crate) fn log_response(&self, request: &AuditRequest<'_>, response: &Value, error: &str) -> bool {
-        self.log(|device| Self::entry(device, "response", request, Some(response), error))
+    /// `response` is only built when a device is enabled.
+    pub(crate) fn log_response(&self, request: &AuditRequest<'_>, response: impl Fn() -> Value, error: &str) -> bool {
+        if self.read().is_empty() {
+            return true;
+        }
+        let response = response();
+        self.log(|device| Self::entry(device, "response", request, Some(&response), error))
     }
 
     fn log(&self, line: impl Fn(&Device) -> Value) -> bool {

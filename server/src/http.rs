@@ -29,12 +29,46 @@ pub(crate) enum Reply {
     NoContent,
     /// A bare JSON object (`sys/health`, `sys/seal-status`), no envelope.
     Bare(StatusCode, Value),
+    /// A complete JSON body, already serialised (the batch fast path).
+    Json { status: StatusCode, body: String },
     /// The envelope with `data`, whose keys are also copied to the top level, as
     /// Vault does for some `sys/` paths that old clients read that way.
     SysData(Value),
 }
 
 impl Reply {
+    /// The logical envelope around typed `data`, serialised directly to text.
+    pub(crate) fn typed<T: serde::Serialize>(status: StatusCode, data: &T, warnings: Vec<String>) -> Self {
+        #[derive(serde::Serialize)]
+        struct Envelope<'a, T> {
+            request_id: String,
+            lease_id: &'static str,
+            renewable: bool,
+            lease_duration: u64,
+            data: &'a T,
+            wrap_info: Option<()>,
+            warnings: Option<Vec<String>>,
+            auth: Option<()>,
+        }
+        let envelope = Envelope {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            lease_id: "",
+            renewable: false,
+            lease_duration: 0,
+            data,
+            wrap_info: None,
+            warnings: (!warnings.is_empty()).then_some(warnings),
+            auth: None,
+        };
+        match serde_json::to_string(&envelope) {
+            Ok(body) => Self::Json { status, body },
+            Err(_) => Self::Bare(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({ "errors": ["internal error"] }),
+            ),
+        }
+    }
+
     pub(crate) fn data(data: Value, warnings: Vec<String>) -> Self {
         Self::Data {
             status: StatusCode::OK,
@@ -51,6 +85,10 @@ impl Reply {
             Self::Data { data, .. } | Self::SysData(data) => json!({ "data": data }),
             Self::NoContent => json!({}),
             Self::Bare(_, body) => body.clone(),
+            Self::Json { body, .. } => serde_json::from_str::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("data").cloned())
+                .map_or_else(|| json!({}), |data| json!({ "data": data })),
         }
     }
 }
@@ -72,6 +110,9 @@ impl IntoResponse for Reply {
                 (status, axum::Json(body)).into_response()
             }
             Self::NoContent => StatusCode::NO_CONTENT.into_response(),
+            Self::Json { status, body } => {
+                (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+            }
             Self::SysData(data) => {
                 let mut body = json!({
                     "request_id": uuid::Uuid::new_v4().to_string(),
@@ -165,15 +206,23 @@ pub(crate) type ApiResult = Result<Reply, ApiError>;
 
 /// Request parameters (JSON body, or query string for reads), read leniently; every
 /// parameter not read by the handler ends up in the "ignored" warning.
-pub(crate) struct Params {
-    map: Map<String, Value>,
+pub(crate) struct Params<'a> {
+    map: std::borrow::Cow<'a, Map<String, Value>>,
     used: RefCell<Vec<&'static str>>,
 }
 
-impl Params {
+impl<'a> Params<'a> {
     pub(crate) fn new(map: Map<String, Value>) -> Self {
         Self {
-            map,
+            map: std::borrow::Cow::Owned(map),
+            used: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Parameters read from a map owned elsewhere (a `batch_input` item): no copy.
+    pub(crate) fn borrowed(map: &'a Map<String, Value>) -> Self {
+        Self {
+            map: std::borrow::Cow::Borrowed(map),
             used: RefCell::new(Vec::new()),
         }
     }

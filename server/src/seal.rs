@@ -166,7 +166,7 @@ impl Seal {
 
     /// `PUT sys/init`: makes the keys, stores the wrapped root key, leaves the server
     /// sealed, and returns the shares and a root token once.
-    pub(crate) fn init(&self, params: &Params) -> ApiResult {
+    pub(crate) fn init(&self, params: &Params<'_>) -> ApiResult {
         let shares = params.int("secret_shares")?;
         let threshold = params.int("secret_threshold")?;
         let (Some(shares), Some(threshold)) = (shares, threshold) else {
@@ -236,7 +236,7 @@ impl Seal {
     }
 
     /// `PUT sys/unseal`: one more share (hex or base64), or `reset`.
-    pub(crate) fn unseal(&self, params: &Params) -> ApiResult {
+    pub(crate) fn unseal(&self, params: &Params<'_>) -> ApiResult {
         let reset = params.bool("reset")?.unwrap_or(false);
         let key = params.string("key")?;
         let _ = params.has("migrate");
@@ -343,7 +343,7 @@ impl Seal {
 
     /// `GET sys/health`: the status code tells the state (200, 503 sealed, 501
     /// uninitialised), each overridable by query parameter as in Vault.
-    pub(crate) fn health(&self, params: &Params, head: bool) -> axum::response::Response {
+    pub(crate) fn health(&self, params: &Params<'_>, head: bool) -> axum::response::Response {
         use axum::response::IntoResponse;
         let status = self.status();
         let code = |name: &'static str, default: u16| {

@@ -6,7 +6,8 @@ use encrypted_attr::{
     Ciphertext, DataKeyBits, DataKeyRequest, DecryptItem, EncryptItem, Error, KeyInfo, KeyName, KeyVersion, RewrapItem,
     TransitEngine,
 };
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, json};
 
 use super::{batch_items, keys, request_error, vault_message};
 use crate::app::Unsealed;
@@ -14,26 +15,70 @@ use crate::http::{ApiError, ApiResult, Params, Reply, decode_base64, encode_base
 
 /// One item's rendered result, or its error message and whether it is the
 /// caller's fault (400) rather than ours (500).
-type ItemOutcome = Result<Value, (String, bool)>;
+type ItemOutcome = Result<Rendered, (String, bool)>;
+
+/// One item's successful result, serialised as Vault does (absent fields omitted).
+#[derive(Serialize, Default)]
+struct Rendered {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ciphertext: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_version: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext: Option<String>,
+}
+
+/// One entry of `batch_results`, written straight to JSON (no `Value` tree: on
+/// large batches building one object per item cost more than the crypto).
+#[derive(Serialize)]
+struct BatchEntry<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ciphertext: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_version: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    reference: &'a str,
+}
+
+#[derive(Serialize)]
+struct BatchResults<'a> {
+    batch_results: Vec<BatchEntry<'a>>,
+}
+
+fn sealed(ct: &Ciphertext) -> Rendered {
+    Rendered {
+        ciphertext: Some(ct.as_str().to_owned()),
+        key_version: Some(ct.version().get()),
+        plaintext: None,
+    }
+}
 
 /// One item's inputs as sent (strings still encoded).
-struct ItemParams {
-    params: Params,
+struct ItemParams<'a> {
+    params: Params<'a>,
     reference: String,
 }
 
-impl ItemParams {
-    fn new(map: Map<String, Value>) -> Result<Self, ApiError> {
-        let params = Params::new(map);
+impl<'a> ItemParams<'a> {
+    fn new(params: Params<'a>) -> Result<Self, ApiError> {
         let reference = params.string("reference")?.unwrap_or_default();
         Ok(Self { params, reference })
     }
 }
 
 /// The items of a request: `batch_input`, or the top-level parameters as one item.
-fn items(params: &Params, fields: &[&'static str]) -> Result<(Vec<ItemParams>, bool), ApiError> {
+fn items<'a>(params: &'a Params<'_>, fields: &[&'static str]) -> Result<(Vec<ItemParams<'a>>, bool), ApiError> {
     match batch_items(params)? {
-        Some(items) => Ok((items.into_iter().map(ItemParams::new).collect::<Result<_, _>>()?, true)),
+        Some(items) => Ok((
+            items
+                .into_iter()
+                .map(|map| ItemParams::new(Params::borrowed(map)))
+                .collect::<Result<_, _>>()?,
+            true,
+        )),
         None => {
             let mut map = Map::new();
             for field in fields {
@@ -41,12 +86,12 @@ fn items(params: &Params, fields: &[&'static str]) -> Result<(Vec<ItemParams>, b
                     map.insert((*field).to_owned(), value.clone());
                 }
             }
-            Ok((vec![ItemParams::new(map)?], false))
+            Ok((vec![ItemParams::new(Params::new(map))?], false))
         }
     }
 }
 
-fn key_version(params: &Params) -> Result<Option<KeyVersion>, String> {
+fn key_version(params: &Params<'_>) -> Result<Option<KeyVersion>, String> {
     match params
         .int("key_version")
         .map_err(|_| "key_version must be an integer".to_owned())?
@@ -61,7 +106,7 @@ fn key_version(params: &Params) -> Result<Option<KeyVersion>, String> {
     }
 }
 
-fn b64(params: &Params, name: &'static str) -> Result<Option<Vec<u8>>, String> {
+fn b64(params: &Params<'_>, name: &'static str) -> Result<Option<Vec<u8>>, String> {
     match params.string(name) {
         Ok(Some(s)) => decode_base64(&s).map(Some),
         Ok(None) => Ok(None),
@@ -77,7 +122,7 @@ fn context_for(info: &KeyInfo, context: Option<Vec<u8>>) -> Option<Vec<u8>> {
 
 /// Status of an encrypt or decrypt batch: 200, 400 if any user error, 500 if an
 /// internal one; `partial_failure_response_code` when some items succeeded.
-fn batch_status(results: &[ItemOutcome], params: &Params) -> Result<StatusCode, ApiError> {
+fn batch_status(results: &[ItemOutcome], params: &Params<'_>) -> Result<StatusCode, ApiError> {
     let failures: Vec<bool> = results
         .iter()
         .filter_map(|r| r.as_ref().err().map(|(_, user)| *user))
@@ -108,42 +153,49 @@ fn batch_reply(
     results: Vec<ItemOutcome>,
     refs: Vec<String>,
     status: StatusCode,
-    params: &Params,
-    empty_on_error: Option<&str>,
+    params: &Params<'_>,
+    empty_plaintext_on_error: bool,
 ) -> ApiResult {
-    let batch: Vec<Value> = results
-        .into_iter()
-        .zip(refs)
+    let batch_results = results
+        .iter()
+        .zip(&refs)
         .map(|(r, reference)| match r {
-            Ok(mut v) => {
-                v["reference"] = json!(reference);
-                v
-            }
-            Err((message, _)) => {
-                let mut v = json!({ "error": message, "reference": reference });
-                if let Some(field) = empty_on_error {
-                    v[field] = json!("");
-                }
-                v
-            }
+            Ok(done) => BatchEntry {
+                ciphertext: done.ciphertext.as_deref(),
+                key_version: done.key_version,
+                plaintext: done.plaintext.as_deref(),
+                error: None,
+                reference,
+            },
+            Err((message, _)) => BatchEntry {
+                ciphertext: None,
+                key_version: None,
+                plaintext: empty_plaintext_on_error.then_some(""),
+                error: Some(message),
+                reference,
+            },
         })
         .collect();
-    Ok(Reply::Data {
+    Ok(Reply::typed(
         status,
-        data: json!({ "batch_results": batch }),
-        warnings: params.ignored_warning().into_iter().collect(),
-    })
+        &BatchResults { batch_results },
+        params.ignored_warning().into_iter().collect(),
+    ))
 }
 
-fn single_reply(result: ItemOutcome, params: &Params) -> ApiResult {
+fn single_reply(result: ItemOutcome, params: &Params<'_>) -> ApiResult {
     match result {
-        Ok(data) => Ok(Reply::data(data, params.ignored_warning().into_iter().collect())),
+        Ok(data) => Ok(Reply::typed(
+            StatusCode::OK,
+            &data,
+            params.ignored_warning().into_iter().collect(),
+        )),
         Err((message, true)) => Err(ApiError::BadRequest(message)),
         Err((_, false)) => Err(ApiError::Internal),
     }
 }
 
-pub(super) fn encrypt(state: &Unsealed, name: &KeyName, params: &Params) -> ApiResult {
+pub(super) fn encrypt(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let (items, batch) = items(
         params,
         &["plaintext", "context", "associated_data", "key_version", "reference"],
@@ -187,20 +239,16 @@ pub(super) fn encrypt(state: &Unsealed, name: &KeyName, params: &Params) -> ApiR
             Ok(encrypt)
         })());
     }
-    let results = run_batch(
-        prepared,
-        |good| state.engine.encrypt_batch(name, good),
-        |ct| json!({ "ciphertext": ct.as_str(), "key_version": ct.version().get() }),
-    )?;
+    let results = run_batch(prepared, |good| state.engine.encrypt_batch(name, good), sealed)?;
     if batch {
         let status = batch_status(&results, params)?;
-        batch_reply(results, refs, status, params, None)
+        batch_reply(results, refs, status, params, false)
     } else {
         single_reply(one(results), params)
     }
 }
 
-pub(super) fn decrypt(state: &Unsealed, name: &KeyName, params: &Params) -> ApiResult {
+pub(super) fn decrypt(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let (items, batch) = items(params, &["ciphertext", "context", "associated_data", "reference"])?;
     let info = state.engine.read_key(name).map_err(request_error)?;
     let mut prepared = Vec::with_capacity(items.len());
@@ -222,17 +270,20 @@ pub(super) fn decrypt(state: &Unsealed, name: &KeyName, params: &Params) -> ApiR
     let results = run_batch(
         prepared,
         |good| state.engine.decrypt_batch(name, good),
-        |pt| json!({ "plaintext": encode_base64(pt.expose_secret()) }),
+        |pt| Rendered {
+            plaintext: Some(encode_base64(pt.expose_secret())),
+            ..Rendered::default()
+        },
     )?;
     if batch {
         let status = batch_status(&results, params)?;
-        batch_reply(results, refs, status, params, Some("plaintext"))
+        batch_reply(results, refs, status, params, true)
     } else {
         single_reply(one(results), params)
     }
 }
 
-pub(super) fn rewrap(state: &Unsealed, name: &KeyName, params: &Params) -> ApiResult {
+pub(super) fn rewrap(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let (items, batch) = items(
         params,
         &["ciphertext", "context", "associated_data", "key_version", "reference"],
@@ -256,20 +307,16 @@ pub(super) fn rewrap(state: &Unsealed, name: &KeyName, params: &Params) -> ApiRe
             Ok(rewrap)
         })());
     }
-    let results = run_batch(
-        prepared,
-        |good| state.engine.rewrap_batch(name, good),
-        |ct| json!({ "ciphertext": ct.as_str(), "key_version": ct.version().get() }),
-    )?;
+    let results = run_batch(prepared, |good| state.engine.rewrap_batch(name, good), sealed)?;
     if batch {
         // Rewrap batches are always 200, per-item errors included.
-        batch_reply(results, refs, StatusCode::OK, params, None)
+        batch_reply(results, refs, StatusCode::OK, params, false)
     } else {
         single_reply(one(results), params)
     }
 }
 
-pub(super) fn datakey(state: &Unsealed, kind: &str, name: &KeyName, params: &Params) -> ApiResult {
+pub(super) fn datakey(state: &Unsealed, kind: &str, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let wrapped_only = match kind {
         "plaintext" => false,
         "wrapped" => true,
@@ -303,7 +350,7 @@ pub(super) fn datakey(state: &Unsealed, kind: &str, name: &KeyName, params: &Par
 fn run_batch<I, T>(
     prepared: Vec<Result<I, String>>,
     engine: impl FnOnce(Vec<I>) -> encrypted_attr::BatchResult<T>,
-    render: impl Fn(&T) -> Value,
+    render: impl Fn(&T) -> Rendered,
 ) -> Result<Vec<ItemOutcome>, ApiError> {
     let mut good = Vec::new();
     let mut slots = Vec::with_capacity(prepared.len());

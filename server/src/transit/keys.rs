@@ -44,7 +44,7 @@ pub(crate) fn describe(info: &KeyInfo) -> Value {
     data
 }
 
-fn with_warnings(data: Value, params: &Params, mut warnings: Vec<String>) -> ApiResult {
+fn with_warnings(data: Value, params: &Params<'_>, mut warnings: Vec<String>) -> ApiResult {
     warnings.extend(params.ignored_warning());
     Ok(Reply::data(data, warnings))
 }
@@ -67,7 +67,7 @@ pub(super) fn read(state: &Unsealed, name: &KeyName) -> ApiResult {
 }
 
 /// Options for a new key from request parameters (also used by encrypt's upsert).
-pub(crate) fn options(params: &Params, derived_default: bool) -> Result<KeyOptions, ApiError> {
+pub(crate) fn options(params: &Params<'_>, derived_default: bool) -> Result<KeyOptions, ApiError> {
     let key_type = match params.string("type")? {
         None => KeyType::default(),
         Some(t) if t.is_empty() => KeyType::default(),
@@ -87,7 +87,7 @@ pub(crate) fn options(params: &Params, derived_default: bool) -> Result<KeyOptio
     Ok(options)
 }
 
-pub(super) fn create(state: &Unsealed, name: &KeyName, params: &Params) -> ApiResult {
+pub(super) fn create(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let options = options(params, false)?;
     let _ = params.has("key_size"); // only meaningful for `hmac` keys, which we do not offer
     let info = state.engine.create_key(name, options).map_err(request_error)?;
@@ -104,7 +104,7 @@ pub(super) fn delete(state: &Unsealed, name: &KeyName) -> ApiResult {
     }
 }
 
-fn version_param(params: &Params, name: &'static str) -> Result<Option<u32>, ApiError> {
+fn version_param(params: &Params<'_>, name: &'static str) -> Result<Option<u32>, ApiError> {
     match params.int(name)? {
         None => Ok(None),
         Some(v) if v < 0 => Err(ApiError::BadRequest(format!("{name} cannot be negative"))),
@@ -114,7 +114,7 @@ fn version_param(params: &Params, name: &'static str) -> Result<Option<u32>, Api
     }
 }
 
-pub(super) fn configure(state: &Unsealed, name: &KeyName, params: &Params) -> ApiResult {
+pub(super) fn configure(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let mut config = KeyConfig::default();
     let mut warnings = Vec::new();
     if let Some(v) = version_param(params, "min_decryption_version")? {
@@ -155,7 +155,7 @@ pub(super) fn rotate(state: &Unsealed, name: &KeyName) -> ApiResult {
     }
 }
 
-pub(super) fn trim(state: &Unsealed, name: &KeyName, params: &Params) -> ApiResult {
+pub(super) fn trim(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let Some(min) = version_param(params, "min_available_version")? else {
         return Err(ApiError::BadRequest("missing min_available_version".into()));
     };

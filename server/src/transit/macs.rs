@@ -7,7 +7,7 @@ use super::{batch_items, request_error, vault_message};
 use crate::app::Unsealed;
 use crate::http::{ApiError, ApiResult, Params, Reply, decode_base64, encode_base64};
 
-fn algorithm(url: Option<&str>, params: &Params, names: &[&'static str]) -> Result<HashAlgorithm, ApiError> {
+fn algorithm(url: Option<&str>, params: &Params<'_>, names: &[&'static str]) -> Result<HashAlgorithm, ApiError> {
     let mut chosen = url.map(str::to_owned);
     for name in names {
         let value = params.string(name)?;
@@ -23,7 +23,7 @@ fn algorithm(url: Option<&str>, params: &Params, names: &[&'static str]) -> Resu
     }
 }
 
-fn input(params: &Params, missing: &str) -> Result<Vec<u8>, String> {
+fn input(params: &Params<'_>, missing: &str) -> Result<Vec<u8>, String> {
     match params.string("input") {
         Ok(Some(s)) => decode_base64(&s),
         Ok(None) => Err(missing.to_owned()),
@@ -31,7 +31,7 @@ fn input(params: &Params, missing: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>, params: &Params) -> ApiResult {
+pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>, params: &Params<'_>) -> ApiResult {
     let algorithm = algorithm(url_algorithm, params, &["algorithm"])?;
     let version = match params.int("key_version")? {
         None | Some(0) => None,
@@ -57,7 +57,7 @@ pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>
         Some(items) => {
             let mut results = Vec::with_capacity(items.len());
             for map in items {
-                let item = Params::new(map);
+                let item = Params::borrowed(map);
                 let reference = item.string("reference")?.unwrap_or_default();
                 let outcome = input(&item, "missing input for HMAC").and_then(|bytes| {
                     let mut request = HmacItem::new(bytes);
@@ -80,10 +80,10 @@ pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>
     }
 }
 
-pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>, params: &Params) -> ApiResult {
+pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>, params: &Params<'_>) -> ApiResult {
     let algorithm = algorithm(url_algorithm, params, &["hash_algorithm", "algorithm"])?;
     state.engine.read_key(name).map_err(request_error)?;
-    let check = |item: &Params| -> Result<bool, String> {
+    let check = |item: &Params<'_>| -> Result<bool, String> {
         let bytes = input(item, "missing input to verify")?;
         let tag: HmacTag = match item.string("hmac") {
             Ok(Some(h)) => h.parse().map_err(|e: encrypted_attr::Error| e.to_string())?,
@@ -108,7 +108,7 @@ pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&st
         Some(items) => {
             let mut results = Vec::with_capacity(items.len());
             for map in items {
-                let item = Params::new(map);
+                let item = Params::borrowed(map);
                 let reference = item.string("reference")?.unwrap_or_default();
                 let mut out = json!({ "reference": reference });
                 match check(&item) {
@@ -137,7 +137,7 @@ fn format_bytes(bytes: &[u8], format: Option<String>, default: &str) -> Result<V
     }
 }
 
-pub(super) fn random(state: &Unsealed, url: &[&str], params: &Params) -> ApiResult {
+pub(super) fn random(state: &Unsealed, url: &[&str], params: &Params<'_>) -> ApiResult {
     // URL forms: random, random/<bytes>, random/<source>, random/<source>/<bytes>.
     let (source, bytes_in_url) = match url {
         [] => (None, None),
@@ -172,7 +172,7 @@ pub(super) fn random(state: &Unsealed, url: &[&str], params: &Params) -> ApiResu
     ))
 }
 
-pub(super) fn hash(url_algorithm: Option<&str>, params: &Params) -> ApiResult {
+pub(super) fn hash(url_algorithm: Option<&str>, params: &Params<'_>) -> ApiResult {
     let algorithm = algorithm(url_algorithm, params, &["algorithm"])?;
     let input = match params.string("input")? {
         Some(s) => decode_base64(&s).map_err(ApiError::BadRequest)?,

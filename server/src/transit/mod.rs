@@ -12,7 +12,7 @@ use crate::app::{Operation, Unsealed};
 use crate::http::{ApiError, ApiResult, Params};
 
 /// Dispatches a request below `transit/`.
-pub(crate) fn route(state: &Unsealed, op: Operation, path: &[&str], params: &Params) -> ApiResult {
+pub(crate) fn route(state: &Unsealed, op: Operation, path: &[&str], params: &Params<'_>) -> ApiResult {
     use Operation::{Delete, List, Read, Update};
     match (path, op) {
         (["keys"] | ["keys", ""], List) => keys::list(state),
@@ -79,7 +79,7 @@ pub(crate) fn request_error(error: Error) -> ApiError {
 }
 
 /// The items of `batch_input`, each a JSON object.
-pub(crate) fn batch_items(params: &Params) -> Result<Option<Vec<Map<String, Value>>>, ApiError> {
+pub(crate) fn batch_items<'a>(params: &'a Params<'_>) -> Result<Option<Vec<&'a Map<String, Value>>>, ApiError> {
     let Some(value) = params.raw("batch_input") else {
         return Ok(None);
     };
@@ -94,7 +94,7 @@ pub(crate) fn batch_items(params: &Params) -> Result<Option<Vec<Map<String, Valu
     items
         .iter()
         .map(|item| match item {
-            Value::Object(map) => Ok(map.clone()),
+            Value::Object(map) => Ok(map),
             _ => Err(ApiError::BadRequest(
                 "failed to parse batch input: each item must be an object".into(),
             )),
