@@ -10,42 +10,13 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use aes_gcm::aead::KeyInit;
 use encrypted_attr::{Ciphertext, DecryptItem, EncryptItem, KeyName, KeyOptions, LocalEngine, TransitEngine};
 
+mod common;
+use common::{raw_open, raw_seal};
+
 const ROUNDS: usize = 41;
-
-fn raw_seal(cipher: &Aes256Gcm, counter: &mut u64, plaintext: &[u8]) -> String {
-    *counter += 1;
-    let mut nonce = [0u8; 12];
-    nonce[..8].copy_from_slice(&counter.to_le_bytes());
-    let mut out = Vec::with_capacity(12 + plaintext.len() + 16);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(plaintext);
-    let tag = cipher
-        .encrypt_inout_detached((&nonce).into(), b"", (&mut out[12..]).into())
-        .expect("seal");
-    out.extend_from_slice(&tag);
-    BASE64.encode(&out)
-}
-
-fn raw_open(cipher: &Aes256Gcm, encoded: &str) -> Vec<u8> {
-    let payload = BASE64.decode(encoded).expect("base64");
-    let (nonce, rest) = payload.split_at(12);
-    let (body, tag) = rest.split_at(rest.len() - 16);
-    let mut plain = body.to_vec();
-    cipher
-        .decrypt_inout_detached(
-            nonce.try_into().expect("nonce"),
-            b"",
-            (&mut plain[..]).into(),
-            tag.try_into().expect("tag"),
-        )
-        .expect("open");
-    plain
-}
 
 /// Nanoseconds per call of `f`, timed over `iters` calls.
 fn time_per_op(iters: usize, mut f: impl FnMut()) -> f64 {
