@@ -30,8 +30,17 @@ enum Command {
         /// Keep keys and tokens in this file, sealed under a root key that Shamir
         /// shares protect: initialise once with `PUT /v1/sys/init`, then unseal with
         /// `PUT /v1/sys/unseal` after every start (`vault operator init|unseal` work).
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", conflicts_with = "storage_postgres")]
         storage_file: Option<std::path::PathBuf>,
+        /// Keep keys and tokens in PostgreSQL (table `encrypted_attr_storage`), so
+        /// several servers can share them; sealed as with `--storage-file`.
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "ENCRYPTED_ATTR_STORAGE_POSTGRES",
+            hide_env_values = true
+        )]
+        storage_postgres: Option<String>,
         /// Address to listen on (plain HTTP: loopback only).
         #[arg(long, default_value = "127.0.0.1:8200")]
         listen: SocketAddr,
@@ -63,6 +72,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Server {
             dev,
             storage_file,
+            storage_postgres,
             listen,
             tls_cert,
             tls_key,
@@ -70,6 +80,7 @@ pub fn main() -> std::process::ExitCode {
         } => match serve(
             dev,
             storage_file,
+            storage_postgres,
             listen,
             tls_cert.zip(tls_key),
             dev_root_token_id.as_deref(),
@@ -86,6 +97,7 @@ pub fn main() -> std::process::ExitCode {
 fn serve(
     dev: bool,
     storage_file: Option<std::path::PathBuf>,
+    storage_postgres: Option<String>,
     listen: SocketAddr,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     root_token_id: Option<&str>,
@@ -93,17 +105,21 @@ fn serve(
     if tls.is_none() && !listen.ip().is_loopback() {
         return Err("plain HTTP is allowed on loopback addresses only; give --tls-cert and --tls-key".into());
     }
-    let (state, root) = match (dev, storage_file) {
-        (true, _) => {
+    let (state, root) = match (dev, storage_file, storage_postgres) {
+        (true, _, _) => {
             let engine = LocalEngine::ephemeral().map_err(|e| e.to_string())?;
             let (state, root) = AppState::new(Arc::new(engine), root_token_id)?;
             (state, Some(root))
         }
-        (false, Some(path)) => {
+        (false, Some(path), _) => {
             let storage = encrypted_attr::storage::FileStorage::open(&path).map_err(|e| e.to_string())?;
             (AppState::persistent(Arc::new(storage), "file")?, None)
         }
-        (false, None) => return Err("give --dev or --storage-file PATH".into()),
+        (false, None, Some(url)) => {
+            let storage = crate::PostgresStorage::connect(&url).map_err(|e| e.to_string())?;
+            (AppState::persistent(Arc::new(storage), "postgresql")?, None)
+        }
+        (false, None, None) => return Err("give --dev, --storage-file PATH or --storage-postgres URL".into()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,9 +9,11 @@ mod audit;
 mod auth;
 pub mod cli;
 mod http;
+mod pg_storage;
 mod policy;
 mod seal;
 mod shamir;
 mod transit;
 
 pub use app::{AppState, MAX_REQUEST_BYTES, REQUEST_TIMEOUT, RootToken, VERSION, app, run, run_tls};
+pub use pg_storage::PostgresStorage;
