@@ -199,8 +199,7 @@ impl Seal {
         // Open the barrier first (it writes its check entry), then the root token,
         // then the wrapped root key, and last the seal configuration, whose presence
         // marks the server initialised.
-        let engine =
-            LocalEngine::with_storage(storage.clone(), &root, EngineOptions::default()).map_err(ApiError::from)?;
+        let engine = LocalEngine::with_storage(storage.clone(), &root, engine_options()).map_err(ApiError::from)?;
         let tokens = TokenStore::persistent(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?)
             .map_err(ApiError::from)?;
         let token = tokens
@@ -307,8 +306,7 @@ impl Seal {
                 "cipher: message authentication failed: the unseal shares do not open the root key".into(),
             )
         })?;
-        let engine =
-            LocalEngine::with_storage(storage.clone(), &root, EngineOptions::default()).map_err(ApiError::from)?;
+        let engine = LocalEngine::with_storage(storage.clone(), &root, engine_options()).map_err(ApiError::from)?;
         let tokens = TokenStore::persistent(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?)
             .map_err(ApiError::from)?;
         let policies = PolicyStore::new(Some(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?))
@@ -379,6 +377,12 @@ impl Seal {
         });
         (http, axum::Json(body)).into_response()
     }
+}
+
+/// Engine options of a persistent server: storage may be shared with other servers,
+/// so keys are re-read at least every 2 seconds to see their rotations.
+fn engine_options() -> EngineOptions {
+    EngineOptions::default().refresh_interval(std::time::Duration::from_secs(2))
 }
 
 fn put(storage: &dyn Storage, path: &str, bytes: Vec<u8>) -> Result<(), ApiError> {

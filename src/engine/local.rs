@@ -417,6 +417,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refresh_interval_sees_changes_made_through_other_engines() -> Result<()> {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let root = RootKey::generate()?;
+        let key = KeyName::new("shared")?;
+        let writer = LocalEngine::with_storage(storage.clone(), &root, EngineOptions::default())?;
+        writer.create_key(&key, KeyOptions::default())?;
+        let fresh = EngineOptions::default().refresh_interval(Duration::ZERO);
+        let refreshing = LocalEngine::with_storage(storage.clone(), &root, fresh)?;
+        let stale = LocalEngine::with_storage(storage, &root, EngineOptions::default())?;
+        assert_eq!(stale.read_key(&key)?.latest_version.get(), 1);
+        writer.rotate_key(&key)?;
+        assert_eq!(refreshing.read_key(&key)?.latest_version.get(), 2);
+        assert_eq!(refreshing.encrypt(&key, EncryptItem::new("x"))?.version().get(), 2);
+        // Without a refresh interval the cached copy stays until something newer is met.
+        assert_eq!(stale.read_key(&key)?.latest_version.get(), 1);
+        Ok(())
+    }
+
+    #[test]
     fn auto_rotate_period_is_honoured_on_use() -> Result<()> {
         let engine = LocalEngine::ephemeral()?;
         let key = KeyName::new("auto")?;

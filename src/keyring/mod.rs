@@ -43,6 +43,11 @@ pub struct EngineOptions {
     pub nonce_budget: u64,
     /// Derived ciphers (one per context) cached per key version. Default 1024.
     pub derived_cache_capacity: usize,
+    /// Re-read a key from storage when its loaded copy is older than this, so that
+    /// rotations and configuration changes made by other processes sharing the
+    /// storage are seen within a bounded time. Default `None`: a process re-reads a
+    /// key only when it meets a version newer than it knows (enough for one process).
+    pub refresh_interval: Option<Duration>,
     /// Check the process id before every random nonce and reseed the generator in a
     /// forked child (about 140 ns per encryption). Default off: turn it on when the
     /// process may `fork()` without `exec()` after encrypting (pre-fork servers,
@@ -63,6 +68,7 @@ impl Default for EngineOptions {
         Self {
             nonce_budget: 1 << 30,
             derived_cache_capacity: 1024,
+            refresh_interval: None,
             check_fork: false,
         }
     }
@@ -73,6 +79,13 @@ impl EngineOptions {
     #[must_use]
     pub fn nonce_budget(mut self, budget: u64) -> Self {
         self.nonce_budget = budget;
+        self
+    }
+
+    /// Sets `refresh_interval`.
+    #[must_use]
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = Some(interval);
         self
     }
 
@@ -292,6 +305,8 @@ pub(crate) struct LoadedKey {
     rotate_at: i64,
     /// Serialises this process's budget reservations for the key.
     reserving: Mutex<()>,
+    /// When this copy was read from storage.
+    loaded_at: std::time::Instant,
 }
 
 impl LoadedKey {
@@ -318,6 +333,7 @@ impl LoadedKey {
             versions,
             rotate_at,
             reserving: Mutex::new(()),
+            loaded_at: std::time::Instant::now(),
         })
     }
 
@@ -422,8 +438,15 @@ impl Keyring {
     /// process may have created it).
     pub(crate) fn get(&self, name: &KeyName) -> Result<Arc<LoadedKey>> {
         match self.cached(name) {
-            Some(key) => Ok(key),
-            None => self.reload(name),
+            Some(key)
+                if self
+                    .options
+                    .refresh_interval
+                    .is_none_or(|d| key.loaded_at.elapsed() < d) =>
+            {
+                Ok(key)
+            }
+            _ => self.reload(name),
         }
     }
 
