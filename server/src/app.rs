@@ -215,6 +215,14 @@ async fn dispatch(
         ("sys/health", Operation::Read) => return seal.health(&params, method == Method::HEAD),
         ("sys/seal-status", Operation::Read) => Some(Ok(Reply::Bare(StatusCode::OK, seal.status()))),
         ("sys/init", Operation::Read) => Some(seal.init_status()),
+        ("sys/leader", Operation::Read) => Some(Ok(Reply::Bare(
+            StatusCode::OK,
+            json!({
+                "ha_enabled": false, "is_self": true, "active_time": "0001-01-01T00:00:00Z",
+                "leader_address": "", "leader_cluster_address": "", "performance_standby": false,
+                "performance_standby_last_remote_wal": 0,
+            }),
+        ))),
         ("sys/init", Operation::Update) => Some(seal.init(&params)),
         ("sys/unseal", Operation::Update) => Some(seal.unseal(&params)),
         _ => None,
@@ -306,6 +314,8 @@ fn parse_body(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
+        // `vault write -f path` sends a JSON `null`: no parameters.
+        Ok(Value::Null) => Ok(Map::new()),
         Ok(_) => Err(ApiError::BadRequest(
             "failed to parse JSON input: expected a JSON object".into(),
         )),

@@ -563,3 +563,113 @@ fn remote_engine_over_tls() {
     server.join().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The real `bao` command line (OpenBao's, Vault-compatible) operating this server:
+/// init, unseal, write a key, encrypt, write a policy, make a token, status.
+#[test]
+fn bao_cli_operates_this_server() {
+    let bao = std::env::var("ENCRYPTED_ATTR_BAO").unwrap_or_else(|_| "bao".into());
+    if std::process::Command::new(&bao).arg("version").output().is_err() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("OpenBao (`bao`) must be installed under CI");
+        }
+        eprintln!("SKIPPED: `bao` not found; the CLI test did not run");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ea-bao-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("server.json");
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let storage_path = path.clone();
+    let server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let storage = encrypted_attr::storage::FileStorage::open(&storage_path).unwrap();
+            let state = encrypted_attr_server::AppState::persistent(Arc::new(storage), "file").unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            encrypted_attr_server::run(listener, Arc::new(state), async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    let address = format!("http://{}", addr_rx.recv().unwrap());
+    let run = |token: &str, args: &[&str], stdin: Option<&str>| -> String {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(&bao)
+            .args(args)
+            .env("BAO_ADDR", &address)
+            .env("BAO_TOKEN", token)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "bao {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let init: Value = serde_json::from_str(&run(
+        "",
+        &["operator", "init", "-key-shares=3", "-key-threshold=2", "-format=json"],
+        None,
+    ))
+    .unwrap();
+    let root = init["root_token"].as_str().unwrap().to_owned();
+    run(
+        "",
+        &["operator", "unseal", init["unseal_keys_hex"][0].as_str().unwrap()],
+        None,
+    );
+    let unsealed = run(
+        "",
+        &[
+            "operator",
+            "unseal",
+            "-format=json",
+            init["unseal_keys_b64"][2].as_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(serde_json::from_str::<Value>(&unsealed).unwrap()["sealed"], false);
+    run(&root, &["write", "-f", "transit/keys/cli_key"], None);
+    let sealed: Value = serde_json::from_str(&run(
+        &root,
+        &[
+            "write",
+            "-format=json",
+            "transit/encrypt/cli_key",
+            &format!("plaintext={}", b64("hi")),
+        ],
+        None,
+    ))
+    .unwrap();
+    assert!(sealed["data"]["ciphertext"].as_str().unwrap().starts_with("vault:v1:"));
+    run(
+        &root,
+        &["policy", "write", "app", "-"],
+        Some(r#"path "transit/encrypt/cli_key" { capabilities = ["update"] }"#),
+    );
+    let token: Value =
+        serde_json::from_str(&run(&root, &["token", "create", "-policy=app", "-format=json"], None)).unwrap();
+    assert!(token["auth"]["client_token"].as_str().unwrap().starts_with("hvs."));
+    let status = run("", &["status", "-format=json"], None);
+    assert_eq!(serde_json::from_str::<Value>(&status).unwrap()["sealed"], false);
+    stop.send(()).unwrap();
+    server.join().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
