@@ -21,40 +21,122 @@ enum Command {
     /// Run the transit server.
     ///
     /// Example: `encrypted-attr server --dev --listen 127.0.0.1:8200`
-    /// then `VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=<printed token> vault write transit/keys/users_ssn -f`.
-    Server {
-        /// Development mode: keys in memory, unsealed, a root token printed at start.
-        /// Nothing survives a restart.
-        #[arg(long, conflicts_with = "storage_file")]
-        dev: bool,
-        /// Keep keys and tokens in this file, sealed under a root key that Shamir
-        /// shares protect: initialise once with `PUT /v1/sys/init`, then unseal with
-        /// `PUT /v1/sys/unseal` after every start (`vault operator init|unseal` work).
-        #[arg(long, value_name = "PATH", conflicts_with = "storage_postgres")]
-        storage_file: Option<std::path::PathBuf>,
-        /// Keep keys and tokens in PostgreSQL (table `encrypted_attr_storage`), so
-        /// several servers can share them; sealed as with `--storage-file`.
-        #[arg(
-            long,
-            value_name = "URL",
-            env = "ENCRYPTED_ATTR_STORAGE_POSTGRES",
-            hide_env_values = true
-        )]
-        storage_postgres: Option<String>,
-        /// Address to listen on (plain HTTP: loopback only).
-        #[arg(long, default_value = "127.0.0.1:8200")]
-        listen: SocketAddr,
-        /// TLS certificate chain (PEM). With `--tls-key`, serves HTTPS, and then any
-        /// address may be used; without TLS only loopback addresses are allowed.
-        #[arg(long, value_name = "PEM", requires = "tls_key")]
-        tls_cert: Option<std::path::PathBuf>,
-        /// TLS private key (PEM).
-        #[arg(long, value_name = "PEM", requires = "tls_cert")]
-        tls_key: Option<std::path::PathBuf>,
-        /// Fix the root token's value (dev mode), like Vault's `-dev-root-token-id`.
-        #[arg(long, env = "ENCRYPTED_ATTR_DEV_ROOT_TOKEN_ID")]
-        dev_root_token_id: Option<String>,
-    },
+    /// then `VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=<printed token> vault write -f transit/keys/users_ssn`.
+    Server(ServerArgs),
+}
+
+/// Flags of `server`; each overrides the same setting of `--config`.
+#[derive(Debug, clap::Args)]
+struct ServerArgs {
+    /// A TOML file with the settings below: `listen`, `[storage] file | postgres`,
+    /// `[tls] cert, key` (see `docs/server.md`).
+    #[arg(long, value_name = "TOML")]
+    config: Option<std::path::PathBuf>,
+    /// Development mode: keys in memory, unsealed, a root token printed at start.
+    /// Nothing survives a restart.
+    #[arg(long)]
+    dev: bool,
+    /// Keep keys and tokens in this file, sealed under a root key that Shamir
+    /// shares protect: initialise once (`bao operator init` or `PUT /v1/sys/init`),
+    /// then unseal after every start (`bao operator unseal` or `PUT /v1/sys/unseal`).
+    #[arg(long, value_name = "PATH", conflicts_with = "storage_postgres")]
+    storage_file: Option<std::path::PathBuf>,
+    /// Keep keys and tokens in PostgreSQL (table `encrypted_attr_storage`), so
+    /// several servers can share them; sealed as with `--storage-file`.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ENCRYPTED_ATTR_STORAGE_POSTGRES",
+        hide_env_values = true
+    )]
+    storage_postgres: Option<String>,
+    /// Address to listen on (default 127.0.0.1:8200; plain HTTP: loopback only).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM). With `--tls-key`, serves HTTPS, and then any
+    /// address may be used; without TLS only loopback addresses are allowed.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Fix the root token's value (dev mode), like Vault's `-dev-root-token-id`.
+    #[arg(long, env = "ENCRYPTED_ATTR_DEV_ROOT_TOKEN_ID")]
+    dev_root_token_id: Option<String>,
+}
+
+/// The configuration file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    storage: StorageConfig,
+    tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageConfig {
+    file: Option<std::path::PathBuf>,
+    postgres: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsConfig {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+/// Where keys live.
+enum StorageChoice {
+    Dev,
+    File(std::path::PathBuf),
+    Postgres(String),
+}
+
+/// Settings after merging the file and the flags.
+struct Settings {
+    listen: SocketAddr,
+    storage: StorageChoice,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+fn parse_config(text: &str) -> Result<ConfigFile, String> {
+    toml::from_str(text).map_err(|e| format!("invalid configuration: {}", e.message()))
+}
+
+impl ServerArgs {
+    fn settings(&self) -> Result<Settings, String> {
+        let file = match &self.config {
+            Some(path) => parse_config(
+                &std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            )?,
+            None => ConfigFile::default(),
+        };
+        if file.storage.file.is_some() && file.storage.postgres.is_some() {
+            return Err("the configuration names two storages; keep one".into());
+        }
+        let storage = if self.dev {
+            StorageChoice::Dev
+        } else if let Some(path) = self.storage_file.clone().or(file.storage.file) {
+            StorageChoice::File(path)
+        } else if let Some(url) = self.storage_postgres.clone().or(file.storage.postgres) {
+            StorageChoice::Postgres(url)
+        } else {
+            return Err("give --dev, --storage-file PATH, --storage-postgres URL, or a [storage] section".into());
+        };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            _ => file.tls.map(|t| (t.cert, t.key)),
+        };
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8200)));
+        Ok(Settings { listen, storage, tls })
+    }
 }
 
 /// Runs the command line; returns the process exit code.
@@ -68,58 +150,38 @@ pub fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
-        Command::Server {
-            dev,
-            storage_file,
-            storage_postgres,
-            listen,
-            tls_cert,
-            tls_key,
-            dev_root_token_id,
-        } => match serve(
-            dev,
-            storage_file,
-            storage_postgres,
-            listen,
-            tls_cert.zip(tls_key),
-            dev_root_token_id.as_deref(),
-        ) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("encrypted-attr: {message}");
-                std::process::ExitCode::from(1)
-            }
-        },
+    let Command::Server(args) = cli.command;
+    match args
+        .settings()
+        .and_then(|settings| serve(settings, args.dev_root_token_id.as_deref()))
+    {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("encrypted-attr: {message}");
+            std::process::ExitCode::from(1)
+        }
     }
 }
 
-fn serve(
-    dev: bool,
-    storage_file: Option<std::path::PathBuf>,
-    storage_postgres: Option<String>,
-    listen: SocketAddr,
-    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
-    root_token_id: Option<&str>,
-) -> Result<(), String> {
+fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(), String> {
+    let Settings { listen, storage, tls } = settings;
     if tls.is_none() && !listen.ip().is_loopback() {
         return Err("plain HTTP is allowed on loopback addresses only; give --tls-cert and --tls-key".into());
     }
-    let (state, root) = match (dev, storage_file, storage_postgres) {
-        (true, _, _) => {
+    let (state, root) = match storage {
+        StorageChoice::Dev => {
             let engine = LocalEngine::ephemeral().map_err(|e| e.to_string())?;
             let (state, root) = AppState::new(Arc::new(engine), root_token_id)?;
             (state, Some(root))
         }
-        (false, Some(path), _) => {
+        StorageChoice::File(path) => {
             let storage = encrypted_attr::storage::FileStorage::open(&path).map_err(|e| e.to_string())?;
             (AppState::persistent(Arc::new(storage), "file")?, None)
         }
-        (false, None, Some(url)) => {
+        StorageChoice::Postgres(url) => {
             let storage = crate::PostgresStorage::connect(&url).map_err(|e| e.to_string())?;
             (AppState::persistent(Arc::new(storage), "postgresql")?, None)
         }
-        (false, None, None) => return Err("give --dev, --storage-file PATH or --storage-postgres URL".into()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -167,4 +229,42 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_and_flags_merge() {
+        let file = parse_config(
+            "listen = \"0.0.0.0:8443\"\n[storage]\nfile = \"/var/lib/ea.json\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        )
+        .expect("valid config");
+        assert_eq!(file.listen.map(|a| a.port()), Some(8443));
+        assert!(file.tls.is_some());
+        assert!(parse_config("listen = 1").is_err());
+        assert!(
+            parse_config("[storage]\nfiel = \"x\"").is_err(),
+            "unknown keys are refused"
+        );
+        let dir = std::env::temp_dir().join(format!("ea-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("server.toml");
+        std::fs::write(&path, "[storage]\npostgres = \"postgres://db/keys\"\n").expect("write");
+        let args = ServerArgs {
+            config: Some(path),
+            dev: false,
+            storage_file: None,
+            storage_postgres: None,
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9000))),
+            tls_cert: None,
+            tls_key: None,
+            dev_root_token_id: None,
+        };
+        let settings = args.settings().expect("settings");
+        assert_eq!(settings.listen.port(), 9000, "flags win");
+        assert!(matches!(settings.storage, StorageChoice::Postgres(ref url) if url == "postgres://db/keys"));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }
