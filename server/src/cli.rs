@@ -23,6 +23,11 @@ enum Command {
     /// Example: `encrypted-attr server --dev --listen 127.0.0.1:8200`
     /// then `VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=<printed token> vault write -f transit/keys/users_ssn`.
     Server(ServerArgs),
+    /// Create, list, show, rotate, configure, trim and delete keys, on a server
+    /// (`--address`, `--token`) or in a local keyring file (`--keyring`).
+    ///
+    /// Example: `VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=… encrypted-attr keys rotate users_ssn`
+    Keys(crate::keys_cli::KeysArgs),
 }
 
 /// Flags of `server`; each overrides the same setting of `--config`.
@@ -150,11 +155,13 @@ pub fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Server(args) = cli.command;
-    match args
-        .settings()
-        .and_then(|settings| serve(settings, args.dev_root_token_id.as_deref()))
-    {
+    let outcome = match &cli.command {
+        Command::Server(args) => args
+            .settings()
+            .and_then(|settings| serve(settings, args.dev_root_token_id.as_deref())),
+        Command::Keys(args) => args.run(),
+    };
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("encrypted-attr: {message}");

@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 pub mod cli;
 mod http;
+mod keys_cli;
 mod pg_storage;
 mod policy;
 mod seal;

@@ -673,3 +673,83 @@ fn bao_cli_operates_this_server() {
     server.join().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `encrypted-attr keys …` against a local keyring file and against this server.
+#[test]
+fn keys_command_line() {
+    let exe = env!("CARGO_BIN_EXE_encrypted-attr");
+    let dir = std::env::temp_dir().join(format!("ea-keys-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keyring = dir.join("keyring.json");
+    let root_file = dir.join("root.key");
+    std::fs::write(
+        &root_file,
+        encrypted_attr::RootKey::generate().unwrap().expose_base64().as_bytes(),
+    )
+    .unwrap();
+    let local = |args: &[&str]| {
+        let out = std::process::Command::new(exe)
+            .arg("keys")
+            .args([
+                "--keyring",
+                keyring.to_str().unwrap(),
+                "--root-key-file",
+                root_file.to_str().unwrap(),
+            ])
+            .args(args)
+            .env_remove("VAULT_ADDR")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(local(&["create", "users_ssn"]).0, Some(0));
+    assert_eq!(local(&["create", "users_email", "--convergent"]).0, Some(0));
+    let (code, out, _) = local(&["list", "--format", "json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["keys"],
+        serde_json::json!(["users_email", "users_ssn"])
+    );
+    assert_eq!(local(&["rotate", "users_ssn"]).0, Some(0));
+    let (_, out, _) = local(&["show", "users_ssn", "--format", "json"]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["latest_version"], 2);
+    let (code, out, _) = local(&["config", "users_ssn", "--min-decryption-version", "2"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("min_decryption_version  2"), "{out}");
+    let (code, _, err) = local(&["delete", "users_ssn"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("deletion is not allowed"), "{err}");
+    let (code, _, err) = local(&["create", "bad name"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("invalid key name"), "{err}");
+    let out = std::process::Command::new(exe)
+        .args(["keys", "list"])
+        .env_remove("VAULT_ADDR")
+        .env_remove("ENCRYPTED_ATTR_ADDR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "no engine given");
+
+    let (address, stop) = start_server();
+    let remote = |args: &[&str]| {
+        std::process::Command::new(exe)
+            .arg("keys")
+            .args(["--address", &address, "--token", ROOT])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(remote(&["create", "remote_key"]).status.success());
+    assert!(remote(&["rotate", "remote_key"]).status.success());
+    let out = remote(&["show", "remote_key", "--format", "json"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["latest_version"],
+        2
+    );
+    stop.send(()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,7 +2,7 @@
 //! methods to one handler per operation, over the in-process engine.
 
 mod crypt;
-mod keys;
+pub(crate) mod keys;
 mod macs;
 
 use encrypted_attr::{Error, KeyName};
