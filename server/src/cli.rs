@@ -28,6 +28,12 @@ enum Command {
     ///
     /// Example: `VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=… encrypted-attr keys rotate users_ssn`
     Keys(crate::keys_cli::KeysArgs),
+    /// Rewrap a table column to the key's latest version, in batches, resumably;
+    /// the plaintext never leaves the engine (server-side when remote).
+    ///
+    /// Example: `encrypted-attr rewrap --keyring keys.json --root-key-file root.key
+    /// --database-url sqlite://app.db --table users --column ssn --key users_ssn`
+    Rewrap(crate::rewrap_cli::RewrapArgs),
 }
 
 /// Flags of `server`; each overrides the same setting of `--config`.
@@ -160,6 +166,11 @@ pub fn main() -> std::process::ExitCode {
             .settings()
             .and_then(|settings| serve(settings, args.dev_root_token_id.as_deref())),
         Command::Keys(args) => args.run(),
+        Command::Rewrap(args) => match args.run() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("some rows could not be rewrapped (listed above)".into()),
+            Err(e) => Err(e),
+        },
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

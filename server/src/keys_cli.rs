@@ -11,9 +11,9 @@ use encrypted_attr::{
     TransitEngine,
 };
 
-/// Where the keys are, and how to print.
+/// Where the keys are: a server, or a local keyring file.
 #[derive(Debug, Args)]
-pub(crate) struct KeysArgs {
+pub(crate) struct EngineArgs {
     /// Server address (also `ENCRYPTED_ATTR_ADDR` or `VAULT_ADDR`), e.g. http://127.0.0.1:8200.
     #[arg(long, global = true, conflicts_with = "keyring")]
     address: Option<String>,
@@ -30,6 +30,13 @@ pub(crate) struct KeysArgs {
     /// File holding the keyring's root key (32 raw bytes, base64 or hex).
     #[arg(long, global = true, value_name = "PATH")]
     root_key_file: Option<PathBuf>,
+}
+
+/// `keys`: where the keys are, and how to print.
+#[derive(Debug, Args)]
+pub(crate) struct KeysArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -122,8 +129,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::http::parse_duration(s).ok_or_else(|| format!("not a duration: {s:?} (e.g. 3600, 90m, 24h)"))
 }
 
-impl KeysArgs {
-    fn engine(&self) -> Result<Box<dyn TransitEngine>, String> {
+impl EngineArgs {
+    /// The engine these arguments name.
+    pub(crate) fn engine(&self) -> Result<Box<dyn TransitEngine>, String> {
         if let Some(path) = &self.keyring {
             let root = match &self.root_key_file {
                 Some(file) => RootKey::from_file(file),
@@ -146,10 +154,12 @@ impl KeysArgs {
         let config = ClientConfig::new(address, token).mount(self.mount.clone());
         Ok(Box::new(RemoteEngine::new(config).map_err(|e| e.to_string())?))
     }
+}
 
+impl KeysArgs {
     /// Runs the command; the message of an error is printed by the caller.
     pub(crate) fn run(&self) -> Result<(), String> {
-        let engine = self.engine()?;
+        let engine = self.engine.engine()?;
         let key = |name: &str| KeyName::new(name).map_err(|e| e.to_string());
         let info = match &self.command {
             KeysCommand::List => {

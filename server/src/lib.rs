@@ -12,6 +12,7 @@ mod http;
 mod keys_cli;
 mod pg_storage;
 mod policy;
+mod rewrap_cli;
 mod seal;
 mod shamir;
 mod transit;

@@ -1,0 +1,267 @@
+//! `encrypted-attr rewrap`: moves every ciphertext of a table column to the key's
+//! latest version, in batches, without the plaintext leaving the engine.
+//!
+//! Resumable by construction: each batch selects rows whose ciphertext is not at the
+//! latest version yet (keyset pagination by id), rewraps them in one engine call, and
+//! writes them back in one transaction with a compare-and-swap on the old value (a
+//! row the application changed meanwhile is left alone). Killed at any point, a
+//! batch is either written or not; running the command again finishes the job.
+//! Rewrapping decrypts first, so nothing is ever encrypted twice.
+
+use std::time::Duration;
+
+use clap::Args;
+use encrypted_attr::model::{column_binding, row_binding};
+use encrypted_attr::{Ciphertext, KeyName, RewrapItem};
+use sqlx::{AnyConnection, Connection, Row};
+
+use crate::keys_cli::EngineArgs;
+
+/// `rewrap` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct RewrapArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Database URL: postgres://…, mysql://… or sqlite://path.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Table holding the ciphertexts.
+    #[arg(long)]
+    table: String,
+    /// Column holding the ciphertexts.
+    #[arg(long)]
+    column: String,
+    /// Transit key of the column (the derive's default is `<table>_<field>`).
+    #[arg(long)]
+    key: String,
+    /// Row identity column (the derive's `id`).
+    #[arg(long, default_value = "id")]
+    id_column: String,
+    /// Table name bound into the ciphertexts, if the model's `table` differs.
+    #[arg(long)]
+    binding_table: Option<String>,
+    /// Column name bound into the ciphertexts, if the model's `column` differs.
+    #[arg(long)]
+    binding_column: Option<String>,
+    /// The model has no `id`: ciphertexts are bound to table and column only.
+    #[arg(long)]
+    no_row_binding: bool,
+    /// The field is `convergent` (bound through the key-derivation context).
+    #[arg(long)]
+    convergent: bool,
+    /// Rows per batch (one engine call and one transaction each).
+    #[arg(long, default_value_t = 1000)]
+    batch: u32,
+    /// Count what would be rewrapped, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn identifier(name: &str, what: &str) -> Result<String, String> {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(format!("{what} {name:?} is not a plain SQL identifier"))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Dialect {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+impl Dialect {
+    fn of(url: &str) -> Result<Self, String> {
+        match url.split(':').next() {
+            Some("postgres" | "postgresql") => Ok(Self::Postgres),
+            Some("mysql" | "mariadb") => Ok(Self::MySql),
+            Some("sqlite") => Ok(Self::Sqlite),
+            _ => Err("the database URL must start with postgres://, mysql:// or sqlite://".into()),
+        }
+    }
+
+    fn param(self, n: usize) -> String {
+        match self {
+            Self::Postgres => format!("${n}"),
+            Self::MySql | Self::Sqlite => "?".into(),
+        }
+    }
+
+    fn id_as_text(self, id: &str) -> String {
+        match self {
+            Self::MySql => format!("CAST({id} AS CHAR)"),
+            Self::Postgres | Self::Sqlite => format!("CAST({id} AS TEXT)"),
+        }
+    }
+}
+
+/// Binds an id read as text back with its likely type: integers as integers.
+fn bind_id<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    id: &str,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    match id.parse::<i64>() {
+        Ok(n) => query.bind(n),
+        Err(_) => query.bind(id.to_owned()),
+    }
+}
+
+fn db_error(e: sqlx::Error) -> String {
+    // Never the URL or values: the kind of failure only.
+    match e {
+        sqlx::Error::Database(db) => format!("database error: {}", db.message()),
+        other => format!(
+            "database error: {}",
+            other.to_string().lines().next().unwrap_or("unknown")
+        ),
+    }
+}
+
+impl RewrapArgs {
+    /// Runs the rewrap; `Ok(true)` when every row ended at the latest version.
+    pub(crate) fn run(&self) -> Result<bool, String> {
+        let table = identifier(&self.table, "table")?;
+        let column = identifier(&self.column, "column")?;
+        let id = identifier(&self.id_column, "id column")?;
+        let dialect = Dialect::of(&self.database_url)?;
+        let key = KeyName::new(&self.key).map_err(|e| e.to_string())?;
+        let engine = self.engine.engine()?;
+        let latest = engine.read_key(&key).map_err(|e| e.to_string())?.latest_version;
+        let current = format!("vault:v{latest}:%");
+        let binding_table = self.binding_table.clone().unwrap_or_else(|| self.table.clone());
+        let binding_column = self.binding_column.clone().unwrap_or_else(|| self.column.clone());
+
+        // The engine may be remote and blocking; database calls run on this runtime
+        // one at a time, never with the engine call inside them.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        sqlx::any::install_default_drivers();
+        let mut db: AnyConnection = runtime
+            .block_on(AnyConnection::connect(&self.database_url))
+            .map_err(db_error)?;
+
+        // Table, column and id names are interpolated only after `identifier` checked
+        // them (letters, digits, `_`); every value goes through a bind parameter.
+        let pending_filter = format!("{column} IS NOT NULL AND {column} NOT LIKE {}", dialect.param(1));
+        let count_sql = format!("SELECT COUNT(*) FROM {table} WHERE {pending_filter}");
+        let total: i64 = runtime
+            .block_on(
+                sqlx::query(sqlx::AssertSqlSafe(count_sql.as_str()))
+                    .bind(current.clone())
+                    .fetch_one(&mut db),
+            )
+            .and_then(|row| row.try_get(0))
+            .map_err(db_error)?;
+        if self.dry_run {
+            println!("{total} rows of {table}.{column} are below {key} v{latest}; nothing changed (dry run)");
+            return Ok(true);
+        }
+        let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+
+        let select_first = format!(
+            "SELECT {}, {column} FROM {table} WHERE {pending_filter} ORDER BY {id} LIMIT {}",
+            dialect.id_as_text(&id),
+            self.batch.max(1)
+        );
+        let select_after = format!(
+            "SELECT {}, {column} FROM {table} WHERE {pending_filter} AND {id} > {} ORDER BY {id} LIMIT {}",
+            dialect.id_as_text(&id),
+            dialect.param(2),
+            self.batch.max(1)
+        );
+        let update = format!(
+            "UPDATE {table} SET {column} = {} WHERE {id} = {} AND {column} = {}",
+            dialect.param(1),
+            dialect.param(2),
+            dialect.param(3)
+        );
+        let (mut rewrapped, mut failed, mut changed_meanwhile) = (0u64, 0u64, 0u64);
+        let mut last_id: Option<String> = None;
+        loop {
+            let query = match &last_id {
+                None => sqlx::query(sqlx::AssertSqlSafe(select_first.as_str())).bind(current.clone()),
+                Some(last) => bind_id(
+                    sqlx::query(sqlx::AssertSqlSafe(select_after.as_str())).bind(current.clone()),
+                    last,
+                ),
+            };
+            let rows = runtime.block_on(query.fetch_all(&mut db)).map_err(db_error)?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut batch = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let row_id: String = row.try_get(0).map_err(db_error)?;
+                let text: String = row.try_get(1).map_err(db_error)?;
+                last_id = Some(row_id.clone());
+                match text.parse::<Ciphertext>() {
+                    Ok(ct) => batch.push((row_id, text, ct)),
+                    Err(e) => {
+                        failed += 1;
+                        bar.suspend(|| eprintln!("row {row_id}: not a ciphertext ({e})"));
+                    }
+                }
+            }
+            let items = batch
+                .iter()
+                .map(|(row_id, _, ct)| {
+                    let item = RewrapItem::new(ct.clone());
+                    if self.convergent {
+                        item.context(column_binding(&binding_table, &binding_column))
+                    } else {
+                        let id_for_binding = (!self.no_row_binding).then_some(row_id.as_str());
+                        item.associated_data(row_binding(&binding_table, &binding_column, id_for_binding))
+                    }
+                })
+                .collect();
+            let results = engine.rewrap_batch(&key, items).map_err(|e| e.to_string())?;
+            let updates: Vec<(String, String, String)> = batch
+                .into_iter()
+                .zip(results)
+                .filter_map(|((row_id, old, _), result)| match result {
+                    Ok(new) => Some((row_id, old, new.into_string())),
+                    Err(e) => {
+                        failed += 1;
+                        bar.suspend(|| eprintln!("row {row_id}: {e}"));
+                        None
+                    }
+                })
+                .collect();
+            let written = runtime
+                .block_on(async {
+                    let mut tx = db.begin().await?;
+                    let mut written = 0u64;
+                    for (row_id, old, new) in &updates {
+                        let query = bind_id(
+                            sqlx::query(sqlx::AssertSqlSafe(update.as_str())).bind(new.clone()),
+                            row_id,
+                        )
+                        .bind(old.clone());
+                        written += query.execute(&mut *tx).await?.rows_affected();
+                    }
+                    tx.commit().await?;
+                    Ok::<u64, sqlx::Error>(written)
+                })
+                .map_err(db_error)?;
+            rewrapped += written;
+            changed_meanwhile += updates.len() as u64 - written.min(updates.len() as u64);
+            bar.inc(rows.len() as u64);
+        }
+        bar.finish_and_clear();
+        println!(
+            "{table}.{column}: {rewrapped} rewrapped to {key} v{latest}, {failed} failed, {changed_meanwhile} changed by someone else meanwhile (left as they were)"
+        );
+        Ok(failed == 0)
+    }
+}
