@@ -91,10 +91,13 @@ impl Dialect {
         }
     }
 
+    /// The id as text, under its own alias: PostgreSQL resolves `ORDER BY id` to an
+    /// output column named `id` first, and an unaliased `CAST(id AS TEXT)` is named
+    /// `id` — which would sort the ids as text and break the pagination.
     fn id_as_text(self, id: &str) -> String {
         match self {
-            Self::MySql => format!("CAST({id} AS CHAR)"),
-            Self::Postgres | Self::Sqlite => format!("CAST({id} AS TEXT)"),
+            Self::MySql => format!("CAST({id} AS CHAR) AS ea_row_id"),
+            Self::Postgres | Self::Sqlite => format!("CAST({id} AS TEXT) AS ea_row_id"),
         }
     }
 }
@@ -170,12 +173,12 @@ impl RewrapArgs {
         bar.enable_steady_tick(Duration::from_millis(200));
 
         let select_first = format!(
-            "SELECT {}, {column} FROM {table} WHERE {pending_filter} ORDER BY {id} LIMIT {}",
+            "SELECT {}, {column} FROM {table} WHERE {pending_filter} ORDER BY {table}.{id} LIMIT {}",
             dialect.id_as_text(&id),
             self.batch.max(1)
         );
         let select_after = format!(
-            "SELECT {}, {column} FROM {table} WHERE {pending_filter} AND {id} > {} ORDER BY {id} LIMIT {}",
+            "SELECT {}, {column} FROM {table} WHERE {pending_filter} AND {table}.{id} > {} ORDER BY {table}.{id} LIMIT {}",
             dialect.id_as_text(&id),
             dialect.param(2),
             self.batch.max(1)

@@ -916,3 +916,137 @@ fn rewrap_command_resumes_after_a_kill() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `encrypted-attr rewrap` on PostgreSQL and MariaDB (required under CI).
+#[test]
+fn rewrap_command_on_postgres_and_mariadb() {
+    use encrypted_attr::model::row_binding;
+    use sqlx::{Connection, Row};
+
+    let exe = env!("CARGO_BIN_EXE_encrypted-attr");
+    sqlx::any::install_default_drivers();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (var, param) in [
+        ("ENCRYPTED_ATTR_TEST_POSTGRES_URL", "$"),
+        ("ENCRYPTED_ATTR_TEST_MYSQL_URL", "?"),
+    ] {
+        let url = match std::env::var(var) {
+            Ok(url) => url,
+            Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{var} must be set under CI"),
+            Err(_) => {
+                eprintln!("SKIPPED: {var} is not set; this rewrap test did not run");
+                continue;
+            }
+        };
+        let dir = std::env::temp_dir().join(format!("ea-rewrap-db-{}-{}", std::process::id(), param.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (keyring, root_file) = (dir.join("keys.json"), dir.join("root.key"));
+        let root = encrypted_attr::RootKey::generate().unwrap();
+        std::fs::write(&root_file, root.expose_base64().as_bytes()).unwrap();
+        let engine = LocalEngine::open(&keyring, &root).unwrap();
+        let key = name("rewrap_rows_ssn");
+        engine.create_key(&key, encrypted_attr::KeyOptions::default()).unwrap();
+        let rows = 2_000i64;
+        let items: Vec<EncryptItem> = (1..=rows)
+            .map(|i| {
+                EncryptItem::new(format!("v{i}")).associated_data(row_binding(
+                    "rewrap_rows",
+                    "ssn",
+                    Some(&i.to_string()),
+                ))
+            })
+            .collect();
+        let sealed: Vec<String> = engine
+            .encrypt_batch(&key, items)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.unwrap().into_string())
+            .collect();
+        engine.rotate_key(&key).unwrap();
+        drop(engine);
+        let insert = if param == "$" {
+            "INSERT INTO rewrap_rows (id, ssn) VALUES ($1, $2)"
+        } else {
+            "INSERT INTO rewrap_rows (id, ssn) VALUES (?, ?)"
+        };
+        runtime.block_on(async {
+            let mut db = sqlx::AnyConnection::connect(&url).await.unwrap();
+            sqlx::query("DROP TABLE IF EXISTS rewrap_rows")
+                .execute(&mut db)
+                .await
+                .unwrap();
+            sqlx::query("CREATE TABLE rewrap_rows (id BIGINT PRIMARY KEY, ssn TEXT)")
+                .execute(&mut db)
+                .await
+                .unwrap();
+            let mut tx = db.begin().await.unwrap();
+            for (i, ct) in sealed.iter().enumerate() {
+                sqlx::query(insert)
+                    .bind(i as i64 + 1)
+                    .bind(ct.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+        });
+        let out = std::process::Command::new(exe)
+            .args([
+                "rewrap",
+                "--keyring",
+                keyring.to_str().unwrap(),
+                "--root-key-file",
+                root_file.to_str().unwrap(),
+            ])
+            .args([
+                "--database-url",
+                &url,
+                "--table",
+                "rewrap_rows",
+                "--column",
+                "ssn",
+                "--key",
+                "rewrap_rows_ssn",
+                "--batch",
+                "300",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{var}: {}", String::from_utf8_lossy(&out.stderr));
+        let stored: Vec<(i64, String)> = runtime.block_on(async {
+            let mut db = sqlx::AnyConnection::connect(&url).await.unwrap();
+            sqlx::query("SELECT id, ssn FROM rewrap_rows ORDER BY id")
+                .fetch_all(&mut db)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.try_get::<i64, _>(0).unwrap(), r.try_get::<String, _>(1).unwrap()))
+                .collect()
+        });
+        let moved = stored.iter().filter(|(_, ct)| ct.starts_with("vault:v2:")).count();
+        assert_eq!(
+            moved,
+            stored.len(),
+            "{var}: not every row moved: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let engine = LocalEngine::open(&keyring, &root).unwrap();
+        let items = stored
+            .iter()
+            .map(|(id, ct)| {
+                DecryptItem::new(ct.parse().unwrap()).associated_data(row_binding(
+                    "rewrap_rows",
+                    "ssn",
+                    Some(&id.to_string()),
+                ))
+            })
+            .collect();
+        for (i, p) in engine.decrypt_batch(&key, items).unwrap().into_iter().enumerate() {
+            assert_eq!(p.unwrap().expose_secret(), format!("v{}", i + 1).as_bytes(), "{var}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
