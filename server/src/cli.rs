@@ -34,6 +34,12 @@ enum Command {
     /// Example: `encrypted-attr rewrap --keyring keys.json --root-key-file root.key
     /// --database-url sqlite://app.db --table users --column ssn --key users_ssn`
     Rewrap(crate::rewrap_cli::RewrapArgs),
+    /// Retire old key versions of a column: refuses while any row still holds a
+    /// version below `--below`, otherwise raises `min_decryption_version`.
+    ///
+    /// Example: `encrypted-attr retire --keyring keys.json --root-key-file root.key
+    /// --database-url sqlite://app.db --table users --column ssn --key users_ssn --below 3`
+    Retire(crate::rewrap_cli::RetireArgs),
 }
 
 /// Flags of `server`; each overrides the same setting of `--config`.
@@ -169,6 +175,11 @@ pub fn main() -> std::process::ExitCode {
         Command::Rewrap(args) => match args.run() {
             Ok(true) => Ok(()),
             Ok(false) => Err("some rows could not be rewrapped (listed above)".into()),
+            Err(e) => Err(e),
+        },
+        Command::Retire(args) => match args.run() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("nothing retired".into()),
             Err(e) => Err(e),
         },
     };

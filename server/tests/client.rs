@@ -850,6 +850,37 @@ fn rewrap_command_resumes_after_a_kill() {
         .stderr(std::process::Stdio::piped());
         c
     };
+    let retire = || {
+        std::process::Command::new(exe)
+            .args([
+                "retire",
+                "--keyring",
+                keyring.to_str().unwrap(),
+                "--root-key-file",
+                root_file.to_str().unwrap(),
+            ])
+            .args([
+                "--database-url",
+                &url,
+                "--table",
+                "people",
+                "--column",
+                "ssn",
+                "--key",
+                "people_ssn",
+                "--below",
+                "2",
+            ])
+            .output()
+            .unwrap()
+    };
+    let refused = retire();
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "retire must refuse while v1 rows remain"
+    );
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("still hold versions below 2"));
     let dry = command().arg("--dry-run").output().unwrap();
     assert!(
         String::from_utf8_lossy(&dry.stdout).contains("10000 rows"),
@@ -881,9 +912,12 @@ fn rewrap_command_resumes_after_a_kill() {
     let out = command().output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(count_v2(&runtime), rows);
+    let retired = retire();
+    assert!(retired.status.success(), "{}", String::from_utf8_lossy(&retired.stderr));
 
     // Every row decrypts with its own binding, to its own value.
     let engine = LocalEngine::open(&keyring, &root).unwrap();
+    assert_eq!(engine.read_key(&key).unwrap().min_decryption_version.get(), 2);
     let stored: Vec<(i64, Option<String>)> = runtime.block_on(async {
         let mut db = sqlx::AnyConnection::connect(&url).await.unwrap();
         sqlx::query("SELECT id, ssn FROM people ORDER BY id")
