@@ -40,6 +40,14 @@ enum Command {
     /// Example: `encrypted-attr retire --keyring keys.json --root-key-file root.key
     /// --database-url sqlite://app.db --table users --column ssn --key users_ssn --below 3`
     Retire(crate::rewrap_cli::RetireArgs),
+    /// Encrypt an existing plaintext column into its ciphertext column, in batches,
+    /// resumably (rows whose ciphertext column is still NULL); `--verify N` decrypts
+    /// a sample and compares. Never drops the plaintext column: prints the SQL to.
+    ///
+    /// Example: `encrypted-attr migrate --keyring keys.json --root-key-file root.key
+    /// --database-url sqlite://app.db --table users --plaintext-column ssn_plain
+    /// --column ssn --key users_ssn --verify 100`
+    Migrate(crate::rewrap_cli::MigrateArgs),
 }
 
 /// Flags of `server`; each overrides the same setting of `--config`.
@@ -175,6 +183,11 @@ pub fn main() -> std::process::ExitCode {
         Command::Rewrap(args) => match args.run() {
             Ok(true) => Ok(()),
             Ok(false) => Err("some rows could not be rewrapped (listed above)".into()),
+            Err(e) => Err(e),
+        },
+        Command::Migrate(args) => match args.run() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("verification failed: some rows do not decrypt to their plaintext".into()),
             Err(e) => Err(e),
         },
         Command::Retire(args) => match args.run() {
