@@ -934,6 +934,11 @@ fn rewrap_command_resumes_after_a_kill() {
             .collect()
     });
     assert_eq!(stored.last().unwrap().1, None, "NULL stays NULL");
+    // Read back through the derive, as the application would.
+    let people = load_people_through_the_derive(&db_path, &engine);
+    assert_eq!(people.len(), rows as usize + 1);
+    assert_eq!(people[41].ssn.as_deref(), Some("00042-ssn"));
+    assert_eq!(people.last().unwrap().ssn, None);
     let items: Vec<DecryptItem> = stored
         .iter()
         .filter_map(|(id, ct)| ct.as_ref().map(|ct| (id, ct)))
@@ -1189,5 +1194,69 @@ fn migrate_command_encrypts_a_plaintext_column() {
             other => panic!("row {id}: {other:?}"),
         }
     }
+    // Through the derive, as the application would read the migrated column.
+    {
+        use diesel::prelude::*;
+        let mut conn = diesel::SqliteConnection::establish(db_path.to_str().unwrap()).unwrap();
+        let rows: Vec<UserRow> = users_schema::users::table
+            .select(UserRow::as_select())
+            .load(&mut conn)
+            .unwrap();
+        let users = UserRow::decrypt_all(rows, &engine).unwrap();
+        assert_eq!(users.len(), 1_000);
+        assert!(users.iter().all(|u| u.ssn == u.ssn_plain));
+    }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+mod people_schema {
+    diesel::table! {
+        people (id) {
+            id -> BigInt,
+            ssn -> Nullable<Text>,
+        }
+    }
+}
+
+/// The model the application would use for the `people` table of the rewrap test.
+#[derive(Debug, Clone, PartialEq, encrypted_attr::Encrypted)]
+#[encrypted(table = "people", id = "id")]
+#[encrypted(record(name = "PersonRow", derive(diesel::Queryable, diesel::Selectable), attr(diesel(table_name = people_schema::people))))]
+struct PersonModel {
+    id: i64,
+    #[encrypted]
+    ssn: Option<String>,
+}
+
+/// Loads every row of `people` through diesel and the derive.
+fn load_people_through_the_derive(db_path: &std::path::Path, engine: &LocalEngine) -> Vec<PersonModel> {
+    use diesel::prelude::*;
+    let mut conn = diesel::SqliteConnection::establish(db_path.to_str().unwrap()).unwrap();
+    let rows: Vec<PersonRow> = people_schema::people::table
+        .select(PersonRow::as_select())
+        .order(people_schema::people::id)
+        .load(&mut conn)
+        .unwrap();
+    PersonRow::decrypt_all(rows, engine).unwrap()
+}
+
+mod users_schema {
+    diesel::table! {
+        users (id) {
+            id -> BigInt,
+            ssn_plain -> Nullable<Text>,
+            ssn -> Nullable<Text>,
+        }
+    }
+}
+
+/// The model of the migrate test's `users` table after migration.
+#[derive(Debug, Clone, PartialEq, encrypted_attr::Encrypted)]
+#[encrypted(table = "users", id = "id")]
+#[encrypted(record(name = "UserRow", derive(diesel::Queryable, diesel::Selectable), attr(diesel(table_name = users_schema::users))))]
+struct UserModel {
+    id: i64,
+    ssn_plain: Option<String>,
+    #[encrypted]
+    ssn: Option<String>,
 }
