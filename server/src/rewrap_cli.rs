@@ -67,6 +67,17 @@ fn identifier(name: &str, what: &str) -> Result<String, String> {
     }
 }
 
+/// A progress bar over `total` rows (drawn on stderr only when it is a terminal).
+fn progress_bar(total: i64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
 #[derive(Clone, Copy)]
 enum Dialect {
     Postgres,
@@ -165,12 +176,7 @@ impl RewrapArgs {
             println!("{total} rows of {table}.{column} are below {key} v{latest}; nothing changed (dry run)");
             return Ok(true);
         }
-        let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0));
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
+        let bar = progress_bar(total);
 
         let select_first = format!(
             "SELECT {}, {column} FROM {table} WHERE {pending_filter} ORDER BY {table}.{id} LIMIT {}",
@@ -438,6 +444,12 @@ impl MigrateArgs {
             dialect.param(1),
             dialect.param(2)
         );
+        let count = format!("SELECT COUNT(*) FROM {table} WHERE {column} IS NULL AND {plain} IS NOT NULL");
+        let total: i64 = runtime
+            .block_on(sqlx::query(sqlx::AssertSqlSafe(count.as_str())).fetch_one(&mut db))
+            .and_then(|row| row.try_get(0))
+            .map_err(db_error)?;
+        let bar = progress_bar(total);
         let mut migrated = 0u64;
         loop {
             let rows = runtime
@@ -479,7 +491,9 @@ impl MigrateArgs {
                 return Err("no row could be written (are the ciphertext column and id right?)".into());
             }
             migrated += written;
+            bar.inc(written);
         }
+        bar.finish_and_clear();
         println!("{table}.{plain} → {column}: {migrated} rows encrypted with {key}");
         let mut verified_ok = true;
         if let Some(sample) = self.verify {

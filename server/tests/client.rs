@@ -1086,6 +1086,15 @@ fn rewrap_command_on_postgres_and_mariadb() {
         for (i, p) in engine.decrypt_batch(&key, items).unwrap().into_iter().enumerate() {
             assert_eq!(p.unwrap().expose_secret(), format!("v{}", i + 1).as_bytes(), "{var}");
         }
+        // And through the derive, as the application reads them.
+        let models = load_rewrap_rows_through_the_derive(&url, &engine);
+        assert_eq!(models.len(), rows as usize, "{var}");
+        assert!(
+            models
+                .iter()
+                .all(|m| m.ssn.as_deref() == Some(format!("v{}", m.id).as_str())),
+            "{var}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
@@ -1259,4 +1268,43 @@ struct UserModel {
     ssn_plain: Option<String>,
     #[encrypted]
     ssn: Option<String>,
+}
+
+mod rewrap_rows_schema {
+    diesel::table! {
+        rewrap_rows (id) {
+            id -> BigInt,
+            ssn -> Nullable<Text>,
+        }
+    }
+}
+
+/// The model of the PostgreSQL/MariaDB rewrap test's table.
+#[derive(Debug, Clone, PartialEq, encrypted_attr::Encrypted)]
+#[encrypted(table = "rewrap_rows", id = "id")]
+#[encrypted(record(name = "RewrapRow", derive(diesel::Queryable, diesel::Selectable), attr(diesel(table_name = rewrap_rows_schema::rewrap_rows))))]
+struct RewrapModel {
+    id: i64,
+    #[encrypted]
+    ssn: Option<String>,
+}
+
+/// Loads `rewrap_rows` through diesel (PostgreSQL or MySQL by URL) and the derive.
+fn load_rewrap_rows_through_the_derive(url: &str, engine: &LocalEngine) -> Vec<RewrapModel> {
+    use diesel::prelude::*;
+    macro_rules! load {
+        ($conn:ty) => {
+            rewrap_rows_schema::rewrap_rows::table
+                .select(RewrapRow::as_select())
+                .order(rewrap_rows_schema::rewrap_rows::id)
+                .load(&mut <$conn>::establish(url).unwrap())
+                .unwrap()
+        };
+    }
+    let rows: Vec<RewrapRow> = if url.starts_with("postgres") {
+        load!(diesel::PgConnection)
+    } else {
+        load!(diesel::MysqlConnection)
+    };
+    RewrapRow::decrypt_all(rows, engine).unwrap()
 }
