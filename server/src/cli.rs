@@ -86,7 +86,7 @@ struct ServerArgs {
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
     /// Fix the root token's value (dev mode), like Vault's `-dev-root-token-id`.
-    #[arg(long, env = "ENCRYPTED_ATTR_DEV_ROOT_TOKEN_ID")]
+    #[arg(long, env = "ENCRYPTED_ATTR_DEV_ROOT_TOKEN_ID", hide_env_values = true)]
     dev_root_token_id: Option<String>,
 }
 
