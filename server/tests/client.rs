@@ -1308,3 +1308,30 @@ fn load_rewrap_rows_through_the_derive(url: &str, engine: &LocalEngine) -> Vec<R
     };
     RewrapRow::decrypt_all(rows, engine).unwrap()
 }
+
+/// hvac, the reference Python client (`pip install hvac`; required under CI).
+#[test]
+fn hvac_against_this_server() {
+    let has_hvac = std::process::Command::new("python3")
+        .args(["-c", "import hvac"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_hvac {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("python3 with hvac must be installed under CI");
+        }
+        eprintln!("SKIPPED: python3 with hvac not found; the hvac test did not run");
+        return;
+    }
+    let (address, stop) = start_server();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hvac_smoke.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .env("EA_ADDR", &address)
+        .env("EA_TOKEN", ROOT)
+        .output()
+        .unwrap();
+    stop.send(()).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hvac ok"));
+}

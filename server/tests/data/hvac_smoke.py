@@ -1,0 +1,30 @@
+"""hvac, the reference Python Vault client, against the server at $EA_ADDR (token $EA_TOKEN)."""
+import base64
+import os
+
+import hvac
+
+c = hvac.Client(url=os.environ["EA_ADDR"], token=os.environ["EA_TOKEN"])
+assert c.is_authenticated()
+t = c.secrets.transit
+t.create_key(name="hv")
+assert t.read_key(name="hv")["data"]["latest_version"] == 1
+ct = t.encrypt_data(name="hv", plaintext=base64.b64encode(b"hello").decode())["data"]["ciphertext"]
+assert base64.b64decode(t.decrypt_data(name="hv", ciphertext=ct)["data"]["plaintext"]) == b"hello"
+t.rotate_key(name="hv")
+assert t.rewrap_data(name="hv", ciphertext=ct)["data"]["ciphertext"].startswith("vault:v2:")
+batch = t.encrypt_data(name="hv", batch_input=[{"plaintext": "aGk="}, {"plaintext": "aGk="}])
+assert len(batch["data"]["batch_results"]) == 2
+assert "plaintext" in t.generate_data_key(name="hv", key_type="plaintext")["data"]
+assert t.generate_hmac(name="hv", hash_input="aGk=")["data"]["hmac"].startswith("vault:v2:")
+assert len(base64.b64decode(t.generate_random_bytes(n_bytes=16)["data"]["random_bytes"])) == 16
+assert t.hash_data(hash_input="aGk=")["data"]["sum"] == "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4"
+assert t.list_keys()["data"]["keys"] == ["hv"]
+t.update_key_configuration(name="hv", deletion_allowed=True)
+assert t.delete_key(name="hv").status_code == 204
+c.sys.create_or_update_policy(name="p", policy={"path": {"transit/encrypt/x": {"capabilities": ["update"]}}})
+assert "transit/encrypt/x" in c.sys.read_policy(name="p")["data"]["rules"]
+assert c.sys.read_health_status(method="GET")["sealed"] is False
+token = c.auth.token.create(policies=["p"], ttl="1h")["auth"]["client_token"]
+assert hvac.Client(url=os.environ["EA_ADDR"], token=token).auth.token.lookup_self()["data"]["policies"] == ["default", "p"]
+print("hvac ok")
