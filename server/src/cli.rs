@@ -74,7 +74,7 @@ struct ServerArgs {
         env = "ENCRYPTED_ATTR_STORAGE_POSTGRES",
         hide_env_values = true
     )]
-    storage_postgres: Option<String>,
+    storage_postgres: Option<SecretArg>,
     /// Address to listen on (default 127.0.0.1:8200; plain HTTP: loopback only).
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -87,7 +87,7 @@ struct ServerArgs {
     tls_key: Option<std::path::PathBuf>,
     /// Fix the root token's value (dev mode), like Vault's `-dev-root-token-id`.
     #[arg(long, env = "ENCRYPTED_ATTR_DEV_ROOT_TOKEN_ID", hide_env_values = true)]
-    dev_root_token_id: Option<String>,
+    dev_root_token_id: Option<SecretArg>,
 }
 
 /// The configuration file.
@@ -104,7 +104,7 @@ struct ConfigFile {
 #[serde(deny_unknown_fields)]
 struct StorageConfig {
     file: Option<std::path::PathBuf>,
-    postgres: Option<String>,
+    postgres: Option<SecretArg>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -118,7 +118,7 @@ struct TlsConfig {
 enum StorageChoice {
     Dev,
     File(std::path::PathBuf),
-    Postgres(String),
+    Postgres(SecretArg),
 }
 
 /// Settings after merging the file and the flags.
@@ -164,6 +164,31 @@ impl ServerArgs {
     }
 }
 
+/// A secret given on the command line, in the environment or in the config file
+/// (a token, a database URL with its password): `Debug` never shows it.
+#[derive(Clone, serde::Deserialize)]
+#[serde(transparent)]
+pub(crate) struct SecretArg(String);
+
+impl SecretArg {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
 /// Runs the command line; returns the process exit code.
 #[must_use]
 pub fn main() -> std::process::ExitCode {
@@ -178,7 +203,7 @@ pub fn main() -> std::process::ExitCode {
     let outcome = match &cli.command {
         Command::Server(args) => args
             .settings()
-            .and_then(|settings| serve(settings, args.dev_root_token_id.as_deref())),
+            .and_then(|settings| serve(settings, args.dev_root_token_id.as_ref().map(SecretArg::expose))),
         Command::Keys(args) => args.run(),
         Command::Rewrap(args) => match args.run() {
             Ok(true) => Ok(()),
@@ -221,7 +246,7 @@ fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(), String> 
             (AppState::persistent(Arc::new(storage), "file")?, None)
         }
         StorageChoice::Postgres(url) => {
-            let storage = crate::PostgresStorage::connect(&url).map_err(|e| e.to_string())?;
+            let storage = crate::PostgresStorage::connect(url.expose()).map_err(|e| e.to_string())?;
             (AppState::persistent(Arc::new(storage), "postgresql")?, None)
         }
     };
@@ -306,7 +331,12 @@ mod tests {
         };
         let settings = args.settings().expect("settings");
         assert_eq!(settings.listen.port(), 9000, "flags win");
-        assert!(matches!(settings.storage, StorageChoice::Postgres(ref url) if url == "postgres://db/keys"));
+        assert!(matches!(settings.storage, StorageChoice::Postgres(ref url) if url.expose() == "postgres://db/keys"));
+        // Secrets never reach Debug output.
+        let parsed = parse_config("[storage]\npostgres = \"postgres://u:pw@db/keys\"\n").expect("config");
+        assert!(!format!("{parsed:?}").contains("pw@"), "{parsed:?}");
+        let token: SecretArg = "hvs.secret".parse().expect("infallible");
+        assert_eq!(format!("{token:?}"), "[REDACTED]");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

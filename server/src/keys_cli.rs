@@ -19,7 +19,7 @@ pub(crate) struct EngineArgs {
     address: Option<String>,
     /// Token for the server (also `ENCRYPTED_ATTR_TOKEN` or `VAULT_TOKEN`).
     #[arg(long, global = true)]
-    token: Option<String>,
+    token: Option<crate::cli::SecretArg>,
     /// Transit mount path on the server.
     #[arg(long, global = true, default_value = "transit")]
     mount: String,
@@ -148,7 +148,8 @@ impl EngineArgs {
             .ok_or("give --address (or VAULT_ADDR) for a server, or --keyring for a local keyring file")?;
         let token = self
             .token
-            .clone()
+            .as_ref()
+            .map(|t| t.expose().to_owned())
             .or_else(|| env("ENCRYPTED_ATTR_TOKEN", "VAULT_TOKEN"))
             .ok_or("give --token (or VAULT_TOKEN)")?;
         let config = ClientConfig::new(address, token).mount(self.mount.clone());
