@@ -17,23 +17,67 @@ use sqlx::{AnyConnection, Connection, Row};
 
 use crate::keys_cli::EngineArgs;
 
-/// `rewrap` arguments.
+/// The column an admin command works on, and its key.
 #[derive(Debug, Args)]
-pub(crate) struct RewrapArgs {
-    #[command(flatten)]
-    engine: EngineArgs,
+pub(crate) struct TableArgs {
     /// Database URL: postgres://…, mysql://… or sqlite://path.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
-    /// Table holding the ciphertexts.
+    database_url: crate::cli::SecretArg,
+    /// The table.
     #[arg(long)]
     table: String,
-    /// Column holding the ciphertexts.
+    /// The ciphertext column.
     #[arg(long)]
     column: String,
     /// Transit key of the column (the derive's default is `<table>_<field>`).
     #[arg(long)]
     key: String,
+}
+
+/// The checked names, the SQL dialect, and a connection on its own runtime.
+struct Target {
+    table: String,
+    column: String,
+    key: KeyName,
+    dialect: Dialect,
+    runtime: tokio::runtime::Runtime,
+    db: AnyConnection,
+}
+
+impl TableArgs {
+    /// Checks the names (they are interpolated into SQL) and connects. Database
+    /// calls run on the returned runtime one at a time, never around an engine call
+    /// (a remote engine is blocking).
+    fn open(&self) -> Result<Target, String> {
+        let table = identifier(&self.table, "table")?;
+        let column = identifier(&self.column, "column")?;
+        let key = KeyName::new(&self.key).map_err(|e| e.to_string())?;
+        let url = self.database_url.expose();
+        let dialect = Dialect::of(url)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        sqlx::any::install_default_drivers();
+        let db = runtime.block_on(AnyConnection::connect(url)).map_err(db_error)?;
+        Ok(Target {
+            table,
+            column,
+            key,
+            dialect,
+            runtime,
+            db,
+        })
+    }
+}
+
+/// `rewrap` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct RewrapArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    target: TableArgs,
     /// Row identity column (the derive's `id`).
     #[arg(long, default_value = "id")]
     id_column: String,
@@ -138,27 +182,20 @@ fn db_error(e: sqlx::Error) -> String {
 impl RewrapArgs {
     /// Runs the rewrap; `Ok(true)` when every row ended at the latest version.
     pub(crate) fn run(&self) -> Result<bool, String> {
-        let table = identifier(&self.table, "table")?;
-        let column = identifier(&self.column, "column")?;
         let id = identifier(&self.id_column, "id column")?;
-        let dialect = Dialect::of(&self.database_url)?;
-        let key = KeyName::new(&self.key).map_err(|e| e.to_string())?;
+        let Target {
+            table,
+            column,
+            key,
+            dialect,
+            runtime,
+            mut db,
+        } = self.target.open()?;
         let engine = self.engine.engine()?;
         let latest = engine.read_key(&key).map_err(|e| e.to_string())?.latest_version;
         let current = format!("vault:v{latest}:%");
-        let binding_table = self.binding_table.clone().unwrap_or_else(|| self.table.clone());
-        let binding_column = self.binding_column.clone().unwrap_or_else(|| self.column.clone());
-
-        // The engine may be remote and blocking; database calls run on this runtime
-        // one at a time, never with the engine call inside them.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        sqlx::any::install_default_drivers();
-        let mut db: AnyConnection = runtime
-            .block_on(AnyConnection::connect(&self.database_url))
-            .map_err(db_error)?;
+        let binding_table = self.binding_table.clone().unwrap_or_else(|| table.clone());
+        let binding_column = self.binding_column.clone().unwrap_or_else(|| column.clone());
 
         // Table, column and id names are interpolated only after `identifier` checked
         // them (letters, digits, `_`); every value goes through a bind parameter.
@@ -281,18 +318,8 @@ impl RewrapArgs {
 pub(crate) struct RetireArgs {
     #[command(flatten)]
     engine: EngineArgs,
-    /// Database URL: postgres://…, mysql://… or sqlite://path.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
-    /// Table holding the ciphertexts.
-    #[arg(long)]
-    table: String,
-    /// Column holding the ciphertexts.
-    #[arg(long)]
-    column: String,
-    /// Transit key of the column.
-    #[arg(long)]
-    key: String,
+    #[command(flatten)]
+    target: TableArgs,
     /// Versions below this one stop decrypting (`min_decryption_version` becomes it).
     #[arg(long)]
     below: u32,
@@ -302,13 +329,17 @@ impl RetireArgs {
     /// Refuses while rows still hold versions below `--below`; otherwise raises
     /// `min_decryption_version`. `Ok(false)` means refused.
     pub(crate) fn run(&self) -> Result<bool, String> {
-        let table = identifier(&self.table, "table")?;
-        let column = identifier(&self.column, "column")?;
-        let dialect = Dialect::of(&self.database_url)?;
-        let key = KeyName::new(&self.key).map_err(|e| e.to_string())?;
         if self.below < 2 {
             return Err("--below must be at least 2 (version 1 is the first)".into());
         }
+        let Target {
+            table,
+            column,
+            key,
+            dialect,
+            runtime,
+            mut db,
+        } = self.target.open()?;
         let engine = self.engine.engine()?;
         let info = engine.read_key(&key).map_err(|e| e.to_string())?;
         if self.below > info.latest_version.get() {
@@ -326,14 +357,8 @@ impl RetireArgs {
                 .map(|n| format!("{column} LIKE {}", dialect.param(n)))
                 .collect();
             let sql = format!("SELECT COUNT(*) FROM {table} WHERE {}", conditions.join(" OR "));
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            sqlx::any::install_default_drivers();
             let remaining: i64 = runtime
                 .block_on(async {
-                    let mut db = AnyConnection::connect(&self.database_url).await?;
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
                     for pattern in &old {
                         query = query.bind(pattern.clone());
@@ -369,21 +394,11 @@ impl RetireArgs {
 pub(crate) struct MigrateArgs {
     #[command(flatten)]
     engine: EngineArgs,
-    /// Database URL: postgres://…, mysql://… or sqlite://path.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
-    /// The table.
-    #[arg(long)]
-    table: String,
+    #[command(flatten)]
+    target: TableArgs,
     /// The existing plaintext column (read, never changed or dropped).
     #[arg(long)]
     plaintext_column: String,
-    /// The ciphertext column to fill (NULL until migrated).
-    #[arg(long)]
-    column: String,
-    /// Transit key of the ciphertext column.
-    #[arg(long)]
-    key: String,
     /// Row identity column (the derive's `id`).
     #[arg(long, default_value = "id")]
     id_column: String,
@@ -409,16 +424,20 @@ impl MigrateArgs {
     /// Migrates (resumably: only rows whose ciphertext column is still NULL), then
     /// verifies a sample; `Ok(false)` if a sample row does not match.
     pub(crate) fn run(&self) -> Result<bool, String> {
-        let table = identifier(&self.table, "table")?;
         let plain = identifier(&self.plaintext_column, "plaintext column")?;
-        let column = identifier(&self.column, "column")?;
         let id = identifier(&self.id_column, "id column")?;
-        let dialect = Dialect::of(&self.database_url)?;
-        let key = KeyName::new(&self.key).map_err(|e| e.to_string())?;
+        let Target {
+            table,
+            column,
+            key,
+            dialect,
+            runtime,
+            mut db,
+        } = self.target.open()?;
         let engine = self.engine.engine()?;
         engine.read_key(&key).map_err(|e| e.to_string())?;
-        let binding_table = self.binding_table.clone().unwrap_or_else(|| self.table.clone());
-        let binding_column = self.binding_column.clone().unwrap_or_else(|| self.column.clone());
+        let binding_table = self.binding_table.clone().unwrap_or_else(|| table.clone());
+        let binding_column = self.binding_column.clone().unwrap_or_else(|| column.clone());
         let binding = |row_id: &str| {
             row_binding(
                 &binding_table,
@@ -426,14 +445,6 @@ impl MigrateArgs {
                 (!self.no_row_binding).then_some(row_id),
             )
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        sqlx::any::install_default_drivers();
-        let mut db: AnyConnection = runtime
-            .block_on(AnyConnection::connect(&self.database_url))
-            .map_err(db_error)?;
         let select = format!(
             "SELECT {}, {plain} FROM {table} WHERE {column} IS NULL AND {plain} IS NOT NULL ORDER BY {table}.{id} LIMIT {}",
             dialect.id_as_text(&id),

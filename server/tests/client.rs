@@ -14,30 +14,74 @@ use encrypted_attr::{
 
 const ROOT: &str = "client-test-root";
 
-/// Starts this crate's server on an ephemeral loopback port in a background runtime.
-fn start_server() -> (String, tokio::sync::oneshot::Sender<()>) {
+/// Runs a server built by `make_state` on an ephemeral loopback port in a background
+/// runtime (over TLS with `tls`); returns its address, its stop switch and its thread.
+fn spawn_server(
+    make_state: impl FnOnce() -> encrypted_attr_server::AppState + Send + 'static,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let engine = Arc::new(LocalEngine::ephemeral().unwrap());
-            let (state, _) = encrypted_attr_server::AppState::new(engine, Some(ROOT)).unwrap();
+            let state = Arc::new(make_state());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            encrypted_attr_server::run(listener, Arc::new(state), async {
+            let shutdown = async {
                 let _ = stopped.await;
-            })
-            .await
+            };
+            match tls {
+                Some((cert, key)) => encrypted_attr_server::run_tls(listener, state, &cert, &key, shutdown).await,
+                None => encrypted_attr_server::run(listener, state, shutdown).await,
+            }
             .unwrap();
         });
     });
-    let addr = addr_rx.recv().unwrap();
+    (addr_rx.recv().unwrap(), stop, thread)
+}
+
+/// A dev-mode server (keys in memory, root token `ROOT`).
+fn dev_state() -> encrypted_attr_server::AppState {
+    let engine = Arc::new(LocalEngine::ephemeral().unwrap());
+    encrypted_attr_server::AppState::new(engine, Some(ROOT)).unwrap().0
+}
+
+/// Starts a dev-mode server; returns its URL and its stop switch.
+fn start_server() -> (String, tokio::sync::oneshot::Sender<()>) {
+    let (addr, stop, _thread) = spawn_server(dev_state, None);
     (format!("http://{addr}"), stop)
+}
+
+/// A fresh directory with a keyring path and a root key written to a key file.
+struct Fixture {
+    dir: std::path::PathBuf,
+    keyring: std::path::PathBuf,
+    root_file: std::path::PathBuf,
+    root: encrypted_attr::RootKey,
+}
+
+fn fixture(tag: &str) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("ea-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = encrypted_attr::RootKey::generate().unwrap();
+    let root_file = dir.join("root.key");
+    std::fs::write(&root_file, root.expose_base64().as_bytes()).unwrap();
+    Fixture {
+        keyring: dir.join("keys.json"),
+        root_file,
+        root,
+        dir,
+    }
 }
 
 fn name(s: &str) -> KeyName {
@@ -522,29 +566,8 @@ fn remote_engine_over_tls() {
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
 
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (cert_path, key_path) = (cert.clone(), key.clone());
-    let server = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let engine = Arc::new(LocalEngine::ephemeral().unwrap());
-            let (state, _) = encrypted_attr_server::AppState::new(engine, Some(ROOT)).unwrap();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            encrypted_attr_server::run_tls(listener, Arc::new(state), &cert_path, &key_path, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-    });
-    let port = addr_rx.recv().unwrap().port();
-    let address = format!("https://localhost:{port}");
+    let (addr, stop, server) = spawn_server(dev_state, Some((cert.clone(), key.clone())));
+    let address = format!("https://localhost:{}", addr.port());
     let trusted =
         RemoteEngine::new(ClientConfig::new(&address, ROOT).ca_certificate_pem(certified.cert.pem())).unwrap();
     let key_name = name("tls_key");
@@ -579,28 +602,15 @@ fn bao_cli_operates_this_server() {
     let dir = std::env::temp_dir().join(format!("ea-bao-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("server.json");
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let storage_path = path.clone();
-    let server = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
+    let (addr, stop, server) = spawn_server(
+        move || {
             let storage = encrypted_attr::storage::FileStorage::open(&storage_path).unwrap();
-            let state = encrypted_attr_server::AppState::persistent(Arc::new(storage), "file").unwrap();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            encrypted_attr_server::run(listener, Arc::new(state), async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-    });
-    let address = format!("http://{}", addr_rx.recv().unwrap());
+            encrypted_attr_server::AppState::persistent(Arc::new(storage), "file").unwrap()
+        },
+        None,
+    );
+    let address = format!("http://{addr}");
     let run = |token: &str, args: &[&str], stdin: Option<&str>| -> String {
         use std::io::Write as _;
         let mut child = std::process::Command::new(&bao)
@@ -678,15 +688,12 @@ fn bao_cli_operates_this_server() {
 #[test]
 fn keys_command_line() {
     let exe = env!("CARGO_BIN_EXE_encrypted-attr");
-    let dir = std::env::temp_dir().join(format!("ea-keys-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let keyring = dir.join("keyring.json");
-    let root_file = dir.join("root.key");
-    std::fs::write(
-        &root_file,
-        encrypted_attr::RootKey::generate().unwrap().expose_base64().as_bytes(),
-    )
-    .unwrap();
+    let Fixture {
+        dir,
+        keyring,
+        root_file,
+        ..
+    } = fixture("keys-cli");
     let local = |args: &[&str]| {
         let out = std::process::Command::new(exe)
             .arg("keys")
@@ -763,12 +770,13 @@ fn rewrap_command_resumes_after_a_kill() {
     use sqlx::{Connection, Row};
 
     let exe = env!("CARGO_BIN_EXE_encrypted-attr");
-    let dir = std::env::temp_dir().join(format!("ea-rewrap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let (keyring, root_file, db_path) = (dir.join("keys.json"), dir.join("root.key"), dir.join("app.db"));
-    let root = encrypted_attr::RootKey::generate().unwrap();
-    std::fs::write(&root_file, root.expose_base64().as_bytes()).unwrap();
+    let Fixture {
+        dir,
+        keyring,
+        root_file,
+        root,
+    } = fixture("rewrap");
+    let db_path = dir.join("app.db");
     let engine = LocalEngine::open(&keyring, &root).unwrap();
     let key = name("people_ssn");
     engine.create_key(&key, encrypted_attr::KeyOptions::default()).unwrap();
@@ -980,11 +988,12 @@ fn rewrap_command_on_postgres_and_mariadb() {
                 continue;
             }
         };
-        let dir = std::env::temp_dir().join(format!("ea-rewrap-db-{}-{}", std::process::id(), param.len()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (keyring, root_file) = (dir.join("keys.json"), dir.join("root.key"));
-        let root = encrypted_attr::RootKey::generate().unwrap();
-        std::fs::write(&root_file, root.expose_base64().as_bytes()).unwrap();
+        let Fixture {
+            dir,
+            keyring,
+            root_file,
+            root,
+        } = fixture(&format!("rewrap-db-{}", param.len()));
         let engine = LocalEngine::open(&keyring, &root).unwrap();
         let key = name("rewrap_rows_ssn");
         engine.create_key(&key, encrypted_attr::KeyOptions::default()).unwrap();
@@ -1107,12 +1116,13 @@ fn migrate_command_encrypts_a_plaintext_column() {
     use sqlx::{Connection, Row};
 
     let exe = env!("CARGO_BIN_EXE_encrypted-attr");
-    let dir = std::env::temp_dir().join(format!("ea-migrate-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let (keyring, root_file, db_path) = (dir.join("keys.json"), dir.join("root.key"), dir.join("app.db"));
-    let root = encrypted_attr::RootKey::generate().unwrap();
-    std::fs::write(&root_file, root.expose_base64().as_bytes()).unwrap();
+    let Fixture {
+        dir,
+        keyring,
+        root_file,
+        root,
+    } = fixture("migrate");
+    let db_path = dir.join("app.db");
     LocalEngine::open(&keyring, &root)
         .unwrap()
         .create_key(&name("users_ssn"), encrypted_attr::KeyOptions::default())

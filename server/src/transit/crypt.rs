@@ -106,6 +106,14 @@ fn key_version(params: &Params<'_>) -> Result<Option<KeyVersion>, String> {
     }
 }
 
+/// The `ciphertext` parameter, parsed (Vault's messages when absent or malformed).
+fn ciphertext_param(params: &Params<'_>) -> Result<Ciphertext, String> {
+    match params.string("ciphertext") {
+        Ok(Some(c)) if !c.is_empty() => c.parse().map_err(|e: Error| e.to_string()),
+        _ => Err("missing ciphertext to decrypt".to_owned()),
+    }
+}
+
 fn b64(params: &Params<'_>, name: &'static str) -> Result<Option<Vec<u8>>, String> {
     match params.string(name) {
         Ok(Some(s)) => decode_base64(&s).map(Some),
@@ -256,11 +264,7 @@ pub(super) fn decrypt(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> 
     for item in &items {
         refs.push(item.reference.clone());
         prepared.push((|| {
-            let ciphertext = match item.params.string("ciphertext") {
-                Ok(Some(c)) if !c.is_empty() => c,
-                _ => return Err("missing ciphertext to decrypt".to_owned()),
-            };
-            let ciphertext: Ciphertext = ciphertext.parse().map_err(|e: Error| e.to_string())?;
+            let ciphertext = ciphertext_param(&item.params)?;
             let mut decrypt = DecryptItem::new(ciphertext);
             decrypt.context = context_for(&info, b64(&item.params, "context")?);
             decrypt.associated_data = b64(&item.params, "associated_data")?;
@@ -294,11 +298,7 @@ pub(super) fn rewrap(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> A
     for item in &items {
         refs.push(item.reference.clone());
         prepared.push((|| {
-            let ciphertext = match item.params.string("ciphertext") {
-                Ok(Some(c)) if !c.is_empty() => c,
-                _ => return Err("missing ciphertext to decrypt".to_owned()),
-            };
-            let ciphertext: Ciphertext = ciphertext.parse().map_err(|e: Error| e.to_string())?;
+            let ciphertext = ciphertext_param(&item.params)?;
             let mut rewrap = RewrapItem::new(ciphertext);
             rewrap.context = context_for(&info, b64(&item.params, "context")?);
             // Our extension: Vault's rewrap cannot carry associated data.
