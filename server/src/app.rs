@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 
 use encrypted_attr::storage::Storage;
 
-use crate::auth::TokenEntry;
+use crate::auth::{RenewError, TokenEntry};
 use crate::http::{ApiError, ApiResult, Params, Reply};
 pub use crate::seal::RootToken;
 use crate::seal::Seal;
@@ -450,7 +450,7 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
     let creation_ttl = entry
         .expires
         .map_or(0, |e| e.duration_since(entry.issued).map_or(0, |d| d.as_secs()));
-    json!({
+    let mut data = json!({
         "accessor": entry.accessor,
         "creation_time": unix(entry.issued),
         "creation_ttl": creation_ttl,
@@ -465,10 +465,57 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
         "orphan": true,
         "path": "auth/token/create",
         "policies": entry.policies,
-        "renewable": false,
+        "renewable": entry.renewable,
         "ttl": ttl,
         "type": "service",
-    })
+    });
+    if let Some(renewed) = entry.last_renewal {
+        data["last_renewal_time"] = json!(unix(renewed));
+        data["last_renewal"] = json!(rfc3339(renewed));
+    }
+    data
+}
+
+/// The `auth` block Vault returns on token creation and renewal.
+fn auth_reply(client_token: &str, entry: &TokenEntry, warnings: Vec<String>) -> Reply {
+    let body = json!({
+        "request_id": uuid::Uuid::new_v4().to_string(),
+        "lease_id": "", "renewable": false, "lease_duration": 0, "data": null,
+        "wrap_info": null,
+        "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
+        "auth": {
+            "client_token": client_token,
+            "accessor": entry.accessor,
+            "policies": entry.policies,
+            "token_policies": entry.policies,
+            "metadata": null,
+            "lease_duration": entry.ttl.map_or(0, |d| d.as_secs()),
+            "renewable": entry.renewable,
+            "entity_id": "",
+            "token_type": "service",
+            "orphan": true,
+            "num_uses": 0,
+        },
+    });
+    Reply::Bare(StatusCode::OK, body)
+}
+
+/// Renews `token` by `increment` (`renew-self` and `renew`).
+fn renew_token(state: &Unsealed, token: &str, params: &Params<'_>) -> ApiResult {
+    if let Some(Value::Number(n)) = params.raw("increment")
+        && n.as_i64().is_some_and(|n| n < 0)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Field validation failed: error converting input for field \"increment\": cannot provide negative value '{n}'"
+        )));
+    }
+    let increment = params.duration("increment")?;
+    match state.tokens.renew(token, increment) {
+        Ok(renewed) => Ok(auth_reply(token, &renewed.entry, renewed.warning.into_iter().collect())),
+        Err(RenewError::NotFound) => Err(ApiError::BadRequest("token not found".into())),
+        Err(RenewError::NotRenewable) => Err(ApiError::BadRequest("lease is not renewable".into())),
+        Err(RenewError::Storage) => Err(ApiError::Internal),
+    }
 }
 
 /// `sys/policy/:name` (`field` = "rules") and `sys/policies/acl/:name` ("policy").
@@ -530,30 +577,33 @@ fn token_api(
             }
             policies.sort();
             policies.dedup();
+            let renewable = params.bool("renewable")?.unwrap_or(true);
+            let mut warnings = Vec::new();
+            let ttl = ttl.filter(|d| !d.is_zero()).map(|wanted| {
+                let granted = wanted.min(crate::auth::MAX_TOKEN_TTL);
+                if granted < wanted {
+                    warnings.push(format!(
+                        "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
+                        crate::http::format_duration(wanted),
+                        crate::http::format_duration(granted)
+                    ));
+                }
+                granted
+            });
             let made = state
                 .tokens
-                .create(policies.clone(), ttl.filter(|d| !d.is_zero()), None)
+                .create(policies, ttl, renewable, None)
                 .ok_or(ApiError::Internal)?;
             let client_token = String::from_utf8_lossy(made.token.expose_secret()).into_owned();
-            let body = json!({
-                "request_id": uuid::Uuid::new_v4().to_string(),
-                "lease_id": "", "renewable": false, "lease_duration": 0, "data": null,
-                "wrap_info": null, "warnings": null,
-                "auth": {
-                    "client_token": client_token,
-                    "accessor": made.entry.accessor,
-                    "policies": policies,
-                    "token_policies": policies,
-                    "metadata": null,
-                    "lease_duration": ttl.map_or(0, |d| d.as_secs()),
-                    "renewable": false,
-                    "entity_id": "",
-                    "token_type": "service",
-                    "orphan": true,
-                    "num_uses": 0,
-                },
-            });
-            Ok(Reply::Bare(StatusCode::OK, body))
+            Ok(auth_reply(&client_token, &made.entry, warnings))
+        }
+        (["renew-self"], Operation::Update) => renew_token(state, token, params),
+        (["renew"], Operation::Update) => {
+            let other = params.string("token")?.unwrap_or_default();
+            if other.is_empty() {
+                return Err(ApiError::BadRequest("missing token ID".into()));
+            }
+            renew_token(state, &other, params)
         }
         (["lookup"], Operation::Update) => {
             let other = params.string("token")?.unwrap_or_default();

@@ -6,8 +6,12 @@
 //! random salt, so a memory dump of the store does not yield usable tokens.
 //! With a barrier (persistent server), the salt and every token's entry are stored
 //! sealed under `sys/token-salt` and `sys/tokens/<hash>`, so tokens survive a
-//! restart. Policies (what a token may do) are not implemented yet: every valid
-//! token may do everything, as Vault's root token does.
+//! restart. What a token may do is decided by its policies (`policy.rs`).
+//!
+//! Renewal follows Vault: a token with a TTL is renewable unless created with
+//! `renewable=false`; a renewal sets the expiry to now plus the increment (or the
+//! last TTL granted), never beyond the system maximum of 32 days after issue.
+//! Tokens without a TTL (root) are not renewable.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -31,6 +35,12 @@ pub(crate) struct TokenEntry {
     pub(crate) issued: SystemTime,
     /// Expiry; `None` for tokens that never expire (root).
     pub(crate) expires: Option<SystemTime>,
+    /// The TTL granted last (at creation or renewal): the default increment.
+    pub(crate) ttl: Option<Duration>,
+    /// Whether `renew-self` / `renew` may extend it.
+    pub(crate) renewable: bool,
+    /// When it was last renewed, if ever.
+    pub(crate) last_renewal: Option<SystemTime>,
     /// Salted hash of the token, checked again in constant time after lookup.
     hash: [u8; 32],
 }
@@ -42,6 +52,33 @@ struct StoredToken {
     policies: Vec<String>,
     issued: u64,
     expires: Option<u64>,
+    #[serde(default)]
+    ttl: Option<u64>,
+    #[serde(default)]
+    renewable: bool,
+    #[serde(default)]
+    last_renewal: Option<u64>,
+}
+
+/// The longest a token may live, counted from its issue (Vault's default
+/// `max_lease_ttl`, 768 hours).
+pub(crate) const MAX_TOKEN_TTL: Duration = Duration::from_secs(768 * 3600);
+
+/// Why a renewal was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RenewError {
+    /// No such (valid) token.
+    NotFound,
+    /// The token has no TTL or was created non-renewable.
+    NotRenewable,
+    /// Storage refused the new expiry.
+    Storage,
+}
+
+/// A renewed token's entry, and Vault's warning when the increment was capped.
+pub(crate) struct Renewed {
+    pub(crate) entry: TokenEntry,
+    pub(crate) warning: Option<String>,
 }
 
 /// The token store.
@@ -124,6 +161,9 @@ impl TokenStore {
                     policies: stored.policies,
                     issued: UNIX_EPOCH + Duration::from_secs(stored.issued),
                     expires: stored.expires.map(|e| UNIX_EPOCH + Duration::from_secs(e)),
+                    ttl: stored.ttl.map(Duration::from_secs),
+                    renewable: stored.renewable,
+                    last_renewal: stored.last_renewal.map(|t| UNIX_EPOCH + Duration::from_secs(t)),
                     hash,
                 },
             );
@@ -142,6 +182,9 @@ impl TokenStore {
             policies: entry.policies.clone(),
             issued: unix(entry.issued),
             expires: entry.expires.map(unix),
+            ttl: entry.ttl.map(|t| t.as_secs()),
+            renewable: entry.renewable,
+            last_renewal: entry.last_renewal.map(unix),
         };
         let Ok(json) = serde_json::to_vec(&stored) else {
             return false;
@@ -171,7 +214,14 @@ impl TokenStore {
     }
 
     /// Creates a token; `id` sets its value (dev mode's `--dev-root-token-id`).
-    pub(crate) fn create(&self, policies: Vec<String>, ttl: Option<Duration>, id: Option<&str>) -> Option<NewToken> {
+    /// A TTL makes it expire (and renewable, unless `renewable` is false).
+    pub(crate) fn create(
+        &self,
+        policies: Vec<String>,
+        ttl: Option<Duration>,
+        renewable: bool,
+        id: Option<&str>,
+    ) -> Option<NewToken> {
         let token = match id {
             Some(id) => SecretBytes::from(id),
             None => {
@@ -193,6 +243,9 @@ impl TokenStore {
             policies,
             issued: now,
             expires: ttl.map(|ttl| now + ttl),
+            ttl,
+            renewable: renewable && ttl.is_some(),
+            last_renewal: None,
             hash,
         };
         if !self.store(&entry) {
@@ -217,6 +270,45 @@ impl TokenStore {
             Some(expires) if SystemTime::now() >= expires => None,
             _ => Some(entry.clone()),
         }
+    }
+
+    /// Extends a valid token's life to now plus `increment` (or its last TTL),
+    /// capped at [`MAX_TOKEN_TTL`] after issue.
+    pub(crate) fn renew(&self, token: &str, increment: Option<Duration>) -> Result<Renewed, RenewError> {
+        let hash = self.hash(token.as_bytes());
+        let mut tokens = self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = SystemTime::now();
+        let entry = tokens
+            .get_mut(&hash)
+            .filter(|e| bool::from(e.hash.ct_eq(&hash)) && e.expires.is_none_or(|x| now < x))
+            .ok_or(RenewError::NotFound)?;
+        let (Some(last_ttl), true) = (entry.ttl, entry.renewable) else {
+            return Err(RenewError::NotRenewable);
+        };
+        let wanted = increment.filter(|d| !d.is_zero()).unwrap_or(last_ttl);
+        let room = (entry.issued + MAX_TOKEN_TTL)
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO);
+        let granted = wanted.min(room);
+        let warning = (granted < wanted).then(|| {
+            format!(
+                "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
+                crate::http::format_duration(wanted),
+                crate::http::format_duration(granted)
+            )
+        });
+        let mut renewed = entry.clone();
+        renewed.expires = Some(now + granted);
+        renewed.ttl = Some(granted);
+        renewed.last_renewal = Some(now);
+        if !self.store(&renewed) {
+            return Err(RenewError::Storage);
+        }
+        *entry = renewed.clone();
+        Ok(Renewed {
+            entry: renewed,
+            warning,
+        })
     }
 
     /// Revokes a token; true if it existed.
@@ -249,17 +341,51 @@ mod tests {
     #[test]
     fn tokens_check_expire_and_revoke() {
         let store = TokenStore::new();
-        let made = store.create(vec!["root".into()], None, None).expect("token");
+        let made = store.create(vec!["root".into()], None, true, None).expect("token");
         let token = String::from_utf8(made.token.expose_secret().to_vec()).expect("ascii");
         assert!(token.starts_with("hvs."));
         assert!(store.check(&token).is_some());
         assert!(store.check("hvs.nope").is_none());
         let short = store
-            .create(vec![], Some(Duration::ZERO), Some("short"))
+            .create(vec![], Some(Duration::ZERO), true, Some("short"))
             .expect("token");
         assert!(store.check("short").is_none(), "expired");
         drop(short);
         assert!(store.revoke(&token));
         assert!(store.check(&token).is_none());
+    }
+
+    #[test]
+    fn renewal_extends_caps_and_refuses() {
+        let store = TokenStore::new();
+        let root = store
+            .create(vec!["root".into()], None, true, Some("root"))
+            .expect("token");
+        drop(root);
+        assert_eq!(store.renew("root", None).err(), Some(RenewError::NotRenewable));
+        let fixed = store
+            .create(vec![], Some(Duration::from_secs(60)), false, Some("fixed"))
+            .expect("token");
+        drop(fixed);
+        assert_eq!(store.renew("fixed", None).err(), Some(RenewError::NotRenewable));
+        assert_eq!(store.renew("unknown", None).err(), Some(RenewError::NotFound));
+
+        let app = store
+            .create(vec![], Some(Duration::from_secs(60)), true, Some("app"))
+            .expect("token");
+        drop(app);
+        let renewed = store.renew("app", Some(Duration::from_secs(7200))).expect("renewed");
+        assert_eq!(renewed.entry.ttl, Some(Duration::from_secs(7200)));
+        assert!(renewed.warning.is_none());
+        assert!(renewed.entry.last_renewal.is_some());
+        // Without an increment, the last TTL granted is granted again.
+        let again = store.renew("app", None).expect("renewed");
+        assert_eq!(again.entry.ttl, Some(Duration::from_secs(7200)));
+        // Beyond the maximum: capped, with a warning.
+        let capped = store.renew("app", Some(MAX_TOKEN_TTL * 2)).expect("renewed");
+        let granted = capped.entry.ttl.expect("ttl");
+        assert!(granted <= MAX_TOKEN_TTL && granted > MAX_TOKEN_TTL - Duration::from_secs(60));
+        assert!(capped.warning.is_some_and(|w| w.contains("capped")));
+        assert!(store.check("app").is_some());
     }
 }

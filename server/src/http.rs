@@ -375,6 +375,20 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     number.is_empty().then_some(Duration::from_secs(total))
 }
 
+/// A duration as Vault's warnings print it: `"767h59m59s"`, `"2h"`, `"90s"` → `"1m30s"`.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    for (value, unit) in [(h, 'h'), (m, 'm'), (s, 's')] {
+        if value != 0 {
+            out.push_str(&value.to_string());
+            out.push(unit);
+        }
+    }
+    if out.is_empty() { "0s".to_owned() } else { out }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +402,10 @@ mod tests {
         assert_eq!(parse_duration("1x"), None);
         assert_eq!(parse_duration("h"), None);
         assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(format_duration(Duration::from_secs(2000 * 3600)), "2000h");
+        assert_eq!(format_duration(Duration::from_secs(768 * 3600 - 1)), "767h59m59s");
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
     }
 
     #[test]

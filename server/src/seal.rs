@@ -68,7 +68,7 @@ impl Seal {
     pub(crate) fn dev(engine: Arc<LocalEngine>, root_token_id: Option<&str>) -> Result<(Self, RootToken), String> {
         let tokens = TokenStore::new();
         let root = tokens
-            .create(vec!["root".into()], None, root_token_id)
+            .create(vec!["root".into()], None, false, root_token_id)
             .ok_or("the system random source failed")?;
         let config = SealConfig {
             secret_shares: 1,
@@ -203,7 +203,7 @@ impl Seal {
         let tokens = TokenStore::persistent(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?)
             .map_err(ApiError::from)?;
         let token = tokens
-            .create(vec!["root".into()], None, None)
+            .create(vec!["root".into()], None, false, None)
             .ok_or(ApiError::Internal)?;
         drop((engine, tokens));
         let wrapped = root.wrap(&kek, ROOT_KEY_PATH).map_err(ApiError::from)?;

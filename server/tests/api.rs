@@ -417,6 +417,80 @@ async fn tokens_can_be_created_and_revoked() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
+#[tokio::test]
+async fn tokens_renew_within_their_limits() {
+    let s = Server::new();
+    let (_, body) = s
+        .post("/v1/auth/token/create", json!({"policies": ["default"], "ttl": "60s"}))
+        .await;
+    assert_eq!(body["auth"]["renewable"], true, "{body}");
+    assert_eq!(body["auth"]["lease_duration"], 60);
+    let token = body["auth"]["client_token"].as_str().unwrap().to_owned();
+
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/auth/token/renew-self",
+            Some(&token),
+            Some(json!({"increment": "2h"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["auth"]["lease_duration"], 7200);
+    assert_eq!(body["auth"]["client_token"], token.as_str());
+    let (_, looked) = s.call("GET", "/v1/auth/token/lookup-self", Some(&token), None).await;
+    assert!(looked["data"]["ttl"].as_u64().unwrap() > 7100, "{looked}");
+    assert!(looked["data"]["last_renewal_time"].as_u64().is_some());
+
+    // Past the 768 h maximum: capped, with Vault's warning.
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/auth/token/renew-self",
+            Some(&token),
+            Some(json!({"increment": "2000h"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["auth"]["lease_duration"].as_u64().unwrap() <= 768 * 3600);
+    assert!(body["warnings"][0].as_str().unwrap().contains("capped"), "{body}");
+
+    // The root token renews another token by value.
+    let (status, body) = s
+        .post("/v1/auth/token/renew", json!({"token": token, "increment": 60}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["auth"]["lease_duration"], 60);
+
+    // Not renewable: a token made so, and the root token (no TTL).
+    let (_, body) = s
+        .post("/v1/auth/token/create", json!({"ttl": "1h", "renewable": false}))
+        .await;
+    let fixed = body["auth"]["client_token"].as_str().unwrap().to_owned();
+    assert_eq!(body["auth"]["renewable"], false);
+    for who in [fixed.as_str(), ROOT] {
+        let (status, body) = s
+            .call("POST", "/v1/auth/token/renew-self", Some(who), Some(json!({})))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["errors"][0], "lease is not renewable");
+    }
+    let (status, body) = s.post("/v1/auth/token/renew", json!({"token": "hvs.nope"})).await;
+    assert_eq!(
+        (status, body["errors"][0].as_str()),
+        (StatusCode::BAD_REQUEST, Some("token not found"))
+    );
+    let (status, _) = s
+        .call(
+            "POST",
+            "/v1/auth/token/renew-self",
+            Some(&token),
+            Some(json!({"increment": "soon"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_on_a_real_socket_and_shuts_down() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
