@@ -21,7 +21,8 @@ use tokio::net::TcpListener;
 use encrypted_attr::storage::Storage;
 
 use crate::auth::{RenewError, TokenEntry};
-use crate::http::{ApiError, ApiResult, Params, Reply};
+use crate::http::{ApiError, ApiResult, Reply};
+use crate::params::Params;
 pub use crate::seal::RootToken;
 use crate::seal::Seal;
 pub(crate) use crate::seal::Unsealed;
@@ -198,17 +199,16 @@ async fn dispatch(
         _ => return ApiError::UnsupportedOperation.into_response(),
     };
     let params = match op {
-        Operation::Update => match parse_body(&body) {
-            Ok(map) => map,
+        Operation::Update => match Params::from_body(&body) {
+            Ok(params) => params,
             Err(e) => return e.into_response(),
         },
         _ => {
             let mut q = query;
             q.remove("list");
-            q
+            Params::new(q)
         }
     };
-    let params = Params::new(params);
     // Unauthenticated endpoints: status, init and unseal, as in Vault.
     let seal = &state.seal;
     let unauthenticated = match (path.trim_end_matches('/'), op) {
@@ -256,7 +256,7 @@ async fn dispatch(
         token: &token,
         accessor: &entry.accessor,
         policies: &entry.policies,
-        data: params.map(),
+        data: &params,
     };
     if !open.audit.log_request(&audited) {
         return ApiError::Internal.into_response();
@@ -305,40 +305,6 @@ fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &TokenEntry) -> 
         Ok(())
     } else {
         Err(ApiError::PermissionDenied)
-    }
-}
-
-fn parse_body(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        // `vault write -f path` sends a JSON `null`: no parameters.
-        Ok(Value::Null) => Ok(Map::new()),
-        Ok(_) => Err(ApiError::BadRequest(
-            "failed to parse JSON input: expected a JSON object".into(),
-        )),
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "failed to parse JSON input: {}",
-            e.classify_message()
-        ))),
-    }
-}
-
-trait Classify {
-    fn classify_message(&self) -> &'static str;
-}
-
-impl Classify for serde_json::Error {
-    // The position and offending text are left out: they may be request secrets.
-    fn classify_message(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Eof => "unexpected end of JSON input",
-            serde_json::error::Category::Syntax => "invalid character in JSON input",
-            serde_json::error::Category::Data => "invalid JSON value",
-            serde_json::error::Category::Io => "could not read the body",
-        }
     }
 }
 

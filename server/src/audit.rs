@@ -92,7 +92,7 @@ pub(crate) struct AuditRequest<'a> {
     pub(crate) token: &'a str,
     pub(crate) accessor: &'a str,
     pub(crate) policies: &'a [String],
-    pub(crate) data: &'a Map<String, Value>,
+    pub(crate) data: &'a crate::params::Params<'a>,
 }
 
 /// The enabled devices.
@@ -226,7 +226,9 @@ impl Audit {
                 "client_token": token,
                 "client_token_accessor": accessor,
                 "path": request.path,
-                "data": Value::Object(request.data.iter().map(|(k, v)| (k.clone(), device.hash_strings(v))).collect()),
+                "data": Value::Object(
+                    request.data.audit_fields().iter().map(|(k, v)| (k.clone(), device.hash_strings(v))).collect()
+                ),
             },
             "error": error,
         });

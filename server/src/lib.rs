@@ -10,6 +10,7 @@ mod auth;
 pub mod cli;
 mod http;
 mod keys_cli;
+mod params;
 mod pg_storage;
 mod policy;
 mod rewrap_cli;

@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 
 use crate::audit::Audit;
 use crate::auth::TokenStore;
-use crate::http::{ApiError, ApiResult, Params, Reply, encode_base64};
+use crate::http::{ApiError, ApiResult, Reply, encode_base64};
+use crate::params::Params;
 use crate::policy::PolicyStore;
 use crate::shamir;
 

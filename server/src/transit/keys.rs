@@ -5,7 +5,8 @@ use serde_json::{Map, Value, json};
 
 use super::request_error;
 use crate::app::Unsealed;
-use crate::http::{ApiError, ApiResult, Params, Reply, encode_base64};
+use crate::http::{ApiError, ApiResult, Reply, encode_base64};
+use crate::params::Params;
 
 /// Vault's key description (`GET transit/keys/:name`).
 pub(crate) fn describe(info: &KeyInfo) -> Value {

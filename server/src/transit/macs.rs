@@ -3,9 +3,10 @@
 use encrypted_attr::{HashAlgorithm, HmacItem, HmacTag, KeyName, KeyVersion, TransitEngine, VerifyHmacItem};
 use serde_json::{Value, json};
 
-use super::{batch_items, request_error, vault_message};
+use super::{request_error, vault_message};
 use crate::app::Unsealed;
-use crate::http::{ApiError, ApiResult, Params, Reply, decode_base64, encode_base64};
+use crate::http::{ApiError, ApiResult, Reply, decode_base64, encode_base64};
+use crate::params::Params;
 
 fn algorithm(url: Option<&str>, params: &Params<'_>, names: &[&'static str]) -> Result<HashAlgorithm, ApiError> {
     let mut chosen = url.map(str::to_owned);
@@ -24,7 +25,7 @@ fn algorithm(url: Option<&str>, params: &Params<'_>, names: &[&'static str]) -> 
 }
 
 fn input(params: &Params<'_>, missing: &str) -> Result<Vec<u8>, String> {
-    match params.string("input") {
+    match params.text("input") {
         Ok(Some(s)) => decode_base64(&s),
         Ok(None) => Err(missing.to_owned()),
         Err(_) => Err("input must be a string".to_owned()),
@@ -43,7 +44,7 @@ pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>
         ),
     };
     state.engine.read_key(name).map_err(request_error)?;
-    match batch_items(params)? {
+    match params.batch_items()? {
         None => {
             let input = input(params, "missing input for HMAC").map_err(ApiError::BadRequest)?;
             let mut item = HmacItem::new(input);
@@ -56,10 +57,9 @@ pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>
         }
         Some(items) => {
             let mut results = Vec::with_capacity(items.len());
-            for map in items {
-                let item = Params::borrowed(map);
+            for item in &items {
                 let reference = item.string("reference")?.unwrap_or_default();
-                let outcome = input(&item, "missing input for HMAC").and_then(|bytes| {
+                let outcome = input(item, "missing input for HMAC").and_then(|bytes| {
                     let mut request = HmacItem::new(bytes);
                     request.key_version = version;
                     state
@@ -97,7 +97,7 @@ pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&st
             .verify_hmac(name, algorithm, VerifyHmacItem::new(bytes, tag))
             .map_err(|e| vault_message(&e))
     };
-    match batch_items(params)? {
+    match params.batch_items()? {
         None => {
             let valid = check(params).map_err(ApiError::BadRequest)?;
             Ok(Reply::data(
@@ -107,11 +107,10 @@ pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&st
         }
         Some(items) => {
             let mut results = Vec::with_capacity(items.len());
-            for map in items {
-                let item = Params::borrowed(map);
+            for item in &items {
                 let reference = item.string("reference")?.unwrap_or_default();
                 let mut out = json!({ "reference": reference });
-                match check(&item) {
+                match check(item) {
                     // Vault omits `valid` when false for HMAC batch items.
                     Ok(true) => out["valid"] = json!(true),
                     Ok(false) => {}

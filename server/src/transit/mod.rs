@@ -6,10 +6,10 @@ pub(crate) mod keys;
 mod macs;
 
 use encrypted_attr::{Error, KeyName};
-use serde_json::{Map, Value};
 
 use crate::app::{Operation, Unsealed};
-use crate::http::{ApiError, ApiResult, Params};
+use crate::http::{ApiError, ApiResult};
+use crate::params::Params;
 
 /// Dispatches a request below `transit/`.
 pub(crate) fn route(state: &Unsealed, op: Operation, path: &[&str], params: &Params<'_>) -> ApiResult {
@@ -76,29 +76,4 @@ pub(crate) fn request_error(error: Error) -> ApiError {
     } else {
         ApiError::from(error)
     }
-}
-
-/// The items of `batch_input`, each a JSON object.
-pub(crate) fn batch_items<'a>(params: &'a Params<'_>) -> Result<Option<Vec<&'a Map<String, Value>>>, ApiError> {
-    let Some(value) = params.raw("batch_input") else {
-        return Ok(None);
-    };
-    let Value::Array(items) = value else {
-        return Err(ApiError::BadRequest(
-            "failed to parse batch input: expected an array".into(),
-        ));
-    };
-    if items.is_empty() {
-        return Err(ApiError::BadRequest("missing batch input to process".into()));
-    }
-    items
-        .iter()
-        .map(|item| match item {
-            Value::Object(map) => Ok(map),
-            _ => Err(ApiError::BadRequest(
-                "failed to parse batch input: each item must be an object".into(),
-            )),
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
 }

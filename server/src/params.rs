@@ -1,0 +1,621 @@
+//! Request parameters, read leniently as Vault's framework does, and `batch_input`
+//! items parsed without building a JSON tree.
+//!
+//! Numbers may come as strings, booleans as `"true"`/`"1"`, durations as seconds or
+//! `"1h"`; every top-level parameter no handler read ends up in the "ignored"
+//! warning. The body's top level becomes a `serde_json` map, but `batch_input` is
+//! kept as raw JSON text and parsed only by the handler that wants it, straight
+//! into [`Params`] whose fields borrow from that text: on batches of 100 items and
+//! more, building a `Value` tree (a map and two strings per item) cost more than
+//! the cryptography.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Number, Value};
+
+use crate::http::{ApiError, parse_duration};
+
+/// One parameter's value, as the accessors see it.
+enum Field<'v> {
+    Str(&'v str),
+    Number(&'v Number),
+    Bool(bool),
+    /// An array or object.
+    Compound,
+}
+
+impl<'v> From<&'v Value> for Field<'v> {
+    fn from(value: &'v Value) -> Self {
+        match value {
+            Value::String(s) => Self::Str(s),
+            Value::Number(n) => Self::Number(n),
+            Value::Bool(b) => Self::Bool(*b),
+            Value::Null | Value::Array(_) | Value::Object(_) => Self::Compound,
+        }
+    }
+}
+
+/// A `batch_input` item's field value: strings borrow from the request body
+/// unless they contain escapes.
+#[derive(Debug)]
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Number(Number),
+    Bool(bool),
+    Null,
+    /// An array or object (skipped, not built): reading it is a type error.
+    Compound,
+}
+
+/// A `batch_input` item's fields in order sent.
+type Fields<'a> = Vec<(Cow<'a, str>, Scalar<'a>)>;
+
+/// Where the parameters come from.
+enum Source<'a> {
+    /// The body's top level, or the query string of a read.
+    Map(Map<String, Value>),
+    /// One `batch_input` item; the last occurrence of a name wins, as in a map.
+    Item(Fields<'a>),
+}
+
+/// Request parameters, read leniently.
+pub(crate) struct Params<'a> {
+    source: Source<'a>,
+    /// `batch_input` of the body, unparsed.
+    batch: Option<Box<RawValue>>,
+    /// Names read so far (top level only: items report nothing as ignored).
+    used: RefCell<Vec<&'static str>>,
+}
+
+impl fmt::Debug for Params<'_> {
+    // Parameters carry plaintexts: only their names are shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = match &self.source {
+            Source::Map(map) => map.keys().map(String::as_str).collect(),
+            Source::Item(fields) => fields.iter().map(|(k, _)| k.as_ref()).collect(),
+        };
+        f.debug_struct("Params").field("names", &names).finish_non_exhaustive()
+    }
+}
+
+impl Params<'static> {
+    /// Parameters from a map (the query string, or a single item's fields).
+    pub(crate) fn new(map: Map<String, Value>) -> Self {
+        Self {
+            source: Source::Map(map),
+            batch: None,
+            used: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Parameters from a JSON request body: an object, `null` (what `vault write -f`
+    /// sends) or nothing.
+    pub(crate) fn from_body(body: &[u8]) -> Result<Self, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::new(Map::new()));
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let parsed = deserializer
+            .deserialize_any(BodyVisitor)
+            .and_then(|parsed| deserializer.end().map(|()| parsed))
+            .map_err(|e| ApiError::BadRequest(format!("failed to parse JSON input: {}", classify(&e))))?;
+        let Some((map, batch)) = parsed else {
+            return Err(ApiError::BadRequest(
+                "failed to parse JSON input: expected a JSON object".into(),
+            ));
+        };
+        Ok(Self {
+            source: Source::Map(map),
+            batch,
+            used: RefCell::new(Vec::new()),
+        })
+    }
+}
+
+/// serde_json's error category, without the position and offending text (they may
+/// be request secrets).
+fn classify(error: &serde_json::Error) -> &'static str {
+    match error.classify() {
+        serde_json::error::Category::Eof => "unexpected end of JSON input",
+        serde_json::error::Category::Syntax => "invalid character in JSON input",
+        serde_json::error::Category::Data => "invalid JSON value",
+        serde_json::error::Category::Io => "could not read the body",
+    }
+}
+
+impl<'a> Params<'a> {
+    fn get(&self, name: &'static str) -> Option<Field<'_>> {
+        match &self.source {
+            Source::Map(map) => {
+                self.used.borrow_mut().push(name);
+                map.get(name).filter(|v| !v.is_null()).map(Field::from)
+            }
+            Source::Item(fields) => match fields.iter().rev().find(|(k, _)| k.as_ref() == name).map(|(_, v)| v) {
+                None | Some(Scalar::Null) => None,
+                Some(Scalar::Str(s)) => Some(Field::Str(s)),
+                Some(Scalar::Number(n)) => Some(Field::Number(n)),
+                Some(Scalar::Bool(b)) => Some(Field::Bool(*b)),
+                Some(Scalar::Compound) => Some(Field::Compound),
+            },
+        }
+    }
+
+    /// Every parameter as sent, `batch_input` included (for the audit log).
+    pub(crate) fn audit_fields(&self) -> Cow<'_, Map<String, Value>> {
+        match (&self.source, &self.batch) {
+            (Source::Map(map), None) => Cow::Borrowed(map),
+            (Source::Map(map), Some(batch)) => {
+                let mut all = map.clone();
+                let parsed = serde_json::from_str(batch.get()).unwrap_or(Value::Null);
+                all.insert("batch_input".to_owned(), parsed);
+                Cow::Owned(all)
+            }
+            (Source::Item(_), _) => Cow::Owned(Map::new()),
+        }
+    }
+
+    /// Whether the parameter was sent at all (and is not `null`).
+    pub(crate) fn has(&self, name: &'static str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// A string, borrowed where possible (numbers and booleans are accepted in
+    /// their text form).
+    pub(crate) fn text(&self, name: &'static str) -> Result<Option<Cow<'_, str>>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Field::Str(s)) => Ok(Some(Cow::Borrowed(s))),
+            Some(Field::Number(n)) => Ok(Some(Cow::Owned(n.to_string()))),
+            Some(Field::Bool(b)) => Ok(Some(Cow::Owned(b.to_string()))),
+            Some(Field::Compound) => Err(type_error(name, "string")),
+        }
+    }
+
+    /// A string, owned (see [`Params::text`]).
+    pub(crate) fn string(&self, name: &'static str) -> Result<Option<String>, ApiError> {
+        self.text(name).map(|s| s.map(Cow::into_owned))
+    }
+
+    /// A boolean: `true`/`false`, or the strings `"true"`, `"false"`, `"1"`, `"0"`, `"t"`, `"f"`.
+    pub(crate) fn bool(&self, name: &'static str) -> Result<Option<bool>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Field::Bool(b)) => Ok(Some(b)),
+            Some(Field::Number(n)) if n.as_i64() == Some(1) => Ok(Some(true)),
+            Some(Field::Number(n)) if n.as_i64() == Some(0) => Ok(Some(false)),
+            Some(Field::Str(s)) => match s.to_ascii_lowercase().as_str() {
+                "true" | "1" | "t" => Ok(Some(true)),
+                "false" | "0" | "f" | "" => Ok(Some(false)),
+                _ => Err(type_error(name, "bool")),
+            },
+            Some(_) => Err(type_error(name, "bool")),
+        }
+    }
+
+    /// An integer (a JSON number or a numeric string).
+    pub(crate) fn int(&self, name: &'static str) -> Result<Option<i64>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Field::Number(n)) => n.as_i64().map(Some).ok_or_else(|| type_error(name, "int")),
+            Some(Field::Str("")) => Ok(None),
+            Some(Field::Str(s)) => s.trim().parse().map(Some).map_err(|_| type_error(name, "int")),
+            Some(_) => Err(type_error(name, "int")),
+        }
+    }
+
+    /// A duration: integer seconds, or a Go-style string (`"90s"`, `"30m"`, `"24h"`, `"1h30m"`).
+    pub(crate) fn duration(&self, name: &'static str) -> Result<Option<Duration>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Field::Number(n)) => n
+                .as_u64()
+                .map(|s| Some(Duration::from_secs(s)))
+                .ok_or_else(|| type_error(name, "duration")),
+            Some(Field::Str(s)) => parse_duration(s).map(Some).ok_or_else(|| type_error(name, "duration")),
+            Some(_) => Err(type_error(name, "duration")),
+        }
+    }
+
+    /// The value as sent, for parameters that are lists or objects (`policies`,
+    /// `options`). Top-level parameters only; `None` for batch items.
+    pub(crate) fn raw(&self, name: &'static str) -> Option<&Value> {
+        match &self.source {
+            Source::Map(map) => {
+                self.used.borrow_mut().push(name);
+                map.get(name).filter(|v| !v.is_null())
+            }
+            Source::Item(_) => None,
+        }
+    }
+
+    /// The items of `batch_input`, each as its own parameters borrowing from the
+    /// request body; `None` when the request is not a batch.
+    pub(crate) fn batch_items(&self) -> Result<Option<Vec<Params<'_>>>, ApiError> {
+        self.used.borrow_mut().push("batch_input");
+        let Some(raw) = &self.batch else { return Ok(None) };
+        let parsed = serde_json::from_str::<Batch<'_>>(raw.get())
+            .map_err(|_| ApiError::BadRequest("failed to parse batch input: invalid JSON".into()))?;
+        let items = match parsed {
+            Batch::Null => return Ok(None),
+            Batch::NotAnArray => {
+                return Err(ApiError::BadRequest(
+                    "failed to parse batch input: expected an array".into(),
+                ));
+            }
+            Batch::Items(items) => items,
+        };
+        if items.is_empty() {
+            return Err(ApiError::BadRequest("missing batch input to process".into()));
+        }
+        items
+            .into_iter()
+            .map(|item| match item {
+                Some(fields) => Ok(Params {
+                    source: Source::Item(fields),
+                    batch: None,
+                    used: RefCell::new(Vec::new()),
+                }),
+                None => Err(ApiError::BadRequest(
+                    "failed to parse batch input: each item must be an object".into(),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// Vault's warning for top-level parameters nobody read.
+    pub(crate) fn ignored_warning(&self) -> Option<String> {
+        let Source::Map(map) = &self.source else { return None };
+        let used = self.used.borrow();
+        let mut ignored: Vec<&str> = map.keys().map(String::as_str).filter(|k| !used.contains(k)).collect();
+        if self.batch.is_some() && !used.contains(&"batch_input") {
+            ignored.push("batch_input");
+            ignored.sort_unstable();
+        }
+        (!ignored.is_empty()).then(|| {
+            format!(
+                "Endpoint ignored these unrecognized parameters: [{}]",
+                ignored.join(" ")
+            )
+        })
+    }
+}
+
+fn type_error(name: &str, expected: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "error converting input for field \"{name}\": expected {expected}"
+    ))
+}
+
+/// The body's top level: `None` if it is `null`; otherwise every parameter as a
+/// `Value` except `batch_input`, kept as raw text.
+type Body = Option<(Map<String, Value>, Option<Box<RawValue>>)>;
+
+struct BodyVisitor;
+
+impl<'de> Visitor<'de> for BodyVisitor {
+    type Value = Option<(Map<String, Value>, Option<Box<RawValue>>)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Body, E> {
+        Ok(Some((Map::new(), None)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Body, A::Error> {
+        let mut map = Map::new();
+        let mut batch = None;
+        while let Some(key) = access.next_key::<String>()? {
+            if key == "batch_input" {
+                batch = Some(access.next_value::<Box<RawValue>>()?);
+            } else {
+                map.insert(key, access.next_value::<Value>()?);
+            }
+        }
+        Ok(Some((map, batch)))
+    }
+
+    // Any other JSON value: parsed (so syntax errors are still reported) and refused.
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Body, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Body, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Body, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Body, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Body, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Body, A::Error> {
+        while access.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+/// `batch_input` as sent.
+enum Batch<'a> {
+    Null,
+    NotAnArray,
+    /// Each item's fields, or `None` for an item that is not an object.
+    Items(Vec<Option<Fields<'a>>>),
+}
+
+impl<'de> de::Deserialize<'de> for Batch<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(BatchVisitor)
+    }
+}
+
+struct BatchVisitor;
+
+impl<'de> Visitor<'de> for BatchVisitor {
+    type Value = Batch<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of objects")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Batch<'de>, E> {
+        Ok(Batch::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Batch<'de>, A::Error> {
+        let mut items = Vec::with_capacity(access.size_hint().unwrap_or(16).min(4096));
+        while let Some(item) = access.next_element_seed(ItemSeed)? {
+            items.push(item);
+        }
+        Ok(Batch::Items(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Batch<'de>, A::Error> {
+        while access.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Batch::NotAnArray)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Batch<'de>, E> {
+        Ok(Batch::NotAnArray)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Batch<'de>, E> {
+        Ok(Batch::NotAnArray)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Batch<'de>, E> {
+        Ok(Batch::NotAnArray)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Batch<'de>, E> {
+        Ok(Batch::NotAnArray)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Batch<'de>, E> {
+        Ok(Batch::NotAnArray)
+    }
+}
+
+/// One `batch_input` element: its fields if it is an object, `None` otherwise.
+struct ItemSeed;
+
+impl<'de> DeserializeSeed<'de> for ItemSeed {
+    type Value = Option<Fields<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(ItemVisitor)
+    }
+}
+
+struct ItemVisitor;
+
+type Item<'a> = Option<Fields<'a>>;
+
+impl<'de> Visitor<'de> for ItemVisitor {
+    type Value = Item<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Item<'de>, A::Error> {
+        let mut fields = Vec::with_capacity(4);
+        while let Some(Text(key)) = access.next_key::<Text<'de>>()? {
+            let value = access.next_value::<Scalar<'de>>()?;
+            fields.push((key, value));
+        }
+        Ok(Some(fields))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Item<'de>, A::Error> {
+        while access.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Item<'de>, E> {
+        Ok(None)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Item<'de>, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Item<'de>, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Item<'de>, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Item<'de>, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Item<'de>, E> {
+        Ok(None)
+    }
+}
+
+/// A string that borrows from the input when it has no escapes (serde's own
+/// `Cow<str>` always copies).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Borrowed(s)))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Owned(s.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Owned(s)))
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Number(n.into()))
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Number(n.into()))
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Scalar<'de>, E> {
+        Ok(Number::from_f64(n).map_or(Scalar::Compound, Scalar::Number))
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Bool(b))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Scalar<'de>, A::Error> {
+        while access.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Compound)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Scalar<'de>, A::Error> {
+        while access.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Compound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(value: &Value) -> Params<'static> {
+        Params::from_body(value.to_string().as_bytes()).expect("parses")
+    }
+
+    fn message(result: Result<impl fmt::Debug, ApiError>) -> String {
+        match result {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn params_coerce_and_report_ignored() {
+        let p = body(&json!({"a": "1", "b": "true", "c": 3, "zzz": 1}));
+        assert_eq!(p.int("a").ok().flatten(), Some(1));
+        assert_eq!(p.bool("b").ok().flatten(), Some(true));
+        assert_eq!(p.int("c").ok().flatten(), Some(3));
+        assert!(p.bool("c").is_err());
+        assert_eq!(
+            p.ignored_warning().as_deref(),
+            Some("Endpoint ignored these unrecognized parameters: [zzz]")
+        );
+    }
+
+    #[test]
+    fn bodies_that_are_not_objects() {
+        assert!(Params::from_body(b"").is_ok());
+        assert!(Params::from_body(b"null").is_ok());
+        assert_eq!(
+            message(Params::from_body(b"[1]")),
+            "failed to parse JSON input: expected a JSON object"
+        );
+        assert_eq!(
+            message(Params::from_body(b"{\"a\": ")),
+            "failed to parse JSON input: unexpected end of JSON input"
+        );
+        assert_eq!(
+            message(Params::from_body(b"{} x")),
+            "failed to parse JSON input: invalid character in JSON input"
+        );
+    }
+
+    #[test]
+    fn batch_items_are_read_like_top_level_parameters() {
+        let p = body(&json!({"batch_input": [
+            {"plaintext": "aGk=", "key_version": "2", "reference": 7},
+            {"plaintext": "esc\"aped", "context": null, "x": [1, {"y": 2}], "plaintext2": 1.5},
+            {"plaintext": "first", "plaintext": "last"},
+        ]}));
+        let items = p.batch_items().expect("valid").expect("a batch");
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0].text("plaintext").ok().flatten().as_deref(), Some("aGk="));
+        assert!(matches!(items[0].text("plaintext"), Ok(Some(Cow::Borrowed(_)))));
+        assert_eq!(items[0].int("key_version").ok().flatten(), Some(2));
+        assert_eq!(items[0].string("reference").ok().flatten().as_deref(), Some("7"));
+        assert_eq!(
+            items[1].string("plaintext").ok().flatten().as_deref(),
+            Some("esc\"aped")
+        );
+        assert!(!items[1].has("context"));
+        assert!(items[1].string("x").is_err());
+        assert_eq!(items[1].string("plaintext2").ok().flatten().as_deref(), Some("1.5"));
+        assert_eq!(items[2].string("plaintext").ok().flatten().as_deref(), Some("last"));
+        assert!(items[0].ignored_warning().is_none());
+        assert!(p.ignored_warning().is_none());
+        // The audit log still sees the whole batch.
+        assert_eq!(p.audit_fields()["batch_input"][1]["x"], json!([1, {"y": 2}]));
+    }
+
+    #[test]
+    fn malformed_batches() {
+        for (batch, expected) in [
+            (json!([]), "missing batch input to process"),
+            (json!({"a": 1}), "failed to parse batch input: expected an array"),
+            (json!("x"), "failed to parse batch input: expected an array"),
+            (
+                json!([{"a": 1}, 3]),
+                "failed to parse batch input: each item must be an object",
+            ),
+        ] {
+            let p = body(&json!({ "batch_input": batch }));
+            assert_eq!(message(p.batch_items()), expected, "{batch}");
+        }
+        assert!(matches!(body(&json!({"batch_input": null})).batch_items(), Ok(None)));
+        assert!(matches!(body(&json!({})).batch_items(), Ok(None)));
+    }
+}
