@@ -58,30 +58,116 @@ impl Device {
 
     fn hash(&self, input: &str) -> String {
         let mac = HashAlgorithm::Sha2_256.hmac(self.config.salt.as_bytes(), input.as_bytes());
-        format!(
-            "hmac-sha256:{}",
-            mac.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        )
-    }
-
-    /// Replaces every string in `value` (recursively) by its hash.
-    fn hash_strings(&self, value: &Value) -> Value {
-        match value {
-            Value::String(s) => Value::String(self.hash(s)),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.hash_strings(v)).collect()),
-            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), self.hash_strings(v))).collect()),
-            other => other.clone(),
+        let mut out = String::with_capacity(HMAC_PREFIX.len() + 2 * mac.len());
+        out.push_str(HMAC_PREFIX);
+        for byte in mac.iter() {
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
         }
+        out
     }
 
-    fn write(&self, line: &Value) -> bool {
-        let Ok(mut text) = serde_json::to_vec(line) else {
+    /// Writes `line` and a newline in one `write(2)`.
+    fn write(&self, line: &impl Serialize) -> bool {
+        let mut text = Vec::with_capacity(1024);
+        if serde_json::to_writer(&mut text, line).is_err() {
             return false;
-        };
+        }
         text.push(b'\n');
         // One call: a short write (disk full) counts as a failure.
         matches!((&self.file).write(&text), Ok(n) if n == text.len())
     }
+}
+
+const HMAC_PREFIX: &str = "hmac-sha256:";
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A JSON value serialised with every string, at any depth, replaced by its hash
+/// (object keys, numbers and booleans as they are): no hashed copy is built.
+struct Hashed<'a> {
+    value: &'a Value,
+    device: &'a Device,
+}
+
+impl Serialize for Hashed<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq as _;
+        match self.value {
+            Value::String(s) => serializer.serialize_str(&self.device.hash(s)),
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for value in items {
+                    seq.serialize_element(&Hashed {
+                        value,
+                        device: self.device,
+                    })?;
+                }
+                seq.end()
+            }
+            Value::Object(map) => HashedMap {
+                map,
+                device: self.device,
+            }
+            .serialize(serializer),
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// A JSON object serialised as [`Hashed`] does.
+struct HashedMap<'a> {
+    map: &'a Map<String, Value>,
+    device: &'a Device,
+}
+
+impl Serialize for HashedMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut out = serializer.serialize_map(Some(self.map.len()))?;
+        for (key, value) in self.map {
+            out.serialize_entry(
+                key,
+                &Hashed {
+                    value,
+                    device: self.device,
+                },
+            )?;
+        }
+        out.end()
+    }
+}
+
+/// One audit line, in Vault's layout.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    auth: LineAuth<'a>,
+    request: LineRequest<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<Hashed<'a>>,
+    error: &'a str,
+}
+
+#[derive(Serialize)]
+struct LineAuth<'a> {
+    client_token: &'a str,
+    accessor: &'a str,
+    display_name: &'static str,
+    policies: &'a [String],
+    token_type: &'static str,
+}
+
+#[derive(Serialize)]
+struct LineRequest<'a> {
+    id: &'a str,
+    operation: &'static str,
+    mount_type: &'static str,
+    client_token: &'a str,
+    client_token_accessor: &'a str,
+    path: &'a str,
+    data: HashedMap<'a>,
 }
 
 /// What is known of the request when it is logged.
@@ -207,40 +293,47 @@ impl Audit {
         self.read().get(name).map(|d| d.hash(input))
     }
 
-    fn entry(device: &Device, kind: &str, request: &AuditRequest<'_>, response: Option<&Value>, error: &str) -> Value {
+    /// Writes one line to `device`.
+    fn write_line(
+        device: &Device,
+        kind: &'static str,
+        request: &AuditRequest<'_>,
+        data: &Map<String, Value>,
+        response: Option<&Value>,
+        error: &str,
+    ) -> bool {
         let (token, accessor) = (device.hash(request.token), device.hash(request.accessor));
-        let mut line = json!({
-            "time": now(),
-            "type": kind,
-            "auth": {
-                "client_token": token,
-                "accessor": accessor,
-                "display_name": "token",
-                "policies": request.policies,
-                "token_type": "service",
+        device.write(&Line {
+            time: now(),
+            kind,
+            auth: LineAuth {
+                client_token: &token,
+                accessor: &accessor,
+                display_name: "token",
+                policies: request.policies,
+                token_type: "service",
             },
-            "request": {
-                "id": request.id,
-                "operation": request.operation,
-                "mount_type": if request.path.starts_with("transit/") { "transit" } else { "" },
-                "client_token": token,
-                "client_token_accessor": accessor,
-                "path": request.path,
-                "data": Value::Object(
-                    request.data.audit_fields().iter().map(|(k, v)| (k.clone(), device.hash_strings(v))).collect()
-                ),
+            request: LineRequest {
+                id: request.id,
+                operation: request.operation,
+                mount_type: if request.path.starts_with("transit/") {
+                    "transit"
+                } else {
+                    ""
+                },
+                client_token: &token,
+                client_token_accessor: &accessor,
+                path: request.path,
+                data: HashedMap { map: data, device },
             },
-            "error": error,
-        });
-        if let Some(response) = response {
-            line["response"] = device.hash_strings(response);
-        }
-        line
+            response: response.map(|value| Hashed { value, device }),
+            error,
+        })
     }
 
     /// Logs the request. `false` means devices exist and none could write: refuse.
     pub(crate) fn log_request(&self, request: &AuditRequest<'_>) -> bool {
-        self.log(|device| Self::entry(device, "request", request, None, ""))
+        self.log(request, None, "")
     }
 
     /// Logs the response (its JSON body); `false` means withhold it.
@@ -250,17 +343,20 @@ impl Audit {
             return true;
         }
         let response = response();
-        self.log(|device| Self::entry(device, "response", request, Some(&response), error))
+        self.log(request, Some(&response), error)
     }
 
-    fn log(&self, line: impl Fn(&Device) -> Value) -> bool {
+    /// Writes a request line (no `response`) or a response line to every device.
+    fn log(&self, request: &AuditRequest<'_>, response: Option<&Value>, error: &str) -> bool {
         let devices = self.read();
         if devices.is_empty() {
             return true;
         }
+        let kind = if response.is_some() { "response" } else { "request" };
+        let data = request.data.audit_fields();
         let mut any = false;
         for (name, device) in devices.iter() {
-            if device.write(&line(device)) {
+            if Self::write_line(device, kind, request, &data, response, error) {
                 any = true;
             } else {
                 tracing::error!(device = %name, "audit device failed to write");
