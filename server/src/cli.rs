@@ -237,7 +237,8 @@ fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(), String> 
     }
     let (state, root) = match storage {
         StorageChoice::Dev => {
-            let engine = LocalEngine::ephemeral().map_err(|e| e.to_string())?;
+            let engine =
+                LocalEngine::ephemeral_with(crate::seal::server_engine_options()).map_err(|e| e.to_string())?;
             let (state, root) = AppState::new(Arc::new(engine), root_token_id)?;
             (state, Some(root))
         }

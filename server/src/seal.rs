@@ -380,10 +380,17 @@ impl Seal {
     }
 }
 
+/// Engine options of a server: concurrent requests already keep every core busy,
+/// so a batch stays on its request's thread (starting threads per batch halved
+/// throughput on batches of 1,000 under load).
+pub(crate) fn server_engine_options() -> EngineOptions {
+    EngineOptions::default().parallel_batch_threshold(None)
+}
+
 /// Engine options of a persistent server: storage may be shared with other servers,
-/// so keys are re-read at least every 2 seconds to see their rotations.
+/// so keys are also re-read at least every 2 seconds to see their rotations.
 fn engine_options() -> EngineOptions {
-    EngineOptions::default().refresh_interval(std::time::Duration::from_secs(2))
+    server_engine_options().refresh_interval(std::time::Duration::from_secs(2))
 }
 
 fn put(storage: &dyn Storage, path: &str, bytes: Vec<u8>) -> Result<(), ApiError> {

@@ -161,30 +161,38 @@ impl LocalEngine {
 impl TransitEngine for LocalEngine {
     fn encrypt_batch(&self, key: &KeyName, items: Vec<EncryptItem>) -> BatchResult<Ciphertext> {
         let loaded = self.key(key)?;
-        Ok(parallel_map(&items, |chunk| {
-            let mut loaded = loaded.clone();
-            chunk.iter().map(|item| self.seal_one(&mut loaded, item)).collect()
-        }))
+        Ok(parallel_map(
+            self.keyring.options.parallel_batch_threshold,
+            &items,
+            |chunk| {
+                let mut loaded = loaded.clone();
+                chunk.iter().map(|item| self.seal_one(&mut loaded, item)).collect()
+            },
+        ))
     }
 
     fn decrypt_batch(&self, key: &KeyName, items: Vec<DecryptItem>) -> BatchResult<Plaintext> {
         let newest = items.iter().map(|i| i.ciphertext.version()).max();
         let loaded = self.key_for_versions(key, newest)?;
         let capacity = self.keyring.options.derived_cache_capacity;
-        Ok(parallel_map(&items, |chunk| {
-            chunk
-                .iter()
-                .map(|i| {
-                    Self::open_one(
-                        &loaded,
-                        capacity,
-                        &i.ciphertext,
-                        i.context.as_deref(),
-                        i.associated_data.as_deref(),
-                    )
-                })
-                .collect()
-        }))
+        Ok(parallel_map(
+            self.keyring.options.parallel_batch_threshold,
+            &items,
+            |chunk| {
+                chunk
+                    .iter()
+                    .map(|i| {
+                        Self::open_one(
+                            &loaded,
+                            capacity,
+                            &i.ciphertext,
+                            i.context.as_deref(),
+                            i.associated_data.as_deref(),
+                        )
+                    })
+                    .collect()
+            },
+        ))
     }
 
     fn rewrap_batch(&self, key: &KeyName, items: Vec<RewrapItem>) -> BatchResult<Ciphertext> {
@@ -384,15 +392,13 @@ impl TransitEngine for LocalEngine {
 impl InProcess for LocalEngine {}
 
 /// Batches at least this long are split across the machine's cores.
-const PARALLEL_BATCH: usize = 512;
-
-/// Applies `f` to `items`, in chunks on scoped threads when the batch is large
-/// enough to repay starting them (tens of microseconds) and the machine has more
-/// than one core; results keep the items' order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
+/// Applies `f` to `items`, in chunks on scoped threads when the batch reaches
+/// `threshold` (large enough to repay starting them: tens of microseconds) and the
+/// machine has more than one core; results keep the items' order.
+fn parallel_map<T: Sync, R: Send>(threshold: Option<usize>, items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
-    if items.len() < PARALLEL_BATCH || cores < 2 {
+    if threshold.is_none_or(|min| items.len() < min) || cores < 2 {
         return f(items);
     }
     let chunk = items.len().div_ceil(cores);
@@ -432,6 +438,26 @@ mod tests {
         assert_eq!(refreshing.encrypt(&key, EncryptItem::new("x"))?.version().get(), 2);
         // Without a refresh interval the cached copy stays until something newer is met.
         assert_eq!(stale.read_key(&key)?.latest_version.get(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn batches_keep_their_order_split_across_threads_or_not() -> Result<()> {
+        let key = KeyName::new("ordered")?;
+        for threshold in [Some(4), None] {
+            let engine = LocalEngine::ephemeral_with(EngineOptions::default().parallel_batch_threshold(threshold))?;
+            engine.create_key(&key, KeyOptions::default())?;
+            let items: Vec<EncryptItem> = (0..600).map(|i| EncryptItem::new(format!("value {i}"))).collect();
+            let sealed: Vec<DecryptItem> = engine
+                .encrypt_batch(&key, items)?
+                .into_iter()
+                .map(|c| c.map(DecryptItem::new))
+                .collect::<Result<_>>()?;
+            let opened = engine.decrypt_batch(&key, sealed)?;
+            for (i, plaintext) in opened.into_iter().enumerate() {
+                assert_eq!(plaintext?.expose_secret(), format!("value {i}").as_bytes(), "{threshold:?}");
+            }
+        }
         Ok(())
     }
 

@@ -55,6 +55,12 @@ pub struct EngineOptions {
     /// [`reseed_nonce_generator_after_fork`](crate::reseed_nonce_generator_after_fork)
     /// in the child.
     pub check_fork: bool,
+    /// Batches of at least this many items are split across the machine's cores
+    /// (scoped threads, started per call). Default 512, where starting the threads
+    /// pays for itself on an idle machine; `None` keeps every batch on the calling
+    /// thread, which is better when the process already keeps every core busy
+    /// (a server under load: the companion server sets `None`).
+    pub parallel_batch_threshold: Option<usize>,
 }
 
 /// The highest nonce budget accepted.
@@ -70,6 +76,7 @@ impl Default for EngineOptions {
             derived_cache_capacity: 1024,
             refresh_interval: None,
             check_fork: false,
+            parallel_batch_threshold: Some(512),
         }
     }
 }
@@ -93,6 +100,13 @@ impl EngineOptions {
     #[must_use]
     pub fn check_fork(mut self, check: bool) -> Self {
         self.check_fork = check;
+        self
+    }
+
+    /// Sets `parallel_batch_threshold` (`None`: never split a batch across threads).
+    #[must_use]
+    pub fn parallel_batch_threshold(mut self, min_items: Option<usize>) -> Self {
+        self.parallel_batch_threshold = min_items;
         self
     }
 
