@@ -91,6 +91,9 @@ def main():
         procs.append(ceiling)
         wait("http://127.0.0.1:8297/v1/sys/health")
         wait("http://127.0.0.1:8298/v1/sys/health")
+        for p in procs:
+            if p.poll() is not None:
+                sys.exit(f"{p.args[0]} exited at start (is its port taken by an earlier run?)")
         time.sleep(0.5)
         http("POST", "http://127.0.0.1:8298/v1/sys/mounts/transit", "root", {"type": "transit"})
         for port in (8297, 8298):

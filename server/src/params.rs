@@ -4,10 +4,9 @@
 //! Numbers may come as strings, booleans as `"true"`/`"1"`, durations as seconds or
 //! `"1h"`; every top-level parameter no handler read ends up in the "ignored"
 //! warning. The body's top level becomes a `serde_json` map, but `batch_input` is
-//! kept as raw JSON text and parsed only by the handler that wants it, straight
-//! into [`Params`] whose fields borrow from that text: on batches of 100 items and
-//! more, building a `Value` tree (a map and two strings per item) cost more than
-//! the cryptography.
+//! parsed in the same pass straight into fixed slots per item whose strings borrow
+//! from the body: on batches of 100 items and more, building a `Value` tree (a map
+//! and two strings per item) cost more than the cryptography.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -15,7 +14,6 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 use crate::http::{ApiError, parse_duration};
@@ -52,22 +50,40 @@ enum Scalar<'a> {
     Compound,
 }
 
-/// A `batch_input` item's fields in order sent.
-type Fields<'a> = Vec<(Cow<'a, str>, Scalar<'a>)>;
+/// The names a `batch_input` item is read for (by encrypt, decrypt, rewrap, hmac
+/// and verify); other names are skipped while parsing, since items report nothing
+/// as ignored.
+const ITEM_FIELDS: [&str; 9] = [
+    "plaintext",
+    "ciphertext",
+    "context",
+    "associated_data",
+    "key_version",
+    "reference",
+    "input",
+    "hmac",
+    "signature",
+];
+
+/// A `batch_input` item: one slot per name of [`ITEM_FIELDS`] (the last occurrence
+/// of a name wins, as in a map).
+struct ItemFields<'a>([Scalar<'a>; ITEM_FIELDS.len()]);
 
 /// Where the parameters come from.
 enum Source<'a> {
     /// The body's top level, or the query string of a read.
     Map(Map<String, Value>),
-    /// One `batch_input` item; the last occurrence of a name wins, as in a map.
-    Item(Fields<'a>),
+    /// One `batch_input` item.
+    Item(&'a ItemFields<'a>),
 }
 
 /// Request parameters, read leniently.
 pub(crate) struct Params<'a> {
     source: Source<'a>,
-    /// `batch_input` of the body, unparsed.
-    batch: Option<Box<RawValue>>,
+    /// `batch_input` of the body, parsed.
+    batch: Option<Batch<'a>>,
+    /// The request body, from which the audit log takes `batch_input` as sent.
+    body: &'a [u8],
     /// Names read so far (top level only: items report nothing as ignored).
     used: RefCell<Vec<&'static str>>,
 }
@@ -77,7 +93,12 @@ impl fmt::Debug for Params<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = match &self.source {
             Source::Map(map) => map.keys().map(String::as_str).collect(),
-            Source::Item(fields) => fields.iter().map(|(k, _)| k.as_ref()).collect(),
+            Source::Item(fields) => ITEM_FIELDS
+                .iter()
+                .zip(&fields.0)
+                .filter(|(_, v)| !matches!(v, Scalar::Null))
+                .map(|(k, _)| *k)
+                .collect(),
         };
         f.debug_struct("Params").field("names", &names).finish_non_exhaustive()
     }
@@ -89,15 +110,18 @@ impl Params<'static> {
         Self {
             source: Source::Map(map),
             batch: None,
+            body: &[],
             used: RefCell::new(Vec::new()),
         }
     }
+}
 
+impl<'a> Params<'a> {
     /// Parameters from a JSON request body: an object, `null` (what `vault write -f`
-    /// sends) or nothing.
-    pub(crate) fn from_body(body: &[u8]) -> Result<Self, ApiError> {
+    /// sends) or nothing. `batch_input` items borrow from `body`.
+    pub(crate) fn from_body(body: &'a [u8]) -> Result<Self, ApiError> {
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self::new(Map::new()));
+            return Ok(Params::new(Map::new()));
         }
         let mut deserializer = serde_json::Deserializer::from_slice(body);
         let parsed = deserializer
@@ -112,36 +136,29 @@ impl Params<'static> {
         Ok(Self {
             source: Source::Map(map),
             batch,
+            body,
             used: RefCell::new(Vec::new()),
         })
     }
-}
 
-/// serde_json's error category, without the position and offending text (they may
-/// be request secrets).
-fn classify(error: &serde_json::Error) -> &'static str {
-    match error.classify() {
-        serde_json::error::Category::Eof => "unexpected end of JSON input",
-        serde_json::error::Category::Syntax => "invalid character in JSON input",
-        serde_json::error::Category::Data => "invalid JSON value",
-        serde_json::error::Category::Io => "could not read the body",
-    }
-}
-
-impl<'a> Params<'a> {
     fn get(&self, name: &'static str) -> Option<Field<'_>> {
         match &self.source {
             Source::Map(map) => {
                 self.used.borrow_mut().push(name);
                 map.get(name).filter(|v| !v.is_null()).map(Field::from)
             }
-            Source::Item(fields) => match fields.iter().rev().find(|(k, _)| k.as_ref() == name).map(|(_, v)| v) {
-                None | Some(Scalar::Null) => None,
-                Some(Scalar::Str(s)) => Some(Field::Str(s)),
-                Some(Scalar::Number(n)) => Some(Field::Number(n)),
-                Some(Scalar::Bool(b)) => Some(Field::Bool(*b)),
-                Some(Scalar::Compound) => Some(Field::Compound),
-            },
+            Source::Item(fields) => {
+                let slot = ITEM_FIELDS.iter().position(|n| *n == name);
+                // A name missing from ITEM_FIELDS would read as absent: a bug.
+                debug_assert!(slot.is_some(), "batch item field {name:?} is not in ITEM_FIELDS");
+                match slot.map(|i| &fields.0[i]) {
+                    None | Some(Scalar::Null) => None,
+                    Some(Scalar::Str(s)) => Some(Field::Str(s)),
+                    Some(Scalar::Number(n)) => Some(Field::Number(n)),
+                    Some(Scalar::Bool(b)) => Some(Field::Bool(*b)),
+                    Some(Scalar::Compound) => Some(Field::Compound),
+                }
+            }
         }
     }
 
@@ -149,10 +166,13 @@ impl<'a> Params<'a> {
     pub(crate) fn audit_fields(&self) -> Cow<'_, Map<String, Value>> {
         match (&self.source, &self.batch) {
             (Source::Map(map), None) => Cow::Borrowed(map),
-            (Source::Map(map), Some(batch)) => {
+            (Source::Map(map), Some(_)) => {
+                // Parsed again, in full: only with an audit device enabled.
                 let mut all = map.clone();
-                let parsed = serde_json::from_str(batch.get()).unwrap_or(Value::Null);
-                all.insert("batch_input".to_owned(), parsed);
+                let sent = serde_json::from_slice::<Value>(self.body)
+                    .ok()
+                    .and_then(|mut body| body.get_mut("batch_input").map(Value::take));
+                all.insert("batch_input".to_owned(), sent.unwrap_or(Value::Null));
                 Cow::Owned(all)
             }
             (Source::Item(_), _) => Cow::Owned(Map::new()),
@@ -237,27 +257,25 @@ impl<'a> Params<'a> {
     /// request body; `None` when the request is not a batch.
     pub(crate) fn batch_items(&self) -> Result<Option<Vec<Params<'_>>>, ApiError> {
         self.used.borrow_mut().push("batch_input");
-        let Some(raw) = &self.batch else { return Ok(None) };
-        let parsed = serde_json::from_str::<Batch<'_>>(raw.get())
-            .map_err(|_| ApiError::BadRequest("failed to parse batch input: invalid JSON".into()))?;
-        let items = match parsed {
-            Batch::Null => return Ok(None),
-            Batch::NotAnArray => {
+        let items = match &self.batch {
+            None | Some(Batch::Null) => return Ok(None),
+            Some(Batch::NotAnArray) => {
                 return Err(ApiError::BadRequest(
                     "failed to parse batch input: expected an array".into(),
                 ));
             }
-            Batch::Items(items) => items,
+            Some(Batch::Items(items)) => items,
         };
         if items.is_empty() {
             return Err(ApiError::BadRequest("missing batch input to process".into()));
         }
         items
-            .into_iter()
+            .iter()
             .map(|item| match item {
                 Some(fields) => Ok(Params {
                     source: Source::Item(fields),
                     batch: None,
+                    body: &[],
                     used: RefCell::new(Vec::new()),
                 }),
                 None => Err(ApiError::BadRequest(
@@ -286,35 +304,46 @@ impl<'a> Params<'a> {
     }
 }
 
+/// serde_json's error category, without the position and offending text (they may
+/// be request secrets).
+fn classify(error: &serde_json::Error) -> &'static str {
+    match error.classify() {
+        serde_json::error::Category::Eof => "unexpected end of JSON input",
+        serde_json::error::Category::Syntax => "invalid character in JSON input",
+        serde_json::error::Category::Data => "invalid JSON value",
+        serde_json::error::Category::Io => "could not read the body",
+    }
+}
+
 fn type_error(name: &str, expected: &str) -> ApiError {
     ApiError::BadRequest(format!(
         "error converting input for field \"{name}\": expected {expected}"
     ))
 }
 
-/// The body's top level: `None` if it is `null`; otherwise every parameter as a
-/// `Value` except `batch_input`, kept as raw text.
-type Body = Option<(Map<String, Value>, Option<Box<RawValue>>)>;
+/// The body's top level: `None` if it is not an object; otherwise every parameter
+/// as a `Value` except `batch_input`, parsed into items.
+type Body<'a> = Option<(Map<String, Value>, Option<Batch<'a>>)>;
 
 struct BodyVisitor;
 
 impl<'de> Visitor<'de> for BodyVisitor {
-    type Value = Option<(Map<String, Value>, Option<Box<RawValue>>)>;
+    type Value = Body<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Body, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Body<'de>, E> {
         Ok(Some((Map::new(), None)))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Body, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Body<'de>, A::Error> {
         let mut map = Map::new();
         let mut batch = None;
         while let Some(key) = access.next_key::<String>()? {
             if key == "batch_input" {
-                batch = Some(access.next_value::<Box<RawValue>>()?);
+                batch = Some(access.next_value::<Batch<'de>>()?);
             } else {
                 map.insert(key, access.next_value::<Value>()?);
             }
@@ -323,22 +352,22 @@ impl<'de> Visitor<'de> for BodyVisitor {
     }
 
     // Any other JSON value: parsed (so syntax errors are still reported) and refused.
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Body, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Body<'de>, E> {
         Ok(None)
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Body, E> {
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Body<'de>, E> {
         Ok(None)
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Body, E> {
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Body<'de>, E> {
         Ok(None)
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Body, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Body<'de>, E> {
         Ok(None)
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Body, E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Body<'de>, E> {
         Ok(None)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Body, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Body<'de>, A::Error> {
         while access.next_element::<IgnoredAny>()?.is_some() {}
         Ok(None)
     }
@@ -349,7 +378,7 @@ enum Batch<'a> {
     Null,
     NotAnArray,
     /// Each item's fields, or `None` for an item that is not an object.
-    Items(Vec<Option<Fields<'a>>>),
+    Items(Vec<Option<ItemFields<'a>>>),
 }
 
 impl<'de> de::Deserialize<'de> for Batch<'de> {
@@ -404,7 +433,7 @@ impl<'de> Visitor<'de> for BatchVisitor {
 struct ItemSeed;
 
 impl<'de> DeserializeSeed<'de> for ItemSeed {
-    type Value = Option<Fields<'de>>;
+    type Value = Option<ItemFields<'de>>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(ItemVisitor)
@@ -413,7 +442,7 @@ impl<'de> DeserializeSeed<'de> for ItemSeed {
 
 struct ItemVisitor;
 
-type Item<'a> = Option<Fields<'a>>;
+type Item<'a> = Option<ItemFields<'a>>;
 
 impl<'de> Visitor<'de> for ItemVisitor {
     type Value = Item<'de>;
@@ -423,10 +452,14 @@ impl<'de> Visitor<'de> for ItemVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Item<'de>, A::Error> {
-        let mut fields = Vec::with_capacity(4);
+        let mut fields = ItemFields(std::array::from_fn(|_| Scalar::Null));
         while let Some(Text(key)) = access.next_key::<Text<'de>>()? {
-            let value = access.next_value::<Scalar<'de>>()?;
-            fields.push((key, value));
+            match ITEM_FIELDS.iter().position(|name| *name == key) {
+                Some(slot) => fields.0[slot] = access.next_value::<Scalar<'de>>()?,
+                None => {
+                    access.next_value::<IgnoredAny>()?;
+                }
+            }
         }
         Ok(Some(fields))
     }
@@ -533,7 +566,8 @@ mod tests {
     use serde_json::json;
 
     fn body(value: &Value) -> Params<'static> {
-        Params::from_body(value.to_string().as_bytes()).expect("parses")
+        let text: &'static [u8] = Box::leak(value.to_string().into_bytes().into_boxed_slice());
+        Params::from_body(text).expect("parses")
     }
 
     fn message(result: Result<impl fmt::Debug, ApiError>) -> String {
@@ -578,7 +612,7 @@ mod tests {
     fn batch_items_are_read_like_top_level_parameters() {
         let p = body(&json!({"batch_input": [
             {"plaintext": "aGk=", "key_version": "2", "reference": 7},
-            {"plaintext": "esc\"aped", "context": null, "x": [1, {"y": 2}], "plaintext2": 1.5},
+            {"plaintext": "esc\"aped", "context": null, "input": [1, {"y": 2}], "key_version": 1.5},
             {"plaintext": "first", "plaintext": "last"},
         ]}));
         let items = p.batch_items().expect("valid").expect("a batch");
@@ -592,13 +626,13 @@ mod tests {
             Some("esc\"aped")
         );
         assert!(!items[1].has("context"));
-        assert!(items[1].string("x").is_err());
-        assert_eq!(items[1].string("plaintext2").ok().flatten().as_deref(), Some("1.5"));
+        assert!(items[1].string("input").is_err());
+        assert_eq!(items[1].string("key_version").ok().flatten().as_deref(), Some("1.5"));
         assert_eq!(items[2].string("plaintext").ok().flatten().as_deref(), Some("last"));
         assert!(items[0].ignored_warning().is_none());
         assert!(p.ignored_warning().is_none());
         // The audit log still sees the whole batch.
-        assert_eq!(p.audit_fields()["batch_input"][1]["x"], json!([1, {"y": 2}]));
+        assert_eq!(p.audit_fields()["batch_input"][1]["input"], json!([1, {"y": 2}]));
     }
 
     #[test]

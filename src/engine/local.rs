@@ -455,7 +455,11 @@ mod tests {
                 .collect::<Result<_>>()?;
             let opened = engine.decrypt_batch(&key, sealed)?;
             for (i, plaintext) in opened.into_iter().enumerate() {
-                assert_eq!(plaintext?.expose_secret(), format!("value {i}").as_bytes(), "{threshold:?}");
+                assert_eq!(
+                    plaintext?.expose_secret(),
+                    format!("value {i}").as_bytes(),
+                    "{threshold:?}"
+                );
             }
         }
         Ok(())
