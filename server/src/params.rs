@@ -65,16 +65,21 @@ const ITEM_FIELDS: [&str; 9] = [
     "signature",
 ];
 
-/// A `batch_input` item: one slot per name of [`ITEM_FIELDS`] (the last occurrence
-/// of a name wins, as in a map).
-struct ItemFields<'a>([Scalar<'a>; ITEM_FIELDS.len()]);
+/// A `batch_input` item: for each name of [`ITEM_FIELDS`], the index of its value
+/// in the batch's shared value list, or [`ABSENT`] (the last occurrence of a name
+/// wins, as in a map). Indexes rather than values keep an item at 36 bytes: items
+/// are moved several times while parsing, and whole values made that a hot copy.
+type ItemFields = [u32; ITEM_FIELDS.len()];
+
+/// No value for this name.
+const ABSENT: u32 = u32::MAX;
 
 /// Where the parameters come from.
 enum Source<'a> {
     /// The body's top level, or the query string of a read.
     Map(Map<String, Value>),
-    /// One `batch_input` item.
-    Item(&'a ItemFields<'a>),
+    /// One `batch_input` item: its slots, and the batch's values they index.
+    Item(&'a ItemFields, &'a [Scalar<'a>]),
 }
 
 /// Request parameters, read leniently.
@@ -93,10 +98,10 @@ impl fmt::Debug for Params<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = match &self.source {
             Source::Map(map) => map.keys().map(String::as_str).collect(),
-            Source::Item(fields) => ITEM_FIELDS
+            Source::Item(fields, _) => ITEM_FIELDS
                 .iter()
-                .zip(&fields.0)
-                .filter(|(_, v)| !matches!(v, Scalar::Null))
+                .zip(fields.iter())
+                .filter(|(_, v)| **v != ABSENT)
                 .map(|(k, _)| *k)
                 .collect(),
         };
@@ -147,11 +152,14 @@ impl<'a> Params<'a> {
                 self.used.borrow_mut().push(name);
                 map.get(name).filter(|v| !v.is_null()).map(Field::from)
             }
-            Source::Item(fields) => {
+            Source::Item(fields, values) => {
                 let slot = ITEM_FIELDS.iter().position(|n| *n == name);
                 // A name missing from ITEM_FIELDS would read as absent: a bug.
                 debug_assert!(slot.is_some(), "batch item field {name:?} is not in ITEM_FIELDS");
-                match slot.map(|i| &fields.0[i]) {
+                let value = slot
+                    .and_then(|i| usize::try_from(fields[i]).ok())
+                    .and_then(|v| values.get(v));
+                match value {
                     None | Some(Scalar::Null) => None,
                     Some(Scalar::Str(s)) => Some(Field::Str(s)),
                     Some(Scalar::Number(n)) => Some(Field::Number(n)),
@@ -175,7 +183,7 @@ impl<'a> Params<'a> {
                 all.insert("batch_input".to_owned(), sent.unwrap_or(Value::Null));
                 Cow::Owned(all)
             }
-            (Source::Item(_), _) => Cow::Owned(Map::new()),
+            (Source::Item(..), _) => Cow::Owned(Map::new()),
         }
     }
 
@@ -249,7 +257,7 @@ impl<'a> Params<'a> {
                 self.used.borrow_mut().push(name);
                 map.get(name).filter(|v| !v.is_null())
             }
-            Source::Item(_) => None,
+            Source::Item(..) => None,
         }
     }
 
@@ -257,14 +265,14 @@ impl<'a> Params<'a> {
     /// request body; `None` when the request is not a batch.
     pub(crate) fn batch_items(&self) -> Result<Option<Vec<Params<'_>>>, ApiError> {
         self.used.borrow_mut().push("batch_input");
-        let items = match &self.batch {
+        let (items, values) = match &self.batch {
             None | Some(Batch::Null) => return Ok(None),
             Some(Batch::NotAnArray) => {
                 return Err(ApiError::BadRequest(
                     "failed to parse batch input: expected an array".into(),
                 ));
             }
-            Some(Batch::Items(items)) => items,
+            Some(Batch::Items { items, values }) => (items, values),
         };
         if items.is_empty() {
             return Err(ApiError::BadRequest("missing batch input to process".into()));
@@ -273,7 +281,7 @@ impl<'a> Params<'a> {
             .iter()
             .map(|item| match item {
                 Some(fields) => Ok(Params {
-                    source: Source::Item(fields),
+                    source: Source::Item(fields, values),
                     batch: None,
                     body: &[],
                     used: RefCell::new(Vec::new()),
@@ -377,8 +385,12 @@ impl<'de> Visitor<'de> for BodyVisitor {
 enum Batch<'a> {
     Null,
     NotAnArray,
-    /// Each item's fields, or `None` for an item that is not an object.
-    Items(Vec<Option<ItemFields<'a>>>),
+    Items {
+        /// Each item's slots, or `None` for an item that is not an object.
+        items: Vec<Option<ItemFields>>,
+        /// The values the slots index.
+        values: Vec<Scalar<'a>>,
+    },
 }
 
 impl<'de> de::Deserialize<'de> for Batch<'de> {
@@ -401,11 +413,12 @@ impl<'de> Visitor<'de> for BatchVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Batch<'de>, A::Error> {
-        let mut items = Vec::with_capacity(access.size_hint().unwrap_or(16).min(4096));
-        while let Some(item) = access.next_element_seed(ItemSeed)? {
+        let mut items = Vec::new();
+        let mut values = Vec::new();
+        while let Some(item) = access.next_element_seed(ItemSeed { values: &mut values })? {
             items.push(item);
         }
-        Ok(Batch::Items(items))
+        Ok(Batch::Items { items, values })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Batch<'de>, A::Error> {
@@ -429,33 +442,43 @@ impl<'de> Visitor<'de> for BatchVisitor {
     }
 }
 
-/// One `batch_input` element: its fields if it is an object, `None` otherwise.
-struct ItemSeed;
+/// One `batch_input` element: its slots if it is an object, `None` otherwise; its
+/// values go to the batch's list.
+struct ItemSeed<'v, 'de> {
+    values: &'v mut Vec<Scalar<'de>>,
+}
 
-impl<'de> DeserializeSeed<'de> for ItemSeed {
-    type Value = Option<ItemFields<'de>>;
+impl<'de> DeserializeSeed<'de> for ItemSeed<'_, 'de> {
+    type Value = Option<ItemFields>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(ItemVisitor)
+        deserializer.deserialize_any(ItemVisitor { values: self.values })
     }
 }
 
-struct ItemVisitor;
+struct ItemVisitor<'v, 'de> {
+    values: &'v mut Vec<Scalar<'de>>,
+}
 
-type Item<'a> = Option<ItemFields<'a>>;
+type Item = Option<ItemFields>;
 
-impl<'de> Visitor<'de> for ItemVisitor {
-    type Value = Item<'de>;
+impl<'de> Visitor<'de> for ItemVisitor<'_, 'de> {
+    type Value = Item;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Item<'de>, A::Error> {
-        let mut fields = ItemFields(std::array::from_fn(|_| Scalar::Null));
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Item, A::Error> {
+        let mut fields = [ABSENT; ITEM_FIELDS.len()];
         while let Some(Text(key)) = access.next_key::<Text<'de>>()? {
             match ITEM_FIELDS.iter().position(|name| *name == key) {
-                Some(slot) => fields.0[slot] = access.next_value::<Scalar<'de>>()?,
+                Some(slot) => {
+                    let value = access.next_value::<Scalar<'de>>()?;
+                    fields[slot] = u32::try_from(self.values.len())
+                        .map_err(|_| de::Error::custom("too many batch input values"))?;
+                    self.values.push(value);
+                }
                 None => {
                     access.next_value::<IgnoredAny>()?;
                 }
@@ -464,26 +487,26 @@ impl<'de> Visitor<'de> for ItemVisitor {
         Ok(Some(fields))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Item<'de>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Item, A::Error> {
         while access.next_element::<IgnoredAny>()?.is_some() {}
         Ok(None)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Item<'de>, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Item, E> {
         Ok(None)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Item<'de>, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Item, E> {
         Ok(None)
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Item<'de>, E> {
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Item, E> {
         Ok(None)
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Item<'de>, E> {
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Item, E> {
         Ok(None)
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Item<'de>, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Item, E> {
         Ok(None)
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Item<'de>, E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Item, E> {
         Ok(None)
     }
 }
