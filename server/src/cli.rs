@@ -14,6 +14,18 @@ use crate::app::{AppState, run};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log line format on stderr: `text` for people, `json` (one object per line)
+    /// for log collectors. The level filter is `ENCRYPTED_ATTR_LOG` (default
+    /// `info`); `encrypted_attr::request=debug` adds one line per request.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "ENCRYPTED_ATTR_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,13 +205,16 @@ impl std::fmt::Debug for SecretArg {
 #[must_use]
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ENCRYPTED_ATTR_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let outcome = match &cli.command {
         Command::Server(args) => args
             .settings()

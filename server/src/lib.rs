@@ -18,5 +18,7 @@ mod seal;
 mod shamir;
 mod transit;
 
-pub use app::{AppState, MAX_REQUEST_BYTES, REQUEST_TIMEOUT, RootToken, VERSION, app, run, run_tls};
+pub use app::{
+    AppState, MAX_REQUEST_BYTES, REQUEST_LOG_TARGET, REQUEST_TIMEOUT, RootToken, VERSION, app, run, run_tls,
+};
 pub use pg_storage::PostgresStorage;

@@ -740,3 +740,67 @@ async fn audit_log_hashes_secrets_and_fails_closed() {
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Captures log output in memory.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn request_log_lines_carry_no_secrets() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_env_filter(format!("{}=debug", encrypted_attr_server::REQUEST_LOG_TARGET))
+        .with_writer(move || writer.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let s = Server::new();
+    let plaintext = "c2VjcmV0LXNzbi0xMjMtNDUtNjc4OQ=="; // "secret-ssn-123-45-6789"
+    let (status, body) = s
+        .post("/v1/transit/encrypt/logged", json!({ "plaintext": plaintext }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let ciphertext = body["data"]["ciphertext"].as_str().unwrap().to_owned();
+    let (status, _) = s
+        .call(
+            "GET",
+            "/v1/transit/keys/logged?list=secret-query",
+            Some("hvs.wrong-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    drop(guard);
+
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["path"], "/v1/transit/encrypt/logged");
+    assert_eq!(lines[0]["method"], "POST");
+    assert_eq!(lines[0]["status"], 200);
+    assert!(lines[0]["request_id"].as_str().is_some_and(|id| id.len() == 36));
+    assert!(lines[0]["micros"].as_u64().is_some());
+    assert_eq!(lines[1]["status"], 403);
+    for secret in [
+        plaintext,
+        "secret-ssn",
+        ROOT,
+        "hvs.wrong-token",
+        "secret-query",
+        ciphertext.as_str(),
+    ] {
+        assert!(!text.contains(secret), "{secret} in the request log: {text}");
+    }
+}
