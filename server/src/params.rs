@@ -329,6 +329,29 @@ fn type_error(name: &str, expected: &str) -> ApiError {
     ))
 }
 
+/// Visitor methods for every JSON scalar but `null`, each answering `$answer`: the
+/// visitors below tell a wrong type apart from a syntax error by returning a marker
+/// rather than failing.
+macro_rules! scalars_answer {
+    ($answer:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($answer)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($answer)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($answer)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($answer)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($answer)
+        }
+    };
+}
+
 /// The body's top level: `None` if it is not an object; otherwise every parameter
 /// as a `Value` except `batch_input`, parsed into items.
 type Body<'a> = Option<(Map<String, Value>, Option<Batch<'a>>)>;
@@ -360,21 +383,7 @@ impl<'de> Visitor<'de> for BodyVisitor {
     }
 
     // Any other JSON value: parsed (so syntax errors are still reported) and refused.
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Body<'de>, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Body<'de>, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Body<'de>, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Body<'de>, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Body<'de>, E> {
-        Ok(None)
-    }
+    scalars_answer!(None);
     fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Body<'de>, A::Error> {
         while access.next_element::<IgnoredAny>()?.is_some() {}
         Ok(None)
@@ -425,21 +434,7 @@ impl<'de> Visitor<'de> for BatchVisitor {
         while access.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Batch::NotAnArray)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Batch<'de>, E> {
-        Ok(Batch::NotAnArray)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Batch<'de>, E> {
-        Ok(Batch::NotAnArray)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Batch<'de>, E> {
-        Ok(Batch::NotAnArray)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Batch<'de>, E> {
-        Ok(Batch::NotAnArray)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Batch<'de>, E> {
-        Ok(Batch::NotAnArray)
-    }
+    scalars_answer!(Batch::NotAnArray);
 }
 
 /// One `batch_input` element: its slots if it is an object, `None` otherwise; its
@@ -494,21 +489,7 @@ impl<'de> Visitor<'de> for ItemVisitor<'_, 'de> {
     fn visit_unit<E: de::Error>(self) -> Result<Item, E> {
         Ok(None)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Item, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Item, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Item, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Item, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Item, E> {
-        Ok(None)
-    }
+    scalars_answer!(None);
 }
 
 /// A string that borrows from the input when it has no escapes (serde's own
