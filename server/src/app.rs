@@ -267,6 +267,7 @@ async fn handle(
         Ok(open) => open,
         Err(error) => return error.into_response(),
     };
+    open.refresh_shared_state();
     let Some(token) = token_from(headers).map(str::to_owned) else {
         return ApiError::PermissionDenied.into_response();
     };

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
-use std::sync::RwLock;
+use std::sync::{OnceLock, RwLock};
 
 use encrypted_attr::HashAlgorithm;
 use encrypted_attr::storage::{Barrier, Update};
@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 const AUDIT_PREFIX: &str = "sys/audit/";
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct DeviceConfig {
     #[serde(rename = "type")]
     kind: String,
@@ -34,12 +34,33 @@ struct Device {
     config: DeviceConfig,
     /// Opened with `O_APPEND`: each line goes out in one `write(2)`, which the kernel
     /// appends atomically, so concurrent requests need no lock (a lock here was the
-    /// main cost under load).
-    file: File,
+    /// main cost under load). Empty: a stored device whose file could not be
+    /// opened; it stays enabled and each write tries to open it again, failing
+    /// (so requests fail closed) until the file can be opened.
+    file: OnceLock<File>,
 }
 
 impl Device {
+    /// A stored device: opened if possible, otherwise kept as a failing device.
+    fn load(name: &str, config: DeviceConfig) -> Self {
+        Self::open(config.clone()).unwrap_or_else(|e| {
+            tracing::error!(device = %name, error = %e, "audit device cannot be opened; requests will fail");
+            Self {
+                config,
+                file: OnceLock::new(),
+            }
+        })
+    }
+
     fn open(config: DeviceConfig) -> Result<Self, String> {
+        let file = Self::open_file(&config)?;
+        Ok(Self {
+            config,
+            file: OnceLock::from(file),
+        })
+    }
+
+    fn open_file(config: &DeviceConfig) -> Result<File, String> {
         let mut options = OpenOptions::new();
         options.create(true).append(true);
         #[cfg(unix)]
@@ -47,13 +68,12 @@ impl Device {
             use std::os::unix::fs::OpenOptionsExt as _;
             options.mode(0o600);
         }
-        let file = options.open(&config.file_path).map_err(|e| {
+        options.open(&config.file_path).map_err(|e| {
             format!(
                 "sanity check failed; unable to open {:?} for writing: {e}",
                 config.file_path
             )
-        })?;
-        Ok(Self { config, file })
+        })
     }
 
     fn hash(&self, input: &str) -> String {
@@ -75,7 +95,14 @@ impl Device {
         }
         text.push(b'\n');
         // One call: a short write (disk full) counts as a failure.
-        matches!((&self.file).write(&text), Ok(n) if n == text.len())
+        let mut file = match self.file.get() {
+            Some(file) => file,
+            None => match Self::open_file(&self.config) {
+                Ok(file) => self.file.get_or_init(|| file),
+                Err(_) => return false,
+            },
+        };
+        matches!(file.write(&text), Ok(n) if n == text.len())
     }
 }
 
@@ -200,24 +227,67 @@ impl Audit {
     pub(crate) fn new(persist: Option<Barrier>) -> Result<Self, encrypted_attr::Error> {
         let mut devices = BTreeMap::new();
         if let Some(barrier) = &persist {
-            for path in barrier.list(AUDIT_PREFIX)? {
-                let Some(raw) = barrier.get(&path)? else { continue };
-                let Ok(config) = serde_json::from_slice::<DeviceConfig>(&raw) else {
-                    continue;
-                };
-                let name = path.trim_start_matches(AUDIT_PREFIX).to_owned();
-                match Device::open(config.clone()) {
-                    Ok(device) => {
-                        devices.insert(name, device);
-                    }
-                    Err(e) => tracing::error!(device = %name, error = %e, "audit device cannot be opened"),
-                }
+            for (name, config) in Self::stored(barrier)? {
+                let device = Device::load(&name, config);
+                devices.insert(name, device);
             }
         }
         Ok(Self {
             devices: RwLock::new(devices),
             persist,
         })
+    }
+
+    /// The device configurations in `barrier`. A damaged entry counts as a device
+    /// that cannot write (its path is kept), so it fails closed.
+    fn stored(barrier: &Barrier) -> Result<Vec<(String, DeviceConfig)>, encrypted_attr::Error> {
+        let mut out = Vec::new();
+        for path in barrier.list(AUDIT_PREFIX)? {
+            let Some(raw) = barrier.get(&path)? else { continue };
+            let name = path.trim_start_matches(AUDIT_PREFIX).to_owned();
+            let config = serde_json::from_slice::<DeviceConfig>(&raw).unwrap_or_else(|_| DeviceConfig {
+                kind: "file".into(),
+                description: "damaged configuration".into(),
+                file_path: String::new(),
+                salt: String::new(),
+            });
+            out.push((name, config));
+        }
+        Ok(out)
+    }
+
+    /// Re-reads the devices from storage, to see devices enabled or disabled by
+    /// another server sharing it: unchanged devices keep their open file. If storage
+    /// cannot be read, the current devices stay.
+    pub(crate) fn reload(&self) {
+        let Some(barrier) = &self.persist else { return };
+        let stored = match Self::stored(barrier) {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(error = %e, "audit devices could not be re-read; keeping the current ones");
+                return;
+            }
+        };
+        let unchanged = {
+            let current = self.read();
+            stored.len() == current.len()
+                && stored
+                    .iter()
+                    .all(|(name, config)| current.get(name).is_some_and(|d| d.config == *config))
+        };
+        if unchanged {
+            return;
+        }
+        let mut devices = self.devices.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next = BTreeMap::new();
+        for (name, config) in stored {
+            let device = match devices.remove(&name) {
+                Some(device) if device.config == config => device,
+                _ => Device::load(&name, config),
+            };
+            next.insert(name, device);
+        }
+        *devices = next;
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Device>> {

@@ -6,7 +6,8 @@
 //! random salt, so a memory dump of the store does not yield usable tokens.
 //! With a barrier (persistent server), the salt and every token's entry are stored
 //! sealed under `sys/token-salt` and `sys/tokens/<hash>`, so tokens survive a
-//! restart. What a token may do is decided by its policies (`policy.rs`).
+//! restart; entries are read on first use and re-read after [`TOKEN_RECHECK`], so
+//! servers sharing storage see each other's tokens, renewals and revocations. What a token may do is decided by its policies (`policy.rs`).
 //!
 //! Renewal follows Vault: a token with a TTL is renewable unless created with
 //! `renewable=false`; a renewal sets the expiry to now plus the increment (or the
@@ -15,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -81,10 +82,23 @@ pub(crate) struct Renewed {
     pub(crate) warning: Option<String>,
 }
 
-/// The token store.
+/// How long a token entry read from storage is trusted before it is read again, so
+/// that a revocation or renewal made by another server sharing the storage is seen
+/// within this time.
+pub(crate) const TOKEN_RECHECK: Duration = Duration::from_secs(2);
+
+/// A token entry and when it was read from storage.
+struct Cached {
+    entry: TokenEntry,
+    fetched: Instant,
+}
+
+/// The token store. With a barrier, storage is the truth and the map a cache of
+/// entries younger than [`TOKEN_RECHECK`]; a token not in the map is looked up in
+/// storage (another server may have made it).
 pub(crate) struct TokenStore {
     salt: SecretBytes,
-    tokens: RwLock<HashMap<[u8; 32], TokenEntry>>,
+    tokens: RwLock<HashMap<[u8; 32], Cached>>,
     persist: Option<Barrier>,
 }
 
@@ -145,32 +159,9 @@ impl TokenStore {
                 salt
             }
         };
-        let mut tokens = HashMap::new();
-        for path in barrier.list(TOKENS_PREFIX)? {
-            let Some(raw) = barrier.get(&path)? else { continue };
-            let Ok(stored) = serde_json::from_slice::<StoredToken>(&raw) else {
-                continue;
-            };
-            let Some(hash) = parse_hex(path.trim_start_matches(TOKENS_PREFIX)) else {
-                continue;
-            };
-            tokens.insert(
-                hash,
-                TokenEntry {
-                    accessor: stored.accessor,
-                    policies: stored.policies,
-                    issued: UNIX_EPOCH + Duration::from_secs(stored.issued),
-                    expires: stored.expires.map(|e| UNIX_EPOCH + Duration::from_secs(e)),
-                    ttl: stored.ttl.map(Duration::from_secs),
-                    renewable: stored.renewable,
-                    last_renewal: stored.last_renewal.map(|t| UNIX_EPOCH + Duration::from_secs(t)),
-                    hash,
-                },
-            );
-        }
         Ok(Self {
             salt,
-            tokens: RwLock::new(tokens),
+            tokens: RwLock::new(HashMap::new()),
             persist: Some(barrier),
         })
     }
@@ -191,6 +182,80 @@ impl TokenStore {
         };
         let path = format!("{TOKENS_PREFIX}{}", hex(&entry.hash));
         barrier.update(&path, &mut |_| Ok(Update::Put(json.clone()))).is_ok()
+    }
+
+    /// Reads a token's entry from storage into the cache; `None` (and out of the
+    /// cache) if storage has no such token or cannot be read (fail closed).
+    fn fetch(&self, hash: &[u8; 32]) -> Option<TokenEntry> {
+        let barrier = self.persist.as_ref()?;
+        let path = format!("{TOKENS_PREFIX}{}", hex(hash));
+        let stored = match barrier.get(&path) {
+            Ok(Some(raw)) => serde_json::from_slice::<StoredToken>(&raw).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "token storage could not be read");
+                None
+            }
+        };
+        let mut tokens = self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(stored) = stored else {
+            tokens.remove(hash);
+            return None;
+        };
+        let entry = TokenEntry {
+            accessor: stored.accessor,
+            policies: stored.policies,
+            issued: UNIX_EPOCH + Duration::from_secs(stored.issued),
+            expires: stored.expires.map(|e| UNIX_EPOCH + Duration::from_secs(e)),
+            ttl: stored.ttl.map(Duration::from_secs),
+            renewable: stored.renewable,
+            last_renewal: stored.last_renewal.map(|t| UNIX_EPOCH + Duration::from_secs(t)),
+            hash: *hash,
+        };
+        tokens.insert(
+            *hash,
+            Cached {
+                entry: entry.clone(),
+                fetched: Instant::now(),
+            },
+        );
+        Some(entry)
+    }
+
+    /// The entry of a known, unexpired token with this hash: from the cache while
+    /// fresh, otherwise from storage.
+    fn valid(&self, hash: &[u8; 32]) -> Option<TokenEntry> {
+        let cached = {
+            let tokens = self.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            tokens
+                .get(hash)
+                .filter(|c| self.persist.is_none() || c.fetched.elapsed() < TOKEN_RECHECK)
+                .map(|c| c.entry.clone())
+        };
+        let entry = match cached {
+            Some(entry) => entry,
+            None => self.fetch(hash)?,
+        };
+        if !bool::from(entry.hash.ct_eq(hash)) {
+            return None;
+        }
+        match entry.expires {
+            Some(expires) if SystemTime::now() >= expires => None,
+            _ => Some(entry),
+        }
+    }
+
+    fn cache(&self, entry: &TokenEntry) {
+        self.tokens
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                entry.hash,
+                Cached {
+                    entry: entry.clone(),
+                    fetched: Instant::now(),
+                },
+            );
     }
 
     fn forget(&self, hash: &[u8; 32]) {
@@ -251,37 +316,20 @@ impl TokenStore {
         if !self.store(&entry) {
             return None;
         }
-        self.tokens
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(hash, entry.clone());
+        self.cache(&entry);
         Some(NewToken { token, entry })
     }
 
     /// The entry of a valid (known, unexpired) token.
     pub(crate) fn check(&self, token: &str) -> Option<TokenEntry> {
-        let hash = self.hash(token.as_bytes());
-        let tokens = self.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = tokens.get(&hash)?;
-        if !bool::from(entry.hash.ct_eq(&hash)) {
-            return None;
-        }
-        match entry.expires {
-            Some(expires) if SystemTime::now() >= expires => None,
-            _ => Some(entry.clone()),
-        }
+        self.valid(&self.hash(token.as_bytes()))
     }
 
     /// Extends a valid token's life to now plus `increment` (or its last TTL),
     /// capped at [`MAX_TOKEN_TTL`] after issue.
     pub(crate) fn renew(&self, token: &str, increment: Option<Duration>) -> Result<Renewed, RenewError> {
-        let hash = self.hash(token.as_bytes());
-        let mut tokens = self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = self.valid(&self.hash(token.as_bytes())).ok_or(RenewError::NotFound)?;
         let now = SystemTime::now();
-        let entry = tokens
-            .get_mut(&hash)
-            .filter(|e| bool::from(e.hash.ct_eq(&hash)) && e.expires.is_none_or(|x| now < x))
-            .ok_or(RenewError::NotFound)?;
         let (Some(last_ttl), true) = (entry.ttl, entry.renewable) else {
             return Err(RenewError::NotRenewable);
         };
@@ -304,7 +352,7 @@ impl TokenStore {
         if !self.store(&renewed) {
             return Err(RenewError::Storage);
         }
-        *entry = renewed.clone();
+        self.cache(&renewed);
         Ok(Renewed {
             entry: renewed,
             warning,
@@ -321,17 +369,6 @@ impl TokenStore {
             .remove(&hash)
             .is_some()
     }
-}
-
-fn parse_hex(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -249,25 +249,51 @@ pub(crate) struct PolicyStore {
 
 impl PolicyStore {
     pub(crate) fn new(persist: Option<Barrier>) -> Result<Self, encrypted_attr::Error> {
-        let mut policies = BTreeMap::new();
-        if let Some(barrier) = &persist {
-            for path in barrier.list(POLICY_PREFIX)? {
-                let Some(raw) = barrier.get(&path)? else { continue };
-                let text = String::from_utf8_lossy(&raw).into_owned();
-                if let Ok(policy) = parse(&text) {
-                    policies.insert(path.trim_start_matches(POLICY_PREFIX).to_owned(), policy);
-                }
-            }
-        }
-        if !policies.contains_key("default")
-            && let Ok(policy) = parse(DEFAULT_POLICY)
-        {
-            policies.insert("default".into(), policy);
-        }
+        let policies = match &persist {
+            Some(barrier) => Self::stored(barrier)?,
+            None => Self::stored_none(),
+        };
         Ok(Self {
             policies: RwLock::new(policies),
             persist,
         })
+    }
+
+    fn stored_none() -> BTreeMap<String, Policy> {
+        let mut policies = BTreeMap::new();
+        if let Ok(policy) = parse(DEFAULT_POLICY) {
+            policies.insert("default".into(), policy);
+        }
+        policies
+    }
+
+    /// The policies in `barrier`, with the built-in `default` unless it was replaced.
+    /// A stored policy that no longer parses is left out (it grants nothing).
+    fn stored(barrier: &Barrier) -> Result<BTreeMap<String, Policy>, encrypted_attr::Error> {
+        let mut policies = BTreeMap::new();
+        for path in barrier.list(POLICY_PREFIX)? {
+            let Some(raw) = barrier.get(&path)? else { continue };
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            if let Ok(policy) = parse(&text) {
+                policies.insert(path.trim_start_matches(POLICY_PREFIX).to_owned(), policy);
+            }
+        }
+        if !policies.contains_key("default") {
+            policies.extend(Self::stored_none());
+        }
+        Ok(policies)
+    }
+
+    /// Re-reads every policy from storage, to see changes made by another server
+    /// sharing it. If storage cannot be read, the current policies stay.
+    pub(crate) fn reload(&self) {
+        let Some(barrier) = &self.persist else { return };
+        match Self::stored(barrier) {
+            Ok(policies) => {
+                *self.policies.write().unwrap_or_else(std::sync::PoisonError::into_inner) = policies;
+            }
+            Err(e) => tracing::error!(error = %e, "policies could not be re-read; keeping the current ones"),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Policy>> {

@@ -8,7 +8,9 @@
 //! records the share count and threshold; both `core/` entries are readable while
 //! sealed, and neither lets anyone decrypt without enough shares.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use encrypted_attr::storage::{Barrier, Storage, Update};
@@ -33,6 +35,48 @@ pub(crate) struct Unsealed {
     pub(crate) tokens: TokenStore,
     pub(crate) policies: PolicyStore,
     pub(crate) audit: Audit,
+    /// When policies and audit devices are next re-read from storage (milliseconds
+    /// since this value was made; persistent servers only).
+    next_refresh: AtomicU64,
+    born: Instant,
+}
+
+/// How often a persistent server re-reads what other servers sharing its storage
+/// may change: keys (through the engine's `refresh_interval`), policies and audit
+/// devices; token entries are re-read on use after [`crate::auth::TOKEN_RECHECK`].
+pub(crate) const SHARED_STATE_REFRESH: Duration = Duration::from_secs(2);
+
+impl Unsealed {
+    fn new(engine: Arc<LocalEngine>, tokens: TokenStore, policies: PolicyStore, audit: Audit) -> Self {
+        Self {
+            engine,
+            tokens,
+            policies,
+            audit,
+            next_refresh: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
+
+    /// Re-reads policies and audit devices if [`SHARED_STATE_REFRESH`] has passed
+    /// (one request does it; the others go on with the current view). Cheap when not
+    /// due: one atomic load. In memory (dev mode) the stores have nothing to re-read.
+    pub(crate) fn refresh_shared_state(&self) {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let due = self.next_refresh.load(Ordering::Relaxed);
+        if now < due {
+            return;
+        }
+        let next = now.saturating_add(u64::try_from(SHARED_STATE_REFRESH.as_millis()).unwrap_or(u64::MAX));
+        if self
+            .next_refresh
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.policies.reload();
+            self.audit.reload();
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -77,12 +121,7 @@ impl Seal {
         };
         let policies = PolicyStore::new(None).map_err(|e| e.to_string())?;
         let audit = Audit::new(None).map_err(|e| e.to_string())?;
-        let open = Arc::new(Unsealed {
-            engine,
-            tokens,
-            policies,
-            audit,
-        });
+        let open = Arc::new(Unsealed::new(engine, tokens, policies, audit));
         Ok((
             Self {
                 storage: None,
@@ -313,12 +352,7 @@ impl Seal {
         let policies = PolicyStore::new(Some(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?))
             .map_err(ApiError::from)?;
         let audit = Audit::new(Some(Barrier::open(storage, &root).map_err(ApiError::from)?)).map_err(ApiError::from)?;
-        Ok(Unsealed {
-            engine: Arc::new(engine),
-            tokens,
-            policies,
-            audit,
-        })
+        Ok(Unsealed::new(Arc::new(engine), tokens, policies, audit))
     }
 
     /// `PUT sys/seal`: forget the keys (they stay sealed in storage).
@@ -388,9 +422,9 @@ pub(crate) fn server_engine_options() -> EngineOptions {
 }
 
 /// Engine options of a persistent server: storage may be shared with other servers,
-/// so keys are also re-read at least every 2 seconds to see their rotations.
+/// so keys are also re-read every [`SHARED_STATE_REFRESH`] to see their rotations.
 fn engine_options() -> EngineOptions {
-    server_engine_options().refresh_interval(std::time::Duration::from_secs(2))
+    server_engine_options().refresh_interval(SHARED_STATE_REFRESH)
 }
 
 fn put(storage: &dyn Storage, path: &str, bytes: Vec<u8>) -> Result<(), ApiError> {

@@ -184,6 +184,57 @@ async fn init_unseal_restart_seal() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A stored audit device whose file cannot be opened after a restart keeps the
+/// server failing closed, and recovers once the file can be opened again.
+#[tokio::test]
+async fn unopenable_audit_device_after_restart_fails_closed() {
+    let dir = std::env::temp_dir().join(format!("ea-audit-restart-{}", std::process::id()));
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let path = dir.join("server.json");
+    let s = server(&path);
+    let (_, body) = call(
+        &s,
+        "PUT",
+        "/v1/sys/init",
+        None,
+        json!({"secret_shares": 1, "secret_threshold": 1}),
+    )
+    .await;
+    let key = body["keys"][0].as_str().unwrap().to_owned();
+    let root = body["root_token"].as_str().unwrap().to_owned();
+    call(&s, "PUT", "/v1/sys/unseal", None, json!({ "key": key })).await;
+    let (status, _) = call(
+        &s,
+        "PUT",
+        "/v1/sys/audit/file",
+        Some(&root),
+        json!({"type": "file", "options": {"file_path": logs.join("audit.log")}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    drop(s);
+
+    std::fs::remove_dir_all(&logs).unwrap();
+    let s = server(&path);
+    call(&s, "PUT", "/v1/sys/unseal", None, json!({ "key": key })).await;
+    let (status, _) = call(&s, "POST", "/v1/transit/keys/audited", Some(&root), json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "unaudited work must be refused"
+    );
+    let (status, _) = call(&s, "GET", "/v1/transit/keys/audited", Some(&root), Value::Null).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+
+    std::fs::create_dir_all(&logs).unwrap();
+    let (status, _) = call(&s, "POST", "/v1/transit/keys/audited", Some(&root), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = std::fs::read_to_string(logs.join("audit.log")).unwrap();
+    assert!(text.contains("transit/keys/audited"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn database_url(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) => Some(url),
@@ -249,6 +300,8 @@ async fn two_servers_share_postgresql_and_rotate_concurrently() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
+    shared_tokens_policies_and_audit(&a, &b, &root).await;
+
     let rotations = 15;
     let rotate = |server: axum::Router, root: String| {
         tokio::spawn(async move {
@@ -303,4 +356,102 @@ async fn two_servers_share_postgresql_and_rotate_concurrently() {
         (status, body["data"]["plaintext"].clone()),
         (StatusCode::OK, json!("eQ=="))
     );
+}
+
+/// Polls `check` every 100 ms for up to 6 s (servers re-read shared state every 2 s).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..60 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not seen within 6 s");
+}
+
+/// What one server sharing PostgreSQL does, the other sees: a token made on A works
+/// on B, a policy written on A applies on B, a token revoked on A stops working on
+/// B, and an audit device enabled on A records B's requests.
+async fn shared_tokens_policies_and_audit(a: &axum::Router, b: &axum::Router, root: &str) {
+    let policy = r#"path "transit/encrypt/shared" { capabilities = ["update"] }"#;
+    let (status, _) = call(
+        a,
+        "PUT",
+        "/v1/sys/policy/shared-app",
+        Some(root),
+        json!({ "policy": policy }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = call(
+        a,
+        "POST",
+        "/v1/auth/token/create",
+        Some(root),
+        json!({"policies": ["shared-app"], "ttl": "1h"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["auth"]["client_token"].as_str().unwrap().to_owned();
+    let encrypt_on_b = || {
+        let token = token.clone();
+        async move {
+            call(
+                b,
+                "POST",
+                "/v1/transit/encrypt/shared",
+                Some(&token),
+                json!({"plaintext": "eA=="}),
+            )
+            .await
+            .0
+        }
+    };
+    eventually("a token and policy made on A, used on B", || async {
+        encrypt_on_b().await == StatusCode::OK
+    })
+    .await;
+    // The policy grants nothing else, on either server.
+    let (status, _) = call(b, "GET", "/v1/transit/keys/shared", Some(&token), Value::Null).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let dir = std::env::temp_dir().join(format!("ea-shared-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("audit.log");
+    let (status, body) = call(
+        a,
+        "PUT",
+        "/v1/sys/audit/shared",
+        Some(root),
+        json!({"type": "file", "options": {"file_path": log}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    eventually("an audit device enabled on A, recording B's requests", || async {
+        let (status, _) = call(b, "GET", "/v1/transit/keys/only-asked-of-b", Some(root), Value::Null).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("transit/keys/only-asked-of-b"))
+    })
+    .await;
+    let (status, _) = call(a, "DELETE", "/v1/sys/audit/shared", Some(root), Value::Null).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let (status, _) = call(
+        a,
+        "POST",
+        "/v1/auth/token/revoke",
+        Some(root),
+        json!({ "token": token }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    eventually("a token revoked on A, refused on B", || async {
+        encrypt_on_b().await == StatusCode::FORBIDDEN
+    })
+    .await;
 }
