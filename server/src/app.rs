@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use encrypted_attr::storage::Storage;
 
 use crate::auth::{RenewError, TokenEntry};
-use crate::http::{ApiError, ApiResult, Reply};
+use crate::http::{ApiError, ApiResult, REQUEST_ID, Reply};
 use crate::params::Params;
 pub use crate::seal::RootToken;
 use crate::seal::Seal;
@@ -194,12 +194,13 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let request_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+    let handled = handle(&state, &method, &uri, &headers, &body, &request_id);
     if !tracing::enabled!(target: REQUEST_LOG_TARGET, tracing::Level::DEBUG) {
-        return handle(&state, &method, &uri, &headers, &body, None).await;
+        return REQUEST_ID.scope(request_id.clone(), handled).await;
     }
     let started = std::time::Instant::now();
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let response = handle(&state, &method, &uri, &headers, &body, Some(&request_id)).await;
+    let response = REQUEST_ID.scope(request_id.clone(), handled).await;
     tracing::debug!(
         target: REQUEST_LOG_TARGET,
         request_id = %request_id,
@@ -218,7 +219,7 @@ async fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
-    request_id: Option<&str>,
+    request_id: &str,
 ) -> Response {
     let path = uri.path().trim_start_matches("/v1/").to_owned();
     let query = query_params(uri);
@@ -277,9 +278,8 @@ async fn handle(
     // The engine is CPU-bound and fast (microseconds per item; large batches split
     // across cores inside it), so it runs inline.
     // Audit first: with devices enabled, nothing runs unless a device recorded it.
-    let request_id = request_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let audited = crate::audit::AuditRequest {
-        id: &request_id,
+        id: request_id,
         operation: match op {
             Operation::Read => "read",
             Operation::List => "list",
@@ -479,7 +479,7 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
 /// The `auth` block Vault returns on token creation and renewal.
 fn auth_reply(client_token: &str, entry: &TokenEntry, warnings: Vec<String>) -> Reply {
     let body = json!({
-        "request_id": uuid::Uuid::new_v4().to_string(),
+        "request_id": crate::http::request_id(),
         "lease_id": "", "renewable": false, "lease_duration": 0, "data": null,
         "wrap_info": null,
         "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },

@@ -14,6 +14,19 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
+tokio::task_local! {
+    /// The id of the request being handled: its audit entries, its log line and its
+    /// response envelope carry the same one, as in Vault.
+    pub(crate) static REQUEST_ID: std::sync::Arc<str>;
+}
+
+/// The current request's id (a fresh one outside a request).
+pub(crate) fn request_id() -> String {
+    REQUEST_ID
+        .try_with(|id| id.to_string())
+        .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string())
+}
+
 /// A successful answer.
 pub(crate) enum Reply {
     /// The logical envelope with `data` (status 200 unless said otherwise).
@@ -44,11 +57,9 @@ impl Reply {
     ) -> Self {
         let mut body = String::with_capacity(capacity + 256);
         body.push_str("{\"request_id\":\"");
-        body.push_str(
-            uuid::Uuid::new_v4()
-                .hyphenated()
-                .encode_lower(&mut uuid::Uuid::encode_buffer()),
-        );
+        if REQUEST_ID.try_with(|id| body.push_str(id)).is_err() {
+            body.push_str(&request_id());
+        }
         body.push_str("\",\"lease_id\":\"\",\"renewable\":false,\"lease_duration\":0,\"data\":");
         write_data(&mut body);
         body.push_str(",\"wrap_info\":null,\"warnings\":");
@@ -90,7 +101,7 @@ impl IntoResponse for Reply {
         match self {
             Self::Data { status, data, warnings } => {
                 let body = json!({
-                    "request_id": uuid::Uuid::new_v4().to_string(),
+                    "request_id": request_id(),
                     "lease_id": "",
                     "renewable": false,
                     "lease_duration": 0,
@@ -107,7 +118,7 @@ impl IntoResponse for Reply {
             }
             Self::SysData(data) => {
                 let mut body = json!({
-                    "request_id": uuid::Uuid::new_v4().to_string(),
+                    "request_id": request_id(),
                     "lease_id": "", "renewable": false, "lease_duration": 0,
                     "data": data.clone(), "wrap_info": null, "warnings": null, "auth": null,
                 });
