@@ -16,6 +16,10 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+/// The allocator the `encrypted-attr` binary uses (`server/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TOKEN: &str = "bench-root";
 
 async fn call(router: &axum::Router, path: &str, method: &str, body: &str) -> Result<u16, String> {
