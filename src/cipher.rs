@@ -394,7 +394,7 @@ thread_local! {
 /// process id is compared on each call (one `getpid` system call, about 140 ns here)
 /// and the generator reseeded when it changed. Without it, a process that forks
 /// without exec must call [`reseed_nonce_generator_after_fork`] in the child.
-/// See `docs/nonces.md`.
+/// See `docs/crypto.md`.
 pub(crate) fn random_nonce(check_fork: bool) -> Result<[u8; NONCE_LEN], Error> {
     let mut rng = rand::rng();
     if check_fork {

@@ -613,12 +613,12 @@ fn token_api(
             }
         }
         (["revoke-self"], Operation::Update) => {
-            state.tokens.revoke(token);
+            state.tokens.revoke(token).map_err(|_| ApiError::Internal)?;
             Ok(Reply::NoContent)
         }
         (["revoke"], Operation::Update) => {
             let other = params.string("token")?.unwrap_or_default();
-            state.tokens.revoke(&other);
+            state.tokens.revoke(&other).map_err(|_| ApiError::Internal)?;
             Ok(Reply::NoContent)
         }
         _ => Err(ApiError::UnsupportedPath(format!("auth/token/{}", rest.join("/")))),

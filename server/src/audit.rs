@@ -212,6 +212,10 @@ pub(crate) struct AuditRequest<'a> {
 pub(crate) struct Audit {
     devices: RwLock<BTreeMap<String, Device>>,
     persist: Option<Barrier>,
+    /// Held by every change (enable, disable, reload) from its storage access to
+    /// its map update, so a reload cannot replace the map with a view read before a
+    /// local change and drop a device just enabled (or revive one just disabled).
+    changes: std::sync::Mutex<()>,
 }
 
 fn now() -> String {
@@ -235,6 +239,7 @@ impl Audit {
         Ok(Self {
             devices: RwLock::new(devices),
             persist,
+            changes: std::sync::Mutex::new(()),
         })
     }
 
@@ -261,6 +266,7 @@ impl Audit {
     /// cannot be read, the current devices stay.
     pub(crate) fn reload(&self) {
         let Some(barrier) = &self.persist else { return };
+        let _changing = self.changing();
         let stored = match Self::stored(barrier) {
             Ok(stored) => stored,
             Err(e) => {
@@ -290,6 +296,10 @@ impl Audit {
         *devices = next;
     }
 
+    fn changing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Device>> {
         self.devices.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -314,6 +324,7 @@ impl Audit {
 
     /// Enables a file device at `name`.
     pub(crate) fn enable(&self, name: &str, kind: &str, description: String, file_path: String) -> Result<(), String> {
+        let _changing = self.changing();
         if kind != "file" {
             return Err(format!("unknown backend type: {kind:?} (only \"file\" is supported)"));
         }
@@ -346,6 +357,7 @@ impl Audit {
     }
 
     pub(crate) fn disable(&self, name: &str) -> Result<(), String> {
+        let _changing = self.changing();
         if let Some(barrier) = &self.persist {
             barrier
                 .update(&format!("{AUDIT_PREFIX}{name}"), &mut |_| Ok(Update::Delete))
@@ -423,7 +435,10 @@ impl Audit {
             return true;
         }
         let kind = if response.is_some() { "response" } else { "request" };
-        let data = request.data.audit_fields();
+        let Ok(data) = request.data.audit_fields() else {
+            tracing::error!("request parameters could not be rebuilt for the audit log");
+            return false;
+        };
         let mut any = false;
         for (name, device) in devices.iter() {
             if Self::write_line(device, kind, request, &data, response, error) {

@@ -15,7 +15,8 @@
 //! Tokens without a TTL (root) are not renewable.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -30,7 +31,7 @@ use subtle::ConstantTimeEq;
 pub(crate) struct TokenEntry {
     /// Public identifier of the token (never the token itself).
     pub(crate) accessor: String,
-    /// Policies attached (only `root` is meaningful until policies exist).
+    /// Names of the policies attached.
     pub(crate) policies: Vec<String>,
     /// Creation time.
     pub(crate) issued: SystemTime,
@@ -99,8 +100,15 @@ struct Cached {
 pub(crate) struct TokenStore {
     salt: SecretBytes,
     tokens: RwLock<HashMap<[u8; 32], Cached>>,
+    /// Hashes recently looked up in storage and not found, and when.
+    misses: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Bumped by every revocation (see `fetch`).
+    revocations: AtomicU64,
     persist: Option<Barrier>,
 }
+
+/// Most unknown-token hashes remembered at once (then the memory is cleared).
+const MAX_REMEMBERED_MISSES: usize = 4096;
 
 const SALT_PATH: &str = "sys/token-salt";
 const TOKENS_PREFIX: &str = "sys/tokens/";
@@ -141,11 +149,14 @@ impl TokenStore {
         Self {
             salt: random(32),
             tokens: RwLock::new(HashMap::new()),
+            misses: Mutex::new(HashMap::new()),
+            revocations: AtomicU64::new(0),
             persist: None,
         }
     }
 
-    /// A store kept in `barrier`: loads the salt (made on first use) and every token.
+    /// A store kept in `barrier`: loads the salt (made on first use); token entries
+    /// are read when first presented.
     pub(crate) fn persistent(barrier: Barrier) -> Result<Self, encrypted_attr::Error> {
         let salt = match barrier.get(SALT_PATH)? {
             Some(salt) => SecretBytes::copy_from(&salt),
@@ -162,87 +173,95 @@ impl TokenStore {
         Ok(Self {
             salt,
             tokens: RwLock::new(HashMap::new()),
+            misses: Mutex::new(HashMap::new()),
+            revocations: AtomicU64::new(0),
             persist: Some(barrier),
         })
     }
 
+    fn path(hash: &[u8; 32]) -> String {
+        format!("{TOKENS_PREFIX}{}", hex(hash))
+    }
+
     fn store(&self, entry: &TokenEntry) -> bool {
         let Some(barrier) = &self.persist else { return true };
-        let stored = StoredToken {
-            accessor: entry.accessor.clone(),
-            policies: entry.policies.clone(),
-            issued: unix(entry.issued),
-            expires: entry.expires.map(unix),
-            ttl: entry.ttl.map(|t| t.as_secs()),
-            renewable: entry.renewable,
-            last_renewal: entry.last_renewal.map(unix),
-        };
-        let Ok(json) = serde_json::to_vec(&stored) else {
+        let Ok(json) = serde_json::to_vec(&StoredToken::from(entry)) else {
             return false;
         };
-        let path = format!("{TOKENS_PREFIX}{}", hex(&entry.hash));
-        barrier.update(&path, &mut |_| Ok(Update::Put(json.clone()))).is_ok()
+        barrier
+            .update(&Self::path(&entry.hash), &mut |_| Ok(Update::Put(json.clone())))
+            .is_ok()
+    }
+
+    fn misses_lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Instant>> {
+        self.misses.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Reads a token's entry from storage into the cache; `None` (and out of the
-    /// cache) if storage has no such token or cannot be read (fail closed).
+    /// cache) if storage has no such token or cannot be read (fail closed). A hash
+    /// found missing is not looked up again for [`TOKEN_RECHECK`], so a flood of
+    /// made-up tokens costs one storage read per token, not per request.
     fn fetch(&self, hash: &[u8; 32]) -> Option<TokenEntry> {
         let barrier = self.persist.as_ref()?;
-        let path = format!("{TOKENS_PREFIX}{}", hex(hash));
-        let stored = match barrier.get(&path) {
+        if self
+            .misses_lock()
+            .get(hash)
+            .is_some_and(|at| at.elapsed() < TOKEN_RECHECK)
+        {
+            return None;
+        }
+        let generation = self.revocations.load(Ordering::SeqCst);
+        let stored = match barrier.get(&Self::path(hash)) {
             Ok(Some(raw)) => serde_json::from_slice::<StoredToken>(&raw).ok(),
             Ok(None) => None,
             Err(e) => {
                 tracing::error!(error = %e, "token storage could not be read");
-                None
+                return None;
             }
         };
         let mut tokens = self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(stored) = stored else {
             tokens.remove(hash);
+            let mut misses = self.misses_lock();
+            if misses.len() >= MAX_REMEMBERED_MISSES {
+                misses.clear();
+            }
+            misses.insert(*hash, Instant::now());
             return None;
         };
-        let entry = TokenEntry {
-            accessor: stored.accessor,
-            policies: stored.policies,
-            issued: UNIX_EPOCH + Duration::from_secs(stored.issued),
-            expires: stored.expires.map(|e| UNIX_EPOCH + Duration::from_secs(e)),
-            ttl: stored.ttl.map(Duration::from_secs),
-            renewable: stored.renewable,
-            last_renewal: stored.last_renewal.map(|t| UNIX_EPOCH + Duration::from_secs(t)),
-            hash: *hash,
-        };
-        tokens.insert(
-            *hash,
-            Cached {
-                entry: entry.clone(),
-                fetched: Instant::now(),
-            },
-        );
+        let entry = stored.into_entry(*hash);
+        // A revocation that ran while storage was read may have deleted this very
+        // entry: answer this once, but do not cache what may be stale.
+        if self.revocations.load(Ordering::SeqCst) == generation {
+            tokens.insert(
+                *hash,
+                Cached {
+                    entry: entry.clone(),
+                    fetched: Instant::now(),
+                },
+            );
+        }
         Some(entry)
     }
 
     /// The entry of a known, unexpired token with this hash: from the cache while
-    /// fresh, otherwise from storage.
+    /// fresh (and, with storage, unexpired: another server may have renewed it),
+    /// otherwise from storage.
     fn valid(&self, hash: &[u8; 32]) -> Option<TokenEntry> {
+        let now = SystemTime::now();
+        let expired = |e: &TokenEntry| e.expires.is_some_and(|x| now >= x);
         let cached = {
             let tokens = self.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             tokens
                 .get(hash)
-                .filter(|c| self.persist.is_none() || c.fetched.elapsed() < TOKEN_RECHECK)
+                .filter(|c| self.persist.is_none() || (c.fetched.elapsed() < TOKEN_RECHECK && !expired(&c.entry)))
                 .map(|c| c.entry.clone())
         };
         let entry = match cached {
             Some(entry) => entry,
             None => self.fetch(hash)?,
         };
-        if !bool::from(entry.hash.ct_eq(hash)) {
-            return None;
-        }
-        match entry.expires {
-            Some(expires) if SystemTime::now() >= expires => None,
-            _ => Some(entry),
-        }
+        (bool::from(entry.hash.ct_eq(hash)) && !expired(&entry)).then_some(entry)
     }
 
     fn cache(&self, entry: &TokenEntry) {
@@ -256,15 +275,6 @@ impl TokenStore {
                     fetched: Instant::now(),
                 },
             );
-    }
-
-    fn forget(&self, hash: &[u8; 32]) {
-        if let Some(barrier) = &self.persist {
-            let path = format!("{TOKENS_PREFIX}{}", hex(hash));
-            if barrier.update(&path, &mut |_| Ok(Update::Delete)).is_err() {
-                tracing::error!("could not remove a revoked token from storage");
-            }
-        }
     }
 
     fn hash(&self, token: &[u8]) -> [u8; 32] {
@@ -317,6 +327,7 @@ impl TokenStore {
             return None;
         }
         self.cache(&entry);
+        self.misses_lock().remove(&hash);
         Some(NewToken { token, entry })
     }
 
@@ -326,48 +337,128 @@ impl TokenStore {
     }
 
     /// Extends a valid token's life to now plus `increment` (or its last TTL),
-    /// capped at [`MAX_TOKEN_TTL`] after issue.
+    /// capped at [`MAX_TOKEN_TTL`] after issue. With storage, the renewal is made on
+    /// the stored entry in one atomic update, so it can never bring back a token
+    /// that another server revoked.
     pub(crate) fn renew(&self, token: &str, increment: Option<Duration>) -> Result<Renewed, RenewError> {
-        let entry = self.valid(&self.hash(token.as_bytes())).ok_or(RenewError::NotFound)?;
+        let hash = self.hash(token.as_bytes());
         let now = SystemTime::now();
-        let (Some(last_ttl), true) = (entry.ttl, entry.renewable) else {
-            return Err(RenewError::NotRenewable);
+        let Some(barrier) = &self.persist else {
+            let mut tokens = self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let cached = tokens
+                .get_mut(&hash)
+                .filter(|c| bool::from(c.entry.hash.ct_eq(&hash)))
+                .ok_or(RenewError::NotFound)?;
+            let renewed = extend(&cached.entry, increment, now)?;
+            cached.entry = renewed.entry.clone();
+            return Ok(renewed);
         };
-        let wanted = increment.filter(|d| !d.is_zero()).unwrap_or(last_ttl);
-        let room = (entry.issued + MAX_TOKEN_TTL)
-            .duration_since(now)
-            .unwrap_or(Duration::ZERO);
-        let granted = wanted.min(room);
-        let warning = (granted < wanted).then(|| {
-            format!(
-                "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
-                crate::http::format_duration(wanted),
-                crate::http::format_duration(granted)
-            )
-        });
-        let mut renewed = entry.clone();
-        renewed.expires = Some(now + granted);
-        renewed.ttl = Some(granted);
-        renewed.last_renewal = Some(now);
-        if !self.store(&renewed) {
-            return Err(RenewError::Storage);
-        }
-        self.cache(&renewed);
-        Ok(Renewed {
-            entry: renewed,
-            warning,
-        })
+        let mut outcome = Err(RenewError::NotFound);
+        barrier
+            .update(&Self::path(&hash), &mut |current| {
+                let Some(stored) = current.and_then(|raw| serde_json::from_slice::<StoredToken>(raw).ok()) else {
+                    outcome = Err(RenewError::NotFound);
+                    return Ok(Update::Keep);
+                };
+                outcome = extend(&stored.into_entry(hash), increment, now);
+                match &outcome {
+                    Ok(renewed) => match serde_json::to_vec(&StoredToken::from(&renewed.entry)) {
+                        Ok(json) => Ok(Update::Put(json)),
+                        Err(_) => {
+                            outcome = Err(RenewError::Storage);
+                            Ok(Update::Keep)
+                        }
+                    },
+                    Err(_) => Ok(Update::Keep),
+                }
+            })
+            .map_err(|_| RenewError::Storage)?;
+        let renewed = outcome?;
+        self.cache(&renewed.entry);
+        Ok(renewed)
     }
 
-    /// Revokes a token; true if it existed.
-    pub(crate) fn revoke(&self, token: &str) -> bool {
+    /// Revokes a token: true if it was known. Fails (and the caller must answer
+    /// 500) when storage cannot delete it, since storage is what other servers and
+    /// later lookups read.
+    pub(crate) fn revoke(&self, token: &str) -> Result<bool, RenewError> {
         let hash = self.hash(token.as_bytes());
-        self.forget(&hash);
-        self.tokens
+        if let Some(barrier) = &self.persist {
+            barrier
+                .update(&Self::path(&hash), &mut |_| Ok(Update::Delete))
+                .map_err(|e| {
+                    tracing::error!(error = %e, "could not remove a revoked token from storage");
+                    RenewError::Storage
+                })?;
+        }
+        // After the delete, so a storage read racing it either misses the entry or
+        // sees the generation change and does not cache it (see `fetch`).
+        self.revocations.fetch_add(1, Ordering::SeqCst);
+        Ok(self
+            .tokens
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&hash)
-            .is_some()
+            .is_some())
+    }
+}
+
+/// `entry` renewed at `now` by `increment` (or its last TTL), within the maximum.
+fn extend(entry: &TokenEntry, increment: Option<Duration>, now: SystemTime) -> Result<Renewed, RenewError> {
+    if entry.expires.is_some_and(|x| now >= x) {
+        return Err(RenewError::NotFound);
+    }
+    let (Some(last_ttl), true) = (entry.ttl, entry.renewable) else {
+        return Err(RenewError::NotRenewable);
+    };
+    let wanted = increment.filter(|d| !d.is_zero()).unwrap_or(last_ttl);
+    let room = (entry.issued + MAX_TOKEN_TTL)
+        .duration_since(now)
+        .unwrap_or(Duration::ZERO);
+    let granted = wanted.min(room);
+    let warning = (granted < wanted).then(|| {
+        format!(
+            "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
+            crate::http::format_duration(wanted),
+            crate::http::format_duration(granted)
+        )
+    });
+    let mut renewed = entry.clone();
+    renewed.expires = Some(now + granted);
+    renewed.ttl = Some(granted);
+    renewed.last_renewal = Some(now);
+    Ok(Renewed {
+        entry: renewed,
+        warning,
+    })
+}
+
+impl From<&TokenEntry> for StoredToken {
+    fn from(entry: &TokenEntry) -> Self {
+        Self {
+            accessor: entry.accessor.clone(),
+            policies: entry.policies.clone(),
+            issued: unix(entry.issued),
+            expires: entry.expires.map(unix),
+            ttl: entry.ttl.map(|t| t.as_secs()),
+            renewable: entry.renewable,
+            last_renewal: entry.last_renewal.map(unix),
+        }
+    }
+}
+
+impl StoredToken {
+    fn into_entry(self, hash: [u8; 32]) -> TokenEntry {
+        TokenEntry {
+            accessor: self.accessor,
+            policies: self.policies,
+            issued: UNIX_EPOCH + Duration::from_secs(self.issued),
+            expires: self.expires.map(|e| UNIX_EPOCH + Duration::from_secs(e)),
+            ttl: self.ttl.map(Duration::from_secs),
+            renewable: self.renewable,
+            last_renewal: self.last_renewal.map(|t| UNIX_EPOCH + Duration::from_secs(t)),
+            hash,
+        }
     }
 }
 
@@ -388,7 +479,7 @@ mod tests {
             .expect("token");
         assert!(store.check("short").is_none(), "expired");
         drop(short);
-        assert!(store.revoke(&token));
+        assert_eq!(store.revoke(&token), Ok(true));
         assert!(store.check(&token).is_none());
     }
 

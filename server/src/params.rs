@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::http::{ApiError, parse_duration};
@@ -39,8 +39,7 @@ impl<'v> From<&'v Value> for Field<'v> {
 }
 
 /// A `batch_input` item's field value: strings borrow from the request body
-/// unless they contain escapes.
-#[derive(Debug)]
+/// unless they contain escapes. No `Debug`: values are plaintexts.
 enum Scalar<'a> {
     Str(Cow<'a, str>),
     Number(Number),
@@ -67,7 +66,7 @@ const ITEM_FIELDS: [&str; 9] = [
 
 /// A `batch_input` item: for each name of [`ITEM_FIELDS`], the index of its value
 /// in the batch's shared value list, or [`ABSENT`] (the last occurrence of a name
-/// wins, as in a map). Indexes rather than values keep an item at 36 bytes: items
+/// wins, as in a map). Indexes rather than values keep an item at 40 bytes: items
 /// are moved several times while parsing, and whole values made that a hot copy.
 type ItemFields = [u32; ITEM_FIELDS.len()];
 
@@ -170,20 +169,21 @@ impl<'a> Params<'a> {
         }
     }
 
-    /// Every parameter as sent, `batch_input` included (for the audit log).
-    pub(crate) fn audit_fields(&self) -> Cow<'_, Map<String, Value>> {
+    /// Every parameter as sent, `batch_input` included (for the audit log). `Err`
+    /// if the body cannot be parsed again in full, which the audit log treats as a
+    /// failure to record (the request is refused).
+    pub(crate) fn audit_fields(&self) -> Result<Cow<'_, Map<String, Value>>, ()> {
         match (&self.source, &self.batch) {
-            (Source::Map(map), None) => Cow::Borrowed(map),
+            (Source::Map(map), None) => Ok(Cow::Borrowed(map)),
             (Source::Map(map), Some(_)) => {
                 // Parsed again, in full: only with an audit device enabled.
+                let mut body = serde_json::from_slice::<Value>(self.body).map_err(drop)?;
+                let sent = body.get_mut("batch_input").map(Value::take).ok_or(())?;
                 let mut all = map.clone();
-                let sent = serde_json::from_slice::<Value>(self.body)
-                    .ok()
-                    .and_then(|mut body| body.get_mut("batch_input").map(Value::take));
-                all.insert("batch_input".to_owned(), sent.unwrap_or(Value::Null));
-                Cow::Owned(all)
+                all.insert("batch_input".to_owned(), sent);
+                Ok(Cow::Owned(all))
             }
-            (Source::Item(..), _) => Cow::Owned(Map::new()),
+            (Source::Item(..), _) => Ok(Cow::Owned(Map::new())),
         }
     }
 
@@ -331,7 +331,10 @@ fn type_error(name: &str, expected: &str) -> ApiError {
 
 /// Visitor methods for every JSON scalar but `null`, each answering `$answer`: the
 /// visitors below tell a wrong type apart from a syntax error by returning a marker
-/// rather than failing.
+/// rather than failing. Values they do not keep are still parsed in full (as
+/// `Value`, not skipped with `IgnoredAny`, which checks less: no depth limit, no
+/// number range, no escape validity), so that what is accepted here is exactly
+/// what the audit log's copy of the body (`audit_fields`) can parse.
 macro_rules! scalars_answer {
     ($answer:expr) => {
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
@@ -385,7 +388,7 @@ impl<'de> Visitor<'de> for BodyVisitor {
     // Any other JSON value: parsed (so syntax errors are still reported) and refused.
     scalars_answer!(None);
     fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Body<'de>, A::Error> {
-        while access.next_element::<IgnoredAny>()?.is_some() {}
+        while access.next_element::<Value>()?.is_some() {}
         Ok(None)
     }
 }
@@ -431,7 +434,7 @@ impl<'de> Visitor<'de> for BatchVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Batch<'de>, A::Error> {
-        while access.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        while access.next_entry::<String, Value>()?.is_some() {}
         Ok(Batch::NotAnArray)
     }
     scalars_answer!(Batch::NotAnArray);
@@ -475,7 +478,7 @@ impl<'de> Visitor<'de> for ItemVisitor<'_, 'de> {
                     self.values.push(value);
                 }
                 None => {
-                    access.next_value::<IgnoredAny>()?;
+                    access.next_value::<Value>()?;
                 }
             }
         }
@@ -483,7 +486,7 @@ impl<'de> Visitor<'de> for ItemVisitor<'_, 'de> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Item, A::Error> {
-        while access.next_element::<IgnoredAny>()?.is_some() {}
+        while access.next_element::<Value>()?.is_some() {}
         Ok(None)
     }
     fn visit_unit<E: de::Error>(self) -> Result<Item, E> {
@@ -555,11 +558,11 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(Scalar::Null)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Scalar<'de>, A::Error> {
-        while access.next_element::<IgnoredAny>()?.is_some() {}
+        while access.next_element::<Value>()?.is_some() {}
         Ok(Scalar::Compound)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Scalar<'de>, A::Error> {
-        while access.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        while access.next_entry::<String, Value>()?.is_some() {}
         Ok(Scalar::Compound)
     }
 }
@@ -636,7 +639,24 @@ mod tests {
         assert!(items[0].ignored_warning().is_none());
         assert!(p.ignored_warning().is_none());
         // The audit log still sees the whole batch.
-        assert_eq!(p.audit_fields()["batch_input"][1]["input"], json!([1, {"y": 2}]));
+        assert_eq!(
+            p.audit_fields().expect("parses")["batch_input"][1]["input"],
+            json!([1, {"y": 2}])
+        );
+    }
+
+    #[test]
+    fn what_the_audit_copy_cannot_parse_is_refused_up_front() {
+        for body in [
+            r#"{"batch_input": [{"plaintext": "eA==", "x": 1e400}]}"#,
+            r#"{"batch_input": [{"plaintext": "eA==", "x": "\udc00"}]}"#,
+            r#"{"batch_input": [{"plaintext": "eA==", "x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]}"#,
+            r#"{"batch_input": 1e400}"#,
+            r#"{"batch_input": [["\udc00"]]}"#,
+        ] {
+            assert!(Params::from_body(body.as_bytes()).is_err(), "{body}");
+            assert!(serde_json::from_str::<Value>(body).is_err(), "{body}");
+        }
     }
 
     #[test]

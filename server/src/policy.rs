@@ -245,6 +245,9 @@ const POLICY_PREFIX: &str = "sys/policy/";
 pub(crate) struct PolicyStore {
     policies: RwLock<BTreeMap<String, Policy>>,
     persist: Option<Barrier>,
+    /// Held by every change (put, delete, reload) from its storage access to its
+    /// map update, so a reload cannot overwrite a local change with an older view.
+    changes: std::sync::Mutex<()>,
 }
 
 impl PolicyStore {
@@ -256,6 +259,7 @@ impl PolicyStore {
         Ok(Self {
             policies: RwLock::new(policies),
             persist,
+            changes: std::sync::Mutex::new(()),
         })
     }
 
@@ -288,12 +292,17 @@ impl PolicyStore {
     /// sharing it. If storage cannot be read, the current policies stay.
     pub(crate) fn reload(&self) {
         let Some(barrier) = &self.persist else { return };
+        let _changing = self.changing();
         match Self::stored(barrier) {
             Ok(policies) => {
                 *self.policies.write().unwrap_or_else(std::sync::PoisonError::into_inner) = policies;
             }
             Err(e) => tracing::error!(error = %e, "policies could not be re-read; keeping the current ones"),
         }
+    }
+
+    fn changing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Policy>> {
@@ -321,6 +330,7 @@ impl PolicyStore {
             return Err("invalid policy name".into());
         }
         let policy = parse(text)?;
+        let _changing = self.changing();
         if let Some(barrier) = &self.persist {
             let bytes = text.as_bytes().to_vec();
             barrier
@@ -340,6 +350,7 @@ impl PolicyStore {
         if name == "root" || name == "default" {
             return Err(format!("cannot delete {name:?} policy"));
         }
+        let _changing = self.changing();
         if let Some(barrier) = &self.persist {
             barrier
                 .update(&format!("{POLICY_PREFIX}{name}"), &mut |_| Ok(Update::Delete))

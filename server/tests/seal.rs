@@ -441,6 +441,8 @@ async fn shared_tokens_policies_and_audit(a: &axum::Router, b: &axum::Router, ro
     assert_eq!(status, StatusCode::NO_CONTENT);
     let _ = std::fs::remove_dir_all(&dir);
 
+    // B reads the token now, so its cached entry is fresh when A revokes it.
+    assert_eq!(encrypt_on_b().await, StatusCode::OK);
     let (status, _) = call(
         a,
         "POST",
@@ -450,6 +452,10 @@ async fn shared_tokens_policies_and_audit(a: &axum::Router, b: &axum::Router, ro
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    // B may still hold the entry in its cache, but a renewal there works on the
+    // stored entry, which is gone: it must not bring the token back.
+    let (status, body) = call(b, "POST", "/v1/auth/token/renew-self", Some(&token), json!({})).await;
+    assert_ne!(status, StatusCode::OK, "{body}");
     eventually("a token revoked on A, refused on B", || async {
         encrypt_on_b().await == StatusCode::FORBIDDEN
     })

@@ -391,14 +391,14 @@ impl TransitEngine for LocalEngine {
 
 impl InProcess for LocalEngine {}
 
-/// Batches at least this long are split across the machine's cores.
 /// Applies `f` to `items`, in chunks on scoped threads when the batch reaches
 /// `threshold` (large enough to repay starting them: tens of microseconds) and the
 /// machine has more than one core; results keep the items' order.
 fn parallel_map<T: Sync, R: Send>(threshold: Option<usize>, items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
-    if threshold.is_none_or(|min| items.len() < min) || cores < 2 {
+    // `max(2)`: a threshold of 0 or 1 would ask to split empty or one-item batches.
+    if threshold.is_none_or(|min| items.len() < min.max(2)) || cores < 2 {
         return f(items);
     }
     let chunk = items.len().div_ceil(cores);
@@ -444,6 +444,13 @@ mod tests {
     #[test]
     fn batches_keep_their_order_split_across_threads_or_not() -> Result<()> {
         let key = KeyName::new("ordered")?;
+        // Degenerate thresholds split nothing (and must not panic on empty batches).
+        for threshold in [Some(0), Some(1)] {
+            let engine = LocalEngine::ephemeral_with(EngineOptions::default().parallel_batch_threshold(threshold))?;
+            engine.create_key(&key, KeyOptions::default())?;
+            assert!(engine.encrypt_batch(&key, Vec::new())?.is_empty());
+            assert_eq!(engine.encrypt_batch(&key, vec![EncryptItem::new("one")])?.len(), 1);
+        }
         for threshold in [Some(4), None] {
             let engine = LocalEngine::ephemeral_with(EngineOptions::default().parallel_batch_threshold(threshold))?;
             engine.create_key(&key, KeyOptions::default())?;
