@@ -44,9 +44,13 @@ impl EncryptItem {
     /// An item with only a plaintext.
     #[must_use]
     pub fn new(plaintext: impl Into<Plaintext>) -> Self {
+        // Fields spelled out: `..Self::default()` would build and wipe an empty
+        // plaintext for every item.
         Self {
             plaintext: plaintext.into(),
-            ..Self::default()
+            context: None,
+            associated_data: None,
+            key_version: None,
         }
     }
 
