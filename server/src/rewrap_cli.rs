@@ -71,6 +71,45 @@ impl TableArgs {
     }
 }
 
+/// How the column's ciphertexts are bound to their row (`docs/derive.md`): the
+/// flags `rewrap` and `migrate` share.
+#[derive(Debug, Args)]
+struct BindingArgs {
+    /// Row identity column (the derive's `id`).
+    #[arg(long, default_value = "id")]
+    id_column: String,
+    /// Table name bound into the ciphertexts, if the model's `table` differs.
+    #[arg(long)]
+    binding_table: Option<String>,
+    /// Column name bound into the ciphertexts (the model's field column), if it
+    /// differs from `--column`.
+    #[arg(long)]
+    binding_column: Option<String>,
+    /// The model has no `id`: ciphertexts are bound to table and column only.
+    #[arg(long)]
+    no_row_binding: bool,
+}
+
+impl BindingArgs {
+    /// The id column, checked for interpolation into SQL.
+    fn id_column(&self) -> Result<String, String> {
+        identifier(&self.id_column, "id column")
+    }
+
+    /// The table and column names bound into ciphertexts.
+    fn names(&self, table: &str, column: &str) -> (String, String) {
+        (
+            self.binding_table.clone().unwrap_or_else(|| table.to_owned()),
+            self.binding_column.clone().unwrap_or_else(|| column.to_owned()),
+        )
+    }
+
+    /// The row id bound into a ciphertext, unless the model has none.
+    fn row_id<'a>(&self, row_id: &'a str) -> Option<&'a str> {
+        (!self.no_row_binding).then_some(row_id)
+    }
+}
+
 /// `rewrap` arguments.
 #[derive(Debug, Args)]
 pub(crate) struct RewrapArgs {
@@ -78,18 +117,8 @@ pub(crate) struct RewrapArgs {
     engine: EngineArgs,
     #[command(flatten)]
     target: TableArgs,
-    /// Row identity column (the derive's `id`).
-    #[arg(long, default_value = "id")]
-    id_column: String,
-    /// Table name bound into the ciphertexts, if the model's `table` differs.
-    #[arg(long)]
-    binding_table: Option<String>,
-    /// Column name bound into the ciphertexts, if the model's `column` differs.
-    #[arg(long)]
-    binding_column: Option<String>,
-    /// The model has no `id`: ciphertexts are bound to table and column only.
-    #[arg(long)]
-    no_row_binding: bool,
+    #[command(flatten)]
+    binding: BindingArgs,
     /// The field is `convergent` (bound through the key-derivation context).
     #[arg(long)]
     convergent: bool,
@@ -182,7 +211,7 @@ fn db_error(e: sqlx::Error) -> String {
 impl RewrapArgs {
     /// Runs the rewrap; `Ok(true)` when every row ended at the latest version.
     pub(crate) fn run(&self) -> Result<bool, String> {
-        let id = identifier(&self.id_column, "id column")?;
+        let id = self.binding.id_column()?;
         let Target {
             table,
             column,
@@ -194,8 +223,7 @@ impl RewrapArgs {
         let engine = self.engine.engine()?;
         let latest = engine.read_key(&key).map_err(|e| e.to_string())?.latest_version;
         let current = format!("vault:v{latest}:%");
-        let binding_table = self.binding_table.clone().unwrap_or_else(|| table.clone());
-        let binding_column = self.binding_column.clone().unwrap_or_else(|| column.clone());
+        let (binding_table, binding_column) = self.binding.names(&table, &column);
 
         // Table, column and id names are interpolated only after `identifier` checked
         // them (letters, digits, `_`); every value goes through a bind parameter.
@@ -266,7 +294,7 @@ impl RewrapArgs {
                     if self.convergent {
                         item.context(column_binding(&binding_table, &binding_column))
                     } else {
-                        let id_for_binding = (!self.no_row_binding).then_some(row_id.as_str());
+                        let id_for_binding = self.binding.row_id(row_id.as_str());
                         item.associated_data(row_binding(&binding_table, &binding_column, id_for_binding))
                     }
                 })
@@ -399,19 +427,8 @@ pub(crate) struct MigrateArgs {
     /// The existing plaintext column (read, never changed or dropped).
     #[arg(long)]
     plaintext_column: String,
-    /// Row identity column (the derive's `id`).
-    #[arg(long, default_value = "id")]
-    id_column: String,
-    /// Table name bound into the ciphertexts, if the model's `table` differs.
-    #[arg(long)]
-    binding_table: Option<String>,
-    /// Column name bound into the ciphertexts (the model's field column), if it
-    /// differs from `--column`.
-    #[arg(long)]
-    binding_column: Option<String>,
-    /// The model has no `id`.
-    #[arg(long)]
-    no_row_binding: bool,
+    #[command(flatten)]
+    binding: BindingArgs,
     /// Rows per batch.
     #[arg(long, default_value_t = 1000)]
     batch: u32,
@@ -425,7 +442,7 @@ impl MigrateArgs {
     /// verifies a sample; `Ok(false)` if a sample row does not match.
     pub(crate) fn run(&self) -> Result<bool, String> {
         let plain = identifier(&self.plaintext_column, "plaintext column")?;
-        let id = identifier(&self.id_column, "id column")?;
+        let id = self.binding.id_column()?;
         let Target {
             table,
             column,
@@ -436,15 +453,8 @@ impl MigrateArgs {
         } = self.target.open()?;
         let engine = self.engine.engine()?;
         engine.read_key(&key).map_err(|e| e.to_string())?;
-        let binding_table = self.binding_table.clone().unwrap_or_else(|| table.clone());
-        let binding_column = self.binding_column.clone().unwrap_or_else(|| column.clone());
-        let binding = |row_id: &str| {
-            row_binding(
-                &binding_table,
-                &binding_column,
-                (!self.no_row_binding).then_some(row_id),
-            )
-        };
+        let (binding_table, binding_column) = self.binding.names(&table, &column);
+        let binding = |row_id: &str| row_binding(&binding_table, &binding_column, self.binding.row_id(row_id));
         let select = format!(
             "SELECT {}, {plain} FROM {table} WHERE {column} IS NULL AND {plain} IS NOT NULL ORDER BY {table}.{id} LIMIT {}",
             dialect.id_as_text(&id),
