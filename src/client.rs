@@ -392,18 +392,34 @@ fn parse_plaintext(item: &Value) -> Result<Plaintext> {
         .map_err(|_| Error::invalid("server sent a plaintext that is not base64"))
 }
 
+/// One `batch_input` item: `value` (plaintext or ciphertext) and the optional
+/// fields every data operation shares.
+fn batch_item(
+    value: (&str, Value),
+    context: Option<&[u8]>,
+    associated_data: Option<&[u8]>,
+    key_version: Option<KeyVersion>,
+) -> Value {
+    let mut map = Map::new();
+    map.insert(value.0.to_owned(), value.1);
+    insert_b64(&mut map, "context", context);
+    insert_b64(&mut map, "associated_data", associated_data);
+    if let Some(v) = key_version {
+        map.insert("key_version".into(), json!(v.get()));
+    }
+    Value::Object(map)
+}
+
 fn encrypt_call(mount_path: &KeyName, items: &[EncryptItem]) -> Call {
     let batch: Vec<Value> = items
         .iter()
         .map(|item| {
-            let mut map = Map::new();
-            map.insert("plaintext".into(), json!(b64(item.plaintext.expose_secret())));
-            insert_b64(&mut map, "context", item.context.as_deref());
-            insert_b64(&mut map, "associated_data", item.associated_data.as_deref());
-            if let Some(v) = item.key_version {
-                map.insert("key_version".into(), json!(v.get()));
-            }
-            Value::Object(map)
+            batch_item(
+                ("plaintext", json!(b64(item.plaintext.expose_secret()))),
+                item.context.as_deref(),
+                item.associated_data.as_deref(),
+                item.key_version,
+            )
         })
         .collect();
     // The body holds plaintext (base64): it is dropped right after sending.
@@ -414,11 +430,12 @@ fn decrypt_call(key: &KeyName, items: &[DecryptItem]) -> Call {
     let batch: Vec<Value> = items
         .iter()
         .map(|item| {
-            let mut map = Map::new();
-            map.insert("ciphertext".into(), json!(item.ciphertext.as_str()));
-            insert_b64(&mut map, "context", item.context.as_deref());
-            insert_b64(&mut map, "associated_data", item.associated_data.as_deref());
-            Value::Object(map)
+            batch_item(
+                ("ciphertext", json!(item.ciphertext.as_str())),
+                item.context.as_deref(),
+                item.associated_data.as_deref(),
+                None,
+            )
         })
         .collect();
     Call::post(format!("decrypt/{key}"), json!({ "batch_input": batch }), true)
@@ -428,14 +445,12 @@ fn rewrap_call(key: &KeyName, items: &[RewrapItem]) -> Call {
     let batch: Vec<Value> = items
         .iter()
         .map(|item| {
-            let mut map = Map::new();
-            map.insert("ciphertext".into(), json!(item.ciphertext.as_str()));
-            insert_b64(&mut map, "context", item.context.as_deref());
-            insert_b64(&mut map, "associated_data", item.associated_data.as_deref());
-            if let Some(v) = item.key_version {
-                map.insert("key_version".into(), json!(v.get()));
-            }
-            Value::Object(map)
+            batch_item(
+                ("ciphertext", json!(item.ciphertext.as_str())),
+                item.context.as_deref(),
+                item.associated_data.as_deref(),
+                item.key_version,
+            )
         })
         .collect();
     Call::post(format!("rewrap/{key}"), json!({ "batch_input": batch }), true)
