@@ -80,10 +80,7 @@ impl Device {
         let mac = HashAlgorithm::Sha2_256.hmac(self.config.salt.as_bytes(), input.as_bytes());
         let mut out = String::with_capacity(HMAC_PREFIX.len() + 2 * mac.len());
         out.push_str(HMAC_PREFIX);
-        for byte in mac.iter() {
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
+        crate::http::push_hex(&mut out, &mac);
         out
     }
 
@@ -107,7 +104,6 @@ impl Device {
 }
 
 const HMAC_PREFIX: &str = "hmac-sha256:";
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A JSON value serialised with every string, at any depth, replaced by its hash
 /// (object keys, numbers and booleans as they are): no hashed copy is built.

@@ -113,10 +113,6 @@ const MAX_REMEMBERED_MISSES: usize = 4096;
 const SALT_PATH: &str = "sys/token-salt";
 const TOKENS_PREFIX: &str = "sys/tokens/";
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -180,7 +176,7 @@ impl TokenStore {
     }
 
     fn path(hash: &[u8; 32]) -> String {
-        format!("{TOKENS_PREFIX}{}", hex(hash))
+        format!("{TOKENS_PREFIX}{}", crate::http::encode_hex(hash))
     }
 
     fn store(&self, entry: &TokenEntry) -> bool {

@@ -220,6 +220,23 @@ pub(crate) fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
     })
 }
 
+/// Appends `bytes` as lowercase hex.
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(2 * bytes.len());
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+}
+
+/// `bytes` as lowercase hex.
+pub(crate) fn encode_hex(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    push_hex(&mut out, bytes);
+    out
+}
+
 /// Standard base64 with padding.
 pub(crate) fn encode_base64(bytes: &[u8]) -> String {
     BASE64.encode(bytes)
@@ -291,6 +308,12 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(768 * 3600 - 1)), "767h59m59s");
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn hex_is_lowercase_two_digits_per_byte() {
+        assert_eq!(encode_hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(encode_hex(&[]), "");
     }
 
     #[test]

@@ -262,7 +262,10 @@ impl Seal {
             shares: Vec::new(),
             nonce: new_nonce(),
         };
-        let keys: Vec<String> = parts.iter().map(|p| hex(p.expose_secret())).collect();
+        let keys: Vec<String> = parts
+            .iter()
+            .map(|p| crate::http::encode_hex(p.expose_secret()))
+            .collect();
         let keys_base64: Vec<String> = parts.iter().map(|p| encode_base64(p.expose_secret())).collect();
         Ok(Reply::Bare(
             StatusCode::OK,
@@ -435,10 +438,6 @@ fn put(storage: &dyn Storage, path: &str, bytes: Vec<u8>) -> Result<(), ApiError
 
 fn new_nonce() -> String {
     uuid::Uuid::new_v4().to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {

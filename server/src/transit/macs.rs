@@ -128,7 +128,7 @@ pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&st
 
 fn format_bytes(bytes: &[u8], format: Option<String>, default: &str) -> Result<Value, ApiError> {
     match format.as_deref().unwrap_or(default) {
-        "hex" => Ok(json!(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())),
+        "hex" => Ok(json!(crate::http::encode_hex(bytes))),
         "base64" => Ok(json!(encode_base64(bytes))),
         other => Err(ApiError::BadRequest(format!(
             "unsupported encoding format {other}; must be \"hex\" or \"base64\""
