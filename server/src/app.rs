@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use encrypted_attr::LocalEngine;
 use serde_json::{Map, Value, json};
@@ -22,22 +21,28 @@ use encrypted_attr::storage::Storage;
 
 use crate::auth::{RenewError, TokenEntry};
 use crate::http::{ApiError, ApiResult, REQUEST_ID, Reply};
+pub use crate::limits::Limits;
 use crate::params::Params;
 pub use crate::seal::RootToken;
 use crate::seal::Seal;
 pub(crate) use crate::seal::Unsealed;
 
-/// Largest request body accepted (Vault's default `max_request_size`).
+/// Largest request body accepted by default (Vault's default `max_request_size`);
+/// see [`Limits::max_request_bytes`].
 pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
-/// Longest a request may take before the server answers 408.
+/// Longest a request may take by default before the server answers 408; see
+/// [`Limits::request_timeout`].
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 /// The version reported by `sys/health` and `sys/seal-status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Everything handlers share: the seal state, which holds the engine and tokens
-/// once unsealed.
+/// once unsealed, and the limits with the turns they hand out.
 pub struct AppState {
     pub(crate) seal: Seal,
+    limits: Limits,
+    /// One permit per request whose work may run now (`max_concurrent_requests`).
+    work: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for AppState {
@@ -54,7 +59,30 @@ impl AppState {
     /// The OS random source failed.
     pub fn new(engine: Arc<LocalEngine>, root_token_id: Option<&str>) -> Result<(Self, RootToken), String> {
         let (seal, root) = Seal::dev(engine, root_token_id)?;
-        Ok((Self { seal }, root))
+        Ok((Self::over(seal), root))
+    }
+
+    fn over(seal: Seal) -> Self {
+        let limits = Limits::default();
+        Self {
+            seal,
+            limits,
+            work: tokio::sync::Semaphore::new(limits.max_concurrent_requests),
+        }
+    }
+
+    /// The same state with other limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.work = tokio::sync::Semaphore::new(limits.max_concurrent_requests.max(1));
+        self.limits = limits;
+        self
+    }
+
+    /// The limits this state enforces.
+    #[must_use]
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// A state over persistent storage: uninitialised until `sys/init`, then sealed
@@ -63,9 +91,7 @@ impl AppState {
     /// # Errors
     /// The storage cannot be read or its seal configuration is damaged.
     pub fn persistent(storage: Arc<dyn Storage>, storage_type: &'static str) -> Result<Self, String> {
-        Ok(Self {
-            seal: Seal::persistent(storage, storage_type)?,
-        })
+        Ok(Self::over(Seal::persistent(storage, storage_type)?))
     }
 }
 
@@ -78,15 +104,20 @@ pub(crate) enum Operation {
     Delete,
 }
 
-/// The router: every path under `/v1/` goes to the dispatcher.
+/// The router: every path under `/v1/` goes to the dispatcher. Every answer says
+/// `Cache-Control: no-store`: tokens, keys and plaintexts must never sit in a cache.
 pub fn app(state: Arc<AppState>) -> Router {
+    let timeout = state.limits.request_timeout;
     Router::new()
         .route("/v1/{*path}", axum::routing::any(dispatch))
         .fallback(|| async { ApiError::UnsupportedPath(String::new()) })
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
         ))
         .with_state(state)
 }
@@ -101,6 +132,7 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    spawn_storage_probe(&state);
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }
 
@@ -116,6 +148,7 @@ pub async fn run_tls(
     private_key: &std::path::Path,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    spawn_storage_probe(&state);
     // Err means a provider is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(certificate, private_key).await?;
@@ -129,6 +162,24 @@ pub async fn run_tls(
         .handle(handle)
         .serve(app(state).into_make_service())
         .await
+}
+
+/// Checks every [`PROBE_INTERVAL`](crate::monitored::PROBE_INTERVAL) that storage
+/// answers, so `sys/health` reports an outage (and PostgreSQL reconnects) even when
+/// no request comes; stops when the state is dropped.
+fn spawn_storage_probe(state: &Arc<AppState>) {
+    let Some(storage) = state.seal.storage().map(Arc::downgrade) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(crate::monitored::PROBE_INTERVAL);
+        loop {
+            ticker.tick().await;
+            let Some(storage) = storage.upgrade() else { return };
+            // Storage calls block: never on the async workers.
+            let _ = tokio::task::spawn_blocking(move || storage.probe("core/seal-config")).await;
+        }
+    });
 }
 
 fn token_from(headers: &HeaderMap) -> Option<&str> {
@@ -187,15 +238,10 @@ pub const REQUEST_LOG_TARGET: &str = "encrypted_attr::request";
 /// Handles one request and, when the request log is enabled, records it: method,
 /// path (never the query string), status, duration and the id its audit entries
 /// carry. Never a parameter, a token or a body.
-async fn dispatch(
-    State(state): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn dispatch(State(state): State<Arc<AppState>>, request: axum::extract::Request) -> Response {
     let request_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-    let handled = handle(&state, &method, &uri, &headers, &body, &request_id);
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let handled = handle(state, request, request_id.clone());
     if !tracing::enabled!(target: REQUEST_LOG_TARGET, tracing::Level::DEBUG) {
         return REQUEST_ID.scope(request_id.clone(), handled).await;
     }
@@ -205,7 +251,7 @@ async fn dispatch(
         target: REQUEST_LOG_TARGET,
         request_id = %request_id,
         method = %method,
-        path = uri.path(),
+        path = path,
         status = response.status().as_u16(),
         micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         "request"
@@ -213,18 +259,18 @@ async fn dispatch(
     response
 }
 
-async fn handle(
-    state: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &Bytes,
-    request_id: &str,
-) -> Response {
-    let path = uri.path().trim_start_matches("/v1/").to_owned();
-    let query = query_params(uri);
+/// A request's way, in one direction: what needs no body and no storage is
+/// answered on the async worker (`sys/health` above all, so it stays live under
+/// load); then the token is checked *before the body is read*; then the body is
+/// read within the size limit, and everything that costs CPU or may wait on
+/// storage (parsing, audit, policy, cryptography) runs on the blocking pool, at
+/// most `max_concurrent_requests` at once.
+async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_id: Arc<str>) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().trim_start_matches("/v1/").to_owned();
+    let query = query_params(&parts.uri);
     let list_query = query.get("list").and_then(Value::as_str).is_some_and(|v| v == "true");
-    let op = match method.as_str() {
+    let op = match parts.method.as_str() {
         "GET" | "HEAD" if list_query => Operation::List,
         "GET" | "HEAD" => Operation::Read,
         "LIST" => Operation::List,
@@ -232,54 +278,159 @@ async fn handle(
         "DELETE" => Operation::Delete,
         _ => return ApiError::UnsupportedOperation.into_response(),
     };
-    let params = match op {
-        Operation::Update => match Params::from_body(body) {
-            Ok(params) => params,
-            Err(e) => return e.into_response(),
-        },
-        _ => {
-            let mut q = query;
-            q.remove("list");
-            Params::new(q)
+    let bare_path = path.trim_end_matches('/').to_owned();
+    if bare_path == "sys/health" && op == Operation::Read {
+        let mut query = query;
+        query.remove("list");
+        return state.seal.health(&Params::new(query), parts.method == Method::HEAD);
+    }
+    let unauthenticated = matches!(
+        (bare_path.as_str(), op),
+        ("sys/seal-status" | "sys/init" | "sys/leader", Operation::Read)
+            | ("sys/init" | "sys/unseal", Operation::Update)
+    );
+    let limits = state.limits;
+    let mut token = None;
+    if !unauthenticated {
+        let open = match state.seal.unsealed() {
+            Ok(open) => open,
+            Err(error) => return error.into_response(),
+        };
+        let Some(presented) = token_from(&parts.headers).map(str::to_owned) else {
+            return ApiError::PermissionDenied.into_response();
+        };
+        // Decided from memory when possible; a lookup in storage runs off the
+        // async workers. Either way before a byte of the body is read.
+        let checked = match open.tokens.check_cached(&presented) {
+            Some(checked) => checked,
+            None => {
+                let lookup = presented.clone();
+                match tokio::task::spawn_blocking(move || open.tokens.check(&lookup)).await {
+                    Ok(checked) => checked,
+                    Err(_) => return ApiError::Internal.into_response(),
+                }
+            }
+        };
+        match checked {
+            Ok(Some(entry)) => token = Some((presented, entry)),
+            Ok(None) => return ApiError::PermissionDenied.into_response(),
+            Err(error) => return ApiError::from(error).into_response(),
+        }
+    }
+    let Ok(_permit) = state.work.acquire().await else {
+        return ApiError::Internal.into_response();
+    };
+    let body_limit = if unauthenticated {
+        limits.max_unauthenticated_bytes
+    } else {
+        limits.max_request_bytes
+    };
+    let body = match axum::body::to_bytes(body, body_limit).await {
+        Ok(body) => body,
+        Err(_) => {
+            return ApiError::TooLarge(format!(
+                "http: request body too large (this server accepts at most {body_limit} bytes)"
+            ))
+            .into_response();
         }
     };
-    // Unauthenticated endpoints: status, init and unseal, as in Vault.
+    let head = parts.method == Method::HEAD;
+    let state = state.clone();
+    let work = move || {
+        REQUEST_ID.sync_scope(request_id.clone(), || {
+            let request = Incoming {
+                op,
+                path: &path,
+                query,
+                body: &body,
+                request_id: &request_id,
+            };
+            match token {
+                None => unauthenticated_request(&state, &request),
+                Some((token, entry)) => authenticated_request(&state, &request, &token, &entry),
+            }
+        })
+    };
+    let mut response = match tokio::task::spawn_blocking(work).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Internal.into_response(),
+    };
+    if head {
+        *response.body_mut() = axum::body::Body::empty();
+    }
+    response
+}
+
+/// What the blocking part of a request works on.
+struct Incoming<'a> {
+    op: Operation,
+    path: &'a str,
+    query: Map<String, Value>,
+    body: &'a [u8],
+    request_id: &'a str,
+}
+
+impl Incoming<'_> {
+    /// The parameters: the body of a write (within the JSON limits), else the query.
+    fn params(&self, limits: &Limits) -> Result<Params<'_>, ApiError> {
+        if self.op != Operation::Update {
+            let mut query = self.query.clone();
+            query.remove("list");
+            return Ok(Params::new(query));
+        }
+        crate::limits::check_json(self.body, limits).map_err(ApiError::TooLarge)?;
+        let params = Params::from_body(self.body)?;
+        if params.batch_len() > limits.max_batch_items {
+            return Err(ApiError::TooLarge(format!(
+                "batch_input has {} items; this server accepts at most {} per request (max_batch_items)",
+                params.batch_len(),
+                limits.max_batch_items
+            )));
+        }
+        Ok(params)
+    }
+}
+
+/// Status, init and unseal: answered without a token, as in Vault.
+fn unauthenticated_request(state: &AppState, request: &Incoming<'_>) -> Response {
+    let params = match request.params(&state.limits) {
+        Ok(params) => params,
+        Err(error) => return error.into_response(),
+    };
     let seal = &state.seal;
-    let unauthenticated = match (path.trim_end_matches('/'), op) {
-        ("sys/health", Operation::Read) => return seal.health(&params, method == Method::HEAD),
-        ("sys/seal-status", Operation::Read) => Some(Ok(Reply::Bare(StatusCode::OK, seal.status()))),
-        ("sys/init", Operation::Read) => Some(seal.init_status()),
-        ("sys/leader", Operation::Read) => Some(Ok(Reply::Bare(
+    let result = match (request.path.trim_end_matches('/'), request.op) {
+        ("sys/seal-status", Operation::Read) => Ok(Reply::Bare(StatusCode::OK, seal.status())),
+        ("sys/init", Operation::Read) => seal.init_status(),
+        ("sys/leader", Operation::Read) => Ok(Reply::Bare(
             StatusCode::OK,
             json!({
                 "ha_enabled": false, "is_self": true, "active_time": "0001-01-01T00:00:00Z",
                 "leader_address": "", "leader_cluster_address": "", "performance_standby": false,
                 "performance_standby_last_remote_wal": 0,
             }),
-        ))),
-        ("sys/init", Operation::Update) => Some(seal.init(&params)),
-        ("sys/unseal", Operation::Update) => Some(seal.unseal(&params)),
-        _ => None,
+        )),
+        ("sys/init", Operation::Update) => seal.init(&params),
+        ("sys/unseal", Operation::Update) => seal.unseal(&params),
+        _ => Err(ApiError::UnsupportedPath(request.path.to_owned())),
     };
-    if let Some(result) = unauthenticated {
-        return result.into_response();
-    }
-    let open = match seal.unsealed() {
+    result.into_response()
+}
+
+/// A request whose token was accepted: audit, policy, route, audit.
+fn authenticated_request(state: &AppState, request: &Incoming<'_>, token: &str, entry: &TokenEntry) -> Response {
+    let open = match state.seal.unsealed() {
         Ok(open) => open,
         Err(error) => return error.into_response(),
     };
     open.refresh_shared_state();
-    let Some(token) = token_from(headers).map(str::to_owned) else {
-        return ApiError::PermissionDenied.into_response();
+    let params = match request.params(&state.limits) {
+        Ok(params) => params,
+        Err(error) => return error.into_response(),
     };
-    let Some(entry) = open.tokens.check(&token) else {
-        return ApiError::PermissionDenied.into_response();
-    };
-    // The engine is CPU-bound and fast (microseconds per item; large batches split
-    // across cores inside it), so it runs inline.
+    let (op, path) = (request.op, request.path);
     // Audit first: with devices enabled, nothing runs unless a device recorded it.
     let audited = crate::audit::AuditRequest {
-        id: request_id,
+        id: request.request_id,
         operation: match op {
             Operation::Read => "read",
             Operation::List => "list",
@@ -287,7 +438,7 @@ async fn handle(
             Operation::Delete => "delete",
         },
         path: path.trim_end_matches('/'),
-        token: &token,
+        token,
         accessor: &entry.accessor,
         policies: &entry.policies,
         data: &params,
@@ -295,10 +446,10 @@ async fn handle(
     if !open.audit.log_request(&audited) {
         return ApiError::Internal.into_response();
     }
-    let result = match authorize(&open, op, &path, &entry) {
+    let result = match authorize(&open, op, path, entry) {
         Err(error) => Err(error),
-        Ok(()) if path.trim_end_matches('/') == "sys/seal" && op == Operation::Update => seal.seal(),
-        Ok(()) => route(&open, op, &path, &params, &token, &entry),
+        Ok(()) if path.trim_end_matches('/') == "sys/seal" && op == Operation::Update => state.seal.seal(),
+        Ok(()) => route(&open, op, path, &params, token, entry),
     };
     let logged = match &result {
         Ok(reply) => open.audit.log_response(&audited, || reply.audit_view(), ""),
@@ -607,7 +758,7 @@ fn token_api(
         }
         (["lookup"], Operation::Update) => {
             let other = params.string("token")?.unwrap_or_default();
-            match state.tokens.check(&other) {
+            match state.tokens.check(&other)? {
                 Some(found) => Ok(Reply::data(lookup_data(&found, Some(&other)), vec![])),
                 None => Err(ApiError::BadRequest("bad token".into())),
             }

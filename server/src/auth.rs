@@ -194,27 +194,28 @@ impl TokenStore {
     }
 
     /// Reads a token's entry from storage into the cache; `None` (and out of the
-    /// cache) if storage has no such token or cannot be read (fail closed). A hash
-    /// found missing is not looked up again for [`TOKEN_RECHECK`], so a flood of
-    /// made-up tokens costs one storage read per token, not per request.
-    fn fetch(&self, hash: &[u8; 32]) -> Option<TokenEntry> {
-        let barrier = self.persist.as_ref()?;
+    /// cache) if storage has no such token. A hash found missing is not looked up
+    /// again for [`TOKEN_RECHECK`], so a flood of made-up tokens costs one storage
+    /// read per token, not per request.
+    ///
+    /// # Errors
+    /// Storage cannot be read: the caller fails closed with a 5xx, never with
+    /// "permission denied" (clients would take the token for bad and not retry).
+    fn fetch(&self, hash: &[u8; 32]) -> Result<Option<TokenEntry>, encrypted_attr::Error> {
+        let Some(barrier) = self.persist.as_ref() else {
+            return Ok(None);
+        };
         if self
             .misses_lock()
             .get(hash)
             .is_some_and(|at| at.elapsed() < TOKEN_RECHECK)
         {
-            return None;
+            return Ok(None);
         }
         let generation = self.revocations.load(Ordering::SeqCst);
-        let stored = match barrier.get(&Self::path(hash)) {
-            Ok(Some(raw)) => serde_json::from_slice::<StoredToken>(&raw).ok(),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "token storage could not be read");
-                return None;
-            }
-        };
+        let stored = barrier
+            .get(&Self::path(hash))?
+            .and_then(|raw| serde_json::from_slice::<StoredToken>(&raw).ok());
         let mut tokens = self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(stored) = stored else {
             tokens.remove(hash);
@@ -223,7 +224,7 @@ impl TokenStore {
                 misses.clear();
             }
             misses.insert(*hash, Instant::now());
-            return None;
+            return Ok(None);
         };
         let entry = stored.into_entry(*hash);
         // A revocation that ran while storage was read may have deleted this very
@@ -237,13 +238,13 @@ impl TokenStore {
                 },
             );
         }
-        Some(entry)
+        Ok(Some(entry))
     }
 
     /// The entry of a known, unexpired token with this hash: from the cache while
     /// fresh (and, with storage, unexpired: another server may have renewed it),
     /// otherwise from storage.
-    fn valid(&self, hash: &[u8; 32]) -> Option<TokenEntry> {
+    fn valid(&self, hash: &[u8; 32]) -> Result<Option<TokenEntry>, encrypted_attr::Error> {
         let now = SystemTime::now();
         let expired = |e: &TokenEntry| e.expires.is_some_and(|x| now >= x);
         let cached = {
@@ -255,9 +256,12 @@ impl TokenStore {
         };
         let entry = match cached {
             Some(entry) => entry,
-            None => self.fetch(hash)?,
+            None => match self.fetch(hash)? {
+                Some(entry) => entry,
+                None => return Ok(None),
+            },
         };
-        (bool::from(entry.hash.ct_eq(hash)) && !expired(&entry)).then_some(entry)
+        Ok((bool::from(entry.hash.ct_eq(hash)) && !expired(&entry)).then_some(entry))
     }
 
     fn cache(&self, entry: &TokenEntry) {
@@ -327,8 +331,36 @@ impl TokenStore {
         Some(NewToken { token, entry })
     }
 
+    /// The answer of [`check`](Self::check) when memory alone can give it (a fresh
+    /// cached entry, a recent miss, or a store without storage); `None` when
+    /// storage must be read.
+    pub(crate) fn check_cached(&self, token: &str) -> Option<Result<Option<TokenEntry>, encrypted_attr::Error>> {
+        let hash = self.hash(token.as_bytes());
+        if self.persist.is_none() {
+            return Some(self.valid(&hash));
+        }
+        let now = SystemTime::now();
+        let tokens = self.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(cached) = tokens.get(&hash)
+            && cached.fetched.elapsed() < TOKEN_RECHECK
+            && cached.entry.expires.is_none_or(|x| now < x)
+        {
+            return Some(Ok(
+                bool::from(cached.entry.hash.ct_eq(&hash)).then(|| cached.entry.clone())
+            ));
+        }
+        drop(tokens);
+        self.misses_lock()
+            .get(&hash)
+            .is_some_and(|at| at.elapsed() < TOKEN_RECHECK)
+            .then_some(Ok(None))
+    }
+
     /// The entry of a valid (known, unexpired) token.
-    pub(crate) fn check(&self, token: &str) -> Option<TokenEntry> {
+    ///
+    /// # Errors
+    /// Storage could not be read (see `fetch`).
+    pub(crate) fn check(&self, token: &str) -> Result<Option<TokenEntry>, encrypted_attr::Error> {
         self.valid(&self.hash(token.as_bytes()))
     }
 
@@ -468,15 +500,15 @@ mod tests {
         let made = store.create(vec!["root".into()], None, true, None).expect("token");
         let token = String::from_utf8(made.token.expose_secret().to_vec()).expect("ascii");
         assert!(token.starts_with("hvs."));
-        assert!(store.check(&token).is_some());
-        assert!(store.check("hvs.nope").is_none());
+        assert!(store.check(&token).expect("memory").is_some());
+        assert!(store.check("hvs.nope").expect("memory").is_none());
         let short = store
             .create(vec![], Some(Duration::ZERO), true, Some("short"))
             .expect("token");
-        assert!(store.check("short").is_none(), "expired");
+        assert!(store.check("short").expect("memory").is_none(), "expired");
         drop(short);
         assert_eq!(store.revoke(&token), Ok(true));
-        assert!(store.check(&token).is_none());
+        assert!(store.check(&token).expect("memory").is_none());
     }
 
     #[test]
@@ -510,6 +542,6 @@ mod tests {
         let granted = capped.entry.ttl.expect("ttl");
         assert!(granted <= MAX_TOKEN_TTL && granted > MAX_TOKEN_TTL - Duration::from_secs(60));
         assert!(capped.warning.is_some_and(|w| w.contains("capped")));
-        assert!(store.check("app").is_some());
+        assert!(store.check("app").expect("memory").is_some());
     }
 }

@@ -262,7 +262,8 @@ fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(), String> 
             (AppState::persistent(Arc::new(storage), "file")?, None)
         }
         StorageChoice::Postgres(url) => {
-            let storage = crate::PostgresStorage::connect(url.expose()).map_err(|e| e.to_string())?;
+            let storage = crate::PostgresStorage::connect(url.expose())
+                .map_err(|e| format!("{e}: {}", crate::http::error_chain(&e)))?;
             (AppState::persistent(Arc::new(storage), "postgresql")?, None)
         }
     };

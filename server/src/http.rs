@@ -151,6 +151,11 @@ pub(crate) enum ApiError {
     Internal,
     /// 503 while sealed.
     Sealed,
+    /// 503: storage cannot be reached (the cause goes to the log). Never turned
+    /// into "permission denied": clients retry a 503, not a 403.
+    StorageUnavailable,
+    /// 413: the request is larger or more complex than the server's limits.
+    TooLarge(String),
 }
 
 impl IntoResponse for ApiError {
@@ -172,6 +177,8 @@ impl IntoResponse for ApiError {
             ),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, vec!["internal error".to_owned()]),
             Self::Sealed => (StatusCode::SERVICE_UNAVAILABLE, vec!["Vault is sealed".to_owned()]),
+            Self::StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, vec![STORAGE_UNAVAILABLE.to_owned()]),
+            Self::TooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, vec![message]),
         };
         (status, axum::Json(json!({ "errors": errors }))).into_response()
     }
@@ -188,20 +195,53 @@ impl ApiError {
             Self::UnsupportedOperation => "unsupported operation".into(),
             Self::Internal => "internal error".into(),
             Self::Sealed => "Vault is sealed".into(),
+            Self::StorageUnavailable => STORAGE_UNAVAILABLE.into(),
+            Self::TooLarge(m) => m.clone(),
         }
     }
+}
+
+/// The error text of a 503 answered while storage cannot be reached.
+pub(crate) const STORAGE_UNAVAILABLE: &str = "storage is unavailable; retry later";
+
+/// True when `error` says storage could not be reached or read (an outage, worth
+/// a retry), rather than that something is wrong with the data or the request.
+pub(crate) fn is_storage_outage(error: &encrypted_attr::Error) -> bool {
+    matches!(
+        error,
+        encrypted_attr::Error::Storage(_)
+            | encrypted_attr::Error::Io { .. }
+            | encrypted_attr::Error::StorageLocked { .. }
+    )
 }
 
 impl From<encrypted_attr::Error> for ApiError {
     fn from(error: encrypted_attr::Error) -> Self {
         if error.is_user_error() {
             Self::BadRequest(error.to_string())
+        } else if is_storage_outage(&error) {
+            tracing::error!(error = %error, cause = error_chain(&error), "storage unavailable");
+            Self::StorageUnavailable
         } else {
             // Storage or randomness failed: log the kind, answer a fixed message.
             tracing::error!(error = %error, "engine failure");
             Self::Internal
         }
     }
+}
+
+/// The sources of `error`, joined (`Error::Storage` keeps its reason there).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = String::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
 }
 
 /// The result type of every handler.

@@ -8,8 +8,12 @@ mod app;
 mod audit;
 mod auth;
 pub mod cli;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod keys_cli;
+mod limits;
+mod monitored;
 mod params;
 mod pg_storage;
 mod policy;
@@ -19,6 +23,6 @@ mod shamir;
 mod transit;
 
 pub use app::{
-    AppState, MAX_REQUEST_BYTES, REQUEST_LOG_TARGET, REQUEST_TIMEOUT, RootToken, VERSION, app, run, run_tls,
+    AppState, Limits, MAX_REQUEST_BYTES, REQUEST_LOG_TARGET, REQUEST_TIMEOUT, RootToken, VERSION, app, run, run_tls,
 };
 pub use pg_storage::PostgresStorage;

@@ -294,6 +294,14 @@ impl<'a> Params<'a> {
             .map(Some)
     }
 
+    /// How many items `batch_input` has (0 when there is none).
+    pub(crate) fn batch_len(&self) -> usize {
+        match &self.batch {
+            Some(Batch::Items { items, .. }) => items.len(),
+            _ => 0,
+        }
+    }
+
     /// Vault's warning for top-level parameters nobody read.
     pub(crate) fn ignored_warning(&self) -> Option<String> {
         let Source::Map(map) = &self.source else { return None };

@@ -11,15 +11,35 @@
 //! be entered from an async task; so one dedicated thread owns the connection and
 //! serves requests sent over a channel. Callers block briefly, as with the file
 //! storage.
+//!
+//! The connection is an I/O dependency that fails: when it drops (database
+//! restarted, backend terminated, network cut), the worker reconnects on the next
+//! request, at most once per back-off period (100 ms doubling to 5 s), and answers
+//! [`Error::Storage`] with the reason meanwhile — which the server turns into 503,
+//! never into "permission denied". A request whose connection turns out to be dead
+//! before anything was written is retried once on a new connection, since a
+//! terminated backend is only discovered when used.
 
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::time::{Duration, Instant};
 
 use encrypted_attr::Error;
 use encrypted_attr::storage::{Storage, Update, UpdateFn};
+use zeroize::Zeroizing;
 
-const CREATE_TABLE: &str =
-    "CREATE TABLE IF NOT EXISTS encrypted_attr_storage (path TEXT PRIMARY KEY, value BYTEA NOT NULL)";
+/// Serialised by a transaction-scoped advisory lock: servers started at the same
+/// moment on a new database would otherwise race in `CREATE TABLE IF NOT EXISTS`
+/// (one fails on PostgreSQL's catalog unique index).
+const CREATE_TABLE: &str = "SELECT pg_advisory_xact_lock(hashtext('encrypted_attr_storage'));
+     CREATE TABLE IF NOT EXISTS encrypted_attr_storage (path TEXT PRIMARY KEY, value BYTEA NOT NULL)";
+
+/// Longest a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// First wait between reconnection attempts; doubled after each failure.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 type Reply<T> = SyncSender<Result<T, String>>;
 
@@ -47,25 +67,136 @@ fn storage_error(message: impl Into<String>) -> Error {
     Error::Storage(message.into().into())
 }
 
+/// Why a PostgreSQL call failed, for logs and error messages: the server's
+/// severity, SQLSTATE and message, or the connection error. Never the URL (the
+/// driver's messages do not include it) nor a row's detail (which could quote
+/// stored paths).
+fn describe(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => error.to_string(),
+    }
+}
+
+/// The connection and its reconnection schedule; lives on the worker thread.
+struct Connection {
+    config: postgres::Config,
+    client: Option<postgres::Client>,
+    /// Earliest time of the next connection attempt after a failure.
+    next_attempt: Instant,
+    backoff: Duration,
+    /// Why the last attempt failed (answered to callers until the next attempt).
+    last_error: String,
+}
+
+impl Connection {
+    fn open(config: postgres::Config) -> Result<Self, String> {
+        let mut connection = Self {
+            config,
+            client: None,
+            next_attempt: Instant::now(),
+            backoff: FIRST_BACKOFF,
+            last_error: String::new(),
+        };
+        connection.client = Some(connection.connect()?);
+        Ok(connection)
+    }
+
+    fn connect(&self) -> Result<postgres::Client, String> {
+        let mut client = self
+            .config
+            .connect(postgres::NoTls)
+            .map_err(|e| format!("cannot connect to PostgreSQL: {}", describe(&e)))?;
+        client
+            .batch_execute(CREATE_TABLE)
+            .map_err(|e| format!("cannot create the storage table: {}", describe(&e)))?;
+        Ok(client)
+    }
+
+    /// The live connection, reconnecting if the last one dropped and the back-off
+    /// allows an attempt now.
+    fn client(&mut self) -> Result<&mut postgres::Client, String> {
+        if self.client.as_ref().is_some_and(postgres::Client::is_closed) {
+            self.client = None;
+            self.last_error = "the connection to PostgreSQL was lost".into();
+            tracing::warn!("PostgreSQL storage connection lost; reconnecting");
+        }
+        if self.client.is_none() {
+            if Instant::now() < self.next_attempt {
+                return Err(format!("PostgreSQL storage is unavailable: {}", self.last_error));
+            }
+            match self.connect() {
+                Ok(client) => {
+                    tracing::info!("PostgreSQL storage connection restored");
+                    self.client = Some(client);
+                    self.backoff = FIRST_BACKOFF;
+                }
+                Err(reason) => {
+                    tracing::warn!(error = %reason, retry_in_ms = self.backoff.as_millis(), "PostgreSQL storage unreachable");
+                    self.next_attempt = Instant::now() + self.backoff;
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    self.last_error.clone_from(&reason);
+                    return Err(format!("PostgreSQL storage is unavailable: {reason}"));
+                }
+            }
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| "PostgreSQL storage is unavailable".to_owned())
+    }
+
+    /// Runs `call` on the connection; if it fails because the connection died, once
+    /// more on a new connection (only for calls that wrote nothing before failing).
+    fn run<T>(&mut self, mut call: impl FnMut(&mut postgres::Client) -> Result<T, Failure>) -> Result<T, String> {
+        for attempt in 0..2 {
+            let client = self.client()?;
+            match call(client) {
+                Ok(value) => return Ok(value),
+                Err(Failure::BeforeWrite(e)) if attempt == 0 && client.is_closed() => {
+                    // The backend was gone; the next `client()` reconnects at once.
+                    tracing::warn!(error = %describe(&e), "PostgreSQL storage connection lost; retrying once");
+                    self.client = None;
+                    self.next_attempt = Instant::now();
+                }
+                Err(Failure::BeforeWrite(e) | Failure::Write(e)) => {
+                    return Err(format!("PostgreSQL storage failed: {}", describe(&e)));
+                }
+                Err(Failure::Caller) => return Err("the storage caller went away".into()),
+            }
+        }
+        Err("PostgreSQL storage failed twice in a row".into())
+    }
+}
+
+/// How a storage call failed.
+enum Failure {
+    /// Before anything could have been written: safe to retry.
+    BeforeWrite(postgres::Error),
+    /// While writing or committing: the outcome is unknown, so never retried.
+    Write(postgres::Error),
+    /// The thread waiting for the answer is gone.
+    Caller,
+}
+
 impl PostgresStorage {
     /// Connects to `url` (libpq-style or URL form) and creates the table if needed.
     ///
     /// # Errors
-    /// [`Error::Storage`] if the database cannot be reached.
+    /// [`Error::Storage`] with the reason if the database cannot be reached (wrong
+    /// address, no such database, authentication refused).
     pub fn connect(url: &str) -> Result<Self, Error> {
-        let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
-            storage_error(format!(
-                "cannot connect to PostgreSQL: {}",
-                e.code().map_or("connection failed", |c| c.code())
-            ))
-        })?;
-        client
-            .batch_execute(CREATE_TABLE)
-            .map_err(|_| storage_error("cannot create the storage table"))?;
+        let url = Zeroizing::new(url.to_owned());
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e: postgres::Error| storage_error(format!("invalid PostgreSQL URL: {}", describe(&e))))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let connection = Connection::open(config).map_err(storage_error)?;
         let (sender, receiver) = channel::<Request>();
         std::thread::Builder::new()
             .name("encrypted-attr-postgres".into())
-            .spawn(move || serve(client, receiver))
+            .spawn(move || serve(connection, receiver))
             .map_err(|e| Error::Io {
                 location: "postgres worker thread".into(),
                 source: e,
@@ -128,20 +259,16 @@ impl Storage for PostgresStorage {
 }
 
 /// The worker: owns the connection, serves one request at a time.
-fn serve(mut client: postgres::Client, requests: Receiver<Request>) {
-    let failed = |e: postgres::Error| {
-        format!(
-            "PostgreSQL storage failed: {}",
-            e.code().map_or("connection or protocol error", |c| c.code())
-        )
-    };
+fn serve(mut connection: Connection, requests: Receiver<Request>) {
     for request in requests {
         match request {
             Request::Get(path, reply) => {
-                let result = client
-                    .query_opt("SELECT value FROM encrypted_attr_storage WHERE path = $1", &[&path])
-                    .map(|row| row.map(|r| r.get::<_, Vec<u8>>(0)))
-                    .map_err(failed);
+                let result = connection.run(|client| {
+                    client
+                        .query_opt("SELECT value FROM encrypted_attr_storage WHERE path = $1", &[&path])
+                        .map(|row| row.map(|r| r.get::<_, Vec<u8>>(0)))
+                        .map_err(Failure::BeforeWrite)
+                });
                 let _ = reply.send(result);
             }
             Request::List(prefix, reply) => {
@@ -149,46 +276,20 @@ fn serve(mut client: postgres::Client, requests: Receiver<Request>) {
                     "{}%",
                     prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
                 );
-                let result = client
-                    .query(
-                        "SELECT path FROM encrypted_attr_storage WHERE path LIKE $1 ORDER BY path",
-                        &[&pattern],
-                    )
-                    .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
-                    .map_err(failed);
+                let result = connection.run(|client| {
+                    client
+                        .query(
+                            "SELECT path FROM encrypted_attr_storage WHERE path LIKE $1 ORDER BY path",
+                            &[&pattern],
+                        )
+                        .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
+                        .map_err(Failure::BeforeWrite)
+                });
                 let _ = reply.send(result);
             }
             Request::Update(path, current, decision, done) => {
                 let mut current = Some(current);
-                let result = (|| -> Result<(), String> {
-                    let mut tx = client.transaction().map_err(failed)?;
-                    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&path])
-                        .map_err(failed)?;
-                    let value = tx
-                        .query_opt("SELECT value FROM encrypted_attr_storage WHERE path = $1", &[&path])
-                        .map_err(failed)?
-                        .map(|r| r.get::<_, Vec<u8>>(0));
-                    if let Some(current) = current.take() {
-                        current.send(Ok(value)).map_err(|_| "caller gone".to_owned())?;
-                    }
-                    match decision.recv().map_err(|_| "caller gone".to_owned())? {
-                        None | Some(Update::Keep) => Ok(()),
-                        Some(Update::Put(bytes)) => {
-                            tx.execute(
-                                "INSERT INTO encrypted_attr_storage (path, value) VALUES ($1, $2) \
-                                 ON CONFLICT (path) DO UPDATE SET value = EXCLUDED.value",
-                                &[&path, &bytes],
-                            )
-                            .map_err(failed)?;
-                            tx.commit().map_err(failed)
-                        }
-                        Some(Update::Delete) => {
-                            tx.execute("DELETE FROM encrypted_attr_storage WHERE path = $1", &[&path])
-                                .map_err(failed)?;
-                            tx.commit().map_err(failed)
-                        }
-                    }
-                })();
+                let result = connection.run(|client| update(client, &path, &mut current, &decision));
                 // If it failed before the current value was sent, the caller is still
                 // waiting for that value: give it the error there.
                 if let (Err(error), Some(current)) = (&result, current.take()) {
@@ -196,6 +297,45 @@ fn serve(mut client: postgres::Client, requests: Receiver<Request>) {
                 }
                 let _ = done.send(result);
             }
+        }
+    }
+}
+
+/// One locked read-decide-write of `path`. The current value goes to the caller
+/// through `current` (taken once sent: a retry after that point is impossible, as
+/// the caller has decided on what it saw).
+fn update(
+    client: &mut postgres::Client,
+    path: &str,
+    current: &mut Option<Reply<Option<Vec<u8>>>>,
+    decision: &Receiver<Option<Update>>,
+) -> Result<(), Failure> {
+    let mut tx = client.transaction().map_err(Failure::BeforeWrite)?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&path])
+        .map_err(Failure::BeforeWrite)?;
+    let value = tx
+        .query_opt("SELECT value FROM encrypted_attr_storage WHERE path = $1", &[&path])
+        .map_err(Failure::BeforeWrite)?
+        .map(|r| r.get::<_, Vec<u8>>(0));
+    let Some(reply) = current.take() else {
+        return Err(Failure::Caller);
+    };
+    reply.send(Ok(value)).map_err(|_| Failure::Caller)?;
+    match decision.recv().map_err(|_| Failure::Caller)? {
+        None | Some(Update::Keep) => Ok(()),
+        Some(Update::Put(bytes)) => {
+            tx.execute(
+                "INSERT INTO encrypted_attr_storage (path, value) VALUES ($1, $2) \
+                 ON CONFLICT (path) DO UPDATE SET value = EXCLUDED.value",
+                &[&path, &bytes],
+            )
+            .map_err(Failure::Write)?;
+            tx.commit().map_err(Failure::Write)
+        }
+        Some(Update::Delete) => {
+            tx.execute("DELETE FROM encrypted_attr_storage WHERE path = $1", &[&path])
+                .map_err(Failure::Write)?;
+            tx.commit().map_err(Failure::Write)
         }
     }
 }

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::audit::Audit;
 use crate::auth::TokenStore;
 use crate::http::{ApiError, ApiResult, Reply, encode_base64};
+use crate::monitored::MonitoredStorage;
 use crate::params::Params;
 use crate::policy::PolicyStore;
 use crate::shamir;
@@ -100,7 +101,7 @@ enum State {
 
 /// The seal state machine over one storage.
 pub(crate) struct Seal {
-    storage: Option<Arc<dyn Storage>>,
+    storage: Option<Arc<MonitoredStorage>>,
     storage_type: &'static str,
     state: RwLock<State>,
 }
@@ -134,23 +135,50 @@ impl Seal {
 
     /// Over persistent storage: uninitialised, or sealed until enough shares arrive.
     pub(crate) fn persistent(storage: Arc<dyn Storage>, storage_type: &'static str) -> Result<Self, String> {
-        let state = match storage.get(SEAL_CONFIG_PATH).map_err(|e| e.to_string())? {
+        let storage = Arc::new(MonitoredStorage::new(storage));
+        let state = match stored_config(&*storage)? {
             None => State::Uninitialized,
-            Some(raw) => {
-                let config: SealConfig =
-                    serde_json::from_slice(&raw).map_err(|_| "the stored seal configuration is damaged".to_owned())?;
-                State::Sealed {
-                    config,
-                    shares: Vec::new(),
-                    nonce: new_nonce(),
-                }
-            }
+            Some(config) => State::Sealed {
+                config,
+                shares: Vec::new(),
+                nonce: new_nonce(),
+            },
         };
         Ok(Self {
             storage: Some(storage),
             storage_type,
             state: RwLock::new(state),
         })
+    }
+
+    /// The storage, when persistent.
+    pub(crate) fn storage(&self) -> Option<&Arc<MonitoredStorage>> {
+        self.storage.as_ref()
+    }
+
+    /// An uninitialised server sharing storage with others picks up an
+    /// initialisation made elsewhere: it becomes sealed with that configuration.
+    /// Costs one storage read, and only while uninitialised.
+    fn pick_up_initialization(&self) {
+        let Some(storage) = &self.storage else { return };
+        if !matches!(&*self.read(), State::Uninitialized) {
+            return;
+        }
+        match stored_config(&**storage) {
+            Ok(Some(config)) => {
+                let mut state = self.write();
+                if matches!(&*state, State::Uninitialized) {
+                    tracing::info!("storage was initialised by another server; now sealed");
+                    *state = State::Sealed {
+                        config,
+                        shares: Vec::new(),
+                        nonce: new_nonce(),
+                    };
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!(error = %error, "the seal configuration could not be read"),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -171,6 +199,7 @@ impl Seal {
 
     /// The bare status object of `sys/seal-status` and `sys/unseal`.
     pub(crate) fn status(&self) -> Value {
+        self.pick_up_initialization();
         let (initialized, sealed, t, n, progress, nonce) = match &*self.read() {
             State::Uninitialized => (false, true, 0, 0, 0, String::new()),
             State::Sealed { config, shares, nonce } => (
@@ -200,6 +229,7 @@ impl Seal {
 
     /// `GET sys/init`.
     pub(crate) fn init_status(&self) -> ApiResult {
+        self.pick_up_initialization();
         let initialized = !matches!(&*self.read(), State::Uninitialized);
         Ok(Reply::Bare(StatusCode::OK, json!({ "initialized": initialized })))
     }
@@ -222,6 +252,8 @@ impl Seal {
         let Some(storage) = self.storage.clone() else {
             return Err(ApiError::BadRequest("Vault is already initialized".into()));
         };
+        let storage: Arc<dyn Storage> = storage;
+        self.pick_up_initialization();
         let mut state = self.write();
         if !matches!(&*state, State::Uninitialized) {
             return Err(ApiError::BadRequest("Vault is already initialized".into()));
@@ -238,8 +270,15 @@ impl Seal {
         let root = RootKey::generate().map_err(ApiError::from)?;
         // Open the barrier first (it writes its check entry), then the root token,
         // then the wrapped root key, and last the seal configuration, whose presence
-        // marks the server initialised.
-        let engine = LocalEngine::with_storage(storage.clone(), &root, engine_options()).map_err(ApiError::from)?;
+        // marks the server initialised. The barrier's check entry is written only
+        // on empty storage, atomically: of two servers initialising one storage at
+        // once, the second finds the first's entry and stops here.
+        let engine = LocalEngine::with_storage(storage.clone(), &root, engine_options()).map_err(|e| match e {
+            encrypted_attr::Error::WrongRootKey | encrypted_attr::Error::CorruptStorage { .. } => {
+                ApiError::BadRequest(INITIALIZED_ELSEWHERE.into())
+            }
+            other => ApiError::from(other),
+        })?;
         let tokens = TokenStore::persistent(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?)
             .map_err(ApiError::from)?;
         let token = tokens
@@ -282,6 +321,7 @@ impl Seal {
         let reset = params.bool("reset")?.unwrap_or(false);
         let key = params.string("key")?;
         let _ = params.has("migrate");
+        self.pick_up_initialization();
         let mut state = self.write();
         let State::Sealed { config, shares, nonce } = &mut *state else {
             drop(state);
@@ -333,7 +373,7 @@ impl Seal {
     }
 
     fn open(&self, shares: &[SecretBytes]) -> Result<Unsealed, ApiError> {
-        let storage = self.storage.clone().ok_or(ApiError::Internal)?;
+        let storage: Arc<dyn Storage> = self.storage.clone().ok_or(ApiError::Internal)?;
         let unseal_key = shamir::combine(shares).map_err(|_| ApiError::BadRequest("invalid unseal shares".into()))?;
         let kek_bytes: [u8; 32] = unseal_key
             .expose_secret()
@@ -391,10 +431,14 @@ impl Seal {
                 .and_then(|c| StatusCode::from_u16(c).ok())
                 .unwrap_or(StatusCode::from_u16(default).unwrap_or(StatusCode::OK))
         };
+        // Read from the last storage call or probe: health never waits on storage.
+        let storage_reachable = self.storage.as_ref().is_none_or(|s| s.reachable());
         let http = if !status["initialized"].as_bool().unwrap_or(false) {
             code("uninitcode", 501)
         } else if status["sealed"].as_bool().unwrap_or(true) {
             code("sealedcode", 503)
+        } else if !storage_reachable {
+            code("storageerrorcode", 503)
         } else {
             code("activecode", 200)
         };
@@ -412,6 +456,7 @@ impl Seal {
             "version": VERSION,
             "cluster_name": "encrypted-attr",
             "cluster_id": "",
+            "storage_reachable": storage_reachable,
         });
         (http, axum::Json(body)).into_response()
     }
@@ -428,6 +473,23 @@ pub(crate) fn server_engine_options() -> EngineOptions {
 /// so keys are also re-read every [`SHARED_STATE_REFRESH`] to see their rotations.
 fn engine_options() -> EngineOptions {
     server_engine_options().refresh_interval(SHARED_STATE_REFRESH)
+}
+
+/// Why `sys/init` is refused on storage that another server is initialising (or
+/// whose initialisation was interrupted before the seal configuration was written).
+const INITIALIZED_ELSEWHERE: &str = "the storage is being initialized by another server (or an earlier \
+     initialization was interrupted); check sys/init, or start from empty storage";
+
+/// The seal configuration in `storage`, if initialised.
+fn stored_config(storage: &dyn Storage) -> Result<Option<SealConfig>, String> {
+    let raw = storage.get(SEAL_CONFIG_PATH).map_err(|e| {
+        format!(
+            "cannot read the seal configuration: {e}: {}",
+            crate::http::error_chain(&e)
+        )
+    })?;
+    raw.map(|raw| serde_json::from_slice(&raw).map_err(|_| "the stored seal configuration is damaged".to_owned()))
+        .transpose()
 }
 
 fn put(storage: &dyn Storage, path: &str, bytes: Vec<u8>) -> Result<(), ApiError> {

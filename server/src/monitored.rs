@@ -1,0 +1,73 @@
+//! The server's view of its storage's health: a [`Storage`] wrapper that records
+//! whether the last call reached the backend, read by `sys/health` (without
+//! touching storage, so health answers at once even while storage hangs) and kept
+//! current by a probe every [`PROBE_INTERVAL`] while the server runs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use encrypted_attr::Error;
+use encrypted_attr::storage::{Storage, UpdateFn};
+
+/// How often a running server checks that its storage answers.
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A storage whose reachability is recorded on every call.
+pub(crate) struct MonitoredStorage {
+    inner: Arc<dyn Storage>,
+    reachable: AtomicBool,
+}
+
+impl MonitoredStorage {
+    pub(crate) fn new(inner: Arc<dyn Storage>) -> Self {
+        Self {
+            inner,
+            reachable: AtomicBool::new(true),
+        }
+    }
+
+    /// Whether the last storage call reached the backend.
+    pub(crate) fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
+    /// One cheap read, to learn whether storage answers (and, for PostgreSQL, to
+    /// drive reconnection while no request comes).
+    pub(crate) fn probe(&self, path: &str) -> bool {
+        let _ = self.get(path);
+        self.reachable()
+    }
+
+    fn record<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        let reached = match &result {
+            Ok(_) => true,
+            Err(error) => !crate::http::is_storage_outage(error),
+        };
+        let was = self.reachable.swap(reached, Ordering::Relaxed);
+        if was && !reached {
+            if let Err(error) = &result {
+                tracing::error!(error = %error, cause = crate::http::error_chain(error), "storage became unreachable");
+            }
+        } else if !was && reached {
+            tracing::info!("storage is reachable again");
+        }
+        result
+    }
+}
+
+impl Storage for MonitoredStorage {
+    fn get(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.record(self.inner.get(path))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        self.record(self.inner.list(prefix))
+    }
+
+    fn update(&self, path: &str, change: &mut UpdateFn<'_>) -> Result<(), Error> {
+        // A closure's own error (a refused change) says nothing about the backend;
+        // `record` only counts outage kinds.
+        self.record(self.inner.update(path, change))
+    }
+}

@@ -1,0 +1,427 @@
+//! Fault tests: what the server does when its dependencies fail underneath it —
+//! the PostgreSQL connection dropped or cut and restored under load, servers
+//! started together on one new database.
+//!
+//! Tests needing PostgreSQL run when `ENCRYPTED_ATTR_TEST_POSTGRES_URL` is set
+//! (required under `CI=true`); each works in a database of its own.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use encrypted_attr_server::{AppState, PostgresStorage};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+
+fn postgres_url() -> Option<String> {
+    match std::env::var("ENCRYPTED_ATTR_TEST_POSTGRES_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("ENCRYPTED_ATTR_TEST_POSTGRES_URL must be set under CI")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED: ENCRYPTED_ATTR_TEST_POSTGRES_URL is not set; the PostgreSQL fault test did not run");
+            None
+        }
+    }
+}
+
+/// A new, empty database named `name` on the test server; returns its URL.
+async fn fresh_database(url: &str, name: &str) -> String {
+    let admin = url.to_owned();
+    let db = name.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .unwrap();
+        client.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    })
+    .await
+    .unwrap();
+    let config: postgres::Config = url.parse().unwrap();
+    let (host, port) = host_port(&config);
+    let user = config.get_user().unwrap_or("postgres");
+    format!("postgres://{user}@{host}:{port}/{name}")
+}
+
+fn host_port(config: &postgres::Config) -> (String, u16) {
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => "127.0.0.1".to_owned(),
+    };
+    (host, config.get_ports().first().copied().unwrap_or(5432))
+}
+
+/// Runs `SQL` on the test server as the admin connection.
+async fn admin_sql(url: &str, sql: String) {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client.batch_execute(&sql).unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+/// A TCP proxy in front of PostgreSQL that a test can cut (every connection
+/// closed, new ones refused) and restore: a network outage on demand.
+struct Proxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let (accept_up, accept_cut) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if !accept_up.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let mut cut = accept_cut.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up, cut }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A server on `state`, on a real socket (so its storage probe runs); its URL.
+async fn serve(state: AppState) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(encrypted_attr_server::run(
+        listener,
+        Arc::new(state),
+        std::future::pending::<()>(),
+    ));
+    format!("http://{addr}")
+}
+
+fn http_client() -> reqwest::Client {
+    // reqwest is built without a default TLS provider (`rustls-no-provider`).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // A hung request fails the test instead of stalling it.
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap()
+}
+
+async fn call(http: &reqwest::Client, method: &str, url: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    let mut request = http.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
+    if let Some(token) = token {
+        request = request.header("X-Vault-Token", token);
+    }
+    if !body.is_null() {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Initialises and unseals the server at `base`; returns the root token.
+async fn init_and_unseal(http: &reqwest::Client, base: &str) -> String {
+    let (status, body) = call(
+        http,
+        "PUT",
+        &format!("{base}/v1/sys/init"),
+        None,
+        json!({"secret_shares": 1, "secret_threshold": 1}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let key = body["keys"][0].as_str().unwrap().to_owned();
+    let (_, status) = call(http, "PUT", &format!("{base}/v1/sys/unseal"), None, json!({"key": key})).await;
+    assert_eq!(status["sealed"], false, "{status}");
+    body["root_token"].as_str().unwrap().to_owned()
+}
+
+/// Requests answered while storage failed: how many of each outcome.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicUsize,
+    unavailable: AtomicUsize,
+    wrong: AtomicUsize,
+}
+
+/// Encrypt-then-decrypt round trips against `base` until `stop`: each answer is
+/// a correct 200 or a 503; anything else (a 403 above all, or a wrong plaintext)
+/// counts as wrong.
+async fn load(http: reqwest::Client, base: String, token: String, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let plaintext = base64_of(&format!("value {n}"));
+        let (status, body) = call(
+            &http,
+            "POST",
+            &format!("{base}/v1/transit/encrypt/faulty"),
+            Some(&token),
+            json!({"plaintext": plaintext}),
+        )
+        .await;
+        let outcome = match status {
+            200 => {
+                let ciphertext = body["data"]["ciphertext"].clone();
+                let (status, body) = call(
+                    &http,
+                    "POST",
+                    &format!("{base}/v1/transit/decrypt/faulty"),
+                    Some(&token),
+                    json!({"ciphertext": ciphertext}),
+                )
+                .await;
+                match status {
+                    200 if body["data"]["plaintext"] == json!(plaintext) => &tally.ok,
+                    503 => &tally.unavailable,
+                    _ => {
+                        eprintln!("wrong decrypt answer: {status} {body}");
+                        &tally.wrong
+                    }
+                }
+            }
+            503 => &tally.unavailable,
+            _ => {
+                eprintln!("wrong encrypt answer: {status} {body}");
+                &tally.wrong
+            }
+        };
+        outcome.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// Polls `check` every 100 ms until it holds or `limit` passes.
+async fn within<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within {limit:?}");
+}
+
+async fn health(http: &reqwest::Client, base: &str) -> (u16, Value) {
+    call(http, "GET", &format!("{base}/v1/sys/health"), None, Value::Null).await
+}
+
+/// The PostgreSQL connection is terminated by the database, then cut at the
+/// network for several seconds, under a steady load: no answer is ever a 403 or a
+/// wrong plaintext; while storage is unreachable the server answers 503 and
+/// `sys/health` says so; once it is back, the server reconnects by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connection_lost_and_restored_under_load() {
+    let Some(admin) = postgres_url() else { return };
+    let db = format!("ea_fault_reconnect_{}", std::process::id());
+    let direct = fresh_database(&admin, &db).await;
+    let config: postgres::Config = direct.parse().unwrap();
+    let (host, port) = host_port(&config);
+    let target: SocketAddr = format!("{host}:{port}").parse().unwrap();
+    let proxy = Proxy::start(target).await;
+    let through_proxy = format!("postgres://postgres@{}/{db}", proxy.addr);
+    let storage = tokio::task::spawn_blocking(move || PostgresStorage::connect(&through_proxy).unwrap())
+        .await
+        .unwrap();
+    let base = serve(AppState::persistent(Arc::new(storage), "postgresql").unwrap()).await;
+    let http = http_client();
+    let root = init_and_unseal(&http, &base).await;
+    let (status, _) = call(
+        &http,
+        "POST",
+        &format!("{base}/v1/transit/keys/faulty"),
+        Some(&root),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let worker = tokio::spawn(load(
+        http.clone(),
+        base.clone(),
+        root.clone(),
+        stop.clone(),
+        tally.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    eprintln!("step: 1. The database");
+    // 1. The database ends the server's session: the next use reconnects.
+    admin_sql(
+        &admin,
+        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ok_after_terminate = tally.ok.load(Ordering::SeqCst);
+
+    eprintln!("step: 2. The network");
+    // 2. The network to the database is cut: 503s, and health reports it.
+    proxy.cut();
+    within(Duration::from_secs(6), "health reports the storage outage", || async {
+        let (status, body) = health(&http, &base).await;
+        status == 503 && body["storage_reachable"] == json!(false) && body["sealed"] == json!(false)
+    })
+    .await;
+    let unavailable_before = tally.unavailable.load(Ordering::SeqCst);
+    within(
+        Duration::from_secs(6),
+        "requests answer 503 during the outage",
+        || async { tally.unavailable.load(Ordering::SeqCst) > unavailable_before },
+    )
+    .await;
+
+    eprintln!("step: 3. Restored");
+    // 3. Restored: the server reconnects without a restart or an unseal.
+    proxy.restore();
+    within(Duration::from_secs(10), "health recovers", || async {
+        let (status, body) = health(&http, &base).await;
+        status == 200 && body["storage_reachable"] == json!(true)
+    })
+    .await;
+    let ok_before = tally.ok.load(Ordering::SeqCst);
+    within(Duration::from_secs(10), "requests succeed again", || async {
+        tally.ok.load(Ordering::SeqCst) > ok_before + 5
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    worker.await.unwrap();
+
+    let (ok, unavailable, wrong) = (
+        tally.ok.load(Ordering::SeqCst),
+        tally.unavailable.load(Ordering::SeqCst),
+        tally.wrong.load(Ordering::SeqCst),
+    );
+    eprintln!("round trips: {ok} ok, {unavailable} answered 503, {wrong} wrong");
+    assert_eq!(wrong, 0, "no 403, no wrong plaintext, ever");
+    assert!(ok_after_terminate > 0 && unavailable > 0 && ok > ok_after_terminate);
+    admin_sql(&admin, format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+}
+
+/// Storage initialised by another server is picked up without a restart; two
+/// servers started at the same moment on a new database both start; an
+/// initialisation racing another is refused, never doubled; a database that does
+/// not exist is named in the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_sharing_a_new_database() {
+    let Some(admin) = postgres_url() else { return };
+    let db = format!("ea_fault_init_{}", std::process::id());
+    let url = fresh_database(&admin, &db).await;
+    let connect = |url: String| tokio::task::spawn_blocking(move || PostgresStorage::connect(&url));
+    let (a, b) = tokio::join!(connect(url.clone()), connect(url.clone()));
+    let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
+    let a = serve(AppState::persistent(Arc::new(a), "postgresql").unwrap()).await;
+    let b = serve(AppState::persistent(Arc::new(b), "postgresql").unwrap()).await;
+    let http = http_client();
+    let (status, body) = call(&http, "GET", &format!("{b}/v1/sys/init"), None, Value::Null).await;
+    assert_eq!((status, body["initialized"].clone()), (200, json!(false)));
+
+    // A initialises; B, started before, sees it and unseals with A's shares.
+    let init = json!({"secret_shares": 1, "secret_threshold": 1});
+    let (status, body) = call(&http, "PUT", &format!("{a}/v1/sys/init"), None, init.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let key = body["keys"][0].as_str().unwrap().to_owned();
+    let (status, body) = call(&http, "GET", &format!("{b}/v1/sys/init"), None, Value::Null).await;
+    assert_eq!((status, body["initialized"].clone()), (200, json!(true)));
+    let (status, body) = call(&http, "PUT", &format!("{b}/v1/sys/init"), None, init).await;
+    assert_eq!(
+        (status, body["errors"][0].clone()),
+        (400, json!("Vault is already initialized"))
+    );
+    let (status, body) = call(&http, "PUT", &format!("{b}/v1/sys/unseal"), None, json!({"key": key})).await;
+    assert_eq!((status, body["sealed"].clone()), (200, json!(false)), "{body}");
+
+    // A database that does not exist: the reason is in the error.
+    let missing = url.replace(&db, &format!("{db}_missing"));
+    let error = connect(missing).await.unwrap().unwrap_err();
+    let reason = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+    assert!(reason.contains("does not exist"), "{reason}");
+    assert!(!reason.contains("postgres://"), "never the URL: {reason}");
+    admin_sql(&admin, format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+}
+
+/// Two servers racing to initialise one new database: exactly one wins; the other
+/// is refused with a clear message, and the winner's shares unseal both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_initialisation_is_refused_not_doubled() {
+    let Some(admin) = postgres_url() else { return };
+    let db = format!("ea_fault_init_race_{}", std::process::id());
+    let url = fresh_database(&admin, &db).await;
+    let mut bases = Vec::new();
+    for _ in 0..2 {
+        let url = url.clone();
+        let storage = tokio::task::spawn_blocking(move || PostgresStorage::connect(&url).unwrap())
+            .await
+            .unwrap();
+        bases.push(serve(AppState::persistent(Arc::new(storage), "postgresql").unwrap()).await);
+    }
+    let http = http_client();
+    let init = json!({"secret_shares": 1, "secret_threshold": 1});
+    let (url_a, url_b) = (format!("{}/v1/sys/init", bases[0]), format!("{}/v1/sys/init", bases[1]));
+    let (first, second) = tokio::join!(
+        call(&http, "PUT", &url_a, None, init.clone()),
+        call(&http, "PUT", &url_b, None, init.clone()),
+    );
+    let winners: Vec<&(u16, Value)> = [&first, &second].into_iter().filter(|(s, _)| *s == 200).collect();
+    assert_eq!(winners.len(), 1, "{first:?} {second:?}");
+    let loser = if first.0 == 200 { &second } else { &first };
+    assert_eq!(loser.0, 400, "{loser:?}");
+    let key = winners[0].1["keys"][0].as_str().unwrap().to_owned();
+    for base in &bases {
+        let (status, body) = call(
+            &http,
+            "PUT",
+            &format!("{base}/v1/sys/unseal"),
+            None,
+            json!({"key": key}),
+        )
+        .await;
+        assert_eq!((status, body["sealed"].clone()), (200, json!(false)), "{body}");
+    }
+    admin_sql(&admin, format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+}
