@@ -79,6 +79,13 @@ impl AppState {
         self
     }
 
+    /// Reopens the audit devices' files (`SIGHUP`); nothing while sealed.
+    pub(crate) fn reopen_audit_files(&self) {
+        if let Ok(open) = self.seal.unsealed() {
+            open.audit.reopen();
+        }
+    }
+
     /// The limits this state enforces.
     #[must_use]
     pub fn limits(&self) -> &Limits {
@@ -132,15 +139,14 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    spawn_storage_probe(&state);
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    serve(listener, state, None, shutdown).await
 }
 
 /// Serves `app` over TLS (certificate chain and private key in PEM files) on
 /// `listener` until `shutdown` resolves, then lets requests in flight finish.
 ///
 /// # Errors
-/// The certificate or key cannot be read, or the listener failed.
+/// The certificate or key cannot be read or do not match, or the listener failed.
 pub async fn run_tls(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -148,20 +154,28 @@ pub async fn run_tls(
     private_key: &std::path::Path,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let tls = crate::listener::TlsFiles::load(certificate, private_key).map_err(std::io::Error::other)?;
+    serve(listener, state, Some(Arc::new(tls)), shutdown).await
+}
+
+/// Serves `state` on `listener`, over TLS when given: with TLS, every answer also
+/// carries `Strict-Transport-Security`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    tls: Option<Arc<crate::listener::TlsFiles>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     spawn_storage_probe(&state);
-    // Err means a provider is installed already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(certificate, private_key).await?;
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stopper.graceful_shutdown(Some(REQUEST_TIMEOUT));
-    });
-    axum_server::from_tcp_rustls(listener.into_std()?, config)?
-        .handle(handle)
-        .serve(app(state).into_make_service())
-        .await
+    let limits = state.limits;
+    let mut router = app(state);
+    if tls.is_some() {
+        router = router.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ));
+    }
+    crate::listener::serve(listener, router, limits, tls, shutdown).await
 }
 
 /// Checks every [`PROBE_INTERVAL`](crate::monitored::PROBE_INTERVAL) that storage
@@ -325,14 +339,10 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
     } else {
         limits.max_request_bytes
     };
-    let body = match axum::body::to_bytes(body, body_limit).await {
+    let scan = (op == Operation::Update).then(|| crate::limits::JsonScan::new(&limits));
+    let body = match read_body(body, body_limit, scan).await {
         Ok(body) => body,
-        Err(_) => {
-            return ApiError::TooLarge(format!(
-                "http: request body too large (this server accepts at most {body_limit} bytes)"
-            ))
-            .into_response();
-        }
+        Err(error) => return error.into_response(),
     };
     let head = parts.method == Method::HEAD;
     let state = state.clone();
@@ -361,6 +371,32 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
     response
 }
 
+/// Reads a request body of at most `limit` bytes, feeding its JSON to `scan` as it
+/// arrives: a body over a limit is refused as soon as that shows, without reading
+/// (or keeping) the rest.
+async fn read_body(
+    mut body: axum::body::Body,
+    limit: usize,
+    mut scan: Option<crate::limits::JsonScan>,
+) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt as _;
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ApiError::BadRequest("failed to read the request body".into()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if out.len() + data.len() > limit {
+            return Err(ApiError::TooLarge(format!(
+                "http: request body too large (this server accepts at most {limit} bytes)"
+            )));
+        }
+        if let Some(scan) = &mut scan {
+            scan.feed(&data).map_err(ApiError::TooLarge)?;
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out)
+}
+
 /// What the blocking part of a request works on.
 struct Incoming<'a> {
     op: Operation,
@@ -378,7 +414,6 @@ impl Incoming<'_> {
             query.remove("list");
             return Ok(Params::new(query));
         }
-        crate::limits::check_json(self.body, limits).map_err(ApiError::TooLarge)?;
         let params = Params::from_body(self.body)?;
         if params.batch_len() > limits.max_batch_items {
             return Err(ApiError::TooLarge(format!(

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
-use std::sync::{OnceLock, RwLock};
+use std::sync::{Mutex, RwLock};
 
 use encrypted_attr::HashAlgorithm;
 use encrypted_attr::storage::{Barrier, Update};
@@ -32,12 +32,22 @@ struct DeviceConfig {
 
 struct Device {
     config: DeviceConfig,
-    /// Opened with `O_APPEND`: each line goes out in one `write(2)`, which the kernel
-    /// appends atomically, so concurrent requests need no lock (a lock here was the
-    /// main cost under load). Empty: a stored device whose file could not be
-    /// opened; it stays enabled and each write tries to open it again, failing
-    /// (so requests fail closed) until the file can be opened.
-    file: OnceLock<File>,
+    /// The open file, `None` while it cannot be opened (a stored device whose
+    /// file is missing: it stays enabled and each write tries to open it again,
+    /// failing — so requests fail closed — until the file can be opened).
+    ///
+    /// A lock around each write: a write that the disk cannot take whole must be
+    /// cut back before any other line follows it, or the next line would be glued
+    /// onto the torn one. Lines still go out in one `write(2)` on an `O_APPEND`
+    /// file, so other processes appending to the same file never interleave.
+    file: Mutex<Option<AuditFile>>,
+}
+
+/// An open audit file and the identity (device, inode) of what it was opened as,
+/// to notice when the path has been removed or replaced underneath it.
+struct AuditFile {
+    file: File,
+    identity: Option<(u64, u64)>,
 }
 
 impl Device {
@@ -47,7 +57,7 @@ impl Device {
             tracing::error!(device = %name, error = %e, "audit device cannot be opened; requests will fail");
             Self {
                 config,
-                file: OnceLock::new(),
+                file: Mutex::new(None),
             }
         })
     }
@@ -56,11 +66,11 @@ impl Device {
         let file = Self::open_file(&config)?;
         Ok(Self {
             config,
-            file: OnceLock::from(file),
+            file: Mutex::new(Some(file)),
         })
     }
 
-    fn open_file(config: &DeviceConfig) -> Result<File, String> {
+    fn open_file(config: &DeviceConfig) -> Result<AuditFile, String> {
         let mut options = OpenOptions::new();
         options.create(true).append(true);
         #[cfg(unix)]
@@ -68,12 +78,43 @@ impl Device {
             use std::os::unix::fs::OpenOptionsExt as _;
             options.mode(0o600);
         }
-        options.open(&config.file_path).map_err(|e| {
+        let file = options.open(&config.file_path).map_err(|e| {
             format!(
                 "sanity check failed; unable to open {:?} for writing: {e}",
                 config.file_path
             )
-        })
+        })?;
+        let identity = file.metadata().ok().map(|m| identity(&m));
+        Ok(AuditFile { file, identity })
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<AuditFile>> {
+        self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Opens the file again (after `SIGHUP`, or when its path was replaced): lines
+    /// go to whatever the path names now. On failure the device fails closed.
+    fn reopen(&self, name: &str) {
+        let mut slot = self.slot();
+        match Self::open_file(&self.config) {
+            Ok(file) => *slot = Some(file),
+            Err(e) => {
+                tracing::error!(device = %name, error = %e, "audit file cannot be reopened; requests will fail");
+                *slot = None;
+            }
+        }
+    }
+
+    /// True when the open file is no longer what the path names (removed, or
+    /// renamed away by log rotation).
+    fn moved(&self) -> bool {
+        let current = std::fs::metadata(&self.config.file_path).ok().map(|m| identity(&m));
+        let slot = self.slot();
+        match (&*slot, current) {
+            (Some(open), Some(now)) => open.identity != Some(now),
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
     }
 
     fn hash(&self, input: &str) -> String {
@@ -84,22 +125,69 @@ impl Device {
         out
     }
 
-    /// Writes `line` and a newline in one `write(2)`.
+    /// Writes `line` and a newline in one `write(2)`; a line the disk could take
+    /// only in part is cut off again, so the file only ever holds whole lines.
     fn write(&self, line: &impl Serialize) -> bool {
         let mut text = Vec::with_capacity(1024);
         if serde_json::to_writer(&mut text, line).is_err() {
             return false;
         }
         text.push(b'\n');
-        // One call: a short write (disk full) counts as a failure.
-        let mut file = match self.file.get() {
-            Some(file) => file,
-            None => match Self::open_file(&self.config) {
-                Ok(file) => self.file.get_or_init(|| file),
-                Err(_) => return false,
-            },
-        };
-        matches!(file.write(&text), Ok(n) if n == text.len())
+        let mut slot = self.slot();
+        if slot.is_none() {
+            *slot = Self::open_file(&self.config).ok();
+        }
+        let Some(open) = slot.as_mut() else { return false };
+        write_whole_line(&mut open.file, &text)
+    }
+}
+
+/// The (device, inode) pair of a file.
+fn identity(metadata: &std::fs::Metadata) -> (u64, u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        (metadata.dev(), metadata.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        (0, 0)
+    }
+}
+
+/// What an audit file must do: append, tell its length, be cut back.
+trait AppendFile {
+    fn len(&self) -> std::io::Result<u64>;
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<usize>;
+    fn cut_back(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl AppendFile for File {
+    fn len(&self) -> std::io::Result<u64> {
+        self.metadata().map(|m| m.len())
+    }
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.write(bytes)
+    }
+    fn cut_back(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+/// Appends `line` in one write; if only part of it was written (disk full, file
+/// size limit), cuts the file back to where the line began and reports failure.
+fn write_whole_line(file: &mut impl AppendFile, line: &[u8]) -> bool {
+    let Ok(before) = file.len() else { return false };
+    match file.append(line) {
+        Ok(n) if n == line.len() => true,
+        Ok(0) | Err(_) => false,
+        Ok(_) => {
+            if let Err(e) = file.cut_back(before) {
+                tracing::error!(error = %e, "a torn audit line could not be cut off");
+            }
+            false
+        }
     }
 }
 
@@ -366,6 +454,24 @@ impl Audit {
         Ok(())
     }
 
+    /// Reopens every device's file (on `SIGHUP`, after log rotation).
+    pub(crate) fn reopen(&self) {
+        for (name, device) in self.read().iter() {
+            device.reopen(name);
+        }
+    }
+
+    /// Reopens the files whose path was removed or replaced underneath the server,
+    /// so lines never go on into a deleted file.
+    pub(crate) fn reopen_moved(&self) {
+        for (name, device) in self.read().iter() {
+            if device.moved() {
+                tracing::warn!(device = %name, "audit file was removed or replaced; reopening it");
+                device.reopen(name);
+            }
+        }
+    }
+
     /// `sys/audit-hash/:name`.
     pub(crate) fn hash(&self, name: &str, input: &str) -> Option<String> {
         self.read().get(name).map(|d| d.hash(input))
@@ -444,5 +550,54 @@ impl Audit {
             }
         }
         any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file that takes only `room` more bytes, then fails as a full disk does.
+    struct SmallDisk {
+        bytes: Vec<u8>,
+        room: usize,
+    }
+
+    impl AppendFile for SmallDisk {
+        fn len(&self) -> std::io::Result<u64> {
+            Ok(self.bytes.len() as u64)
+        }
+        fn append(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::other("no space left on device"));
+            }
+            let n = bytes.len().min(self.room);
+            self.bytes.extend_from_slice(&bytes[..n]);
+            self.room -= n;
+            Ok(n)
+        }
+        fn cut_back(&mut self, len: u64) -> std::io::Result<()> {
+            self.bytes.truncate(usize::try_from(len).expect("small"));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_the_disk_cannot_take_whole_is_cut_off() {
+        let mut disk = SmallDisk {
+            bytes: Vec::new(),
+            room: 40,
+        };
+        assert!(write_whole_line(&mut disk, b"{\"time\":\"1\"}\n"));
+        assert!(
+            !write_whole_line(&mut disk, b"{\"time\":\"179616440000000\",\"x\":1}\n"),
+            "torn"
+        );
+        assert_eq!(disk.bytes, b"{\"time\":\"1\"}\n", "the torn part is gone");
+        disk.room = 1000;
+        assert!(write_whole_line(&mut disk, b"{\"time\":\"2\"}\n"));
+        for line in disk.bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            serde_json::from_slice::<Value>(line).expect("every line is whole JSON");
+        }
     }
 }

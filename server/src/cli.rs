@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use encrypted_attr::LocalEngine;
 
-use crate::app::{AppState, run};
+use crate::app::AppState;
 
 /// encrypted-attr: companion transit server (Vault's transit API) and admin commands.
 #[derive(Debug, Parser)]
@@ -110,6 +110,9 @@ struct ConfigFile {
     #[serde(default)]
     storage: StorageConfig,
     tls: Option<TlsConfig>,
+    /// Request limits and timeouts (`docs/server.md`); unset ones keep defaults.
+    #[serde(default)]
+    limits: crate::limits::Limits,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -138,6 +141,7 @@ struct Settings {
     listen: SocketAddr,
     storage: StorageChoice,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    limits: crate::limits::Limits,
 }
 
 fn parse_config(text: &str) -> Result<ConfigFile, String> {
@@ -172,7 +176,12 @@ impl ServerArgs {
             .listen
             .or(file.listen)
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8200)));
-        Ok(Settings { listen, storage, tls })
+        Ok(Settings {
+            listen,
+            storage,
+            tls,
+            limits: file.limits,
+        })
     }
 }
 
@@ -246,7 +255,12 @@ pub fn main() -> std::process::ExitCode {
 }
 
 fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(), String> {
-    let Settings { listen, storage, tls } = settings;
+    let Settings {
+        listen,
+        storage,
+        tls,
+        limits,
+    } = settings;
     if tls.is_none() && !listen.ip().is_loopback() {
         return Err("plain HTTP is allowed on loopback addresses only; give --tls-cert and --tls-key".into());
     }
@@ -267,6 +281,12 @@ fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(), String> 
             (AppState::persistent(Arc::new(storage), "postgresql")?, None)
         }
     };
+    // Checked before anything is announced: a bad certificate or key stops the
+    // start with its reason, not after a "listening" line.
+    let tls = match &tls {
+        Some((cert, key)) => Some(Arc::new(crate::listener::TlsFiles::load(cert, key)?)),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -276,6 +296,8 @@ fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(), String> 
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let state = Arc::new(state.with_limits(limits));
+        listen_for_hangups(&state, tls.clone())?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!("encrypted-attr server listening on {scheme}://{addr}");
         if let Some(root) = root {
@@ -285,12 +307,36 @@ fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(), String> 
         } else {
             println!("Sealed: initialise once with PUT /v1/sys/init, unseal with PUT /v1/sys/unseal.");
         }
-        match &tls {
-            Some((cert, key)) => crate::app::run_tls(listener, Arc::new(state), cert, key, shutdown_signal()).await,
-            None => run(listener, Arc::new(state), shutdown_signal()).await,
-        }
-        .map_err(|e| format!("server failed: {e}"))
+        crate::app::serve(listener, state, tls, shutdown_signal())
+            .await
+            .map_err(|e| format!("server failed: {e}"))
     })
+}
+
+/// On `SIGHUP` (what operators and logrotate send), reopens the audit files and
+/// reloads the TLS certificate and key from their files, as Vault does; the
+/// server goes on serving. Registered before the server is announced, so an
+/// early `SIGHUP` never ends the process.
+fn listen_for_hangups(state: &Arc<AppState>, tls: Option<Arc<crate::listener::TlsFiles>>) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
+        let state = Arc::downgrade(state);
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let Some(state) = state.upgrade() else { return };
+                tracing::info!("SIGHUP: reopening audit files and reloading TLS files");
+                state.reopen_audit_files();
+                if let Some(Err(error)) = tls.as_ref().map(|tls| tls.reload()) {
+                    tracing::error!(%error, "TLS files not reloaded; the current certificate stays");
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (state, tls);
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -332,6 +378,14 @@ mod tests {
             parse_config("[storage]\nfiel = \"x\"").is_err(),
             "unknown keys are refused"
         );
+        let limited = parse_config("[limits]\nmax_batch_items = 500\nheader_read_timeout = 5\n").expect("limits");
+        assert_eq!(limited.limits.max_batch_items, 500);
+        assert_eq!(limited.limits.header_read_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(
+            limited.limits.max_json_depth,
+            crate::limits::Limits::default().max_json_depth
+        );
+        assert!(parse_config("[limits]\nmax_batch_itmes = 5\n").is_err());
         let dir = std::env::temp_dir().join(format!("ea-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("server.toml");

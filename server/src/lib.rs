@@ -13,6 +13,7 @@ pub mod fuzzing;
 mod http;
 mod keys_cli;
 mod limits;
+mod listener;
 mod monitored;
 mod params;
 mod pg_storage;

@@ -31,12 +31,11 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// Most open client connections; more wait in the listen queue.
     pub max_connections: usize,
-    /// Longest a client may take to send a request's headers.
+    /// Longest a client may take to send a request's headers, counted from when
+    /// the server starts waiting for them: so also how long an idle keep-alive
+    /// connection is kept open.
     #[serde(with = "seconds")]
     pub header_read_timeout: Duration,
-    /// Longest an idle keep-alive connection is kept open.
-    #[serde(with = "seconds")]
-    pub idle_timeout: Duration,
     /// Longest a request may take, body included, before the server answers 408.
     #[serde(with = "seconds")]
     pub request_timeout: Duration,
@@ -52,8 +51,7 @@ impl Default for Limits {
             max_batch_items: 10_000,
             max_concurrent_requests: 64,
             max_connections: 4_096,
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(20),
             request_timeout: crate::app::REQUEST_TIMEOUT,
         }
     }
@@ -70,68 +68,99 @@ mod seconds {
     }
 }
 
-/// Checks that `body` stays within the JSON limits, without parsing it: counts
-/// values and nesting in one pass over the bytes, and stops at the first excess.
-/// Syntax is left to the parser; this only bounds what the parser would build.
+/// Checks that `body` stays within the JSON limits, without parsing it (see
+/// [`JsonScan`]).
 ///
 /// # Errors
 /// Which limit the body exceeds (the message names the setting).
+#[cfg(test)]
 pub(crate) fn check_json(body: &[u8], limits: &Limits) -> Result<(), String> {
-    let mut values = 0usize;
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    // Inside a number or a literal (`true`, `null`…): counted once, at its start.
-    let mut in_scalar = false;
-    for &byte in body {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        let starts_value = match byte {
-            b'"' => {
-                in_string = true;
-                in_scalar = false;
-                true
-            }
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > limits.max_json_depth {
-                    return Err(format!(
-                        "refused JSON input due to high complexity: nesting deeper than {} (max_json_depth)",
-                        limits.max_json_depth
-                    ));
-                }
-                in_scalar = false;
-                true
-            }
-            b'}' | b']' => {
-                depth = depth.saturating_sub(1);
-                in_scalar = false;
-                false
-            }
-            b',' | b':' | b' ' | b'\t' | b'\n' | b'\r' => {
-                in_scalar = false;
-                false
-            }
-            _ => !std::mem::replace(&mut in_scalar, true),
-        };
-        if starts_value {
-            values += 1;
-            if values > limits.max_json_values {
-                return Err(format!(
-                    "refused JSON input due to high complexity: more than {} values (max_json_values)",
-                    limits.max_json_values
-                ));
-            }
+    JsonScan::new(limits).feed(body)
+}
+
+/// Counts JSON values and nesting over a body as its bytes arrive, and stops at
+/// the first excess: so a body that is too complex is refused after reading only
+/// as much of it as proves it. Syntax is left to the parser; this only bounds what
+/// the parser would build.
+pub(crate) struct JsonScan {
+    max_values: usize,
+    max_depth: usize,
+    values: usize,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    /// Inside a number or a literal (`true`, `null`…): counted once, at its start.
+    in_scalar: bool,
+}
+
+impl JsonScan {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Self {
+            max_values: limits.max_json_values,
+            max_depth: limits.max_json_depth,
+            values: 0,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            in_scalar: false,
         }
     }
-    Ok(())
+
+    /// Scans the next bytes of the body.
+    ///
+    /// # Errors
+    /// Which limit the body exceeds (the message names the setting).
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
+        for &byte in bytes {
+            if self.in_string {
+                match byte {
+                    _ if self.escaped => self.escaped = false,
+                    b'\\' => self.escaped = true,
+                    b'"' => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            let starts_value = match byte {
+                b'"' => {
+                    self.in_string = true;
+                    self.in_scalar = false;
+                    true
+                }
+                b'{' | b'[' => {
+                    self.depth += 1;
+                    if self.depth > self.max_depth {
+                        return Err(format!(
+                            "refused JSON input due to high complexity: nesting deeper than {} (max_json_depth)",
+                            self.max_depth
+                        ));
+                    }
+                    self.in_scalar = false;
+                    true
+                }
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    self.in_scalar = false;
+                    false
+                }
+                b',' | b':' | b' ' | b'\t' | b'\n' | b'\r' => {
+                    self.in_scalar = false;
+                    false
+                }
+                _ => !std::mem::replace(&mut self.in_scalar, true),
+            };
+            if starts_value {
+                self.values += 1;
+                if self.values > self.max_values {
+                    return Err(format!(
+                        "refused JSON input due to high complexity: more than {} values (max_json_values)",
+                        self.max_values
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +183,9 @@ mod tests {
         assert!(check_json(body, &limits(9, 8)).is_err());
         // Escaped quotes and brackets inside strings are not structure.
         let body = br#"{"k\"[{": "v\\\"}]"}"#;
+        // The same body fed a byte at a time scans the same.
+        let mut scan = JsonScan::new(&limits(3, 1));
+        assert!(body.iter().all(|b| scan.feed(&[*b]).is_ok()));
         assert!(check_json(body, &limits(3, 1)).is_ok());
     }
 

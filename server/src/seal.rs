@@ -76,6 +76,7 @@ impl Unsealed {
         {
             self.policies.reload();
             self.audit.reload();
+            self.audit.reopen_moved();
         }
     }
 }

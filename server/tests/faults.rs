@@ -425,3 +425,301 @@ async fn concurrent_initialisation_is_refused_not_doubled() {
     }
     admin_sql(&admin, format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
 }
+
+/// The `encrypted-attr` binary, started as a dev server on a free loopback port;
+/// killed when dropped.
+struct ServerProcess {
+    child: std::process::Child,
+    base: String,
+    dir: std::path::PathBuf,
+}
+
+const DEV_TOKEN: &str = "faults-root";
+
+impl ServerProcess {
+    /// Starts `encrypted-attr server --dev` with `config` (TOML) as its config file.
+    fn start(tag: &str, config: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ea-faults-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config_path = dir.join("server.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_encrypted-attr"))
+            .args(["server", "--dev", "--dev-root-token-id", DEV_TOKEN, "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--config")
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// Peak resident memory of the server process so far, in MiB.
+    fn peak_rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib / 1024
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn blocking_client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Sends `body` to `path`; the status, or `None` if the server closed the
+/// connection before answering (allowed for bodies it refuses unread).
+fn post(http: &reqwest::blocking::Client, base: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> Option<u16> {
+    let mut request = http.post(format!("{base}{path}")).body(body);
+    if let Some(token) = token {
+        request = request.header("X-Vault-Token", token);
+    }
+    request.send().ok().map(|r| r.status().as_u16())
+}
+
+/// Hostile bodies — 30 MB of ten million `{}` items without a token and with
+/// one, a batch over the item limit, deep nesting — are refused without the
+/// server's memory growing, while `sys/health` goes on answering.
+#[test]
+fn hostile_bodies_are_refused_with_bounded_memory_and_a_live_health_endpoint() {
+    let server = ServerProcess::start("hostile", "");
+    let http = blocking_client();
+    let (status, _) = {
+        let r = http
+            .post(format!("{}/v1/transit/keys/hostile", server.base))
+            .header("X-Vault-Token", DEV_TOKEN)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), ())
+    };
+    assert_eq!(status, 200);
+    let rss_before = server.peak_rss_mib();
+
+    // Health is polled throughout; the slowest answer is recorded.
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (stop, url) = (stop.clone(), format!("{}/v1/sys/health", server.base));
+        std::thread::spawn(move || {
+            let http = blocking_client();
+            let mut slowest = Duration::ZERO;
+            while !stop.load(Ordering::SeqCst) {
+                let started = Instant::now();
+                let status = http.get(&url).send().unwrap().status().as_u16();
+                assert_eq!(status, 200);
+                slowest = slowest.max(started.elapsed());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            slowest
+        })
+    };
+
+    let mut flood = b"{\"batch_input\":[".to_vec();
+    for _ in 0..10_000_000 {
+        flood.extend_from_slice(b"{},");
+    }
+    flood.extend_from_slice(b"{}]}");
+    let path = "/v1/transit/encrypt/hostile";
+    let anonymous = std::thread::scope(|scope| {
+        let sent: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| post(&http, &server.base, path, None, flood.clone())))
+            .collect();
+        sent.into_iter().map(|t| t.join().unwrap()).collect::<Vec<_>>()
+    });
+    assert!(anonymous.iter().all(|s| matches!(s, None | Some(403))), "{anonymous:?}");
+    let with_token = std::thread::scope(|scope| {
+        let sent: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| post(&http, &server.base, path, Some(DEV_TOKEN), flood.clone())))
+            .collect();
+        sent.into_iter().map(|t| t.join().unwrap()).collect::<Vec<_>>()
+    });
+    assert_eq!(with_token, [Some(413), Some(413)]);
+    let items = |n: usize| {
+        let item = "{\"plaintext\":\"eA==\"},".repeat(n);
+        format!("{{\"batch_input\":[{}]}}", item.trim_end_matches(',')).into_bytes()
+    };
+    assert_eq!(
+        post(&http, &server.base, path, Some(DEV_TOKEN), items(10_001)),
+        Some(413)
+    );
+    assert_eq!(
+        post(&http, &server.base, path, Some(DEV_TOKEN), items(10_000)),
+        Some(200)
+    );
+    let deep = format!("{{\"plaintext\":{}1{}}}", "[".repeat(100), "]".repeat(100)).into_bytes();
+    assert_eq!(post(&http, &server.base, path, Some(DEV_TOKEN), deep), Some(413));
+
+    stop.store(true, Ordering::SeqCst);
+    let slowest = poller.join().unwrap();
+    let rss_after = server.peak_rss_mib();
+    eprintln!("peak RSS {rss_before} MiB before, {rss_after} MiB after; slowest health answer {slowest:?}");
+    // Before the limits, the same bodies took the server from 15 MB to 1.2-3.4 GB.
+    assert!(
+        rss_after < rss_before + 150,
+        "peak RSS grew from {rss_before} to {rss_after} MiB"
+    );
+    // A liveness bound, not a performance claim: health was never stalled.
+    assert!(slowest < Duration::from_secs(1), "health stalled for {slowest:?}");
+}
+
+/// A client that sends half a request's headers and stops, and one that keeps an
+/// idle connection, are both disconnected after the header-read timeout.
+#[test]
+fn slow_and_idle_clients_are_disconnected() {
+    use std::io::{Read as _, Write as _};
+    let server = ServerProcess::start("slow", "[limits]\nheader_read_timeout = 1\n");
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&address).unwrap();
+    slow.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut idle = std::net::TcpStream::connect(&address).unwrap();
+    let started = Instant::now();
+    for stream in [&mut slow, &mut idle] {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buffer = [0u8; 1024];
+        // Closed (0 bytes, or a 408 then closed), not left hanging until our timeout.
+        loop {
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(8), "connections held for {waited:?}");
+}
+
+/// `SIGHUP` reopens the audit file (after a rotation, lines go to the new file)
+/// and the server goes on serving; an audit file deleted underneath the server is
+/// noticed and recreated, so lines never go into a deleted file.
+#[test]
+fn sighup_reopens_audit_files_and_a_deleted_file_is_recreated() {
+    let mut server = ServerProcess::start("hup", "");
+    let http = blocking_client();
+    let audit = server.dir.join("audit.log");
+    let enable = json!({ "type": "file", "options": { "file_path": audit } }).to_string();
+    let base = server.base.clone();
+    let put = |path: &str, body: String| {
+        http.put(format!("{base}{path}"))
+            .header("X-Vault-Token", DEV_TOKEN)
+            .body(body)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(put("/v1/sys/audit/file", enable), 204);
+    assert_eq!(put("/v1/transit/keys/rotated", "{}".into()), 200);
+    let rotated = server.dir.join("audit.log.1");
+    std::fs::rename(&audit, &rotated).unwrap();
+    let hangup = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hangup.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.alive(), "SIGHUP must not end the server");
+    assert_eq!(put("/v1/transit/keys/after", "{}".into()), 200);
+    let fresh = std::fs::read_to_string(&audit).unwrap();
+    assert!(
+        fresh.contains("transit/keys/after"),
+        "new lines go to the reopened file"
+    );
+    assert!(
+        !std::fs::read_to_string(&rotated)
+            .unwrap()
+            .contains("transit/keys/after")
+    );
+
+    std::fs::remove_file(&audit).unwrap();
+    let started = Instant::now();
+    loop {
+        assert_eq!(put("/v1/transit/keys/deleted", "{}".into()), 200);
+        if std::fs::read_to_string(&audit).is_ok_and(|t| t.contains("transit/keys/deleted")) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "deleted audit file not recreated"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for line in std::fs::read_to_string(&audit).unwrap().lines() {
+        serde_json::from_str::<Value>(line).unwrap();
+    }
+}
+
+/// A TLS key that does not go with the certificate stops the start with the
+/// reason, before any "listening" line or root token is printed.
+#[test]
+fn a_bad_tls_key_is_refused_before_the_server_announces_itself() {
+    let dir = std::env::temp_dir().join(format!("ea-faults-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let one = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, one.cert.pem()).unwrap();
+    std::fs::write(&key, other.signing_key.serialize_pem()).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_encrypted-attr"))
+        .args(["server", "--dev", "--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(!output.status.success());
+    assert!(
+        !stdout.contains("listening") && !stdout.contains("Root Token"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("do not go together"), "{stderr}");
+    std::fs::write(&key, "not a key").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_encrypted-attr"))
+        .args(["server", "--dev", "--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("private key"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
