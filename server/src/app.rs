@@ -648,8 +648,8 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
         "issue_time": rfc3339(entry.issued),
         "meta": null,
         "num_uses": 0,
-        "orphan": true,
-        "path": "auth/token/create",
+        "orphan": entry.orphan(),
+        "path": entry.path,
         "policies": entry.policies,
         "renewable": entry.renewable,
         "ttl": ttl,
@@ -679,7 +679,7 @@ fn auth_reply(client_token: &str, entry: &TokenEntry, warnings: Vec<String>) -> 
             "renewable": entry.renewable,
             "entity_id": "",
             "token_type": "service",
-            "orphan": true,
+            "orphan": entry.orphan(),
             "num_uses": 0,
         },
     });
@@ -728,6 +728,15 @@ fn policy_api(state: &Unsealed, op: Operation, name: &str, params: &Params<'_>, 
     }
 }
 
+/// Whether the token has the root policy or `sudo` on `path`.
+fn privileged(state: &Unsealed, entry: &TokenEntry, path: &str) -> bool {
+    entry.policies.iter().any(|p| p == "root")
+        || state
+            .policies
+            .check(&entry.policies, path)
+            .allows(crate::policy::Capability::Sudo)
+}
+
 /// `auth/token/*`: the minimum to make and inspect tokens.
 fn token_api(
     state: &Unsealed,
@@ -743,6 +752,14 @@ fn token_api(
         }
         (["create"] | ["create-orphan"], Operation::Update) => {
             let ttl = params.duration("ttl")?;
+            let orphan_path = rest == ["create-orphan"];
+            // `no_parent` takes root or sudo; `create-orphan` only its own ACL, as in Vault.
+            let no_parent = params.bool("no_parent")?.unwrap_or(false);
+            if no_parent && !orphan_path && !privileged(state, entry, "auth/token/create") {
+                return Err(ApiError::BadRequest(
+                    "root or sudo privileges required to create orphan token".into(),
+                ));
+            }
             let mut policies: Vec<String> = match params.raw("policies") {
                 Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
                 Some(Value::String(s)) => s
@@ -765,7 +782,15 @@ fn token_api(
             policies.dedup();
             let renewable = params.bool("renewable")?.unwrap_or(true);
             let mut warnings = Vec::new();
-            let ttl = ttl.filter(|d| !d.is_zero()).map(|wanted| {
+            // Every token but a root one gets a TTL: the system default when none is asked.
+            let root_only = policies == ["root"];
+            let ttl = ttl.filter(|d| !d.is_zero());
+            let ttl = if root_only {
+                ttl
+            } else {
+                ttl.or(Some(crate::auth::DEFAULT_TOKEN_TTL))
+            };
+            let ttl = ttl.map(|wanted| {
                 let granted = wanted.min(crate::auth::MAX_TOKEN_TTL);
                 if granted < wanted {
                     warnings.push(format!(
@@ -776,10 +801,18 @@ fn token_api(
                 }
                 granted
             });
-            let made = state
-                .tokens
-                .create(policies, ttl, renewable, None)
-                .ok_or(ApiError::Internal)?;
+            let made = state.tokens.create(crate::auth::NewTokenRequest {
+                policies,
+                ttl,
+                renewable,
+                id: None,
+                parent: (!orphan_path && !no_parent).then_some(entry),
+                path: if orphan_path {
+                    "auth/token/create-orphan"
+                } else {
+                    "auth/token/create"
+                },
+            })?;
             let client_token = String::from_utf8_lossy(made.token.expose_secret()).into_owned();
             Ok(auth_reply(&client_token, &made.entry, warnings))
         }
@@ -799,12 +832,30 @@ fn token_api(
             }
         }
         (["revoke-self"], Operation::Update) => {
-            state.tokens.revoke(token).map_err(|_| ApiError::Internal)?;
+            state.tokens.revoke(token)?;
             Ok(Reply::NoContent)
         }
         (["revoke"], Operation::Update) => {
             let other = params.string("token")?.unwrap_or_default();
-            state.tokens.revoke(&other).map_err(|_| ApiError::Internal)?;
+            if other.is_empty() {
+                return Err(ApiError::BadRequest("missing token ID".into()));
+            }
+            state.tokens.revoke(&other)?;
+            Ok(Reply::NoContent)
+        }
+        (["revoke-orphan"], Operation::Update) => {
+            let other = params.string("token")?.unwrap_or_default();
+            if other.is_empty() {
+                return Err(ApiError::BadRequest("missing token ID".into()));
+            }
+            if !privileged(state, entry, "auth/token/revoke-orphan") {
+                return Err(ApiError::BadRequest(
+                    "root or sudo privileges required to revoke and orphan".into(),
+                ));
+            }
+            if !state.tokens.revoke_orphan(&other)? {
+                return Err(ApiError::BadRequest("token to revoke not found".into()));
+            }
             Ok(Reply::NoContent)
         }
         _ => Err(ApiError::UnsupportedPath(format!("auth/token/{}", rest.join("/")))),

@@ -4,8 +4,7 @@
 //! A token is `hvs.` followed by 24 random bytes in URL-safe base64, the shape Vault
 //! clients expect. The store keeps `SHA-256(salt ‖ token)` under a per-process
 //! random salt, so a memory dump of the store does not yield usable tokens.
-//! With a barrier (persistent server), the salt and every token's entry are stored
-//! sealed under `sys/token-salt` and `sys/tokens/<hash>`, so tokens survive a
+//! The salt and every token's entry are stored sealed under `sys/token-salt` and `sys/tokens/<hash>`, so tokens survive a
 //! restart; entries are read on first use and re-read after [`TOKEN_RECHECK`], so
 //! servers sharing storage see each other's tokens, renewals and revocations. What a token may do is decided by its policies (`policy.rs`).
 //!
@@ -13,6 +12,17 @@
 //! `renewable=false`; a renewal sets the expiry to now plus the increment (or the
 //! last TTL granted), never beyond the system maximum of 32 days after issue.
 //! Tokens without a TTL (root) are not renewable.
+//!
+//! Tokens form a tree, as in Vault: a token made by another is its child and lives
+//! only as long as every ancestor — a token whose parent has expired or been
+//! revoked is refused (checked on every use, so nothing can outlive its creator
+//! between clean-ups), and revoking a token revokes its descendants. Orphans
+//! (`create-orphan`, `no_parent`) have no parent; `revoke-orphan` revokes a token
+//! and makes its children orphans. Every token but a root-policy one gets a TTL:
+//! the system default, 768 hours, when none is asked for.
+//!
+//! In dev mode the store sits on an in-memory storage behind its own barrier, so
+//! both modes run the same code.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,8 +53,19 @@ pub(crate) struct TokenEntry {
     pub(crate) renewable: bool,
     /// When it was last renewed, if ever.
     pub(crate) last_renewal: Option<SystemTime>,
+    /// Salted hash of the parent token; `None` for an orphan.
+    parent: Option<[u8; 32]>,
+    /// The path that made it (`auth/token/create`, `auth/token/create-orphan`).
+    pub(crate) path: String,
     /// Salted hash of the token, checked again in constant time after lookup.
     hash: [u8; 32],
+}
+
+impl TokenEntry {
+    /// Whether the token has no parent.
+    pub(crate) fn orphan(&self) -> bool {
+        self.parent.is_none()
+    }
 }
 
 /// A token entry as stored (inside the barrier).
@@ -60,11 +81,27 @@ struct StoredToken {
     renewable: bool,
     #[serde(default)]
     last_renewal: Option<u64>,
+    /// The parent's hash in hex; absent for orphans (and tokens stored before
+    /// tokens had parents, which were all orphans).
+    #[serde(default)]
+    parent: Option<String>,
+    #[serde(default)]
+    path: String,
 }
 
 /// The longest a token may live, counted from its issue (Vault's default
 /// `max_lease_ttl`, 768 hours).
 pub(crate) const MAX_TOKEN_TTL: Duration = Duration::from_secs(768 * 3600);
+
+/// The TTL a token gets when none is asked for (Vault's default
+/// `default_lease_ttl`), except root-policy tokens, which may live forever.
+pub(crate) const DEFAULT_TOKEN_TTL: Duration = MAX_TOKEN_TTL;
+
+/// How [`TokenStore`] finds an entry that is not freshly cached.
+type Lookup<'a> = dyn FnMut(&[u8; 32]) -> Result<Option<TokenEntry>, encrypted_attr::Error> + 'a;
+
+/// Deepest token tree followed when checking a token's ancestors.
+const MAX_TREE_DEPTH: usize = 64;
 
 /// Why a renewal was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -94,9 +131,9 @@ struct Cached {
     fetched: Instant,
 }
 
-/// The token store. With a barrier, storage is the truth and the map a cache of
-/// entries younger than [`TOKEN_RECHECK`]; a token not in the map is looked up in
-/// storage (another server may have made it).
+/// The token store. Storage is the truth and the map a cache of entries younger
+/// than [`TOKEN_RECHECK`]; a token not in the map is looked up in storage (another
+/// server may have made it).
 pub(crate) struct TokenStore {
     salt: SecretBytes,
     tokens: RwLock<HashMap<[u8; 32], Cached>>,
@@ -104,7 +141,7 @@ pub(crate) struct TokenStore {
     misses: Mutex<HashMap<[u8; 32], Instant>>,
     /// Bumped by every revocation (see `fetch`).
     revocations: AtomicU64,
-    persist: Option<Barrier>,
+    barrier: Barrier,
 }
 
 /// Most unknown-token hashes remembered at once (then the memory is cleared).
@@ -112,6 +149,8 @@ const MAX_REMEMBERED_MISSES: usize = 4096;
 
 const SALT_PATH: &str = "sys/token-salt";
 const TOKENS_PREFIX: &str = "sys/tokens/";
+/// `sys/token-children/<parent>/<child>`: the tree's index, for revocation.
+const CHILDREN_PREFIX: &str = "sys/token-children/";
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -121,6 +160,19 @@ impl std::fmt::Debug for TokenStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TokenStore { .. }")
     }
+}
+
+/// What a new token is to be.
+pub(crate) struct NewTokenRequest<'a> {
+    pub(crate) policies: Vec<String>,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) renewable: bool,
+    /// A fixed value (dev mode's root token id).
+    pub(crate) id: Option<&'a str>,
+    /// The creator, unless the token is an orphan.
+    pub(crate) parent: Option<&'a TokenEntry>,
+    /// The path that makes it.
+    pub(crate) path: &'a str,
 }
 
 /// A freshly made token: shown once to whoever asked for it.
@@ -140,15 +192,12 @@ fn random(len: usize) -> SecretBytes {
 }
 
 impl TokenStore {
-    /// A store in memory only.
-    pub(crate) fn new() -> Self {
-        Self {
-            salt: random(32),
-            tokens: RwLock::new(HashMap::new()),
-            misses: Mutex::new(HashMap::new()),
-            revocations: AtomicU64::new(0),
-            persist: None,
-        }
+    /// A store in memory only (dev mode): an in-memory storage behind a barrier
+    /// under a random key, so that memory and persistent stores share one path.
+    pub(crate) fn new() -> Result<Self, encrypted_attr::Error> {
+        let root = encrypted_attr::RootKey::generate()?;
+        let storage = std::sync::Arc::new(encrypted_attr::storage::MemoryStorage::new());
+        Self::persistent(Barrier::open(storage, &root)?)
     }
 
     /// A store kept in `barrier`: loads the salt (made on first use); token entries
@@ -171,7 +220,7 @@ impl TokenStore {
             tokens: RwLock::new(HashMap::new()),
             misses: Mutex::new(HashMap::new()),
             revocations: AtomicU64::new(0),
-            persist: Some(barrier),
+            barrier,
         })
     }
 
@@ -179,14 +228,15 @@ impl TokenStore {
         format!("{TOKENS_PREFIX}{}", crate::http::encode_hex(hash))
     }
 
-    fn store(&self, entry: &TokenEntry) -> bool {
-        let Some(barrier) = &self.persist else { return true };
-        let Ok(json) = serde_json::to_vec(&StoredToken::from(entry)) else {
-            return false;
-        };
-        barrier
+    fn children_prefix(parent: &[u8; 32]) -> String {
+        format!("{CHILDREN_PREFIX}{}/", crate::http::encode_hex(parent))
+    }
+
+    fn store(&self, entry: &TokenEntry) -> Result<(), encrypted_attr::Error> {
+        let json =
+            serde_json::to_vec(&StoredToken::from(entry)).map_err(|e| encrypted_attr::Error::Storage(Box::new(e)))?;
+        self.barrier
             .update(&Self::path(&entry.hash), &mut |_| Ok(Update::Put(json.clone())))
-            .is_ok()
     }
 
     fn misses_lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Instant>> {
@@ -202,9 +252,6 @@ impl TokenStore {
     /// Storage cannot be read: the caller fails closed with a 5xx, never with
     /// "permission denied" (clients would take the token for bad and not retry).
     fn fetch(&self, hash: &[u8; 32]) -> Result<Option<TokenEntry>, encrypted_attr::Error> {
-        let Some(barrier) = self.persist.as_ref() else {
-            return Ok(None);
-        };
         if self
             .misses_lock()
             .get(hash)
@@ -213,7 +260,8 @@ impl TokenStore {
             return Ok(None);
         }
         let generation = self.revocations.load(Ordering::SeqCst);
-        let stored = barrier
+        let stored = self
+            .barrier
             .get(&Self::path(hash))?
             .and_then(|raw| serde_json::from_slice::<StoredToken>(&raw).ok());
         let mut tokens = self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -241,27 +289,49 @@ impl TokenStore {
         Ok(Some(entry))
     }
 
-    /// The entry of a known, unexpired token with this hash: from the cache while
-    /// fresh (and, with storage, unexpired: another server may have renewed it),
-    /// otherwise from storage.
+    /// The entry of a known, unexpired token with this hash whose ancestors are
+    /// all valid too: from the cache while fresh and unexpired (another server may
+    /// have renewed it), otherwise from storage.
     fn valid(&self, hash: &[u8; 32]) -> Result<Option<TokenEntry>, encrypted_attr::Error> {
+        self.valid_at_depth(hash, 0, &mut |hash| self.fetch(hash))
+    }
+
+    /// [`valid`](Self::valid), with `lookup` called for entries not freshly cached.
+    fn valid_at_depth(
+        &self,
+        hash: &[u8; 32],
+        depth: usize,
+        lookup: &mut Lookup<'_>,
+    ) -> Result<Option<TokenEntry>, encrypted_attr::Error> {
+        if depth > MAX_TREE_DEPTH {
+            return Ok(None);
+        }
         let now = SystemTime::now();
         let expired = |e: &TokenEntry| e.expires.is_some_and(|x| now >= x);
         let cached = {
             let tokens = self.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             tokens
                 .get(hash)
-                .filter(|c| self.persist.is_none() || (c.fetched.elapsed() < TOKEN_RECHECK && !expired(&c.entry)))
+                .filter(|c| c.fetched.elapsed() < TOKEN_RECHECK && !expired(&c.entry))
                 .map(|c| c.entry.clone())
         };
         let entry = match cached {
             Some(entry) => entry,
-            None => match self.fetch(hash)? {
+            None => match lookup(hash)? {
                 Some(entry) => entry,
                 None => return Ok(None),
             },
         };
-        Ok((bool::from(entry.hash.ct_eq(hash)) && !expired(&entry)).then_some(entry))
+        if !bool::from(entry.hash.ct_eq(hash)) || expired(&entry) {
+            return Ok(None);
+        }
+        // A child lives only as long as its parent (and so every ancestor).
+        if let Some(parent) = &entry.parent
+            && self.valid_at_depth(parent, depth + 1, lookup)?.is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(entry))
     }
 
     fn cache(&self, entry: &TokenEntry) {
@@ -289,71 +359,69 @@ impl TokenStore {
     }
 
     /// Creates a token; `id` sets its value (dev mode's `--dev-root-token-id`).
-    /// A TTL makes it expire (and renewable, unless `renewable` is false).
-    pub(crate) fn create(
-        &self,
-        policies: Vec<String>,
-        ttl: Option<Duration>,
-        renewable: bool,
-        id: Option<&str>,
-    ) -> Option<NewToken> {
-        let token = match id {
+    /// A TTL makes it expire (and renewable, unless `renewable` is false); a
+    /// `parent` makes it that token's child (recorded in the tree's index).
+    ///
+    /// # Errors
+    /// The random source or storage failed.
+    pub(crate) fn create(&self, request: NewTokenRequest<'_>) -> Result<NewToken, encrypted_attr::Error> {
+        let token = match request.id {
             Some(id) => SecretBytes::from(id),
             None => {
                 let raw = random(24);
                 if raw.is_empty() {
-                    return None;
+                    return Err(encrypted_attr::Error::RandomSource);
                 }
                 SecretBytes::from(format!("hvs.{}", URL_SAFE_NO_PAD.encode(raw.expose_secret())))
             }
         };
         let accessor_bytes = random(18);
         if accessor_bytes.is_empty() {
-            return None;
+            return Err(encrypted_attr::Error::RandomSource);
         }
         let now = SystemTime::now();
         let hash = self.hash(token.expose_secret());
         let entry = TokenEntry {
             accessor: URL_SAFE_NO_PAD.encode(accessor_bytes.expose_secret()),
-            policies,
+            policies: request.policies,
             issued: now,
-            expires: ttl.map(|ttl| now + ttl),
-            ttl,
-            renewable: renewable && ttl.is_some(),
+            expires: request.ttl.map(|ttl| now + ttl),
+            ttl: request.ttl,
+            renewable: request.renewable && request.ttl.is_some(),
             last_renewal: None,
+            parent: request.parent.map(|p| p.hash),
+            path: request.path.to_owned(),
             hash,
         };
-        if !self.store(&entry) {
-            return None;
+        // The index first: a child in storage is always findable from its parent.
+        if let Some(parent) = &entry.parent {
+            let index = format!("{}{}", Self::children_prefix(parent), crate::http::encode_hex(&hash));
+            self.barrier.update(&index, &mut |_| Ok(Update::Put(b"1".to_vec())))?;
         }
+        self.store(&entry)?;
         self.cache(&entry);
         self.misses_lock().remove(&hash);
-        Some(NewToken { token, entry })
+        Ok(NewToken { token, entry })
     }
 
-    /// The answer of [`check`](Self::check) when memory alone can give it (a fresh
-    /// cached entry, a recent miss, or a store without storage); `None` when
-    /// storage must be read.
+    /// The answer of [`check`](Self::check) when memory alone can give it (fresh
+    /// cached entries for the token and its ancestors, or a recent miss); `None`
+    /// when storage must be read.
     pub(crate) fn check_cached(&self, token: &str) -> Option<Result<Option<TokenEntry>, encrypted_attr::Error>> {
         let hash = self.hash(token.as_bytes());
-        if self.persist.is_none() {
-            return Some(self.valid(&hash));
-        }
-        let now = SystemTime::now();
-        let tokens = self.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(cached) = tokens.get(&hash)
-            && cached.fetched.elapsed() < TOKEN_RECHECK
-            && cached.entry.expires.is_none_or(|x| now < x)
-        {
-            return Some(Ok(
-                bool::from(cached.entry.hash.ct_eq(&hash)).then(|| cached.entry.clone())
-            ));
-        }
-        drop(tokens);
-        self.misses_lock()
-            .get(&hash)
-            .is_some_and(|at| at.elapsed() < TOKEN_RECHECK)
-            .then_some(Ok(None))
+        let recent_miss = |hash: &[u8; 32]| {
+            self.misses_lock()
+                .get(hash)
+                .is_some_and(|at| at.elapsed() < TOKEN_RECHECK)
+        };
+        let mut needs_storage = false;
+        let answer = self.valid_at_depth(&hash, 0, &mut |hash| {
+            if !recent_miss(hash) {
+                needs_storage = true;
+            }
+            Ok(None)
+        });
+        (!needs_storage).then_some(answer)
     }
 
     /// The entry of a valid (known, unexpired) token.
@@ -371,18 +439,8 @@ impl TokenStore {
     pub(crate) fn renew(&self, token: &str, increment: Option<Duration>) -> Result<Renewed, RenewError> {
         let hash = self.hash(token.as_bytes());
         let now = SystemTime::now();
-        let Some(barrier) = &self.persist else {
-            let mut tokens = self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let cached = tokens
-                .get_mut(&hash)
-                .filter(|c| bool::from(c.entry.hash.ct_eq(&hash)))
-                .ok_or(RenewError::NotFound)?;
-            let renewed = extend(&cached.entry, increment, now)?;
-            cached.entry = renewed.entry.clone();
-            return Ok(renewed);
-        };
         let mut outcome = Err(RenewError::NotFound);
-        barrier
+        self.barrier
             .update(&Self::path(&hash), &mut |current| {
                 let Some(stored) = current.and_then(|raw| serde_json::from_slice::<StoredToken>(raw).ok()) else {
                     outcome = Err(RenewError::NotFound);
@@ -406,29 +464,91 @@ impl TokenStore {
         Ok(renewed)
     }
 
-    /// Revokes a token: true if it was known. Fails (and the caller must answer
-    /// 500) when storage cannot delete it, since storage is what other servers and
-    /// later lookups read.
-    pub(crate) fn revoke(&self, token: &str) -> Result<bool, RenewError> {
+    /// Revokes a token and, with it, its descendants: true if it was known.
+    /// Fails (and the caller must answer 5xx) when storage cannot delete it, since
+    /// storage is what other servers and later lookups read. The token goes first:
+    /// its descendants are refused from that moment (their ancestry is checked on
+    /// every use), and their entries are then removed.
+    pub(crate) fn revoke(&self, token: &str) -> Result<bool, encrypted_attr::Error> {
         let hash = self.hash(token.as_bytes());
-        if let Some(barrier) = &self.persist {
-            barrier
-                .update(&Self::path(&hash), &mut |_| Ok(Update::Delete))
-                .map_err(|e| {
-                    tracing::error!(error = %e, "could not remove a revoked token from storage");
-                    RenewError::Storage
-                })?;
+        let known = self.barrier.get(&Self::path(&hash))?.is_some();
+        self.forget(&hash)?;
+        self.revoke_descendants(&hash, 0)?;
+        Ok(known)
+    }
+
+    /// Revokes a token but not its children, which become orphans (`revoke-orphan`).
+    pub(crate) fn revoke_orphan(&self, token: &str) -> Result<bool, encrypted_attr::Error> {
+        let hash = self.hash(token.as_bytes());
+        if self.barrier.get(&Self::path(&hash))?.is_none() {
+            return Ok(false);
         }
+        // Children first: were this interrupted, they would still have a parent.
+        let prefix = Self::children_prefix(&hash);
+        for index in self.barrier.list(&prefix)? {
+            if let Some(child) = parse_hash(index.trim_start_matches(&prefix)) {
+                self.barrier.update(&Self::path(&child), &mut |current| {
+                    let Some(mut stored) = current.and_then(|raw| serde_json::from_slice::<StoredToken>(raw).ok())
+                    else {
+                        return Ok(Update::Keep);
+                    };
+                    stored.parent = None;
+                    serde_json::to_vec(&stored)
+                        .map(Update::Put)
+                        .map_err(|e| encrypted_attr::Error::Storage(Box::new(e)))
+                })?;
+                self.tokens
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&child);
+            }
+            self.barrier.update(&index, &mut |_| Ok(Update::Delete))?;
+        }
+        self.forget(&hash)?;
+        Ok(true)
+    }
+
+    /// Deletes one token's entry from storage and the cache.
+    fn forget(&self, hash: &[u8; 32]) -> Result<(), encrypted_attr::Error> {
+        self.barrier.update(&Self::path(hash), &mut |_| Ok(Update::Delete))?;
         // After the delete, so a storage read racing it either misses the entry or
         // sees the generation change and does not cache it (see `fetch`).
         self.revocations.fetch_add(1, Ordering::SeqCst);
-        Ok(self
-            .tokens
+        self.tokens
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&hash)
-            .is_some())
+            .remove(hash);
+        Ok(())
     }
+
+    /// Removes the entries of every descendant of `parent` (already refused, as
+    /// `parent` is gone) and the tree's index under it.
+    fn revoke_descendants(&self, parent: &[u8; 32], depth: usize) -> Result<(), encrypted_attr::Error> {
+        if depth > MAX_TREE_DEPTH {
+            return Ok(());
+        }
+        let prefix = Self::children_prefix(parent);
+        for index in self.barrier.list(&prefix)? {
+            if let Some(child) = parse_hash(index.trim_start_matches(&prefix)) {
+                self.forget(&child)?;
+                self.revoke_descendants(&child, depth + 1)?;
+            }
+            self.barrier.update(&index, &mut |_| Ok(Update::Delete))?;
+        }
+        Ok(())
+    }
+}
+
+/// A token hash from its hex form in a storage path.
+fn parse_hash(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 /// `entry` renewed at `now` by `increment` (or its last TTL), within the maximum.
@@ -471,6 +591,8 @@ impl From<&TokenEntry> for StoredToken {
             ttl: entry.ttl.map(|t| t.as_secs()),
             renewable: entry.renewable,
             last_renewal: entry.last_renewal.map(unix),
+            parent: entry.parent.as_ref().map(|p| crate::http::encode_hex(p)),
+            path: entry.path.clone(),
         }
     }
 }
@@ -485,6 +607,8 @@ impl StoredToken {
             ttl: self.ttl.map(Duration::from_secs),
             renewable: self.renewable,
             last_renewal: self.last_renewal.map(|t| UNIX_EPOCH + Duration::from_secs(t)),
+            parent: self.parent.as_deref().and_then(parse_hash),
+            path: self.path,
             hash,
         }
     }
@@ -494,42 +618,93 @@ impl StoredToken {
 mod tests {
     use super::*;
 
+    fn make(
+        store: &TokenStore,
+        ttl: Option<u64>,
+        renewable: bool,
+        id: &str,
+        parent: Option<&TokenEntry>,
+    ) -> TokenEntry {
+        store
+            .create(NewTokenRequest {
+                policies: vec!["default".into()],
+                ttl: ttl.map(Duration::from_secs),
+                renewable,
+                id: Some(id),
+                parent,
+                path: "auth/token/create",
+            })
+            .expect("token")
+            .entry
+    }
+
+    fn valid(store: &TokenStore, token: &str) -> bool {
+        store.check(token).expect("memory storage").is_some()
+    }
+
     #[test]
     fn tokens_check_expire_and_revoke() {
-        let store = TokenStore::new();
-        let made = store.create(vec!["root".into()], None, true, None).expect("token");
+        let store = TokenStore::new().expect("store");
+        let made = store
+            .create(NewTokenRequest {
+                policies: vec!["root".into()],
+                ttl: None,
+                renewable: false,
+                id: None,
+                parent: None,
+                path: "",
+            })
+            .expect("token");
         let token = String::from_utf8(made.token.expose_secret().to_vec()).expect("ascii");
         assert!(token.starts_with("hvs."));
-        assert!(store.check(&token).expect("memory").is_some());
-        assert!(store.check("hvs.nope").expect("memory").is_none());
-        let short = store
-            .create(vec![], Some(Duration::ZERO), true, Some("short"))
-            .expect("token");
-        assert!(store.check("short").expect("memory").is_none(), "expired");
-        drop(short);
-        assert_eq!(store.revoke(&token), Ok(true));
-        assert!(store.check(&token).expect("memory").is_none());
+        assert!(valid(&store, &token));
+        assert!(!valid(&store, "hvs.nope"));
+        make(&store, Some(0), true, "short", None);
+        assert!(!valid(&store, "short"), "expired");
+        assert!(store.revoke(&token).expect("revoked"));
+        assert!(!valid(&store, &token));
+    }
+
+    #[test]
+    fn children_live_only_as_long_as_their_parent() {
+        let store = TokenStore::new().expect("store");
+        let parent = make(&store, Some(3600), true, "parent", None);
+        let child = make(&store, None, true, "child", Some(&parent));
+        let grandchild = make(&store, None, true, "grandchild", Some(&child));
+        assert!(!child.orphan() && parent.orphan());
+        assert!(valid(&store, "grandchild"));
+        // Revoking the parent takes the whole tree, from the cache and storage.
+        assert!(store.revoke("parent").expect("revoked"));
+        assert!(!valid(&store, "child") && !valid(&store, "grandchild"));
+        assert!(store.barrier.list(TOKENS_PREFIX).expect("list").is_empty());
+        assert!(store.barrier.list(CHILDREN_PREFIX).expect("list").is_empty());
+        drop(grandchild);
+
+        // An expired parent: its child is refused at once, whatever its own TTL.
+        let brief = make(&store, Some(0), true, "brief", None);
+        make(&store, Some(3600), true, "left", Some(&brief));
+        assert!(!valid(&store, "left"));
+
+        // revoke-orphan: the children stay, as orphans.
+        let parent = make(&store, Some(3600), true, "parent2", None);
+        make(&store, Some(3600), true, "kept", Some(&parent));
+        assert!(store.revoke_orphan("parent2").expect("revoked"));
+        assert!(!valid(&store, "parent2"));
+        let kept = store.check("kept").expect("memory").expect("still valid");
+        assert!(kept.orphan());
+        assert!(!store.revoke_orphan("unknown").expect("storage"));
     }
 
     #[test]
     fn renewal_extends_caps_and_refuses() {
-        let store = TokenStore::new();
-        let root = store
-            .create(vec!["root".into()], None, true, Some("root"))
-            .expect("token");
-        drop(root);
+        let store = TokenStore::new().expect("store");
+        make(&store, None, true, "root", None);
         assert_eq!(store.renew("root", None).err(), Some(RenewError::NotRenewable));
-        let fixed = store
-            .create(vec![], Some(Duration::from_secs(60)), false, Some("fixed"))
-            .expect("token");
-        drop(fixed);
+        make(&store, Some(60), false, "fixed", None);
         assert_eq!(store.renew("fixed", None).err(), Some(RenewError::NotRenewable));
         assert_eq!(store.renew("unknown", None).err(), Some(RenewError::NotFound));
 
-        let app = store
-            .create(vec![], Some(Duration::from_secs(60)), true, Some("app"))
-            .expect("token");
-        drop(app);
+        make(&store, Some(60), true, "app", None);
         let renewed = store.renew("app", Some(Duration::from_secs(7200))).expect("renewed");
         assert_eq!(renewed.entry.ttl, Some(Duration::from_secs(7200)));
         assert!(renewed.warning.is_none());
@@ -542,6 +717,6 @@ mod tests {
         let granted = capped.entry.ttl.expect("ttl");
         assert!(granted <= MAX_TOKEN_TTL && granted > MAX_TOKEN_TTL - Duration::from_secs(60));
         assert!(capped.warning.is_some_and(|w| w.contains("capped")));
-        assert!(store.check("app").expect("memory").is_some());
+        assert!(valid(&store, "app"));
     }
 }

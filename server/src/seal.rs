@@ -113,10 +113,10 @@ pub struct RootToken(pub SecretBytes);
 impl Seal {
     /// Unsealed from the start over an in-memory engine (dev mode).
     pub(crate) fn dev(engine: Arc<LocalEngine>, root_token_id: Option<&str>) -> Result<(Self, RootToken), String> {
-        let tokens = TokenStore::new();
+        let tokens = TokenStore::new().map_err(|e| e.to_string())?;
         let root = tokens
-            .create(vec!["root".into()], None, false, root_token_id)
-            .ok_or("the system random source failed")?;
+            .create(root_token_request(root_token_id))
+            .map_err(|e| e.to_string())?;
         let config = SealConfig {
             secret_shares: 1,
             secret_threshold: 1,
@@ -282,9 +282,7 @@ impl Seal {
         })?;
         let tokens = TokenStore::persistent(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?)
             .map_err(ApiError::from)?;
-        let token = tokens
-            .create(vec!["root".into()], None, false, None)
-            .ok_or(ApiError::Internal)?;
+        let token = tokens.create(root_token_request(None)).map_err(ApiError::from)?;
         drop((engine, tokens));
         let wrapped = root.wrap(&kek, ROOT_KEY_PATH).map_err(ApiError::from)?;
         put(&*storage, ROOT_KEY_PATH, wrapped)?;
@@ -497,6 +495,19 @@ fn put(storage: &dyn Storage, path: &str, bytes: Vec<u8>) -> Result<(), ApiError
     storage
         .update(path, &mut |_| Ok(Update::Put(bytes.clone())))
         .map_err(ApiError::from)
+}
+
+/// The root token made at start (dev mode) or by `sys/init`: an orphan, never
+/// expiring.
+fn root_token_request(id: Option<&str>) -> crate::auth::NewTokenRequest<'_> {
+    crate::auth::NewTokenRequest {
+        policies: vec!["root".into()],
+        ttl: None,
+        renewable: false,
+        id,
+        parent: None,
+        path: "",
+    }
 }
 
 fn new_nonce() -> String {

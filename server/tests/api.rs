@@ -417,6 +417,114 @@ async fn tokens_can_be_created_and_revoked() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
+/// Tokens form a tree, as in Vault: a child dies with its parent (revoked or
+/// expired), `revoke-orphan` keeps the children as orphans, tokens get the
+/// default TTL, and `no_parent` and `revoke-orphan` take root or sudo.
+#[tokio::test]
+async fn tokens_form_a_tree() {
+    let s = Server::new();
+    let creator = r#"
+        path "auth/token/create" { capabilities = ["update"] }
+        path "auth/token/create-orphan" { capabilities = ["update"] }
+        path "auth/token/revoke-orphan" { capabilities = ["update"] }
+    "#;
+    let (status, _) = s.post("/v1/sys/policy/creator", json!({ "policy": creator })).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let token_of = |body: &Value| body["auth"]["client_token"].as_str().unwrap().to_owned();
+    let s = &s;
+    let lookup = |token: String| async move { s.call("GET", "/v1/auth/token/lookup-self", Some(&token), None).await };
+
+    // A parent with a 2 s TTL; its child asks for nothing and gets the default TTL.
+    let (_, body) = s
+        .post("/v1/auth/token/create", json!({"policies": ["creator"], "ttl": "2s"}))
+        .await;
+    let parent = token_of(&body);
+    let (status, body) = s
+        .call("POST", "/v1/auth/token/create", Some(&parent), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["auth"]["lease_duration"], 768 * 3600);
+    assert_eq!(body["auth"]["orphan"], false);
+    let child = token_of(&body);
+    let (_, looked) = lookup(child.clone()).await;
+    assert_eq!(
+        (looked["data"]["orphan"].clone(), looked["data"]["path"].clone()),
+        (json!(false), json!("auth/token/create"))
+    );
+    // Without sudo: `no_parent` and `revoke-orphan` are refused, `create-orphan` is not.
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/auth/token/create",
+            Some(&parent),
+            Some(json!({"no_parent": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errors"][0].clone()),
+        (
+            StatusCode::BAD_REQUEST,
+            json!("root or sudo privileges required to create orphan token")
+        )
+    );
+    let (status, body) = s
+        .call("POST", "/v1/auth/token/create-orphan", Some(&parent), Some(json!({})))
+        .await;
+    assert_eq!((status, body["auth"]["orphan"].clone()), (StatusCode::OK, json!(true)));
+    let orphan = token_of(&body);
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/auth/token/revoke-orphan",
+            Some(&parent),
+            Some(json!({"token": child})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errors"][0].clone()),
+        (
+            StatusCode::BAD_REQUEST,
+            json!("root or sudo privileges required to revoke and orphan")
+        )
+    );
+    // The parent expires: its child goes with it, the orphan stays.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(lookup(parent.clone()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(lookup(child.clone()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(lookup(orphan.clone()).await.0, StatusCode::OK);
+
+    // Revoking a parent revokes its children; revoke-orphan keeps them as orphans.
+    for (revoke, child_survives) in [("revoke", false), ("revoke-orphan", true)] {
+        let (_, body) = s.post("/v1/auth/token/create", json!({"policies": ["creator"]})).await;
+        assert_eq!(body["auth"]["lease_duration"], 768 * 3600, "default TTL");
+        let parent = token_of(&body);
+        let (_, body) = s
+            .call("POST", "/v1/auth/token/create", Some(&parent), Some(json!({})))
+            .await;
+        let child = token_of(&body);
+        let (status, _) = s
+            .post(&format!("/v1/auth/token/{revoke}"), json!({"token": parent}))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_eq!(lookup(parent.clone()).await.0, StatusCode::FORBIDDEN);
+        let (status, looked) = lookup(child.clone()).await;
+        assert_eq!(status == StatusCode::OK, child_survives, "{revoke}: {looked}");
+        if child_survives {
+            assert_eq!(looked["data"]["orphan"], true);
+        }
+    }
+    let (status, body) = s
+        .post("/v1/auth/token/revoke-orphan", json!({"token": "hvs.unknown"}))
+        .await;
+    assert_eq!(
+        (status, body["errors"][0].clone()),
+        (StatusCode::BAD_REQUEST, json!("token to revoke not found"))
+    );
+    // Root-policy tokens made by root keep no TTL.
+    let (_, body) = s.post("/v1/auth/token/create", json!({})).await;
+    assert_eq!(body["auth"]["lease_duration"], 0);
+}
+
 #[tokio::test]
 async fn tokens_renew_within_their_limits() {
     let s = Server::new();

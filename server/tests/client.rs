@@ -526,6 +526,25 @@ fn differential_against_openbao() {
         ("POST", "auth/token/renew", Some("{}".into())),
         ("POST", "auth/token/renew", Some(r#"{"token": "hvs.unknown"}"#.into())),
         ("POST", "auth/token/renew-self", Some(r#"{"increment": -5}"#.into())),
+        ("POST", "auth/token/create", Some(r#"{"policies": ["default"]}"#.into())),
+        (
+            "POST",
+            "auth/token/create-orphan",
+            Some(r#"{"policies": ["default"]}"#.into()),
+        ),
+        (
+            "POST",
+            "auth/token/create",
+            Some(r#"{"policies": ["default"], "no_parent": true}"#.into()),
+        ),
+        ("POST", "auth/token/revoke", Some("{}".into())),
+        ("POST", "auth/token/revoke", Some(r#"{"token": "hvs.unknown"}"#.into())),
+        ("POST", "auth/token/revoke-orphan", Some("{}".into())),
+        (
+            "POST",
+            "auth/token/revoke-orphan",
+            Some(r#"{"token": "hvs.unknown"}"#.into()),
+        ),
     ];
     // Known, documented differences (docs/server.md): (path, what).
     let mut mismatches = Vec::new();
