@@ -40,6 +40,10 @@ pub(crate) struct Unsealed {
     /// since this value was made; persistent servers only).
     next_refresh: AtomicU64,
     born: Instant,
+    /// How long other servers sharing the storage may go on using a key they have
+    /// cached (zero when nothing is shared): a deletion answers only after this,
+    /// so that once it has answered no server encrypts with the deleted key.
+    pub(crate) shared_cache_lifetime: Duration,
 }
 
 /// How often a persistent server re-reads what other servers sharing its storage
@@ -48,7 +52,13 @@ pub(crate) struct Unsealed {
 pub(crate) const SHARED_STATE_REFRESH: Duration = Duration::from_secs(2);
 
 impl Unsealed {
-    fn new(engine: Arc<LocalEngine>, tokens: TokenStore, policies: PolicyStore, audit: Audit) -> Self {
+    fn new(
+        engine: Arc<LocalEngine>,
+        tokens: TokenStore,
+        policies: PolicyStore,
+        audit: Audit,
+        shared_cache_lifetime: Duration,
+    ) -> Self {
         Self {
             engine,
             tokens,
@@ -56,6 +66,7 @@ impl Unsealed {
             audit,
             next_refresh: AtomicU64::new(0),
             born: Instant::now(),
+            shared_cache_lifetime,
         }
     }
 
@@ -123,7 +134,7 @@ impl Seal {
         };
         let policies = PolicyStore::new(None).map_err(|e| e.to_string())?;
         let audit = Audit::new(None).map_err(|e| e.to_string())?;
-        let open = Arc::new(Unsealed::new(engine, tokens, policies, audit));
+        let open = Arc::new(Unsealed::new(engine, tokens, policies, audit, Duration::ZERO));
         Ok((
             Self {
                 storage: None,
@@ -394,7 +405,10 @@ impl Seal {
         let policies = PolicyStore::new(Some(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?))
             .map_err(ApiError::from)?;
         let audit = Audit::new(Some(Barrier::open(storage, &root).map_err(ApiError::from)?)).map_err(ApiError::from)?;
-        Ok(Unsealed::new(Arc::new(engine), tokens, policies, audit))
+        // The engine's own refresh interval, plus room for a use that had fetched
+        // the key just before its refresh fell due to finish.
+        let lifetime = SHARED_STATE_REFRESH + Duration::from_millis(500);
+        Ok(Unsealed::new(Arc::new(engine), tokens, policies, audit, lifetime))
     }
 
     /// `PUT sys/seal`: forget the keys (they stay sealed in storage).

@@ -152,6 +152,24 @@ async fn call(http: &reqwest::Client, method: &str, url: &str, token: Option<&st
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// Initialises the server at `base` with one share; returns the root token and
+/// the share.
+async fn init(http: &reqwest::Client, base: &str) -> (String, String) {
+    let (status, body) = call(
+        http,
+        "PUT",
+        &format!("{base}/v1/sys/init"),
+        None,
+        json!({"secret_shares": 1, "secret_threshold": 1}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    (
+        body["root_token"].as_str().unwrap().to_owned(),
+        body["keys"][0].as_str().unwrap().to_owned(),
+    )
+}
+
 /// Initialises and unseals the server at `base`; returns the root token.
 async fn init_and_unseal(http: &reqwest::Client, base: &str) -> String {
     let (status, body) = call(
@@ -722,4 +740,102 @@ fn a_bad_tls_key_is_refused_before_the_server_announces_itself() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("private key"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A key deleted through one server is never used by another sharing its storage
+/// once the deletion has answered: an encryption there is refused, not answered
+/// with a ciphertext that can never be decrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_key_is_not_used_by_another_server() {
+    let Some(admin) = postgres_url() else { return };
+    let db = format!("ea_fault_delete_{}", std::process::id());
+    let url = fresh_database(&admin, &db).await;
+    let mut bases = Vec::new();
+    for _ in 0..2 {
+        let url = url.clone();
+        let storage = tokio::task::spawn_blocking(move || PostgresStorage::connect(&url).unwrap())
+            .await
+            .unwrap();
+        bases.push(serve(AppState::persistent(Arc::new(storage), "postgresql").unwrap()).await);
+    }
+    let http = http_client();
+    let (a, b) = (&bases[0], &bases[1]);
+    let (root, key) = init(&http, a).await;
+    for base in [a, b] {
+        let (_, status) = call(
+            &http,
+            "PUT",
+            &format!("{base}/v1/sys/unseal"),
+            None,
+            json!({"key": key}),
+        )
+        .await;
+        assert_eq!(status["sealed"], false);
+    }
+    let encrypt = |base: String| {
+        let (http, root) = (http.clone(), root.clone());
+        async move {
+            call(
+                &http,
+                "POST",
+                &format!("{base}/v1/transit/encrypt/doomed"),
+                Some(&root),
+                json!({"plaintext": "eA=="}),
+            )
+            .await
+        }
+    };
+    for round in 0..3 {
+        let (status, _) = call(
+            &http,
+            "POST",
+            &format!("{a}/v1/transit/keys/doomed"),
+            Some(&root),
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, _) = call(
+            &http,
+            "POST",
+            &format!("{a}/v1/transit/keys/doomed/config"),
+            Some(&root),
+            json!({"deletion_allowed": true}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        // B caches the key by using it.
+        assert_eq!(encrypt(b.clone()).await.0, 200);
+        let (status, body) = call(
+            &http,
+            "DELETE",
+            &format!("{a}/v1/transit/keys/doomed"),
+            Some(&root),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 204, "{body}");
+        // B may answer 400, or 200 with a key it created anew (encrypt creates a
+        // missing key, as in Vault) — never a ciphertext of the deleted key, which
+        // nothing could decrypt.
+        let (status, body) = encrypt(b.clone()).await;
+        if status == 200 {
+            let (status, decrypted) = call(
+                &http,
+                "POST",
+                &format!("{a}/v1/transit/decrypt/doomed"),
+                Some(&root),
+                json!({"ciphertext": body["data"]["ciphertext"]}),
+            )
+            .await;
+            assert_eq!(
+                (status, decrypted["data"]["plaintext"].clone()),
+                (200, json!("eA==")),
+                "round {round}: B encrypted with the key deleted on A: {decrypted}"
+            );
+        } else {
+            assert_eq!(status, 400, "{body}");
+        }
+    }
+    admin_sql(&admin, format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
 }

@@ -95,9 +95,17 @@ pub(super) fn create(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> A
     with_warnings(describe(&info), params, vec![])
 }
 
+/// Deletes a key. On storage shared with other servers, answers only once every
+/// server has dropped its cached copy (they re-read keys after a fixed interval),
+/// so that no encryption with the deleted key can succeed after this answer —
+/// such a ciphertext could never be decrypted. Requests run on blocking threads,
+/// so the wait holds no async worker.
 pub(super) fn delete(state: &Unsealed, name: &KeyName) -> ApiResult {
     match state.engine.delete_key(name) {
-        Ok(()) => Ok(Reply::NoContent),
+        Ok(()) => {
+            std::thread::sleep(state.shared_cache_lifetime);
+            Ok(Reply::NoContent)
+        }
         Err(Error::KeyNotFound { .. }) => Err(ApiError::BadRequest(format!(
             "error deleting policy {name}: could not delete key; not found"
         ))),
