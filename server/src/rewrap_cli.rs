@@ -277,8 +277,20 @@ impl RewrapArgs {
             let mut batch = Vec::with_capacity(rows.len());
             for row in &rows {
                 let row_id: String = row.try_get(0).map_err(db_error)?;
-                let text: String = row.try_get(1).map_err(db_error)?;
                 last_id = Some(row_id.clone());
+                // A cell of another type (a BLOB in SQLite's dynamically typed
+                // TEXT column) is reported and skipped: one bad row must not stop
+                // the column's rewrap.
+                let text: String = match row.try_get(1) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        failed += 1;
+                        bar.suspend(|| {
+                            eprintln!("row {row_id}: the {column} cell is not text ({}); skipped", db_error(e))
+                        });
+                        continue;
+                    }
+                };
                 match text.parse::<Ciphertext>() {
                     Ok(ct) => batch.push((row_id, text, ct)),
                     Err(e) => {

@@ -987,6 +987,86 @@ fn rewrap_command_resumes_after_a_kill() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A cell of the wrong type (a BLOB in SQLite's TEXT column) is reported with
+/// its row and skipped; every other row is still rewrapped.
+#[test]
+fn rewrap_reports_and_skips_a_cell_that_is_not_text() {
+    use encrypted_attr::model::row_binding;
+    use sqlx::{Connection, Row};
+
+    let Fixture {
+        dir,
+        keyring,
+        root_file,
+        root,
+    } = fixture("rewrap-blob");
+    let engine = LocalEngine::open(&keyring, &root).unwrap();
+    let key = name("cells_ssn");
+    engine.create_key(&key, encrypted_attr::KeyOptions::default()).unwrap();
+    let rows = 300i64;
+    let items: Vec<EncryptItem> = (1..=rows)
+        .map(|i| EncryptItem::new(format!("{i}")).associated_data(row_binding("cells", "ssn", Some(&i.to_string()))))
+        .collect();
+    let sealed: Vec<String> = engine
+        .encrypt_batch(&key, items)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.unwrap().into_string())
+        .collect();
+    engine.rotate_key(&key).unwrap();
+    drop(engine);
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("cells.db").display());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut db = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE cells (id BIGINT PRIMARY KEY, ssn TEXT)")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        for (i, ct) in sealed.iter().enumerate() {
+            sqlx::query("INSERT INTO cells (id, ssn) VALUES (?, ?)")
+                .bind(i as i64 + 1)
+                .bind(ct.clone())
+                .execute(&mut db)
+                .await
+                .unwrap();
+        }
+        sqlx::query("UPDATE cells SET ssn = X'00FF10' WHERE id = 100")
+            .execute(&mut db)
+            .await
+            .unwrap();
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_encrypted-attr"))
+        .args(["rewrap", "--keyring", keyring.to_str().unwrap()])
+        .args(["--root-key-file", root_file.to_str().unwrap()])
+        .args(["--database-url", &url, "--table", "cells", "--column", "ssn"])
+        .args(["--key", "cells_ssn", "--batch", "50"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a skipped row is a failure to report: {stderr}"
+    );
+    assert!(stderr.contains("row 100: the ssn cell is not text"), "{stderr}");
+    let at_v2: i64 = runtime.block_on(async {
+        let mut db = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query("SELECT COUNT(*) FROM cells WHERE ssn LIKE 'vault:v2:%'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap()
+    });
+    assert_eq!(at_v2, rows - 1, "every other row is rewrapped");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// `encrypted-attr rewrap` on PostgreSQL and MariaDB (required under CI).
 #[test]
 fn rewrap_command_on_postgres_and_mariadb() {
