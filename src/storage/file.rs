@@ -11,12 +11,19 @@
 //! A file that cannot be parsed, has the wrong format marker, or whose SHA-256
 //! checksum does not match its entries is reported as [`Error::CorruptStorage`] and
 //! is never overwritten.
+//!
+//! Reads are cached: the parsed entries are kept with the identity of the file
+//! they came from (inode, size, modification and change times, taken from the
+//! open file itself), and a read whose file has not changed costs one `stat`, not a
+//! parse — a flood of lookups of unknown names or tokens no longer re-reads the
+//! whole keyring each time. Temporary files left by a writer that crashed between
+//! writing and renaming are removed when the storage is opened.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -33,6 +40,51 @@ const FILE_FORMAT: &str = "encrypted-attr-keyring";
 const FILE_VERSION: u32 = 1;
 /// How long a writer waits for another process's lock before giving up.
 const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sealed entries by path.
+type Entries = BTreeMap<String, Vec<u8>>;
+
+/// What identifies one version of the keyring file: every write renames a new
+/// file into place, so its inode and change time differ from the last one's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified_ns: i128,
+    changed_ns: i128,
+}
+
+impl FileStamp {
+    fn of(metadata: &fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            Self {
+                device: metadata.dev(),
+                inode: metadata.ino(),
+                len: metadata.len(),
+                modified_ns: i128::from(metadata.mtime()) * 1_000_000_000 + i128::from(metadata.mtime_nsec()),
+                changed_ns: i128::from(metadata.ctime()) * 1_000_000_000 + i128::from(metadata.ctime_nsec()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let modified_ns = metadata
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+            Self {
+                device: 0,
+                inode: 0,
+                len: metadata.len(),
+                modified_ns,
+                changed_ns: 0,
+            }
+        }
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 struct KeyringFile {
@@ -52,6 +104,8 @@ pub struct FileStorage {
     /// Serialises writers inside this process; the file lock covers other processes.
     writer: Mutex<()>,
     lock_timeout: Duration,
+    /// The entries last read or written, and the identity of that file.
+    cache: Mutex<Option<(FileStamp, Arc<Entries>)>>,
 }
 
 impl FileStorage {
@@ -69,9 +123,68 @@ impl FileStorage {
             path,
             writer: Mutex::new(()),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            cache: Mutex::new(None),
         };
-        storage.read_entries()?;
+        storage.entries()?;
+        storage.remove_stale_temporaries();
         Ok(storage)
+    }
+
+    /// Removes temporary files (`.<name>.tmp-<pid>`, sealed entries) that a writer
+    /// killed between writing and renaming left behind. Only while holding the
+    /// write lock — no writer can be using one then — and only if the lock is free
+    /// now: otherwise a later open cleans up.
+    fn remove_stale_temporaries(&self) {
+        let Ok(lock) = private_file_options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+        else {
+            return;
+        };
+        if lock.try_lock().is_err() {
+            return;
+        }
+        let prefix = format!(
+            ".{}.tmp-",
+            self.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        );
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let Ok(listing) = fs::read_dir(&dir) {
+            for entry in listing.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        drop(lock.unlock());
+    }
+
+    /// The entries, from the cache while the file is the one they were read from.
+    fn entries(&self) -> Result<Arc<Entries>> {
+        let mut file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Arc::new(BTreeMap::new())),
+            Err(e) => return Err(Error::io(self.location(), e)),
+        };
+        // The identity of the open file, not of the path: what is read below is
+        // exactly that file, even if a writer renames another one into place now.
+        let stamp = FileStamp::of(&file.metadata().map_err(|e| Error::io(self.location(), e))?);
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((cached, entries)) = &*cache
+            && *cached == stamp
+        {
+            return Ok(entries.clone());
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| Error::io(self.location(), e))?;
+        let entries = Arc::new(self.parse(&bytes)?);
+        *cache = Some((stamp, entries.clone()));
+        Ok(entries)
     }
 
     /// Sets how long a write waits for another process's lock (default 30 s).
@@ -98,16 +211,11 @@ impl FileStorage {
         }
     }
 
-    fn read_entries(&self) -> Result<BTreeMap<String, Vec<u8>>> {
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(e) => return Err(Error::io(self.location(), e)),
-        };
+    fn parse(&self, bytes: &[u8]) -> Result<Entries> {
         if bytes.is_empty() {
             return Err(self.corrupt("the file is empty"));
         }
-        let file: KeyringFile = serde_json::from_slice(&bytes)
+        let file: KeyringFile = serde_json::from_slice(bytes)
             .map_err(|_| self.corrupt("not a complete keyring document (truncated or not a keyring)"))?;
         if file.format != FILE_FORMAT {
             return Err(self.corrupt("not an encrypted-attr keyring file"));
@@ -216,21 +324,22 @@ fn private_file_options() -> OpenOptions {
 
 impl Storage for FileStorage {
     fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.read_entries()?.remove(path))
+        Ok(self.entries()?.get(path).cloned())
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         Ok(self
-            .read_entries()?
-            .into_keys()
-            .filter(|k| k.starts_with(prefix))
+            .entries()?
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
             .collect())
     }
 
     fn update(&self, path: &str, change: &mut UpdateFn<'_>) -> Result<()> {
         let _in_process = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let lock = self.lock_file()?;
-        let mut entries = self.read_entries()?;
+        let mut entries = Entries::clone(&*self.entries()?);
         let changed = match change(entries.get(path).map(Vec::as_slice))? {
             Update::Keep => false,
             Update::Put(bytes) => {
@@ -248,6 +357,26 @@ impl Storage for FileStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_temporary_files_are_removed_at_open_and_changes_elsewhere_are_seen() -> Result<()> {
+        let dir = tempdir()?;
+        let path = dir.join("keyring.json");
+        let first = FileStorage::open(&path)?;
+        first.update("keys/a", &mut |_| Ok(Update::Put(vec![1])))?;
+        // What a writer killed between writing and renaming leaves.
+        let stale = dir.join(".keyring.json.tmp-999999");
+        fs::write(&stale, b"sealed leftovers").map_err(|e| Error::io("write", e))?;
+        let second = FileStorage::open(&path)?;
+        assert!(!stale.exists(), "stale temporary file removed at open");
+        // A change made through one handle is seen by the other (cache keyed on
+        // the file's identity, which every write changes).
+        assert_eq!(first.get("keys/a")?, Some(vec![1]));
+        second.update("keys/a", &mut |_| Ok(Update::Put(vec![2])))?;
+        assert_eq!(first.get("keys/a")?, Some(vec![2]));
+        assert_eq!(first.list("keys/")?, ["keys/a"]);
+        Ok(())
+    }
 
     #[test]
     fn damaged_files_are_reported_and_left_alone() -> Result<()> {
