@@ -1067,6 +1067,107 @@ fn rewrap_reports_and_skips_a_cell_that_is_not_text() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `encrypted-attr migrate` killed with SIGKILL midway, then run again: every row
+/// ends encrypted exactly once, to its own plaintext.
+#[test]
+fn migrate_command_resumes_after_a_kill() {
+    use encrypted_attr::model::row_binding;
+    use sqlx::{Connection, Row};
+
+    let Fixture {
+        dir,
+        keyring,
+        root_file,
+        root,
+    } = fixture("migrate-kill");
+    let key = name("killed_ssn");
+    LocalEngine::open(&keyring, &root)
+        .unwrap()
+        .create_key(&key, encrypted_attr::KeyOptions::default())
+        .unwrap();
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("app.db").display());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rows = 10_000i64;
+    runtime.block_on(async {
+        let mut db = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE users (id BIGINT PRIMARY KEY, ssn_plain TEXT, ssn TEXT)")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        let mut tx = db.begin().await.unwrap();
+        for i in 1..=rows {
+            sqlx::query("INSERT INTO users (id, ssn_plain) VALUES (?, ?)")
+                .bind(i)
+                .bind(format!("{i:05}-plain"))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    });
+    let encrypted = || -> i64 {
+        runtime.block_on(async {
+            let mut db = sqlx::AnyConnection::connect(&url).await.unwrap();
+            sqlx::query("SELECT COUNT(*) FROM users WHERE ssn IS NOT NULL")
+                .fetch_one(&mut db)
+                .await
+                .unwrap()
+                .try_get(0)
+                .unwrap()
+        })
+    };
+    let migrate = || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_encrypted-attr"));
+        command
+            .args(["migrate", "--keyring", keyring.to_str().unwrap()])
+            .args(["--root-key-file", root_file.to_str().unwrap()])
+            .args(["--database-url", &url, "--table", "users"])
+            .args(["--plaintext-column", "ssn_plain", "--column", "ssn"])
+            .args(["--key", "killed_ssn", "--batch", "50"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    let mut child = migrate().spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while encrypted() == 0 {
+        assert!(std::time::Instant::now() < deadline, "migrate made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let after_kill = encrypted();
+    assert!(after_kill < rows, "the kill came too late ({after_kill} rows done)");
+    let out = migrate().output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(encrypted(), rows);
+    let stored: Vec<(i64, String, String)> = runtime.block_on(async {
+        let mut db = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query("SELECT id, ssn_plain, ssn FROM users ORDER BY id")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.try_get(0).unwrap(), r.try_get(1).unwrap(), r.try_get(2).unwrap()))
+            .collect()
+    });
+    let engine = LocalEngine::open(&keyring, &root).unwrap();
+    let items: Vec<DecryptItem> = stored
+        .iter()
+        .map(|(id, _, ct)| {
+            DecryptItem::new(ct.parse().unwrap()).associated_data(row_binding("users", "ssn", Some(&id.to_string())))
+        })
+        .collect();
+    for ((id, plain, _), opened) in stored.iter().zip(engine.decrypt_batch(&key, items).unwrap()) {
+        assert_eq!(opened.unwrap().expose_secret(), plain.as_bytes(), "row {id}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// `encrypted-attr rewrap` on PostgreSQL and MariaDB (required under CI).
 #[test]
 fn rewrap_command_on_postgres_and_mariadb() {
