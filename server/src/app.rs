@@ -180,18 +180,26 @@ pub(crate) async fn serve(
 
 /// Checks every [`PROBE_INTERVAL`](crate::monitored::PROBE_INTERVAL) that storage
 /// answers, so `sys/health` reports an outage (and PostgreSQL reconnects) even when
-/// no request comes; stops when the state is dropped.
+/// no request comes, and picks up an initialisation made by another server; stops
+/// when the state is dropped.
 fn spawn_storage_probe(state: &Arc<AppState>) {
-    let Some(storage) = state.seal.storage().map(Arc::downgrade) else {
+    if state.seal.storage().is_none() {
         return;
-    };
+    }
+    let state = Arc::downgrade(state);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(crate::monitored::PROBE_INTERVAL);
         loop {
             ticker.tick().await;
-            let Some(storage) = storage.upgrade() else { return };
+            let Some(state) = state.upgrade() else { return };
             // Storage calls block: never on the async workers.
-            let _ = tokio::task::spawn_blocking(move || storage.probe("core/seal-config")).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(storage) = state.seal.storage() {
+                    storage.probe("core/seal-config");
+                }
+                state.seal.pick_up_initialization();
+            })
+            .await;
         }
     });
 }

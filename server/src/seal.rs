@@ -171,7 +171,7 @@ impl Seal {
     /// An uninitialised server sharing storage with others picks up an
     /// initialisation made elsewhere: it becomes sealed with that configuration.
     /// Costs one storage read, and only while uninitialised.
-    fn pick_up_initialization(&self) {
+    pub(crate) fn pick_up_initialization(&self) {
         let Some(storage) = &self.storage else { return };
         if !matches!(&*self.read(), State::Uninitialized) {
             return;
@@ -212,6 +212,13 @@ impl Seal {
     /// The bare status object of `sys/seal-status` and `sys/unseal`.
     pub(crate) fn status(&self) -> Value {
         self.pick_up_initialization();
+        self.status_now()
+    }
+
+    /// The status as this server knows it, without reading storage (for
+    /// `sys/health`, which must never wait on storage; the storage probe picks up
+    /// an initialisation made elsewhere).
+    fn status_now(&self) -> Value {
         let (initialized, sealed, t, n, progress, nonce) = match &*self.read() {
             State::Uninitialized => (false, true, 0, 0, 0, String::new()),
             State::Sealed { config, shares, nonce } => (
@@ -434,7 +441,7 @@ impl Seal {
     /// uninitialised), each overridable by query parameter as in Vault.
     pub(crate) fn health(&self, params: &Params<'_>, head: bool) -> axum::response::Response {
         use axum::response::IntoResponse;
-        let status = self.status();
+        let status = self.status_now();
         let code = |name: &'static str, default: u16| {
             params
                 .int(name)
