@@ -353,6 +353,7 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
         Err(error) => return error.into_response(),
     };
     let head = parts.method == Method::HEAD;
+    let answers_inline = token.is_some() && state.answers_inline(op, &path, body.len());
     let state = state.clone();
     let work = move || {
         REQUEST_ID.sync_scope(request_id.clone(), || {
@@ -369,9 +370,13 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
             }
         })
     };
-    let mut response = match tokio::task::spawn_blocking(work).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Internal.into_response(),
+    let mut response = if answers_inline {
+        work()
+    } else {
+        match tokio::task::spawn_blocking(work).await {
+            Ok(response) => response,
+            Err(_) => ApiError::Internal.into_response(),
+        }
     };
     if head {
         *response.body_mut() = axum::body::Body::empty();
@@ -403,6 +408,44 @@ async fn read_body(
         out.extend_from_slice(&data);
     }
     Ok(out)
+}
+
+/// Largest body of a request answered on the async worker that received it.
+const INLINE_BODY_LIMIT: usize = 16 * 1024;
+
+impl AppState {
+    /// Whether a request can be answered on the async worker itself: a small
+    /// transit data operation on a key in memory, with no shared state due for a
+    /// re-read — microseconds of CPU and no storage. Handing such requests to a
+    /// blocking thread cost more than the work (2.4× fewer encrypts per second);
+    /// everything else (batches, key administration, tokens, policies, anything
+    /// that may wait on storage) goes to the blocking pool.
+    fn answers_inline(&self, op: Operation, path: &str, body_len: usize) -> bool {
+        if op != Operation::Update || body_len > INLINE_BODY_LIMIT {
+            return false;
+        }
+        let Ok(open) = self.seal.unsealed() else { return false };
+        if open.shared_state_refresh_due() {
+            return false;
+        }
+        let mut segments = path.trim_end_matches('/').split('/');
+        let (Some("transit"), Some(action), Some(name)) = (segments.next(), segments.next(), segments.next()) else {
+            return false;
+        };
+        let data_operation = matches!(
+            action,
+            "encrypt" | "decrypt" | "rewrap" | "hmac" | "verify" | "datakey" | "sign"
+        );
+        let name = if action == "datakey" {
+            segments.next()
+        } else {
+            Some(name)
+        };
+        data_operation
+            && name
+                .and_then(|n| encrypted_attr::KeyName::new(n).ok())
+                .is_some_and(|n| open.engine.is_key_fresh(&n))
+    }
 }
 
 /// What the blocking part of a request works on.

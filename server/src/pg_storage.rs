@@ -34,6 +34,10 @@ use zeroize::Zeroizing;
 const CREATE_TABLE: &str = "SELECT pg_advisory_xact_lock(hashtext('encrypted_attr_storage'));
      CREATE TABLE IF NOT EXISTS encrypted_attr_storage (path TEXT PRIMARY KEY, value BYTEA NOT NULL)";
 
+/// Longest data sent to PostgreSQL may stay unacknowledged before the connection
+/// is declared dead (Linux `TCP_USER_TIMEOUT`).
+#[cfg(target_os = "linux")]
+const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(10);
 /// Longest a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// First wait between reconnection attempts; doubled after each failure.
@@ -191,6 +195,13 @@ impl PostgresStorage {
             .map_err(|e: postgres::Error| storage_error(format!("invalid PostgreSQL URL: {}", describe(&e))))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        // A database that stops answering (network cut, host gone) must fail the
+        // call within seconds, not after TCP's retransmissions give up (~15 min).
+        config.keepalives(true).keepalives_idle(Duration::from_secs(30));
+        #[cfg(target_os = "linux")]
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(UNACKNOWLEDGED_LIMIT);
         }
         let connection = Connection::open(config).map_err(storage_error)?;
         let (sender, receiver) = channel::<Request>();

@@ -70,6 +70,13 @@ impl Unsealed {
         }
     }
 
+    /// Whether [`refresh_shared_state`](Self::refresh_shared_state) would read
+    /// storage now.
+    pub(crate) fn shared_state_refresh_due(&self) -> bool {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        now >= self.next_refresh.load(Ordering::Relaxed)
+    }
+
     /// Re-reads policies and audit devices if [`SHARED_STATE_REFRESH`] has passed
     /// (one request does it; the others go on with the current view). Cheap when not
     /// due: one atomic load. In memory (dev mode) the stores have nothing to re-read.

@@ -91,6 +91,15 @@ impl LocalEngine {
         Self::with_storage(Arc::new(MemoryStorage::new()), &RootKey::generate()?, options)
     }
 
+    /// Whether the key `name` is in memory and fresh, so that using it now reads no
+    /// storage. A server answers requests on such keys on its async threads and
+    /// sends the others, which may wait on storage, to blocking ones. (An
+    /// occasional write can still happen: a nonce reservation, a due rotation.)
+    #[must_use]
+    pub fn is_key_fresh(&self, name: &KeyName) -> bool {
+        self.keyring.is_fresh(name)
+    }
+
     /// The key to use now: loaded, and rotated first if its auto-rotation is due.
     fn key(&self, name: &KeyName) -> Result<Arc<LoadedKey>> {
         self.keyring.rotate_if_due(self.keyring.get(name)?)

@@ -448,6 +448,16 @@ impl Keyring {
         read_lock(&self.keys).get(name).cloned()
     }
 
+    /// Whether `name` is loaded and younger than the refresh interval, so that
+    /// [`get`](Self::get) will not read storage.
+    pub(crate) fn is_fresh(&self, name: &KeyName) -> bool {
+        self.cached(name).is_some_and(|key| {
+            self.options
+                .refresh_interval
+                .is_none_or(|d| key.loaded_at.elapsed() < d)
+        })
+    }
+
     /// The key `name`; reads storage when this process does not know it yet (another
     /// process may have created it).
     pub(crate) fn get(&self, name: &KeyName) -> Result<Arc<LoadedKey>> {
