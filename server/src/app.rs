@@ -180,8 +180,8 @@ pub(crate) async fn serve(
 
 /// Checks every [`PROBE_INTERVAL`](crate::monitored::PROBE_INTERVAL) that storage
 /// answers, so `sys/health` reports an outage (and PostgreSQL reconnects) even when
-/// no request comes, and picks up an initialisation made by another server; stops
-/// when the state is dropped.
+/// no request comes; picks up an initialisation made by another server; re-reads
+/// the keys in memory. Stops when the state is dropped.
 fn spawn_storage_probe(state: &Arc<AppState>) {
     if state.seal.storage().is_none() {
         return;
@@ -198,6 +198,15 @@ fn spawn_storage_probe(state: &Arc<AppState>) {
                     storage.probe("core/seal-config");
                 }
                 state.seal.pick_up_initialization();
+                // Keys re-read here stay fresh for requests, which then never all
+                // re-read one key at once when its refresh interval passes.
+                if let Ok(open) = state.seal.unsealed()
+                    && let Err(error) = open
+                        .engine
+                        .refresh_keys_older_than(crate::monitored::PROBE_INTERVAL / 2)
+                {
+                    tracing::warn!(%error, "keys could not be re-read in the background");
+                }
             })
             .await;
         }
@@ -313,6 +322,8 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
     );
     let limits = state.limits;
     let mut token = None;
+    // Whether this request re-reads the shared state (one request every 2 s).
+    let mut reload_shared_state = false;
     if !unauthenticated {
         let open = match state.seal.unsealed() {
             Ok(open) => open,
@@ -321,6 +332,7 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
         let Some(presented) = token_from(&parts.headers).map(str::to_owned) else {
             return ApiError::PermissionDenied.into_response();
         };
+        reload_shared_state = open.claim_shared_state_refresh();
         // Decided from memory when possible; a lookup in storage runs off the
         // async workers. Either way before a byte of the body is read.
         let checked = match open.tokens.check_cached(&presented) {
@@ -353,7 +365,7 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
         Err(error) => return error.into_response(),
     };
     let head = parts.method == Method::HEAD;
-    let answers_inline = token.is_some() && state.answers_inline(op, &path, body.len());
+    let answers_inline = token.is_some() && !reload_shared_state && state.answers_inline(op, &path, body.len());
     let state = state.clone();
     let work = move || {
         REQUEST_ID.sync_scope(request_id.clone(), || {
@@ -366,7 +378,7 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
             };
             match token {
                 None => unauthenticated_request(&state, &request),
-                Some((token, entry)) => authenticated_request(&state, &request, &token, &entry),
+                Some((token, entry)) => authenticated_request(&state, &request, &token, &entry, reload_shared_state),
             }
         })
     };
@@ -425,9 +437,6 @@ impl AppState {
             return false;
         }
         let Ok(open) = self.seal.unsealed() else { return false };
-        if open.shared_state_refresh_due() {
-            return false;
-        }
         let mut segments = path.trim_end_matches('/').split('/');
         let (Some("transit"), Some(action), Some(name)) = (segments.next(), segments.next(), segments.next()) else {
             return false;
@@ -503,12 +512,20 @@ fn unauthenticated_request(state: &AppState, request: &Incoming<'_>) -> Response
 }
 
 /// A request whose token was accepted: audit, policy, route, audit.
-fn authenticated_request(state: &AppState, request: &Incoming<'_>, token: &str, entry: &TokenEntry) -> Response {
+fn authenticated_request(
+    state: &AppState,
+    request: &Incoming<'_>,
+    token: &str,
+    entry: &TokenEntry,
+    reload_shared_state: bool,
+) -> Response {
     let open = match state.seal.unsealed() {
         Ok(open) => open,
         Err(error) => return error.into_response(),
     };
-    open.refresh_shared_state();
+    if reload_shared_state {
+        open.reload_shared_state();
+    }
     let params = match request.params(&state.limits) {
         Ok(params) => params,
         Err(error) => return error.into_response(),

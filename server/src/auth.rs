@@ -25,7 +25,7 @@
 //! both modes run the same code.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -129,6 +129,33 @@ pub(crate) const TOKEN_RECHECK: Duration = Duration::from_secs(2);
 struct Cached {
     entry: TokenEntry,
     fetched: Instant,
+    /// Set by the one request that re-reads this entry once it is older than
+    /// [`TOKEN_REFRESH`]; the others go on with it meanwhile (up to
+    /// [`TOKEN_RECHECK`]), instead of all reading storage at once.
+    refreshing: AtomicBool,
+}
+
+impl Cached {
+    fn new(entry: TokenEntry) -> Self {
+        Self {
+            entry,
+            fetched: Instant::now(),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Age at which a cached token entry is re-read by one request (see `Cached`).
+const TOKEN_REFRESH: Duration = Duration::from_millis(1500);
+
+/// Where a token check may look.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Memory only: the caller finds out whether storage is needed, and the first
+    /// to find an entry due for a re-read claims that re-read.
+    Memory,
+    /// Storage for whatever is not fresh.
+    Storage,
 }
 
 /// The token store. Storage is the truth and the map a cache of entries younger
@@ -278,13 +305,7 @@ impl TokenStore {
         // A revocation that ran while storage was read may have deleted this very
         // entry: answer this once, but do not cache what may be stale.
         if self.revocations.load(Ordering::SeqCst) == generation {
-            tokens.insert(
-                *hash,
-                Cached {
-                    entry: entry.clone(),
-                    fetched: Instant::now(),
-                },
-            );
+            tokens.insert(*hash, Cached::new(entry.clone()));
         }
         Ok(Some(entry))
     }
@@ -293,7 +314,7 @@ impl TokenStore {
     /// all valid too: from the cache while fresh and unexpired (another server may
     /// have renewed it), otherwise from storage.
     fn valid(&self, hash: &[u8; 32]) -> Result<Option<TokenEntry>, encrypted_attr::Error> {
-        self.valid_at_depth(hash, 0, &mut |hash| self.fetch(hash))
+        self.valid_at_depth(hash, 0, Reach::Storage, &mut |hash| self.fetch(hash))
     }
 
     /// [`valid`](Self::valid), with `lookup` called for entries not freshly cached.
@@ -301,6 +322,7 @@ impl TokenStore {
         &self,
         hash: &[u8; 32],
         depth: usize,
+        reach: Reach,
         lookup: &mut Lookup<'_>,
     ) -> Result<Option<TokenEntry>, encrypted_attr::Error> {
         if depth > MAX_TREE_DEPTH {
@@ -312,7 +334,18 @@ impl TokenStore {
             let tokens = self.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             tokens
                 .get(hash)
-                .filter(|c| c.fetched.elapsed() < TOKEN_RECHECK && !expired(&c.entry))
+                .filter(|c| {
+                    let age = c.fetched.elapsed();
+                    let usable = age < TOKEN_RECHECK && !expired(&c.entry);
+                    match reach {
+                        _ if !usable => false,
+                        _ if age < TOKEN_REFRESH => true,
+                        // Due for a re-read: the first caller claims it, the others
+                        // use the entry until the hard limit.
+                        Reach::Memory => c.refreshing.swap(true, Ordering::SeqCst),
+                        Reach::Storage => false,
+                    }
+                })
                 .map(|c| c.entry.clone())
         };
         let entry = match cached {
@@ -327,7 +360,7 @@ impl TokenStore {
         }
         // A child lives only as long as its parent (and so every ancestor).
         if let Some(parent) = &entry.parent
-            && self.valid_at_depth(parent, depth + 1, lookup)?.is_none()
+            && self.valid_at_depth(parent, depth + 1, reach, lookup)?.is_none()
         {
             return Ok(None);
         }
@@ -338,13 +371,7 @@ impl TokenStore {
         self.tokens
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(
-                entry.hash,
-                Cached {
-                    entry: entry.clone(),
-                    fetched: Instant::now(),
-                },
-            );
+            .insert(entry.hash, Cached::new(entry.clone()));
     }
 
     fn hash(&self, token: &[u8]) -> [u8; 32] {
@@ -415,7 +442,7 @@ impl TokenStore {
                 .is_some_and(|at| at.elapsed() < TOKEN_RECHECK)
         };
         let mut needs_storage = false;
-        let answer = self.valid_at_depth(&hash, 0, &mut |hash| {
+        let answer = self.valid_at_depth(&hash, 0, Reach::Memory, &mut |hash| {
             if !recent_miss(hash) {
                 needs_storage = true;
             }

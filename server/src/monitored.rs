@@ -10,8 +10,9 @@ use std::time::Duration;
 use encrypted_attr::Error;
 use encrypted_attr::storage::{Storage, UpdateFn};
 
-/// How often a running server checks that its storage answers.
-pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a running server checks that its storage answers (and re-reads the
+/// keys it holds, well within their 2-second refresh interval).
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A storage whose reachability is recorded on every call.
 pub(crate) struct MonitoredStorage {

@@ -70,32 +70,28 @@ impl Unsealed {
         }
     }
 
-    /// Whether [`refresh_shared_state`](Self::refresh_shared_state) would read
-    /// storage now.
-    pub(crate) fn shared_state_refresh_due(&self) -> bool {
-        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        now >= self.next_refresh.load(Ordering::Relaxed)
-    }
-
-    /// Re-reads policies and audit devices if [`SHARED_STATE_REFRESH`] has passed
-    /// (one request does it; the others go on with the current view). Cheap when not
-    /// due: one atomic load. In memory (dev mode) the stores have nothing to re-read.
-    pub(crate) fn refresh_shared_state(&self) {
+    /// Claims the re-read of policies and audit devices if [`SHARED_STATE_REFRESH`]
+    /// has passed: true for exactly one caller, which must then call
+    /// [`reload_shared_state`](Self::reload_shared_state); the others go on with
+    /// the current view. Cheap when not due: one atomic load.
+    pub(crate) fn claim_shared_state_refresh(&self) -> bool {
         let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
         let due = self.next_refresh.load(Ordering::Relaxed);
         if now < due {
-            return;
+            return false;
         }
         let next = now.saturating_add(u64::try_from(SHARED_STATE_REFRESH.as_millis()).unwrap_or(u64::MAX));
-        if self
-            .next_refresh
+        self.next_refresh
             .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
-        {
-            self.policies.reload();
-            self.audit.reload();
-            self.audit.reopen_moved();
-        }
+    }
+
+    /// Re-reads policies and audit devices from storage (in memory, in dev mode,
+    /// there is nothing to re-read), and reopens audit files removed underneath.
+    pub(crate) fn reload_shared_state(&self) {
+        self.policies.reload();
+        self.audit.reload();
+        self.audit.reopen_moved();
     }
 }
 

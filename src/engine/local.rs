@@ -100,6 +100,18 @@ impl LocalEngine {
         self.keyring.is_fresh(name)
     }
 
+    /// Re-reads from storage every key this engine holds that was loaded more than
+    /// `age` ago, and forgets those deleted meanwhile; returns how many were read.
+    /// A server calls this in the background, so that requests find their keys
+    /// fresh instead of all re-reading them at once when the refresh interval
+    /// passes.
+    ///
+    /// # Errors
+    /// Storage failed (the keys not yet re-read stay as they were).
+    pub fn refresh_keys_older_than(&self, age: std::time::Duration) -> Result<usize> {
+        self.keyring.refresh_older_than(age)
+    }
+
     /// The key to use now: loaded, and rotated first if its auto-rotation is due.
     fn key(&self, name: &KeyName) -> Result<Arc<LoadedKey>> {
         self.keyring.rotate_if_due(self.keyring.get(name)?)

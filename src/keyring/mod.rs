@@ -458,6 +458,23 @@ impl Keyring {
         })
     }
 
+    /// Re-reads every loaded key older than `age` (a key deleted elsewhere is
+    /// dropped); returns how many were re-read. Stops at the first storage error.
+    pub(crate) fn refresh_older_than(&self, age: Duration) -> Result<usize> {
+        let due: Vec<KeyName> = read_lock(&self.keys)
+            .iter()
+            .filter(|(_, key)| key.loaded_at.elapsed() >= age)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &due {
+            match self.reload(name) {
+                Ok(_) | Err(Error::KeyNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(due.len())
+    }
+
     /// The key `name`; reads storage when this process does not know it yet (another
     /// process may have created it).
     pub(crate) fn get(&self, name: &KeyName) -> Result<Arc<LoadedKey>> {
