@@ -116,16 +116,32 @@ impl JsonScan {
     /// # Errors
     /// Which limit the body exceeds (the message names the setting).
     pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
-        for &byte in bytes {
+        let mut at = 0;
+        while at < bytes.len() {
             if self.in_string {
-                match byte {
-                    _ if self.escaped => self.escaped = false,
-                    b'\\' => self.escaped = true,
-                    b'"' => self.in_string = false,
-                    _ => {}
+                if self.escaped {
+                    self.escaped = false;
+                    at += 1;
+                    continue;
                 }
-                continue;
+                // Most of a body is string contents (base64 plaintexts and
+                // ciphertexts): jump to the next quote or backslash.
+                match memchr::memchr2(b'"', b'\\', &bytes[at..]) {
+                    None => return Ok(()),
+                    Some(offset) => {
+                        at += offset;
+                        if bytes[at] == b'"' {
+                            self.in_string = false;
+                        } else {
+                            self.escaped = true;
+                        }
+                        at += 1;
+                        continue;
+                    }
+                }
             }
+            let byte = bytes[at];
+            at += 1;
             let starts_value = match byte {
                 b'"' => {
                     self.in_string = true;
