@@ -71,8 +71,67 @@ pub(crate) struct Policy {
     rules: BTreeMap<String, Capabilities>,
 }
 
+/// Longest policy text accepted.
+const MAX_POLICY_BYTES: usize = 64 * 1024;
+/// Deepest nesting of `(`, `[` and `{` accepted in a policy. Vault's policies need
+/// three or four levels; the HCL parser's time doubles with each level of nested
+/// expressions with operators (found by `fuzz/`: 150 bytes took 11 s), so deeper
+/// text is refused before it reaches the parser.
+const MAX_POLICY_NESTING: usize = 8;
+
+/// Refuses policy text too long or too deeply nested to parse in bounded time:
+/// counts brackets outside strings and comments.
+fn check_complexity(text: &str) -> Result<(), String> {
+    if text.len() > MAX_POLICY_BYTES {
+        return Err(format!("failed to parse policy: longer than {MAX_POLICY_BYTES} bytes"));
+    }
+    let bytes = text.as_bytes();
+    let (mut depth, mut at) = (0usize, 0usize);
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => {
+                // Skip the string, escapes included.
+                at += 1;
+                while at < bytes.len() && bytes[at] != b'"' {
+                    at += if bytes[at] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'#' => {
+                while at < bytes.len() && bytes[at] != b'\n' {
+                    at += 1;
+                }
+            }
+            b'/' if bytes.get(at + 1) == Some(&b'/') => {
+                while at < bytes.len() && bytes[at] != b'\n' {
+                    at += 1;
+                }
+            }
+            b'/' if bytes.get(at + 1) == Some(&b'*') => {
+                at += 2;
+                while at + 1 < bytes.len() && !(bytes[at] == b'*' && bytes[at + 1] == b'/') {
+                    at += 1;
+                }
+                at += 1;
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_POLICY_NESTING {
+                    return Err(format!(
+                        "failed to parse policy: nested deeper than {MAX_POLICY_NESTING} levels"
+                    ));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        at += 1;
+    }
+    Ok(())
+}
+
 /// Parses HCL or JSON policy text.
 pub(crate) fn parse(text: &str) -> Result<Policy, String> {
+    check_complexity(text)?;
     let value: Value = if text.trim_start().starts_with('{') {
         serde_json::from_str(text).map_err(|_| "failed to parse policy: invalid JSON".to_owned())?
     } else {
@@ -253,7 +312,7 @@ pub(crate) struct PolicyStore {
 impl PolicyStore {
     pub(crate) fn new(persist: Option<Barrier>) -> Result<Self, encrypted_attr::Error> {
         let policies = match &persist {
-            Some(barrier) => Self::stored(barrier)?,
+            Some(barrier) => Self::stored(barrier, &BTreeMap::new())?,
             None => Self::stored_none(),
         };
         Ok(Self {
@@ -273,13 +332,23 @@ impl PolicyStore {
 
     /// The policies in `barrier`, with the built-in `default` unless it was replaced.
     /// A stored policy that no longer parses is left out (it grants nothing).
-    fn stored(barrier: &Barrier) -> Result<BTreeMap<String, Policy>, encrypted_attr::Error> {
+    /// The policies in `barrier`; a text equal to one in `known` is not parsed
+    /// again (reloads run every 2 s).
+    fn stored(
+        barrier: &Barrier,
+        known: &BTreeMap<String, Policy>,
+    ) -> Result<BTreeMap<String, Policy>, encrypted_attr::Error> {
         let mut policies = BTreeMap::new();
         for path in barrier.list(POLICY_PREFIX)? {
             let Some(raw) = barrier.get(&path)? else { continue };
             let text = String::from_utf8_lossy(&raw).into_owned();
-            if let Ok(policy) = parse(&text) {
-                policies.insert(path.trim_start_matches(POLICY_PREFIX).to_owned(), policy);
+            let name = path.trim_start_matches(POLICY_PREFIX).to_owned();
+            let parsed = match known.get(&name) {
+                Some(policy) if policy.text == text => Some(policy.clone()),
+                _ => parse(&text).ok(),
+            };
+            if let Some(policy) = parsed {
+                policies.insert(name, policy);
             }
         }
         if !policies.contains_key("default") {
@@ -293,7 +362,8 @@ impl PolicyStore {
     pub(crate) fn reload(&self) {
         let Some(barrier) = &self.persist else { return };
         let _changing = self.changing();
-        match Self::stored(barrier) {
+        let known = self.read().clone();
+        match Self::stored(barrier, &known) {
             Ok(policies) => {
                 *self.policies.write().unwrap_or_else(std::sync::PoisonError::into_inner) = policies;
             }
@@ -415,6 +485,20 @@ mod tests {
         assert!(parse("path \"a/*/b\" { capabilities = [\"read\"] }").is_err());
         assert!(parse("path \"a\" { capabilities = [\"fly\"] }").is_err());
         assert!(parse("not hcl {").is_err());
+    }
+
+    #[test]
+    fn deeply_nested_policies_are_refused_before_parsing() {
+        // The HCL parser's time doubles per level here: 24 levels took 11 s.
+        let slow = format!("t = {}-", "a[0-0-".repeat(24));
+        let started = std::time::Instant::now();
+        let error = parse(&slow).unwrap_err();
+        assert!(error.contains("nested deeper"), "{error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Brackets in strings and comments do not count; real policies pass.
+        let fine = "# [[[[[[[[[[\npath \"a/[[[[[[[[[[\" { capabilities = [\"read\"] } // ((((((((((\n";
+        assert!(parse(fine).is_ok());
+        assert!(parse(&"x".repeat(MAX_POLICY_BYTES + 1)).is_err());
     }
 
     #[test]
