@@ -1,0 +1,1 @@
+path "transit/+*" { capabilities = ["read"] }
