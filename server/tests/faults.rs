@@ -1061,3 +1061,74 @@ fn kill_9_during_rotations_loses_nothing() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every answer says `Cache-Control: no-store`; over TLS it also carries
+/// `Strict-Transport-Security`. A connection over the limit waits its turn.
+#[test]
+fn security_headers_and_the_connection_limit() {
+    let dir = std::env::temp_dir().join(format!("ea-faults-certificates-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let tls_config = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\n[limits]\nmax_connections = 1\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let server = ServerProcess::start("headers", &tls_config);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let base = server.base.replace("http://127.0.0.1", "https://localhost");
+    for (path, token) in [
+        ("/v1/sys/health", None),
+        ("/v1/auth/token/lookup-self", Some(DEV_TOKEN)),
+        ("/v1/nothing", None),
+    ] {
+        let mut request = http.get(format!("{base}{path}"));
+        if let Some(token) = token {
+            request = request.header("X-Vault-Token", token);
+        }
+        let response = request.send().unwrap();
+        let headers = response.headers();
+        assert_eq!(
+            headers.get("cache-control").map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{path}"
+        );
+        assert!(
+            headers
+                .get("strict-transport-security")
+                .is_some_and(|v| v.to_str().unwrap().starts_with("max-age=")),
+            "{path}"
+        );
+    }
+    drop(server);
+    // One connection allowed: a second client is served only once the first is gone.
+    use std::io::{Read as _, Write as _};
+    let server = ServerProcess::start("connections", "[limits]\nmax_connections = 1\n");
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let holder = std::net::TcpStream::connect(&address).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut waiting = std::net::TcpStream::connect(&address).unwrap();
+    waiting
+        .write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    waiting.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut buffer = [0u8; 64];
+    assert!(
+        matches!(waiting.read(&mut buffer), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+        "the second connection must wait while the first holds the only slot"
+    );
+    drop(holder);
+    waiting.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let n = waiting.read(&mut buffer).unwrap();
+    assert!(buffer[..n].starts_with(b"HTTP/1.1 200"), "served once the slot is free");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
