@@ -322,8 +322,6 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
     );
     let limits = state.limits;
     let mut token = None;
-    // Whether this request re-reads the shared state (one request every 2 s).
-    let mut reload_shared_state = false;
     if !unauthenticated {
         let open = match state.seal.unsealed() {
             Ok(open) => open,
@@ -332,7 +330,6 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
         let Some(presented) = token_from(&parts.headers).map(str::to_owned) else {
             return ApiError::PermissionDenied.into_response();
         };
-        reload_shared_state = open.claim_shared_state_refresh();
         // Decided from memory when possible; a lookup in storage runs off the
         // async workers. Either way before a byte of the body is read.
         let checked = match open.tokens.check_cached(&presented) {
@@ -346,14 +343,13 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
             }
         };
         match checked {
-            Ok(Some(entry)) => token = Some((presented, entry)),
+            Ok(Some(_)) => token = Some(presented),
             Ok(None) => return ApiError::PermissionDenied.into_response(),
             Err(error) => return ApiError::from(error).into_response(),
         }
     }
-    let Ok(_permit) = state.work.acquire().await else {
-        return ApiError::Internal.into_response();
-    };
+    // The body first, then a turn: a client that sends its body slowly holds
+    // only its own connection (until the request timeout), never a turn.
     let body_limit = if unauthenticated {
         limits.max_unauthenticated_bytes
     } else {
@@ -364,8 +360,34 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
         Ok(body) => body,
         Err(error) => return error.into_response(),
     };
+    let Ok(_permit) = state.work.acquire().await else {
+        return ApiError::Internal.into_response();
+    };
+    // Claimed only by a request whose token passed: a flood of bad tokens must
+    // not take the re-read of policies and audit devices and drop it.
+    let reload_shared_state = token.is_some()
+        && state
+            .seal
+            .unsealed()
+            .is_ok_and(|open| open.claim_shared_state_refresh());
     let head = parts.method == Method::HEAD;
-    let answers_inline = token.is_some() && !reload_shared_state && state.answers_inline(op, &path, body.len());
+    // The inline path re-checks the token from memory only (it must never wait on
+    // storage); when memory cannot answer, the request goes to the blocking pool,
+    // which re-checks it there.
+    let mut rechecked = None;
+    if let Some(presented) = &token
+        && !reload_shared_state
+        && state.answers_inline(op, &path, body.len())
+        && let Ok(open) = state.seal.unsealed()
+    {
+        match open.tokens.check_cached(presented) {
+            Some(Ok(Some(entry))) => rechecked = Some(entry),
+            Some(Ok(None)) => return ApiError::PermissionDenied.into_response(),
+            Some(Err(error)) => return ApiError::from(error).into_response(),
+            None => {}
+        }
+    }
+    let answers_inline = rechecked.is_some();
     let state = state.clone();
     let work = move || {
         REQUEST_ID.sync_scope(request_id.clone(), || {
@@ -378,7 +400,7 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
             };
             match token {
                 None => unauthenticated_request(&state, &request),
-                Some((token, entry)) => authenticated_request(&state, &request, &token, &entry, reload_shared_state),
+                Some(token) => authenticated_request(&state, &request, &token, rechecked, reload_shared_state),
             }
         })
     };
@@ -511,12 +533,14 @@ fn unauthenticated_request(state: &AppState, request: &Incoming<'_>) -> Response
     result.into_response()
 }
 
-/// A request whose token was accepted: audit, policy, route, audit.
+/// A request whose token was accepted: audit, policy, route, audit. `rechecked`
+/// is the token's entry if it was just checked again (the inline path); otherwise
+/// it is checked again here, storage allowed.
 fn authenticated_request(
     state: &AppState,
     request: &Incoming<'_>,
     token: &str,
-    entry: &TokenEntry,
+    rechecked: Option<TokenEntry>,
     reload_shared_state: bool,
 ) -> Response {
     let open = match state.seal.unsealed() {
@@ -526,6 +550,18 @@ fn authenticated_request(
     if reload_shared_state {
         open.reload_shared_state();
     }
+    // Checked again now: the request may have waited for its body and a turn, and
+    // a token revoked or expired meanwhile must not act.
+    let still_valid = match rechecked {
+        Some(entry) => Ok(Some(entry)),
+        None => open.tokens.check(token),
+    };
+    let entry = match still_valid {
+        Ok(Some(entry)) => entry,
+        Ok(None) => return ApiError::PermissionDenied.into_response(),
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let entry = &entry;
     let params = match request.params(&state.limits) {
         Ok(params) => params,
         Err(error) => return error.into_response(),
@@ -578,9 +614,13 @@ fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &TokenEntry) -> 
         Operation::List => Capability::List,
         Operation::Delete => Capability::Delete,
         Operation::Update => match path.strip_prefix("transit/encrypt/").map(encrypted_attr::KeyName::new) {
-            Some(Ok(name)) if encrypted_attr::TransitEngine::read_key(&*open.engine, &name).is_err() => {
-                Capability::Create
-            }
+            // Only a key that does not exist needs `create`; a storage failure is a
+            // 503, never a "permission denied".
+            Some(Ok(name)) => match encrypted_attr::TransitEngine::read_key(&*open.engine, &name) {
+                Ok(_) => Capability::Update,
+                Err(encrypted_attr::Error::KeyNotFound { .. }) => Capability::Create,
+                Err(error) => return Err(ApiError::from(error)),
+            },
             _ => Capability::Update,
         },
     };

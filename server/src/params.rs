@@ -333,6 +333,65 @@ fn refuse_raw_value_key<E: de::Error>(key: &str) -> Result<(), E> {
     Ok(())
 }
 
+/// A JSON value parsed as `serde_json::Value` parses it, except that the reserved
+/// RawValue key is refused at every depth: `Value` would parse the string under
+/// it as more JSON, which the byte scan of the body's limits never counted (a
+/// string of millions of values inside one small-looking object).
+struct StrictValue(Value);
+
+impl<'de> de::Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictValueVisitor).map(StrictValue)
+    }
+}
+
+struct StrictValueVisitor;
+
+impl<'de> Visitor<'de> for StrictValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(item)) = access.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            refuse_raw_value_key(&key)?;
+            let StrictValue(value) = access.next_value()?;
+            map.insert(key, value);
+        }
+        Ok(Value::Object(map))
+    }
+}
+
 /// serde_json's error category, without the position and offending text (they may
 /// be request secrets).
 fn classify(error: &serde_json::Error) -> &'static str {
@@ -401,7 +460,7 @@ impl<'de> Visitor<'de> for BodyVisitor {
             if key == "batch_input" {
                 batch = Some(access.next_value::<Batch<'de>>()?);
             } else {
-                map.insert(key, access.next_value::<Value>()?);
+                map.insert(key, access.next_value::<StrictValue>()?.0);
             }
         }
         Ok(Some((map, batch)))
@@ -410,7 +469,7 @@ impl<'de> Visitor<'de> for BodyVisitor {
     // Any other JSON value: parsed (so syntax errors are still reported) and refused.
     scalars_answer!(None);
     fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Body<'de>, A::Error> {
-        while access.next_element::<Value>()?.is_some() {}
+        while access.next_element::<StrictValue>()?.is_some() {}
         Ok(None)
     }
 }
@@ -456,7 +515,7 @@ impl<'de> Visitor<'de> for BatchVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Batch<'de>, A::Error> {
-        while access.next_entry::<String, Value>()?.is_some() {}
+        while access.next_entry::<String, StrictValue>()?.is_some() {}
         Ok(Batch::NotAnArray)
     }
     scalars_answer!(Batch::NotAnArray);
@@ -501,7 +560,7 @@ impl<'de> Visitor<'de> for ItemVisitor<'_, 'de> {
                     self.values.push(value);
                 }
                 None => {
-                    access.next_value::<Value>()?;
+                    access.next_value::<StrictValue>()?;
                 }
             }
         }
@@ -509,7 +568,7 @@ impl<'de> Visitor<'de> for ItemVisitor<'_, 'de> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Item, A::Error> {
-        while access.next_element::<Value>()?.is_some() {}
+        while access.next_element::<StrictValue>()?.is_some() {}
         Ok(None)
     }
     fn visit_unit<E: de::Error>(self) -> Result<Item, E> {
@@ -581,11 +640,11 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(Scalar::Null)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Scalar<'de>, A::Error> {
-        while access.next_element::<Value>()?.is_some() {}
+        while access.next_element::<StrictValue>()?.is_some() {}
         Ok(Scalar::Compound)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Scalar<'de>, A::Error> {
-        while access.next_entry::<String, Value>()?.is_some() {}
+        while access.next_entry::<String, StrictValue>()?.is_some() {}
         Ok(Scalar::Compound)
     }
 }
@@ -688,6 +747,8 @@ mod tests {
             r#"{"batch_input":[{"$serde_json::private::RawValue":"F"}]}"#,
             r#"{"batch_input":[{"$serde_json::private::RawValue":"1"}]}"#,
             r#"{"$serde_json::private::RawValue":"1","batch_input":[{"plaintext":"eA=="}]}"#,
+            r#"{"x":{"$serde_json::private::RawValue":"[0,0,0]"}}"#,
+            r#"{"batch_input":[{"other":[{"\u0024serde_json::private::RawValue":"[0]"}]}]}"#,
         ] {
             assert!(Params::from_body(body.as_bytes()).is_err(), "{body}");
         }

@@ -79,40 +79,16 @@ const MAX_POLICY_BYTES: usize = 64 * 1024;
 /// text is refused before it reaches the parser.
 const MAX_POLICY_NESTING: usize = 8;
 
-/// Refuses policy text too long or too deeply nested to parse in bounded time:
-/// counts brackets outside strings and comments.
+/// Refuses policy text too long or too deeply nested to parse in bounded time.
+/// Brackets are counted everywhere, strings and comments included: HCL parses
+/// `${…}` inside strings and heredocs as expressions too.
 fn check_complexity(text: &str) -> Result<(), String> {
     if text.len() > MAX_POLICY_BYTES {
         return Err(format!("failed to parse policy: longer than {MAX_POLICY_BYTES} bytes"));
     }
-    let bytes = text.as_bytes();
-    let (mut depth, mut at) = (0usize, 0usize);
-    while at < bytes.len() {
-        match bytes[at] {
-            b'"' => {
-                // Skip the string, escapes included.
-                at += 1;
-                while at < bytes.len() && bytes[at] != b'"' {
-                    at += if bytes[at] == b'\\' { 2 } else { 1 };
-                }
-            }
-            b'#' => {
-                while at < bytes.len() && bytes[at] != b'\n' {
-                    at += 1;
-                }
-            }
-            b'/' if bytes.get(at + 1) == Some(&b'/') => {
-                while at < bytes.len() && bytes[at] != b'\n' {
-                    at += 1;
-                }
-            }
-            b'/' if bytes.get(at + 1) == Some(&b'*') => {
-                at += 2;
-                while at + 1 < bytes.len() && !(bytes[at] == b'*' && bytes[at + 1] == b'/') {
-                    at += 1;
-                }
-                at += 1;
-            }
+    let mut depth = 0usize;
+    for byte in text.bytes() {
+        match byte {
             b'(' | b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_POLICY_NESTING {
@@ -124,7 +100,6 @@ fn check_complexity(text: &str) -> Result<(), String> {
             b')' | b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
-        at += 1;
     }
     Ok(())
 }
@@ -495,8 +470,12 @@ mod tests {
         let error = parse(&slow).unwrap_err();
         assert!(error.contains("nested deeper"), "{error}");
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
-        // Brackets in strings and comments do not count; real policies pass.
-        let fine = "# [[[[[[[[[[\npath \"a/[[[[[[[[[[\" { capabilities = [\"read\"] } // ((((((((((\n";
+        // Inside strings too: HCL evaluates `${…}` there.
+        let hidden = format!("t = \"${{{}-}}\"", "a[0-0-".repeat(24));
+        assert!(parse(&hidden).unwrap_err().contains("nested deeper"));
+        // Real policies, templated paths included, pass.
+        let fine = "path \"secret/{{identity.entity.id}}/*\" { capabilities = [\"read\"] }\n\
+                    path \"transit/encrypt/users_*\" { allowed_parameters = { \"plaintext\" = [] } }";
         assert!(parse(fine).is_ok());
         assert!(parse(&"x".repeat(MAX_POLICY_BYTES + 1)).is_err());
     }

@@ -1132,3 +1132,142 @@ fn security_headers_and_the_connection_limit() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two servers on one PostgreSQL database, at the same time: one rotates a key
+/// over and over while the other creates, uses and deletes other keys. Every
+/// rotation lands exactly once, and each deletion is seen by the rotating server
+/// as soon as it has answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rotation_and_deletion_on_shared_postgres() {
+    let Some(admin) = postgres_url() else { return };
+    let db = format!("ea_fault_rotate_delete_{}", std::process::id());
+    let url = fresh_database(&admin, &db).await;
+    let mut bases = Vec::new();
+    for _ in 0..2 {
+        let url = url.clone();
+        let storage = tokio::task::spawn_blocking(move || PostgresStorage::connect(&url).unwrap())
+            .await
+            .unwrap();
+        bases.push(serve(AppState::persistent(Arc::new(storage), "postgresql").unwrap()).await);
+    }
+    let http = http_client();
+    let (a, b) = (bases[0].clone(), bases[1].clone());
+    let (root, key) = init(&http, &a).await;
+    for base in [&a, &b] {
+        let (_, status) = call(
+            &http,
+            "PUT",
+            &format!("{base}/v1/sys/unseal"),
+            None,
+            json!({"key": key}),
+        )
+        .await;
+        assert_eq!(status["sealed"], false);
+    }
+    let (status, _) = call(
+        &http,
+        "POST",
+        &format!("{a}/v1/transit/keys/spin"),
+        Some(&root),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let rotations = 20;
+    let rotator = {
+        let (http, a, root) = (http.clone(), a.clone(), root.clone());
+        tokio::spawn(async move {
+            for _ in 0..rotations {
+                let (status, body) = call(
+                    &http,
+                    "POST",
+                    &format!("{a}/v1/transit/keys/spin/rotate"),
+                    Some(&root),
+                    json!({}),
+                )
+                .await;
+                assert_eq!(status, 200, "{body}");
+            }
+        })
+    };
+    for round in 0..3 {
+        let name = format!("gone{round}");
+        let (status, _) = call(
+            &http,
+            "POST",
+            &format!("{b}/v1/transit/keys/{name}"),
+            Some(&root),
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        // A uses the key (and caches it), B deletes it.
+        let (status, _) = call(
+            &http,
+            "POST",
+            &format!("{a}/v1/transit/encrypt/{name}"),
+            Some(&root),
+            json!({"plaintext": "eA=="}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, _) = call(
+            &http,
+            "POST",
+            &format!("{b}/v1/transit/keys/{name}/config"),
+            Some(&root),
+            json!({"deletion_allowed": true}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, body) = call(
+            &http,
+            "DELETE",
+            &format!("{b}/v1/transit/keys/{name}"),
+            Some(&root),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 204, "{body}");
+        let (status, _) = call(
+            &http,
+            "GET",
+            &format!("{a}/v1/transit/keys/{name}"),
+            Some(&root),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 404, "round {round}: A still sees the key B deleted");
+        // B encrypts with the key A keeps rotating: never a version A does not know.
+        let (status, body) = call(
+            &http,
+            "POST",
+            &format!("{b}/v1/transit/encrypt/spin"),
+            Some(&root),
+            json!({"plaintext": "eA=="}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = call(
+            &http,
+            "POST",
+            &format!("{a}/v1/transit/decrypt/spin"),
+            Some(&root),
+            json!({"ciphertext": body["data"]["ciphertext"]}),
+        )
+        .await;
+        assert_eq!((status, body["data"]["plaintext"].clone()), (200, json!("eA==")));
+    }
+    rotator.await.unwrap();
+    let (_, info) = call(
+        &http,
+        "GET",
+        &format!("{b}/v1/transit/keys/spin"),
+        Some(&root),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(info["data"]["latest_version"], 1 + rotations);
+    assert_eq!(info["data"]["keys"].as_object().unwrap().len(), 1 + rotations as usize);
+    admin_sql(&admin, format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+}
