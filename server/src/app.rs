@@ -43,6 +43,8 @@ pub struct AppState {
     limits: Limits,
     /// One permit per request whose work may run now (`max_concurrent_requests`).
     work: tokio::sync::Semaphore,
+    /// Token lookups in storage running at once (see `handle`).
+    token_lookups: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for AppState {
@@ -68,6 +70,7 @@ impl AppState {
             seal,
             limits,
             work: tokio::sync::Semaphore::new(limits.max_concurrent_requests),
+            token_lookups: tokio::sync::Semaphore::new(TOKEN_LOOKUPS_AT_ONCE),
         }
     }
 
@@ -335,6 +338,12 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
         let checked = match open.tokens.check_cached(&presented) {
             Some(checked) => checked,
             None => {
+                // A few lookups at a time: a flood of made-up tokens queues here,
+                // holding no thread, instead of on the storage connection ahead of
+                // everything else.
+                let Ok(_lookup_turn) = state.token_lookups.acquire().await else {
+                    return ApiError::Internal.into_response();
+                };
                 let lookup = presented.clone();
                 match tokio::task::spawn_blocking(move || open.tokens.check(&lookup)).await {
                     Ok(checked) => checked,
@@ -443,6 +452,9 @@ async fn read_body(
     }
     Ok(out)
 }
+
+/// Token lookups in storage at once: storage is one connection per server.
+const TOKEN_LOOKUPS_AT_ONCE: usize = 4;
 
 /// Largest body of a request answered on the async worker that received it.
 const INLINE_BODY_LIMIT: usize = 16 * 1024;
@@ -891,9 +903,9 @@ fn token_api(
             let renewable = params.bool("renewable")?.unwrap_or(true);
             let mut warnings = Vec::new();
             // Every token but a root one gets a TTL: the system default when none is asked.
-            let root_only = policies == ["root"];
+            let has_root = policies.iter().any(|p| p == "root");
             let ttl = ttl.filter(|d| !d.is_zero());
-            let ttl = if root_only {
+            let ttl = if has_root {
                 ttl
             } else {
                 ttl.or(Some(crate::auth::DEFAULT_TOKEN_TTL))

@@ -156,10 +156,13 @@ fn identity(metadata: &std::fs::Metadata) -> (u64, u64) {
     }
 }
 
-/// What an audit file must do: append, tell its length, be cut back.
+/// What an audit file must do: append, tell its length and where the last write
+/// ended, be cut back.
 trait AppendFile {
     fn len(&self) -> std::io::Result<u64>;
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<usize>;
+    /// The offset just after the last write (with `O_APPEND`, where it landed).
+    fn position(&mut self) -> std::io::Result<u64>;
     fn cut_back(&mut self, len: u64) -> std::io::Result<()>;
 }
 
@@ -170,20 +173,29 @@ impl AppendFile for File {
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.write(bytes)
     }
+    fn position(&mut self) -> std::io::Result<u64> {
+        std::io::Seek::stream_position(self)
+    }
     fn cut_back(&mut self, len: u64) -> std::io::Result<()> {
         self.set_len(len)
     }
 }
 
 /// Appends `line` in one write; if only part of it was written (disk full, file
-/// size limit), cuts the file back to where the line began and reports failure.
+/// size limit), cuts the torn part off again and reports failure. The cut is made
+/// only if the torn part is still the file's end: a line another writer (another
+/// process, another device on the same file) appended after it is never removed.
 fn write_whole_line(file: &mut impl AppendFile, line: &[u8]) -> bool {
-    let Ok(before) = file.len() else { return false };
     match file.append(line) {
         Ok(n) if n == line.len() => true,
         Ok(0) | Err(_) => false,
-        Ok(_) => {
-            if let Err(e) = file.cut_back(before) {
+        Ok(n) => {
+            let torn_end = file.position();
+            let cut = match (torn_end, file.len()) {
+                (Ok(end), Ok(len)) if end == len => file.cut_back(end - n as u64),
+                _ => Err(std::io::Error::other("another line followed it")),
+            };
+            if let Err(e) = cut {
                 tracing::error!(error = %e, "a torn audit line could not be cut off");
             }
             false
@@ -575,6 +587,9 @@ mod tests {
             self.bytes.extend_from_slice(&bytes[..n]);
             self.room -= n;
             Ok(n)
+        }
+        fn position(&mut self) -> std::io::Result<u64> {
+            Ok(self.bytes.len() as u64)
         }
         fn cut_back(&mut self, len: u64) -> std::io::Result<()> {
             self.bytes.truncate(usize::try_from(len).expect("small"));

@@ -465,6 +465,12 @@ impl TokenStore {
     /// that another server revoked.
     pub(crate) fn renew(&self, token: &str, increment: Option<Duration>) -> Result<Renewed, RenewError> {
         let hash = self.hash(token.as_bytes());
+        // A token whose ancestor is gone is gone too, even if its own entry is
+        // still in storage.
+        if !matches!(self.valid(&hash), Ok(Some(_))) {
+            return Err(RenewError::NotFound);
+        }
+        let generation = self.revocations.load(Ordering::SeqCst);
         let now = SystemTime::now();
         let mut outcome = Err(RenewError::NotFound);
         self.barrier
@@ -487,7 +493,11 @@ impl TokenStore {
             })
             .map_err(|_| RenewError::Storage)?;
         let renewed = outcome?;
-        self.cache(&renewed.entry);
+        // Not cached if a revocation ran meanwhile: it may have removed this very
+        // token after the renewal was written (see `fetch`).
+        if self.revocations.load(Ordering::SeqCst) == generation {
+            self.cache(&renewed.entry);
+        }
         Ok(renewed)
     }
 

@@ -119,6 +119,8 @@ pub(crate) struct Seal {
     storage: Option<Arc<MonitoredStorage>>,
     storage_type: &'static str,
     state: RwLock<State>,
+    /// Held through `sys/init`, so two initialisations in one process run in turn.
+    initializing: std::sync::Mutex<()>,
 }
 
 /// A root token, shown once.
@@ -143,6 +145,7 @@ impl Seal {
                 storage: None,
                 storage_type: "inmem",
                 state: RwLock::new(State::Unsealed { config, open }),
+                initializing: std::sync::Mutex::new(()),
             },
             RootToken(root.token),
         ))
@@ -163,6 +166,7 @@ impl Seal {
             storage: Some(storage),
             storage_type,
             state: RwLock::new(state),
+            initializing: std::sync::Mutex::new(()),
         })
     }
 
@@ -276,8 +280,13 @@ impl Seal {
         };
         let storage: Arc<dyn Storage> = storage;
         self.pick_up_initialization();
-        let mut state = self.write();
-        if !matches!(&*state, State::Uninitialized) {
+        // One initialisation at a time in this process, under its own lock: the
+        // state lock, which every request takes, is held only for the transition.
+        let _initializing = self
+            .initializing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !matches!(&*self.read(), State::Uninitialized) {
             return Err(ApiError::BadRequest("Vault is already initialized".into()));
         }
         let mut unseal_bytes = [0u8; 32];
@@ -316,7 +325,7 @@ impl Seal {
             SEAL_CONFIG_PATH,
             serde_json::to_vec(&config).map_err(|_| ApiError::Internal)?,
         )?;
-        *state = State::Sealed {
+        *self.write() = State::Sealed {
             config,
             shares: Vec::new(),
             nonce: new_nonce(),
@@ -378,18 +387,19 @@ impl Seal {
         let config = *config;
         let collected = std::mem::take(shares);
         *nonce = new_nonce();
-        let opened = self.open(&collected);
-        match opened {
-            Ok(open) => {
-                *state = State::Unsealed {
-                    config,
-                    open: Arc::new(open),
-                };
-                drop(state);
-                Ok(Reply::Bare(StatusCode::OK, self.status()))
-            }
-            Err(error) => Err(error),
+        // Opening reads storage (keys, tokens, policies, audit devices): not under
+        // the state lock, which every request takes to see whether it is unsealed.
+        drop(state);
+        let open = self.open(&collected)?;
+        let mut state = self.write();
+        if matches!(&*state, State::Sealed { .. }) {
+            *state = State::Unsealed {
+                config,
+                open: Arc::new(open),
+            };
         }
+        drop(state);
+        Ok(Reply::Bare(StatusCode::OK, self.status()))
     }
 
     fn open(&self, shares: &[SecretBytes]) -> Result<Unsealed, ApiError> {
@@ -530,7 +540,7 @@ fn root_token_request(id: Option<&str>) -> crate::auth::NewTokenRequest<'_> {
         renewable: false,
         id,
         parent: None,
-        path: "",
+        path: "auth/token/root",
     }
 }
 

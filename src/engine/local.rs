@@ -91,10 +91,11 @@ impl LocalEngine {
         Self::with_storage(Arc::new(MemoryStorage::new()), &RootKey::generate()?, options)
     }
 
-    /// Whether the key `name` is in memory and fresh, so that using it now reads no
-    /// storage. A server answers requests on such keys on its async threads and
-    /// sends the others, which may wait on storage, to blocking ones. (An
-    /// occasional write can still happen: a nonce reservation, a due rotation.)
+    /// Whether using the key `name` now reads or writes no storage: in memory and
+    /// fresh, no automatic rotation about to fall due, and enough encryptions
+    /// reserved for a small request. A server answers requests on such keys on its
+    /// async threads and sends the others, which may wait on storage, to blocking
+    /// ones.
     #[must_use]
     pub fn is_key_fresh(&self, name: &KeyName) -> bool {
         self.keyring.is_fresh(name)

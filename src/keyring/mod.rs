@@ -68,6 +68,9 @@ pub const MAX_NONCE_BUDGET: u64 = 1 << 31;
 /// First reservation block of a process; blocks double up to [`MAX_RESERVATION`].
 const FIRST_RESERVATION: u64 = 1 << 12;
 const MAX_RESERVATION: u64 = 1 << 20;
+/// Reserved encryptions a key must have left to count as fresh (see `is_fresh`):
+/// more than a small request can use.
+const FRESH_ALLOWANCE: u64 = 1 << 10;
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -448,13 +451,20 @@ impl Keyring {
         read_lock(&self.keys).get(name).cloned()
     }
 
-    /// Whether `name` is loaded and younger than the refresh interval, so that
-    /// [`get`](Self::get) will not read storage.
+    /// Whether using `name` now will not touch storage: loaded and younger than the
+    /// refresh interval, its automatic rotation not about to fall due, and its
+    /// latest version holding at least [`FRESH_ALLOWANCE`] reserved encryptions.
     pub(crate) fn is_fresh(&self, name: &KeyName) -> bool {
         self.cached(name).is_some_and(|key| {
-            self.options
+            let loaded_recently = self
+                .options
                 .refresh_interval
-                .is_none_or(|d| key.loaded_at.elapsed() < d)
+                .is_none_or(|d| key.loaded_at.elapsed() < d);
+            let no_rotation_due = key.rotate_at == i64::MAX || unix_now().saturating_add(5) < key.rotate_at;
+            let reserved = key.versions.get(&key.info.latest_version).is_some_and(|v| {
+                v.used.load(Ordering::Relaxed).saturating_add(FRESH_ALLOWANCE) < v.allowance.load(Ordering::Acquire)
+            });
+            loaded_recently && no_rotation_due && reserved
         })
     }
 

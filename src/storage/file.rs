@@ -104,8 +104,10 @@ pub struct FileStorage {
     /// Serialises writers inside this process; the file lock covers other processes.
     writer: Mutex<()>,
     lock_timeout: Duration,
-    /// The entries last read or written, and the identity of that file.
-    cache: Mutex<Option<(FileStamp, Arc<Entries>)>>,
+    /// The entries last read, the identity of that file, and the file itself, kept
+    /// open so that its inode cannot be reused by a later file (which could then
+    /// match the identity by chance).
+    cache: Mutex<Option<(FileStamp, Arc<Entries>, File)>>,
 }
 
 impl FileStorage {
@@ -175,16 +177,30 @@ impl FileStorage {
         // exactly that file, even if a writer renames another one into place now.
         let stamp = FileStamp::of(&file.metadata().map_err(|e| Error::io(self.location(), e))?);
         let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((cached, entries)) = &*cache
+        if let Some((cached, entries, _)) = &*cache
             && *cached == stamp
         {
             return Ok(entries.clone());
         }
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| Error::io(self.location(), e))?;
-        let entries = Arc::new(self.parse(&bytes)?);
-        *cache = Some((stamp, entries.clone()));
+        let entries = Arc::new(self.read_open_file(&mut file)?);
+        *cache = Some((stamp, entries.clone(), file));
         Ok(entries)
+    }
+
+    /// The entries read from the file now, bypassing the cache (writers, under
+    /// the lock: a write must build on exactly what is on disk).
+    fn entries_uncached(&self) -> Result<Entries> {
+        match File::open(&self.path) {
+            Ok(mut file) => self.read_open_file(&mut file),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(Error::io(self.location(), e)),
+        }
+    }
+
+    fn read_open_file(&self, file: &mut File) -> Result<Entries> {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(file, &mut bytes).map_err(|e| Error::io(self.location(), e))?;
+        self.parse(&bytes)
     }
 
     /// Sets how long a write waits for another process's lock (default 30 s).
@@ -339,7 +355,7 @@ impl Storage for FileStorage {
     fn update(&self, path: &str, change: &mut UpdateFn<'_>) -> Result<()> {
         let _in_process = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let lock = self.lock_file()?;
-        let mut entries = Entries::clone(&*self.entries()?);
+        let mut entries = self.entries_uncached()?;
         let changed = match change(entries.get(path).map(Vec::as_slice))? {
             Update::Keep => false,
             Update::Put(bytes) => {
