@@ -52,7 +52,7 @@ enum Scalar<'a> {
 /// The names a `batch_input` item is read for (by encrypt, decrypt, rewrap, hmac
 /// and verify); other names are skipped while parsing, since items report nothing
 /// as ignored.
-const ITEM_FIELDS: [&str; 9] = [
+pub(crate) const ITEM_FIELDS: [&str; 9] = [
     "plaintext",
     "ciphertext",
     "context",

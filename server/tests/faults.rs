@@ -152,6 +152,20 @@ async fn call(http: &reqwest::Client, method: &str, url: &str, token: Option<&st
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// `count` servers on the PostgreSQL database at `url`, each on its own socket;
+/// their URLs.
+async fn servers_on(url: &str, count: usize) -> Vec<String> {
+    let mut bases = Vec::new();
+    for _ in 0..count {
+        let url = url.to_owned();
+        let storage = tokio::task::spawn_blocking(move || PostgresStorage::connect(&url).unwrap())
+            .await
+            .unwrap();
+        bases.push(serve(AppState::persistent(Arc::new(storage), "postgresql").unwrap()).await);
+    }
+    bases
+}
+
 /// Initialises the server at `base` with one share; returns the root token and
 /// the share.
 async fn init(http: &reqwest::Client, base: &str) -> (String, String) {
@@ -410,14 +424,7 @@ async fn concurrent_initialisation_is_refused_not_doubled() {
     let Some(admin) = postgres_url() else { return };
     let db = format!("ea_fault_init_race_{}", std::process::id());
     let url = fresh_database(&admin, &db).await;
-    let mut bases = Vec::new();
-    for _ in 0..2 {
-        let url = url.clone();
-        let storage = tokio::task::spawn_blocking(move || PostgresStorage::connect(&url).unwrap())
-            .await
-            .unwrap();
-        bases.push(serve(AppState::persistent(Arc::new(storage), "postgresql").unwrap()).await);
-    }
+    let bases = servers_on(&url, 2).await;
     let http = http_client();
     let init = json!({"secret_shares": 1, "secret_threshold": 1});
     let (url_a, url_b) = (format!("{}/v1/sys/init", bases[0]), format!("{}/v1/sys/init", bases[1]));
@@ -600,7 +607,12 @@ fn hostile_bodies_are_refused_with_bounded_memory_and_a_live_health_endpoint() {
             .collect();
         sent.into_iter().map(|t| t.join().unwrap()).collect::<Vec<_>>()
     });
-    assert_eq!(with_token, [Some(413), Some(413)]);
+    // 413 — or the connection closed first: the server answers as soon as the
+    // limit shows, while the client may still be writing its 30 MB.
+    assert!(
+        with_token.iter().all(|s| matches!(s, None | Some(413))),
+        "{with_token:?}"
+    );
     let items = |n: usize| {
         let item = "{\"plaintext\":\"eA==\"},".repeat(n);
         format!("{{\"batch_input\":[{}]}}", item.trim_end_matches(',')).into_bytes()
@@ -764,14 +776,7 @@ async fn a_deleted_key_is_not_used_by_another_server() {
     let Some(admin) = postgres_url() else { return };
     let db = format!("ea_fault_delete_{}", std::process::id());
     let url = fresh_database(&admin, &db).await;
-    let mut bases = Vec::new();
-    for _ in 0..2 {
-        let url = url.clone();
-        let storage = tokio::task::spawn_blocking(move || PostgresStorage::connect(&url).unwrap())
-            .await
-            .unwrap();
-        bases.push(serve(AppState::persistent(Arc::new(storage), "postgresql").unwrap()).await);
-    }
+    let bases = servers_on(&url, 2).await;
     let http = http_client();
     let (a, b) = (&bases[0], &bases[1]);
     let (root, key) = init(&http, a).await;
@@ -1142,14 +1147,7 @@ async fn concurrent_rotation_and_deletion_on_shared_postgres() {
     let Some(admin) = postgres_url() else { return };
     let db = format!("ea_fault_rotate_delete_{}", std::process::id());
     let url = fresh_database(&admin, &db).await;
-    let mut bases = Vec::new();
-    for _ in 0..2 {
-        let url = url.clone();
-        let storage = tokio::task::spawn_blocking(move || PostgresStorage::connect(&url).unwrap())
-            .await
-            .unwrap();
-        bases.push(serve(AppState::persistent(Arc::new(storage), "postgresql").unwrap()).await);
-    }
+    let bases = servers_on(&url, 2).await;
     let http = http_client();
     let (a, b) = (bases[0].clone(), bases[1].clone());
     let (root, key) = init(&http, &a).await;
