@@ -1,4 +1,5 @@
-//! diesel glue: [`Ciphertext`] is a `Text` column for every diesel backend.
+//! diesel glue: [`Ciphertext`] is a `Text` column for every diesel backend, and
+//! [`EncryptedRunQueryDsl`] loads and decrypts in one call.
 //!
 //! Writing stores the `vault:v<N>:…` string; reading parses it, and a value that is
 //! not a well-formed ciphertext (plaintext left in the column, a truncated value) is
@@ -6,10 +7,14 @@
 
 use ::diesel::backend::Backend;
 use ::diesel::deserialize::{self, FromSql};
+use ::diesel::query_dsl::{LoadQuery, RunQueryDsl};
 use ::diesel::serialize::{self, Output, ToSql};
 use ::diesel::sql_types::Text;
 
 use crate::ciphertext::Ciphertext;
+use crate::engine::TransitEngine;
+use crate::error::QueryError;
+use crate::model::{EncryptedRecord, decrypt_all, decrypt_one};
 
 impl<DB> ToSql<Text, DB> for Ciphertext
 where
@@ -32,3 +37,58 @@ where
         Ciphertext::try_from(text).map_err(|e| format!("column does not hold a ciphertext: {e}").into())
     }
 }
+
+/// Load-and-decrypt for every diesel query, next to diesel's own `RunQueryDsl`: one
+/// call returns models, with one engine call per encrypted key for the whole result
+/// set (never one per row).
+///
+/// ```ignore
+/// let people: Vec<Person> = people::table
+///     .filter(people::email.eq_any(wanted))
+///     .select(PersonRecord::as_select())
+///     .load_decrypted(&mut conn, &engine)?;
+/// ```
+///
+/// Writing needs no helper: `insert_into(people::table).values(&person.encrypt(&engine)?)`
+/// (or `Person::encrypt_all` for many rows) and `update(…).set(&record)` take records.
+pub trait EncryptedRunQueryDsl<Conn>: RunQueryDsl<Conn> + Sized {
+    /// Every row, decrypted.
+    ///
+    /// # Errors
+    /// [`QueryError::Database`] from diesel, [`QueryError::Encryption`] from the engine
+    /// (a row whose ciphertext does not belong to it fails to decrypt).
+    fn load_decrypted<'query, R, E>(
+        self,
+        conn: &mut Conn,
+        engine: &E,
+    ) -> Result<Vec<R::Model>, QueryError<::diesel::result::Error>>
+    where
+        Self: LoadQuery<'query, Conn, R>,
+        R: EncryptedRecord,
+        E: TransitEngine + ?Sized,
+    {
+        let records = self.load::<R>(conn).map_err(QueryError::Database)?;
+        Ok(decrypt_all(records, engine)?)
+    }
+
+    /// The one row of the query, decrypted (`NotFound` in [`QueryError::Database`]
+    /// when there is none).
+    ///
+    /// # Errors
+    /// As [`load_decrypted`](Self::load_decrypted).
+    fn get_result_decrypted<'query, R, E>(
+        self,
+        conn: &mut Conn,
+        engine: &E,
+    ) -> Result<R::Model, QueryError<::diesel::result::Error>>
+    where
+        Self: LoadQuery<'query, Conn, R>,
+        R: EncryptedRecord,
+        E: TransitEngine + ?Sized,
+    {
+        let record = self.get_result::<R>(conn).map_err(QueryError::Database)?;
+        Ok(decrypt_one(record, engine)?)
+    }
+}
+
+impl<T: RunQueryDsl<Conn>, Conn> EncryptedRunQueryDsl<Conn> for T {}

@@ -164,9 +164,9 @@ pub enum Error {
     #[error("transit server unreachable")]
     Transport(#[source] BoxError),
 
-    /// A blocking remote operation was called from inside an async runtime, where it
-    /// would stall the runtime; use the async face (`*_async`) there.
-    #[error("blocking call of a remote engine inside an async runtime; use the async methods")]
+    /// A blocking remote operation was called on a current-thread async runtime, where
+    /// it would stall the only thread; use the async face (`*_async`) there.
+    #[error("blocking call of a remote engine on a current-thread async runtime; use the async methods (`*_async`)")]
     BlockingInAsync,
 
     /// The operating system's random source failed; nothing was encrypted.
@@ -210,4 +210,18 @@ impl Error {
                 | Self::BlockingInAsync
         )
     }
+}
+
+/// What a one-call load or save through an ORM can fail with: the database (`D` is
+/// the ORM's error type: `diesel::result::Error`, `sea_orm::DbErr`, `sqlx::Error`)
+/// or the encryption.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError<D> {
+    /// The database or the ORM failed.
+    #[error(transparent)]
+    Database(D),
+    /// Encrypting or decrypting failed.
+    #[error(transparent)]
+    Encryption(#[from] Error),
 }

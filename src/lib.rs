@@ -15,6 +15,8 @@ mod name;
 #[cfg(feature = "sea-orm")]
 mod sea_orm;
 mod secret;
+#[cfg(feature = "sqlx")]
+mod sqlx;
 pub mod storage;
 
 // Identifiers and envelopes.
@@ -22,7 +24,7 @@ pub use ciphertext::{Ciphertext, PREFIX as CIPHERTEXT_PREFIX};
 pub use name::{KeyName, KeyVersion, MAX_KEY_NAME_LEN};
 
 // Secrets and errors.
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, QueryError, Result};
 pub use secret::{Plaintext, SecretBytes};
 
 // The engine interface and the in-process engine.
@@ -36,7 +38,15 @@ pub use storage::RootKey;
 
 // The remote engine (feature `client`).
 #[cfg(feature = "client")]
-pub use client::{ClientConfig, RemoteEngine};
+pub use client::{BatchLimits, ClientConfig, RemoteEngine};
+
+// One-call loads and saves per ORM (features `diesel`, `sea-orm`, `sqlx`).
+#[cfg(feature = "diesel")]
+pub use diesel::EncryptedRunQueryDsl;
+#[cfg(feature = "sea-orm")]
+pub use sea_orm::{EncryptedActiveModelTrait, EncryptedSelectTrait};
+#[cfg(feature = "sqlx")]
+pub use sqlx::EncryptedQueryAs;
 
 // Models: the derive and what it implements.
 pub use encrypted_attr_derive::Encrypted;
@@ -48,9 +58,10 @@ pub mod __private {
     pub use crate::engine::{AsyncTransitEngine, TransitEngine};
     pub use crate::model::normalize;
     pub use crate::model::{
-        FieldCodec, FieldSpec, ModelSpec, SealedField, blind_index_lookup, convergent_lookup, decode_json, decrypt_all,
-        decrypt_all_async, decrypt_one, decrypt_one_async, encode_json, encrypt_all, encrypt_all_async, encrypt_field,
-        encrypt_one, encrypt_one_async, ensure_keys,
+        FieldCodec, FieldSpec, ModelSpec, SealedField, blind_index_lookup, blind_index_lookup_async, convergent_lookup,
+        convergent_lookup_async, decode_json, decrypt_all, decrypt_all_async, decrypt_one, decrypt_one_async,
+        encode_json, encrypt_all, encrypt_all_async, encrypt_field, encrypt_field_async, encrypt_one,
+        encrypt_one_async, ensure_keys, ensure_keys_async,
     };
     pub use crate::{Ciphertext, EncryptedModel, EncryptedRecord, Error, Plaintext, Result, SecretBytes};
     pub use core::option::Option;

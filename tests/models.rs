@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use encrypted_attr::{
-    BatchResult, Ciphertext, DataKey, DataKeyRequest, DecryptItem, EncryptItem, Encrypted, Error, ExportKind,
-    ExportedKey, HashAlgorithm, HmacItem, HmacTag, KeyConfig, KeyInfo, KeyName, KeyOptions, KeyVersion, LocalEngine,
-    Plaintext, RewrapItem, TransitEngine, VerifyHmacItem,
+    BatchResult, Ciphertext, DataKey, DataKeyRequest, DecryptItem, EncryptItem, Encrypted, EncryptedRunQueryDsl, Error,
+    ExportKind, ExportedKey, HashAlgorithm, HmacItem, HmacTag, KeyConfig, KeyInfo, KeyName, KeyOptions, KeyVersion,
+    LocalEngine, Plaintext, QueryError, RewrapItem, TransitEngine, VerifyHmacItem,
 };
 use serde::{Deserialize, Serialize};
 
@@ -359,6 +359,28 @@ macro_rules! scenario {
         let decrypted = PersonRecord::decrypt_all(loaded, &engine).unwrap();
         assert_eq!(engine.take_count(), 4, "ssn, email, phone, medical: one batch each for 1,000 rows");
         assert_eq!(decrypted, people);
+
+        // One call to load and decrypt, with the same one engine call per key.
+        engine.take_count();
+        let again: Vec<Person> = people::table
+            .select(PersonRecord::as_select())
+            .order(people::id)
+            .load_decrypted(conn, &engine)
+            .unwrap();
+        assert_eq!(engine.take_count(), 4, "ssn, email, phone, medical");
+        assert_eq!(again, people);
+        let ten: Person = people::table
+            .find(10)
+            .select(PersonRecord::as_select())
+            .get_result_decrypted(conn, &engine)
+            .unwrap();
+        assert_eq!(ten, people[9]);
+        let none = people::table
+            .find(-1)
+            .select(PersonRecord::as_select())
+            .get_result_decrypted::<PersonRecord, _>(conn, &engine)
+            .unwrap_err();
+        assert!(matches!(none, QueryError::Database(diesel::result::Error::NotFound)), "{none}");
 
         // The raw column never holds the plaintext.
         let raw: Vec<(String, String, Option<String>)> =

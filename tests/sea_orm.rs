@@ -5,7 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code
 #![allow(missing_docs, unreachable_pub)] // sea-orm entities must be `pub`
 
-use encrypted_attr::{Encrypted, Error, LocalEngine};
+use encrypted_attr::{Encrypted, EncryptedActiveModelTrait, EncryptedSelectTrait, Error, LocalEngine, QueryError};
 use sea_orm::{ColumnTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryFilter, Statement};
 
 mod person {
@@ -106,6 +106,49 @@ async fn scenario(db: &DatabaseConnection) {
         .unwrap();
     assert_eq!(by_phone.len(), 1);
     assert_eq!(by_phone[0].id, 4);
+
+    // One call to find and decrypt, and to encrypt and save.
+    let wanted = Person::email_lookup_async(&engine, &"p3@example.org".to_owned())
+        .await
+        .unwrap();
+    let mut found = person::Entity::find()
+        .filter(person::Column::Email.is_in(wanted))
+        .all_decrypted(db, &engine)
+        .await
+        .unwrap();
+    found.sort_by_key(|p| p.id);
+    assert_eq!(
+        found,
+        people.iter().filter(|p| p.id % 5 == 3).cloned().collect::<Vec<_>>()
+    );
+    let one = person::Entity::find_by_id(7).one_decrypted(db, &engine).await.unwrap();
+    assert_eq!(one, Some(sample(7)));
+    assert_eq!(
+        person::Entity::find_by_id(999)
+            .one_decrypted(db, &engine)
+            .await
+            .unwrap(),
+        None
+    );
+    let mut newcomer = sample(51);
+    newcomer
+        .insert_encrypted::<person::ActiveModel, _, _>(db, &engine)
+        .await
+        .unwrap();
+    newcomer.ssn = "051-99-0000".into();
+    newcomer.phone = Some("+44 20 7946 0051".into());
+    let stored = newcomer
+        .update_encrypted::<person::ActiveModel, _, _>(db, &engine)
+        .await
+        .unwrap();
+    assert!(stored.ssn.as_str().starts_with("vault:v1:"));
+    let reread = person::Entity::find_by_id(51).one_decrypted(db, &engine).await.unwrap();
+    assert_eq!(reread, Some(newcomer.clone()));
+    let missing = sample(52)
+        .update_encrypted::<person::ActiveModel, _, _>(db, &engine)
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, QueryError::Database(_)), "{missing}");
 
     // Copy row 2's ciphertext onto row 3 in SQL: decryption fails.
     let two = person::Entity::find_by_id(2).one(db).await.unwrap().unwrap();

@@ -340,6 +340,8 @@ fn helpers(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenStre
             "Encrypts a new value of `{name}` for a partial update of column `{}`.",
             enc.column
         );
+        let encrypt_async_fn = format_ident!("encrypt_{}_async", name);
+        let encrypt_async_doc = format!("[`{encrypt_fn}`](Self::{encrypt_fn}) on an async engine.");
         let encrypt = quote! {
             #[doc = #encrypt_doc]
             ///
@@ -348,9 +350,19 @@ fn helpers(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenStre
             #vis fn #encrypt_fn<E: #p::TransitEngine + ?Sized>(engine: &E, #id_param value: &#inner) -> #p::Result<#p::Ciphertext> {
                 #p::encrypt_field(engine, &<Self as #p::EncryptedModel>::SPEC, #i, #id_arg, #encoded)
             }
+
+            #[doc = #encrypt_async_doc]
+            ///
+            /// # Errors
+            /// Engine errors.
+            #vis async fn #encrypt_async_fn<E: #p::AsyncTransitEngine + ?Sized>(engine: &E, #id_param value: &#inner) -> #p::Result<#p::Ciphertext> {
+                #p::encrypt_field_async(engine, &<Self as #p::EncryptedModel>::SPEC, #i, #id_arg, #encoded).await
+            }
         };
         let lookup = enc.convergent.map(|_| {
             let f = format_ident!("{}_lookup", name);
+            let f_async = format_ident!("{}_lookup_async", name);
+            let async_doc = format!("[`{f}`](Self::{f}) on an async engine.");
             let doc = format!(
                 "The values column `{}` holds for `value`, one per key version that can still decrypt: match with `IN (…)`.",
                 enc.column
@@ -363,10 +375,20 @@ fn helpers(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenStre
                 #vis fn #f<E: #p::TransitEngine + ?Sized>(engine: &E, value: &#inner) -> #p::Result<#p::Vec<#p::Ciphertext>> {
                     #p::convergent_lookup(engine, &<Self as #p::EncryptedModel>::SPEC, #i, &#encoded)
                 }
+
+                #[doc = #async_doc]
+                ///
+                /// # Errors
+                /// Engine errors.
+                #vis async fn #f_async<E: #p::AsyncTransitEngine + ?Sized>(engine: &E, value: &#inner) -> #p::Result<#p::Vec<#p::Ciphertext>> {
+                    #p::convergent_lookup_async(engine, &<Self as #p::EncryptedModel>::SPEC, #i, &#encoded).await
+                }
             }
         });
         let index = blind_index_ident(enc).map(|column| {
             let f = format_ident!("{}_index", name);
+            let f_async = format_ident!("{}_index_async", name);
+            let async_doc = format!("[`{f}`](Self::{f}) on an async engine.");
             let input = blind_input(enc, field, quote!(value), p);
             let doc = format!(
                 "The values blind-index column `{column}` holds for `value`, one per key version that can still decrypt: match with `IN (…)`."
@@ -378,6 +400,14 @@ fn helpers(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenStre
                 /// Engine errors.
                 #vis fn #f<E: #p::TransitEngine + ?Sized>(engine: &E, value: &#inner) -> #p::Result<#p::Vec<#p::String>> {
                     #p::blind_index_lookup(engine, &<Self as #p::EncryptedModel>::SPEC, #i, &#input)
+                }
+
+                #[doc = #async_doc]
+                ///
+                /// # Errors
+                /// Engine errors.
+                #vis async fn #f_async<E: #p::AsyncTransitEngine + ?Sized>(engine: &E, value: &#inner) -> #p::Result<#p::Vec<#p::String>> {
+                    #p::blind_index_lookup_async(engine, &<Self as #p::EncryptedModel>::SPEC, #i, &#input).await
                 }
             }
         });
@@ -426,6 +456,14 @@ fn helpers(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenStre
             /// Engine errors, or an existing key of the wrong kind.
             #vis fn ensure_keys<E: #p::TransitEngine + ?Sized>(engine: &E) -> #p::Result<()> {
                 #p::ensure_keys(engine, &<Self as #p::EncryptedModel>::SPEC)
+            }
+
+            /// [`ensure_keys`](Self::ensure_keys) on an async engine.
+            ///
+            /// # Errors
+            /// As `ensure_keys`.
+            #vis async fn ensure_keys_async<E: #p::AsyncTransitEngine + ?Sized>(engine: &E) -> #p::Result<()> {
+                #p::ensure_keys_async(engine, &<Self as #p::EncryptedModel>::SPEC).await
             }
 
             #(#field_helpers)*

@@ -12,54 +12,9 @@ use encrypted_attr::{
     VerifyHmacItem,
 };
 
-const ROOT: &str = "client-test-root";
+mod support;
 
-/// Runs a server built by `make_state` on an ephemeral loopback port in a background
-/// runtime (over TLS with `tls`); returns its address, its stop switch and its thread.
-fn spawn_server(
-    make_state: impl FnOnce() -> encrypted_attr_server::AppState + Send + 'static,
-    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
-) -> (
-    std::net::SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    std::thread::JoinHandle<()>,
-) {
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let state = Arc::new(make_state());
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            match tls {
-                Some((cert, key)) => encrypted_attr_server::run_tls(listener, state, &cert, &key, shutdown).await,
-                None => encrypted_attr_server::run(listener, state, shutdown).await,
-            }
-            .unwrap();
-        });
-    });
-    (addr_rx.recv().unwrap(), stop, thread)
-}
-
-/// A dev-mode server (keys in memory, root token `ROOT`).
-fn dev_state() -> encrypted_attr_server::AppState {
-    let engine = Arc::new(LocalEngine::ephemeral().unwrap());
-    encrypted_attr_server::AppState::new(engine, Some(ROOT)).unwrap().0
-}
-
-/// Starts a dev-mode server; returns its URL and its stop switch.
-fn start_server() -> (String, tokio::sync::oneshot::Sender<()>) {
-    let (addr, stop, _thread) = spawn_server(dev_state, None);
-    (format!("http://{addr}"), stop)
-}
+use support::{ROOT, dev_state, spawn_server, start_openbao, start_server};
 
 /// A fresh directory with a keyring path and a root key written to a key file.
 struct Fixture {
@@ -208,9 +163,21 @@ fn remote_engine_against_this_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_face_and_blocking_guard() {
     let (address, stop) = tokio::task::spawn_blocking(start_server).await.unwrap();
-    let engine = RemoteEngine::new(ClientConfig::new(&address, ROOT)).unwrap();
-    // The blocking face refuses to run on the runtime's threads.
-    assert!(matches!(engine.list_keys(), Err(Error::BlockingInAsync)));
+    let engine = Arc::new(RemoteEngine::new(ClientConfig::new(&address, ROOT)).unwrap());
+    // On a multi-threaded runtime the blocking face runs under `block_in_place`.
+    assert!(engine.list_keys().is_ok());
+    // On a current-thread runtime it refuses: it would stall the only thread.
+    let on_current_thread = Arc::clone(&engine);
+    let refused = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async { on_current_thread.list_keys() })
+    })
+    .join()
+    .unwrap();
+    assert!(matches!(refused, Err(Error::BlockingInAsync)), "{refused:?}");
 
     let key = name("async_key");
     let items = vec![EncryptItem::new("a"), EncryptItem::new("b")];
@@ -221,63 +188,6 @@ async fn async_face_and_blocking_guard() {
     assert_eq!(opened[1].as_ref().unwrap().expose_secret(), b"b");
     assert_eq!(engine.read_key_async(&key).await.unwrap().latest_version.get(), 1);
     stop.send(()).unwrap();
-}
-
-/// A running OpenBao dev server, stopped on drop.
-struct OpenBao {
-    child: std::process::Child,
-    address: String,
-}
-
-impl Drop for OpenBao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_openbao() -> Option<OpenBao> {
-    let bao = std::env::var("ENCRYPTED_ATTR_BAO").unwrap_or_else(|_| "bao".into());
-    if std::process::Command::new(&bao).arg("version").output().is_err() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("OpenBao (`bao`) must be installed under CI");
-        }
-        eprintln!("SKIPPED: `bao` not found; the OpenBao test did not run");
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("http://127.0.0.1:{port}");
-    let child = std::process::Command::new(&bao)
-        .args([
-            "server",
-            "-dev",
-            "-dev-root-token-id=root",
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = OpenBao { child, address };
-    // Wait for it, then mount transit.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let mounted = std::process::Command::new(&bao)
-            .args(["secrets", "enable", "transit"])
-            .env("BAO_ADDR", &server.address)
-            .env("BAO_TOKEN", "root")
-            .output()
-            .map(|o| o.status.success() || String::from_utf8_lossy(&o.stderr).contains("path is already in use"));
-        if mounted.unwrap_or(false) {
-            return Some(server);
-        }
-        assert!(std::time::Instant::now() < deadline, "OpenBao did not start");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
 }
 
 #[test]

@@ -547,7 +547,9 @@ fn single<T>(batch: BatchResult<T>) -> Result<T> {
 /// directly inside an async task. Such engines get [`AsyncTransitEngine`] for free.
 pub trait InProcess: TransitEngine {}
 
-/// The async face of a transit engine (same operations as [`TransitEngine`]).
+/// The async face of a transit engine: the same operations as [`TransitEngine`],
+/// for async services (axum, actix, sea-orm, sqlx). [`LocalEngine`] gets it for free
+/// (see [`InProcess`]); the remote engine sends its requests without blocking.
 pub trait AsyncTransitEngine: Send + Sync {
     /// See [`TransitEngine::encrypt_batch`].
     fn encrypt_batch_async(
@@ -578,10 +580,95 @@ pub trait AsyncTransitEngine: Send + Sync {
         items: Vec<HmacItem>,
     ) -> impl Future<Output = BatchResult<HmacTag>> + Send;
 
+    /// See [`TransitEngine::verify_hmac_batch`].
+    fn verify_hmac_batch_async(
+        &self,
+        key: &KeyName,
+        algorithm: HashAlgorithm,
+        items: Vec<VerifyHmacItem>,
+    ) -> impl Future<Output = BatchResult<bool>> + Send;
+
+    /// See [`TransitEngine::datakey`].
+    fn datakey_async(&self, key: &KeyName, request: DataKeyRequest) -> impl Future<Output = Result<DataKey>> + Send;
+
+    /// See [`TransitEngine::create_key`].
+    fn create_key_async(&self, key: &KeyName, options: KeyOptions) -> impl Future<Output = Result<KeyInfo>> + Send;
+
     /// See [`TransitEngine::read_key`].
     fn read_key_async(&self, key: &KeyName) -> impl Future<Output = Result<KeyInfo>> + Send;
+
+    /// See [`TransitEngine::list_keys`].
+    fn list_keys_async(&self) -> impl Future<Output = Result<Vec<KeyName>>> + Send;
+
+    /// See [`TransitEngine::rotate_key`].
+    fn rotate_key_async(&self, key: &KeyName) -> impl Future<Output = Result<KeyInfo>> + Send;
+
+    /// See [`TransitEngine::configure_key`].
+    fn configure_key_async(&self, key: &KeyName, config: KeyConfig) -> impl Future<Output = Result<KeyInfo>> + Send;
+
+    /// See [`TransitEngine::trim_key`].
+    fn trim_key_async(
+        &self,
+        key: &KeyName,
+        min_available_version: KeyVersion,
+    ) -> impl Future<Output = Result<KeyInfo>> + Send;
+
+    /// See [`TransitEngine::delete_key`].
+    fn delete_key_async(&self, key: &KeyName) -> impl Future<Output = Result<()>> + Send;
+
+    /// See [`TransitEngine::export_key`].
+    fn export_key_async(
+        &self,
+        key: &KeyName,
+        kind: ExportKind,
+        version: Option<KeyVersion>,
+    ) -> impl Future<Output = Result<ExportedKey>> + Send;
+
+    /// See [`TransitEngine::random_bytes`].
+    fn random_bytes_async(&self, len: usize) -> impl Future<Output = Result<Vec<u8>>> + Send;
+
+    /// See [`TransitEngine::hash`].
+    fn hash_async(&self, algorithm: HashAlgorithm, input: &[u8]) -> impl Future<Output = Result<Vec<u8>>> + Send;
+
+    /// See [`TransitEngine::encrypt`].
+    fn encrypt_async(&self, key: &KeyName, item: EncryptItem) -> impl Future<Output = Result<Ciphertext>> + Send {
+        async move { single(self.encrypt_batch_async(key, vec![item]).await) }
+    }
+
+    /// See [`TransitEngine::decrypt`].
+    fn decrypt_async(&self, key: &KeyName, item: DecryptItem) -> impl Future<Output = Result<Plaintext>> + Send {
+        async move { single(self.decrypt_batch_async(key, vec![item]).await) }
+    }
+
+    /// See [`TransitEngine::rewrap`].
+    fn rewrap_async(&self, key: &KeyName, item: RewrapItem) -> impl Future<Output = Result<Ciphertext>> + Send {
+        async move { single(self.rewrap_batch_async(key, vec![item]).await) }
+    }
+
+    /// See [`TransitEngine::hmac`].
+    fn hmac_async(
+        &self,
+        key: &KeyName,
+        algorithm: HashAlgorithm,
+        item: HmacItem,
+    ) -> impl Future<Output = Result<HmacTag>> + Send {
+        async move { single(self.hmac_batch_async(key, algorithm, vec![item]).await) }
+    }
+
+    /// See [`TransitEngine::verify_hmac`].
+    fn verify_hmac_async(
+        &self,
+        key: &KeyName,
+        algorithm: HashAlgorithm,
+        item: VerifyHmacItem,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        async move { single(self.verify_hmac_batch_async(key, algorithm, vec![item]).await) }
+    }
 }
 
+/// The in-process engine's async face: its data path does no I/O, so each operation
+/// runs inline. Key changes write the keyring (a file or a table) inline too; they are
+/// rare and short, like the reads an async service makes of its configuration.
 impl<E: InProcess> AsyncTransitEngine for E {
     fn encrypt_batch_async(
         &self,
@@ -616,7 +703,65 @@ impl<E: InProcess> AsyncTransitEngine for E {
         std::future::ready(self.hmac_batch(key, algorithm, items))
     }
 
+    fn verify_hmac_batch_async(
+        &self,
+        key: &KeyName,
+        algorithm: HashAlgorithm,
+        items: Vec<VerifyHmacItem>,
+    ) -> impl Future<Output = BatchResult<bool>> + Send {
+        std::future::ready(self.verify_hmac_batch(key, algorithm, items))
+    }
+
+    fn datakey_async(&self, key: &KeyName, request: DataKeyRequest) -> impl Future<Output = Result<DataKey>> + Send {
+        std::future::ready(self.datakey(key, request))
+    }
+
+    fn create_key_async(&self, key: &KeyName, options: KeyOptions) -> impl Future<Output = Result<KeyInfo>> + Send {
+        std::future::ready(self.create_key(key, options))
+    }
+
     fn read_key_async(&self, key: &KeyName) -> impl Future<Output = Result<KeyInfo>> + Send {
         std::future::ready(self.read_key(key))
+    }
+
+    fn list_keys_async(&self) -> impl Future<Output = Result<Vec<KeyName>>> + Send {
+        std::future::ready(self.list_keys())
+    }
+
+    fn rotate_key_async(&self, key: &KeyName) -> impl Future<Output = Result<KeyInfo>> + Send {
+        std::future::ready(self.rotate_key(key))
+    }
+
+    fn configure_key_async(&self, key: &KeyName, config: KeyConfig) -> impl Future<Output = Result<KeyInfo>> + Send {
+        std::future::ready(self.configure_key(key, config))
+    }
+
+    fn trim_key_async(
+        &self,
+        key: &KeyName,
+        min_available_version: KeyVersion,
+    ) -> impl Future<Output = Result<KeyInfo>> + Send {
+        std::future::ready(self.trim_key(key, min_available_version))
+    }
+
+    fn delete_key_async(&self, key: &KeyName) -> impl Future<Output = Result<()>> + Send {
+        std::future::ready(self.delete_key(key))
+    }
+
+    fn export_key_async(
+        &self,
+        key: &KeyName,
+        kind: ExportKind,
+        version: Option<KeyVersion>,
+    ) -> impl Future<Output = Result<ExportedKey>> + Send {
+        std::future::ready(self.export_key(key, kind, version))
+    }
+
+    fn random_bytes_async(&self, len: usize) -> impl Future<Output = Result<Vec<u8>>> + Send {
+        std::future::ready(self.random_bytes(len))
+    }
+
+    fn hash_async(&self, algorithm: HashAlgorithm, input: &[u8]) -> impl Future<Output = Result<Vec<u8>>> + Send {
+        std::future::ready(self.hash(algorithm, input))
     }
 }

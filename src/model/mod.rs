@@ -4,21 +4,22 @@
 //!
 //! The derive emits no I/O. It implements [`EncryptedModel`] and [`EncryptedRecord`]
 //! (where each field's bytes come from and go to) and thin inherent methods that call
-//! the functions here. The driver *plans* every batch (which values go to which key,
-//! with which context or associated data), runs the plan on a blocking or an async
-//! engine, then *applies* the results — so sync and async share everything but the
-//! engine calls.
+//! the functions here. Each function is a plan (which values go to which key, with
+//! which context or associated data, and where the results go back) executed by the
+//! one driver in `driver`, on a blocking or an async engine — so sync and async share
+//! everything but the engine calls.
 
 mod binding;
 mod codec;
+mod driver;
 
-use crate::HashAlgorithm;
 use crate::ciphertext::Ciphertext;
-use crate::engine::{AsyncTransitEngine, DecryptItem, EncryptItem, HmacItem, HmacTag, TransitEngine};
+use crate::engine::{AsyncTransitEngine, DecryptItem, EncryptItem, HmacItem, TransitEngine};
 use crate::error::{Error, Result};
 use crate::keyring::{KeyInfo, KeyOptions};
 use crate::name::KeyName;
 use crate::secret::{Plaintext, SecretBytes};
+use driver::{EngineAnswer, EngineCall, Plan, Step};
 
 pub use binding::{column_binding, row_binding};
 pub use codec::{FieldCodec, decode_json, encode_json};
@@ -134,6 +135,10 @@ fn key_name(field: &FieldSpec) -> Result<KeyName> {
     KeyName::new(field.key)
 }
 
+fn field_of(spec: &ModelSpec, index: usize) -> Result<&FieldSpec> {
+    spec.fields.get(index).ok_or_else(|| Error::invalid("no such field"))
+}
+
 fn field_error(spec: &ModelSpec, index: usize, item: usize, source: Error) -> Error {
     Error::Field {
         table: spec.table,
@@ -143,197 +148,185 @@ fn field_error(spec: &ModelSpec, index: usize, item: usize, source: Error) -> Er
     }
 }
 
-/// A planned engine call, and where its results go.
-enum Call {
-    Encrypt {
-        field: usize,
-        key: KeyName,
-        items: Vec<EncryptItem>,
-        owners: Vec<usize>,
-    },
-    BlindIndex {
-        field: usize,
-        key: KeyName,
-        items: Vec<HmacItem>,
-        owners: Vec<usize>,
-    },
+fn single<T>(mut all: Vec<T>) -> Result<T> {
+    all.pop().ok_or_else(|| Error::invalid("no result for the item"))
 }
 
-enum Outcome {
-    Sealed(Vec<Result<Ciphertext>>),
-    Indexed(Vec<Result<HmacTag>>),
+/// Where the results of one planned call go: the field, and the model or record of
+/// each item.
+struct Route {
+    field: usize,
+    owners: Vec<usize>,
 }
 
-/// Every call needed to encrypt `models`: one per field key, plus one HMAC call per
-/// blind-indexed field.
-fn plan_encrypt<M: EncryptedModel>(models: &[M]) -> Result<Vec<Call>> {
-    let spec = &M::SPEC;
-    let row_ids: Vec<Option<String>> = models.iter().map(EncryptedModel::row_id).collect();
-    let mut calls = Vec::new();
-    for (index, field) in spec.fields.iter().enumerate() {
-        let key = key_name(field)?;
-        let (mut items, mut owners) = (Vec::with_capacity(models.len()), Vec::with_capacity(models.len()));
-        for (m, model) in models.iter().enumerate() {
-            let plaintext = model
-                .field_plaintext(index)
-                .map_err(|e| field_error(spec, index, m, e))?;
-            if let Some(plaintext) = plaintext {
-                items.push(encrypt_item(spec, field, row_ids[m].as_deref(), plaintext));
-                owners.push(m);
-            }
-        }
-        if !items.is_empty() {
-            calls.push(Call::Encrypt {
-                field: index,
-                key: key.clone(),
-                items,
-                owners,
-            });
-        }
-        if field.blind_index.is_some() {
-            let (mut items, mut owners) = (Vec::new(), Vec::new());
-            for (m, model) in models.iter().enumerate() {
-                if let Some(input) = model
-                    .blind_index_input(index)
+/// Encrypting models into records: one call per field key, plus one HMAC call per
+/// blind-indexed field, whatever the number of models.
+struct EncryptPlan<'a, M> {
+    models: &'a [M],
+    /// `None` until the calls are planned.
+    routes: Option<Vec<Route>>,
+}
+
+impl<M: EncryptedModel> EncryptPlan<'_, M> {
+    fn calls(&self) -> Result<(Vec<EngineCall>, Vec<Route>)> {
+        let spec = &M::SPEC;
+        let row_ids: Vec<Option<String>> = self.models.iter().map(EncryptedModel::row_id).collect();
+        let (mut calls, mut routes) = (Vec::new(), Vec::new());
+        for (index, field) in spec.fields.iter().enumerate() {
+            let key = key_name(field)?;
+            let (mut items, mut owners) = (
+                Vec::with_capacity(self.models.len()),
+                Vec::with_capacity(self.models.len()),
+            );
+            for (m, model) in self.models.iter().enumerate() {
+                if let Some(plaintext) = model
+                    .field_plaintext(index)
                     .map_err(|e| field_error(spec, index, m, e))?
                 {
-                    items.push(HmacItem::new(input));
+                    items.push(encrypt_item(spec, field, row_ids[m].as_deref(), plaintext));
                     owners.push(m);
                 }
             }
             if !items.is_empty() {
-                calls.push(Call::BlindIndex {
-                    field: index,
-                    key,
-                    items,
-                    owners,
-                });
+                calls.push(EngineCall::Encrypt(key.clone(), items));
+                routes.push(Route { field: index, owners });
             }
-        }
-    }
-    Ok(calls)
-}
-
-/// Applies the outcomes of [`plan_encrypt`]'s calls and builds the records.
-fn finish_encrypt<M: EncryptedModel>(models: &[M], calls: Vec<(Call, Outcome)>) -> Result<Vec<M::Record>> {
-    let spec = &M::SPEC;
-    let mut sealed: Vec<Vec<SealedField>> = models
-        .iter()
-        .map(|_| spec.fields.iter().map(|_| SealedField::default()).collect())
-        .collect();
-    for (call, outcome) in calls {
-        match (call, outcome) {
-            (Call::Encrypt { field, owners, .. }, Outcome::Sealed(results)) => {
-                for (m, result) in owners.into_iter().zip(results) {
-                    let ct = result.map_err(|e| field_error(spec, field, m, e))?;
-                    sealed[m][field].ciphertext = Some(ct);
+            if field.blind_index.is_some() {
+                let (mut items, mut owners) = (Vec::new(), Vec::new());
+                for (m, model) in self.models.iter().enumerate() {
+                    if let Some(input) = model
+                        .blind_index_input(index)
+                        .map_err(|e| field_error(spec, index, m, e))?
+                    {
+                        items.push(HmacItem::new(input));
+                        owners.push(m);
+                    }
+                }
+                if !items.is_empty() {
+                    calls.push(EngineCall::Hmac(key, items));
+                    routes.push(Route { field: index, owners });
                 }
             }
-            (Call::BlindIndex { field, owners, .. }, Outcome::Indexed(results)) => {
-                for (m, result) in owners.into_iter().zip(results) {
-                    let tag = result.map_err(|e| field_error(spec, field, m, e))?;
-                    sealed[m][field].blind_index = Some(tag.to_string());
+        }
+        Ok((calls, routes))
+    }
+
+    fn records(&self, routes: Vec<Route>, answers: Vec<EngineAnswer>) -> Result<Vec<M::Record>> {
+        let spec = &M::SPEC;
+        let mut sealed: Vec<Vec<SealedField>> = self
+            .models
+            .iter()
+            .map(|_| spec.fields.iter().map(|_| SealedField::default()).collect())
+            .collect();
+        if routes.len() != answers.len() {
+            return Err(driver::mismatch());
+        }
+        for (Route { field, owners }, answer) in routes.into_iter().zip(answers) {
+            match answer {
+                EngineAnswer::Sealed(results) => {
+                    for (m, result) in owners.into_iter().zip(results) {
+                        sealed[m][field].ciphertext = Some(result.map_err(|e| field_error(spec, field, m, e))?);
+                    }
+                }
+                EngineAnswer::Tagged(results) => {
+                    for (m, result) in owners.into_iter().zip(results) {
+                        let tag = result.map_err(|e| field_error(spec, field, m, e))?;
+                        sealed[m][field].blind_index = Some(tag.to_string());
+                    }
+                }
+                _ => return Err(driver::mismatch()),
+            }
+        }
+        self.models
+            .iter()
+            .zip(sealed)
+            .map(|(model, fields)| model.to_record(fields))
+            .collect()
+    }
+}
+
+impl<M: EncryptedModel> Plan for EncryptPlan<'_, M> {
+    type Output = Vec<M::Record>;
+
+    fn step(&mut self, answers: Vec<EngineAnswer>) -> Result<Step<Self::Output>> {
+        match self.routes.take() {
+            None => {
+                let (calls, routes) = self.calls()?;
+                self.routes = Some(routes);
+                Ok(Step::Call(calls))
+            }
+            Some(routes) => self.records(routes, answers).map(Step::Done),
+        }
+    }
+}
+
+/// Decrypting records into models: one call per field key.
+struct DecryptPlan<R> {
+    records: Vec<R>,
+    routes: Option<Vec<Route>>,
+}
+
+impl<R: EncryptedRecord> DecryptPlan<R> {
+    fn calls(&self) -> Result<(Vec<EngineCall>, Vec<Route>)> {
+        let spec = &R::SPEC;
+        let row_ids: Vec<Option<String>> = self.records.iter().map(EncryptedRecord::row_id).collect();
+        let (mut calls, mut routes) = (Vec::new(), Vec::new());
+        for (index, field) in spec.fields.iter().enumerate() {
+            let (mut items, mut owners) = (Vec::new(), Vec::new());
+            for (r, record) in self.records.iter().enumerate() {
+                if let Some(ct) = record.field_ciphertext(index) {
+                    items.push(decrypt_item(spec, field, row_ids[r].as_deref(), ct.clone()));
+                    owners.push(r);
                 }
             }
-            _ => return Err(Error::invalid("engine results do not match the plan")),
+            if !items.is_empty() {
+                calls.push(EngineCall::Decrypt(key_name(field)?, items));
+                routes.push(Route { field: index, owners });
+            }
+        }
+        Ok((calls, routes))
+    }
+
+    fn models(&mut self, routes: Vec<Route>, answers: Vec<EngineAnswer>) -> Result<Vec<R::Model>> {
+        let spec = &R::SPEC;
+        let records = std::mem::take(&mut self.records);
+        let mut plaintexts: Vec<Vec<Option<Plaintext>>> = records
+            .iter()
+            .map(|_| spec.fields.iter().map(|_| None).collect())
+            .collect();
+        if routes.len() != answers.len() {
+            return Err(driver::mismatch());
+        }
+        for (Route { field, owners }, answer) in routes.into_iter().zip(answers) {
+            let EngineAnswer::Opened(results) = answer else {
+                return Err(driver::mismatch());
+            };
+            for (r, result) in owners.into_iter().zip(results) {
+                plaintexts[r][field] = Some(result.map_err(|e| field_error(spec, field, r, e))?);
+            }
+        }
+        records
+            .into_iter()
+            .zip(plaintexts)
+            .enumerate()
+            .map(|(r, (record, fields))| record.into_model(fields).map_err(|e| field_error(spec, 0, r, e)))
+            .collect()
+    }
+}
+
+impl<R: EncryptedRecord> Plan for DecryptPlan<R> {
+    type Output = Vec<R::Model>;
+
+    fn step(&mut self, answers: Vec<EngineAnswer>) -> Result<Step<Self::Output>> {
+        match self.routes.take() {
+            None => {
+                let (calls, routes) = self.calls()?;
+                self.routes = Some(routes);
+                Ok(Step::Call(calls))
+            }
+            Some(routes) => self.models(routes, answers).map(Step::Done),
         }
     }
-    models
-        .iter()
-        .zip(sealed)
-        .map(|(model, fields)| model.to_record(fields))
-        .collect()
-}
-
-fn check_len<T>(expected: usize, results: Vec<T>) -> Result<Vec<T>> {
-    if results.len() == expected {
-        Ok(results)
-    } else {
-        Err(Error::invalid(
-            "engine returned a different number of results than items",
-        ))
-    }
-}
-
-fn run_call<E: TransitEngine + ?Sized>(engine: &E, call: Call) -> Result<(Call, Outcome)> {
-    Ok(match call {
-        Call::Encrypt {
-            field,
-            key,
-            items,
-            owners,
-        } => {
-            let results = check_len(owners.len(), engine.encrypt_batch(&key, items)?)?;
-            (
-                Call::Encrypt {
-                    field,
-                    key,
-                    items: Vec::new(),
-                    owners,
-                },
-                Outcome::Sealed(results),
-            )
-        }
-        Call::BlindIndex {
-            field,
-            key,
-            items,
-            owners,
-        } => {
-            let results = check_len(owners.len(), engine.hmac_batch(&key, HashAlgorithm::Sha2_256, items)?)?;
-            (
-                Call::BlindIndex {
-                    field,
-                    key,
-                    items: Vec::new(),
-                    owners,
-                },
-                Outcome::Indexed(results),
-            )
-        }
-    })
-}
-
-async fn run_call_async<E: AsyncTransitEngine + ?Sized>(engine: &E, call: Call) -> Result<(Call, Outcome)> {
-    Ok(match call {
-        Call::Encrypt {
-            field,
-            key,
-            items,
-            owners,
-        } => {
-            let results = check_len(owners.len(), engine.encrypt_batch_async(&key, items).await?)?;
-            (
-                Call::Encrypt {
-                    field,
-                    key,
-                    items: Vec::new(),
-                    owners,
-                },
-                Outcome::Sealed(results),
-            )
-        }
-        Call::BlindIndex {
-            field,
-            key,
-            items,
-            owners,
-        } => {
-            let results = check_len(
-                owners.len(),
-                engine.hmac_batch_async(&key, HashAlgorithm::Sha2_256, items).await?,
-            )?;
-            (
-                Call::BlindIndex {
-                    field,
-                    key,
-                    items: Vec::new(),
-                    owners,
-                },
-                Outcome::Indexed(results),
-            )
-        }
-    })
 }
 
 /// Encrypts `models` into records: one engine call per encrypted field's key (and
@@ -342,15 +335,10 @@ async fn run_call_async<E: AsyncTransitEngine + ?Sized>(engine: &E, call: Call) 
 /// # Errors
 /// The first failing field, as [`Error::Field`], or a whole-call error.
 pub fn encrypt_all<M: EncryptedModel, E: TransitEngine + ?Sized>(models: &[M], engine: &E) -> Result<Vec<M::Record>> {
-    let calls = plan_encrypt(models)?;
-    let done = calls
-        .into_iter()
-        .map(|call| run_call(engine, call))
-        .collect::<Result<Vec<_>>>()?;
-    finish_encrypt(models, done)
+    driver::run(EncryptPlan { models, routes: None }, engine)
 }
 
-/// [`encrypt_all`] on an async engine.
+/// [`encrypt_all`] on an async engine (the calls for different keys at once).
 ///
 /// # Errors
 /// As [`encrypt_all`].
@@ -358,12 +346,7 @@ pub async fn encrypt_all_async<M: EncryptedModel, E: AsyncTransitEngine + ?Sized
     models: &[M],
     engine: &E,
 ) -> Result<Vec<M::Record>> {
-    let calls = plan_encrypt(models)?;
-    let mut done = Vec::with_capacity(calls.len());
-    for call in calls {
-        done.push(run_call_async(engine, call).await?);
-    }
-    finish_encrypt(models, done)
+    driver::run_async(EncryptPlan { models, routes: None }, engine).await
 }
 
 /// Encrypts one model.
@@ -385,54 +368,6 @@ pub async fn encrypt_one_async<M: EncryptedModel, E: AsyncTransitEngine + ?Sized
     single(encrypt_all_async(std::slice::from_ref(model), engine).await?)
 }
 
-fn single<T>(mut all: Vec<T>) -> Result<T> {
-    all.pop().ok_or_else(|| Error::invalid("no result for the item"))
-}
-
-/// One planned decrypt call: field index, key, items, and the record of each item.
-type DecryptCall = (usize, KeyName, Vec<DecryptItem>, Vec<usize>);
-
-/// Decrypt calls: per field, the items and which record each belongs to.
-fn plan_decrypt<R: EncryptedRecord>(records: &[R]) -> Result<Vec<DecryptCall>> {
-    let spec = &R::SPEC;
-    let row_ids: Vec<Option<String>> = records.iter().map(EncryptedRecord::row_id).collect();
-    let mut calls = Vec::new();
-    for (index, field) in spec.fields.iter().enumerate() {
-        let (mut items, mut owners) = (Vec::new(), Vec::new());
-        for (r, record) in records.iter().enumerate() {
-            if let Some(ct) = record.field_ciphertext(index) {
-                items.push(decrypt_item(spec, field, row_ids[r].as_deref(), ct.clone()));
-                owners.push(r);
-            }
-        }
-        if !items.is_empty() {
-            calls.push((index, key_name(field)?, items, owners));
-        }
-    }
-    Ok(calls)
-}
-
-type Opened = Vec<(usize, Vec<usize>, Vec<Result<Plaintext>>)>;
-
-fn finish_decrypt<R: EncryptedRecord>(records: Vec<R>, opened: Opened) -> Result<Vec<R::Model>> {
-    let spec = &R::SPEC;
-    let mut plaintexts: Vec<Vec<Option<Plaintext>>> = records
-        .iter()
-        .map(|_| spec.fields.iter().map(|_| None).collect())
-        .collect();
-    for (field, owners, results) in opened {
-        for (r, result) in owners.into_iter().zip(results) {
-            plaintexts[r][field] = Some(result.map_err(|e| field_error(spec, field, r, e))?);
-        }
-    }
-    records
-        .into_iter()
-        .zip(plaintexts)
-        .enumerate()
-        .map(|(r, (record, fields))| record.into_model(fields).map_err(|e| field_error(spec, 0, r, e)))
-        .collect()
-}
-
 /// Decrypts records into models: one engine call per encrypted field's key.
 ///
 /// # Errors
@@ -442,15 +377,10 @@ pub fn decrypt_all<R: EncryptedRecord, E: TransitEngine + ?Sized>(
     records: Vec<R>,
     engine: &E,
 ) -> Result<Vec<R::Model>> {
-    let mut opened = Vec::new();
-    for (field, key, items, owners) in plan_decrypt(&records)? {
-        let results = check_len(owners.len(), engine.decrypt_batch(&key, items)?)?;
-        opened.push((field, owners, results));
-    }
-    finish_decrypt(records, opened)
+    driver::run(DecryptPlan { records, routes: None }, engine)
 }
 
-/// [`decrypt_all`] on an async engine.
+/// [`decrypt_all`] on an async engine (the calls for different keys at once).
 ///
 /// # Errors
 /// As [`decrypt_all`].
@@ -458,12 +388,7 @@ pub async fn decrypt_all_async<R: EncryptedRecord, E: AsyncTransitEngine + ?Size
     records: Vec<R>,
     engine: &E,
 ) -> Result<Vec<R::Model>> {
-    let mut opened = Vec::new();
-    for (field, key, items, owners) in plan_decrypt(&records)? {
-        let results = check_len(owners.len(), engine.decrypt_batch_async(&key, items).await?)?;
-        opened.push((field, owners, results));
-    }
-    finish_decrypt(records, opened)
+    driver::run_async(DecryptPlan { records, routes: None }, engine).await
 }
 
 /// Decrypts one record.
@@ -485,6 +410,36 @@ pub async fn decrypt_one_async<R: EncryptedRecord, E: AsyncTransitEngine + ?Size
     single(decrypt_all_async(vec![record], engine).await?)
 }
 
+/// Encrypting one field's value for a partial update.
+struct FieldPlan {
+    call: Option<EngineCall>,
+}
+
+impl FieldPlan {
+    fn new(spec: &ModelSpec, index: usize, row_id: Option<&str>, plaintext: SecretBytes) -> Result<Self> {
+        let field = field_of(spec, index)?;
+        let item = encrypt_item(spec, field, row_id, plaintext);
+        Ok(Self {
+            call: Some(EngineCall::Encrypt(key_name(field)?, vec![item])),
+        })
+    }
+}
+
+impl Plan for FieldPlan {
+    type Output = Ciphertext;
+
+    fn step(&mut self, answers: Vec<EngineAnswer>) -> Result<Step<Ciphertext>> {
+        if let Some(call) = self.call.take() {
+            return Ok(Step::Call(vec![call]));
+        }
+        match single(answers)? {
+            EngineAnswer::Sealed(results) => single(results)?,
+            _ => Err(driver::mismatch()),
+        }
+        .map(Step::Done)
+    }
+}
+
 /// Encrypts one field's value for a partial update (`UPDATE … SET ssn = $1`).
 ///
 /// # Errors
@@ -496,8 +451,111 @@ pub fn encrypt_field<E: TransitEngine + ?Sized>(
     row_id: Option<&str>,
     plaintext: SecretBytes,
 ) -> Result<Ciphertext> {
-    let field = spec.fields.get(index).ok_or_else(|| Error::invalid("no such field"))?;
-    engine.encrypt(&key_name(field)?, encrypt_item(spec, field, row_id, plaintext))
+    driver::run(FieldPlan::new(spec, index, row_id, plaintext)?, engine)
+}
+
+/// [`encrypt_field`] on an async engine.
+///
+/// # Errors
+/// Engine errors.
+pub async fn encrypt_field_async<E: AsyncTransitEngine + ?Sized>(
+    engine: &E,
+    spec: &ModelSpec,
+    index: usize,
+    row_id: Option<&str>,
+    plaintext: SecretBytes,
+) -> Result<Ciphertext> {
+    driver::run_async(FieldPlan::new(spec, index, row_id, plaintext)?, engine).await
+}
+
+/// The values a lookup compares a column with: the input under every key version that
+/// can still decrypt, so a lookup keeps working after a rotation until old rows are
+/// rewrapped. First the key is read, then one call covers every version.
+struct LookupPlan {
+    key: KeyName,
+    input: SecretBytes,
+    /// The convergent field's context; `None` for a blind index.
+    convergent_context: Option<Vec<u8>>,
+    read: bool,
+}
+
+impl LookupPlan {
+    fn convergent(spec: &ModelSpec, index: usize, plaintext: &SecretBytes) -> Result<Self> {
+        let field = field_of(spec, index)?;
+        if !field.convergent {
+            return Err(Error::invalid("lookup needs a convergent field"));
+        }
+        Ok(Self {
+            key: key_name(field)?,
+            input: plaintext.duplicate_secret(),
+            convergent_context: Some(column_binding(spec.table, field.column)),
+            read: false,
+        })
+    }
+
+    fn blind_index(spec: &ModelSpec, index: usize, input: &SecretBytes) -> Result<Self> {
+        let field = field_of(spec, index)?;
+        if field.blind_index.is_none() {
+            return Err(Error::invalid("field has no blind index"));
+        }
+        Ok(Self {
+            key: key_name(field)?,
+            input: input.duplicate_secret(),
+            convergent_context: None,
+            read: false,
+        })
+    }
+}
+
+impl Plan for LookupPlan {
+    type Output = EngineAnswer;
+
+    fn step(&mut self, answers: Vec<EngineAnswer>) -> Result<Step<EngineAnswer>> {
+        if !self.read {
+            self.read = true;
+            return Ok(Step::Call(vec![EngineCall::ReadKey(self.key.clone())]));
+        }
+        match single(answers)? {
+            EngineAnswer::Key(info) => {
+                let versions = lookup_versions(&info);
+                let call = match &self.convergent_context {
+                    Some(context) => EngineCall::Encrypt(
+                        self.key.clone(),
+                        versions
+                            .map(|v| {
+                                EncryptItem::new(self.input.duplicate_secret())
+                                    .context(context.clone())
+                                    .key_version(v)
+                            })
+                            .collect(),
+                    ),
+                    None => EngineCall::Hmac(
+                        self.key.clone(),
+                        versions
+                            .map(|v| HmacItem::new(self.input.duplicate_secret()).key_version(v))
+                            .collect(),
+                    ),
+                };
+                Ok(Step::Call(vec![call]))
+            }
+            // The last answer is the result; the public functions unpack it.
+            answer => Ok(Step::Done(answer)),
+        }
+    }
+}
+
+fn lookup_ciphertexts(answer: EngineAnswer) -> Result<Vec<Ciphertext>> {
+    match answer {
+        EngineAnswer::Sealed(results) => results.into_iter().collect(),
+        _ => Err(driver::mismatch()),
+    }
+}
+
+fn lookup_tags(answer: EngineAnswer) -> Result<Vec<String>> {
+    match answer {
+        EngineAnswer::Tagged(results) => results.into_iter().map(|r| r.map(|tag| tag.to_string())).collect(),
+        _ => Err(driver::mismatch()),
+    }
 }
 
 /// The values a convergent field takes for `plaintext` under every key version that
@@ -512,20 +570,20 @@ pub fn convergent_lookup<E: TransitEngine + ?Sized>(
     index: usize,
     plaintext: &SecretBytes,
 ) -> Result<Vec<Ciphertext>> {
-    let field = spec.fields.get(index).ok_or_else(|| Error::invalid("no such field"))?;
-    if !field.convergent {
-        return Err(Error::invalid("lookup needs a convergent field"));
-    }
-    let key = key_name(field)?;
-    let info = engine.read_key(&key)?;
-    let items = lookup_versions(&info)
-        .map(|v| {
-            EncryptItem::new(plaintext.duplicate_secret())
-                .context(column_binding(spec.table, field.column))
-                .key_version(v)
-        })
-        .collect();
-    engine.encrypt_batch(&key, items)?.into_iter().collect()
+    lookup_ciphertexts(driver::run(LookupPlan::convergent(spec, index, plaintext)?, engine)?)
+}
+
+/// [`convergent_lookup`] on an async engine.
+///
+/// # Errors
+/// As [`convergent_lookup`].
+pub async fn convergent_lookup_async<E: AsyncTransitEngine + ?Sized>(
+    engine: &E,
+    spec: &ModelSpec,
+    index: usize,
+    plaintext: &SecretBytes,
+) -> Result<Vec<Ciphertext>> {
+    lookup_ciphertexts(driver::run_async(LookupPlan::convergent(spec, index, plaintext)?, engine).await?)
 }
 
 /// The blind-index values of `input` (already normalised) under every key version
@@ -539,20 +597,20 @@ pub fn blind_index_lookup<E: TransitEngine + ?Sized>(
     index: usize,
     input: &SecretBytes,
 ) -> Result<Vec<String>> {
-    let field = spec.fields.get(index).ok_or_else(|| Error::invalid("no such field"))?;
-    if field.blind_index.is_none() {
-        return Err(Error::invalid("field has no blind index"));
-    }
-    let key = key_name(field)?;
-    let info = engine.read_key(&key)?;
-    let items = lookup_versions(&info)
-        .map(|v| HmacItem::new(input.duplicate_secret()).key_version(v))
-        .collect();
-    engine
-        .hmac_batch(&key, HashAlgorithm::Sha2_256, items)?
-        .into_iter()
-        .map(|r| r.map(|tag| tag.to_string()))
-        .collect()
+    lookup_tags(driver::run(LookupPlan::blind_index(spec, index, input)?, engine)?)
+}
+
+/// [`blind_index_lookup`] on an async engine.
+///
+/// # Errors
+/// As [`blind_index_lookup`].
+pub async fn blind_index_lookup_async<E: AsyncTransitEngine + ?Sized>(
+    engine: &E,
+    spec: &ModelSpec,
+    index: usize,
+    input: &SecretBytes,
+) -> Result<Vec<String>> {
+    lookup_tags(driver::run_async(LookupPlan::blind_index(spec, index, input)?, engine).await?)
 }
 
 /// Versions to look up with: decryptable, and allowed for encryption on request.
@@ -561,35 +619,75 @@ fn lookup_versions(info: &KeyInfo) -> impl Iterator<Item = crate::KeyVersion> + 
         .filter(|v| v.get() >= info.min_encryption_version)
 }
 
+/// Creating the keys a model needs (an upsert each, all at once), then checking
+/// their kind.
+struct EnsureKeysPlan<'s> {
+    spec: &'s ModelSpec,
+    asked: bool,
+}
+
+impl Plan for EnsureKeysPlan<'_> {
+    type Output = ();
+
+    fn step(&mut self, answers: Vec<EngineAnswer>) -> Result<Step<()>> {
+        let spec = self.spec;
+        if !self.asked {
+            self.asked = true;
+            let calls = spec
+                .fields
+                .iter()
+                .map(|field| {
+                    let options = if field.convergent {
+                        KeyOptions::convergent()
+                    } else {
+                        KeyOptions::default()
+                    };
+                    Ok(EngineCall::CreateKey(key_name(field)?, options))
+                })
+                .collect::<Result<_>>()?;
+            return Ok(Step::Call(calls));
+        }
+        if answers.len() != spec.fields.len() {
+            return Err(driver::mismatch());
+        }
+        for (field, answer) in spec.fields.iter().zip(answers) {
+            let EngineAnswer::Key(info) = answer else {
+                return Err(driver::mismatch());
+            };
+            if info.convergent_encryption != field.convergent {
+                return Err(Error::invalid(format!(
+                    "key {} for {}.{} is {}convergent, but the field is {}",
+                    field.key,
+                    spec.table,
+                    field.column,
+                    if info.convergent_encryption { "" } else { "not " },
+                    if field.convergent {
+                        "convergent"
+                    } else {
+                        "not convergent"
+                    },
+                )));
+            }
+        }
+        Ok(Step::Done(()))
+    }
+}
+
 /// Creates every key a model needs that does not exist yet (convergent fields get a
 /// derived, convergent key), and checks that existing keys have the right kind.
 ///
 /// # Errors
 /// [`Error::InvalidRequest`] if an existing key's kind does not match its field.
 pub fn ensure_keys<E: TransitEngine + ?Sized>(engine: &E, spec: &ModelSpec) -> Result<()> {
-    for field in spec.fields {
-        let options = if field.convergent {
-            KeyOptions::convergent()
-        } else {
-            KeyOptions::default()
-        };
-        let info = engine.create_key(&key_name(field)?, options)?;
-        if info.convergent_encryption != field.convergent {
-            return Err(Error::invalid(format!(
-                "key {} for {}.{} is {}convergent, but the field is {}",
-                field.key,
-                spec.table,
-                field.column,
-                if info.convergent_encryption { "" } else { "not " },
-                if field.convergent {
-                    "convergent"
-                } else {
-                    "not convergent"
-                },
-            )));
-        }
-    }
-    Ok(())
+    driver::run(EnsureKeysPlan { spec, asked: false }, engine)
+}
+
+/// [`ensure_keys`] on an async engine.
+///
+/// # Errors
+/// As [`ensure_keys`].
+pub async fn ensure_keys_async<E: AsyncTransitEngine + ?Sized>(engine: &E, spec: &ModelSpec) -> Result<()> {
+    driver::run_async(EnsureKeysPlan { spec, asked: false }, engine).await
 }
 
 /// Normalisers for blind indexes (`normalize = "lowercase" | "trim" | "digits"`).
