@@ -500,3 +500,83 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         }
     }
 }
+
+/// A model with per-tenant keys: every encrypted field's key is derived from the row's
+/// `tenant_id`.
+#[derive(Debug, Clone, PartialEq, Encrypted)]
+#[encrypted(table = "tickets", id = "id", record(derive(Clone, Debug)))]
+struct Ticket {
+    id: i64,
+    tenant_id: i64,
+    #[encrypted(context = "tenant_id")]
+    body: String,
+    #[encrypted(convergent, context = "tenant_id")]
+    email: String,
+    #[encrypted(blind_index = "phone_bidx", normalize = "digits", context = "tenant_id")]
+    phone: Option<String>,
+}
+
+fn ticket(id: i64, tenant_id: i64) -> Ticket {
+    Ticket {
+        id,
+        tenant_id,
+        body: format!("ticket {id}"),
+        email: "same@example.com".into(),
+        phone: Some("+1 555 0100".into()),
+    }
+}
+
+#[test]
+fn per_tenant_keys() {
+    let engine = LocalEngine::ephemeral().unwrap();
+    Ticket::ensure_keys(&engine).unwrap();
+    for key in ["tickets_body", "tickets_email", "tickets_phone"] {
+        assert!(engine.read_key(&KeyName::new(key).unwrap()).unwrap().derived, "{key}");
+    }
+    let tickets = vec![ticket(1, 10), ticket(2, 10), ticket(3, 20)];
+    let records = Ticket::encrypt_all(&tickets, &engine).unwrap();
+    assert_eq!(TicketRecord::decrypt_all(records.clone(), &engine).unwrap(), tickets);
+
+    // Convergent within a tenant, different across tenants; the same for blind indexes.
+    assert_eq!(records[0].email, records[1].email);
+    assert_ne!(records[0].email, records[2].email);
+    assert_eq!(records[0].phone_bidx, records[1].phone_bidx);
+    assert_ne!(records[0].phone_bidx, records[2].phone_bidx);
+
+    // Lookups are per tenant.
+    let email = "same@example.com".to_owned();
+    assert_eq!(
+        Ticket::email_lookup(&engine, &10, &email).unwrap(),
+        vec![records[0].email.clone()]
+    );
+    assert_eq!(
+        Ticket::email_lookup(&engine, &20, &email).unwrap(),
+        vec![records[2].email.clone()]
+    );
+    let index = Ticket::phone_index(&engine, &20, &"15550100".to_owned()).unwrap();
+    assert_eq!(Some(&index[0]), records[2].phone_bidx.as_ref());
+
+    // A row moved to another tenant (same id, same column) no longer decrypts.
+    let mut moved = records[2].clone();
+    moved.tenant_id = 10;
+    let err = moved.decrypt(&engine).unwrap_err();
+    assert!(
+        matches!(&err, Error::Field { source, .. } if matches!(**source, Error::DecryptionFailed)),
+        "{err}"
+    );
+
+    // Partial update of a per-tenant field takes the tenant.
+    let mut updated = records[0].clone();
+    updated.body = Ticket::encrypt_body(&engine, &1, &10, &"new body".to_owned()).unwrap();
+    assert_eq!(updated.clone().decrypt(&engine).unwrap().body, "new body");
+    updated.body = Ticket::encrypt_body(&engine, &1, &20, &"wrong tenant".to_owned()).unwrap();
+    assert!(updated.decrypt(&engine).is_err());
+
+    // An existing key of the wrong kind is refused by `ensure_keys`.
+    let plain_engine = LocalEngine::ephemeral().unwrap();
+    plain_engine
+        .create_key(&KeyName::new("tickets_body").unwrap(), KeyOptions::default())
+        .unwrap();
+    let refused = Ticket::ensure_keys(&plain_engine).unwrap_err();
+    assert!(refused.to_string().contains("not derived"), "{refused}");
+}

@@ -25,6 +25,8 @@ pub(crate) struct Encrypted {
     pub(crate) json: Option<Span>,
     pub(crate) blind_index: Option<Spanned<LitStr>>,
     pub(crate) normalize: Option<Spanned<Normalize>>,
+    /// The plain field whose value derives this field's key (per-tenant keys).
+    pub(crate) context: Option<Spanned<LitStr>>,
     /// `T` when the field is `Option<T>`.
     pub(crate) option_inner: Option<Type>,
 }
@@ -111,6 +113,7 @@ impl Model {
                     json: attrs.json.as_ref().map(|j| j.span),
                     blind_index: attrs.blind_index,
                     normalize: attrs.normalize,
+                    context: attrs.context,
                     option_inner: option_inner(&field.ty),
                 }
             });
@@ -152,6 +155,12 @@ impl Model {
     pub(crate) fn id_field(&self) -> Option<&Field> {
         let id = self.id.as_ref()?.value.value();
         self.fields.iter().find(|f| f.ident == id)
+    }
+
+    /// The plain field named by an encrypted field's `context`, if any.
+    pub(crate) fn context_field(&self, enc: &Encrypted) -> Option<&Field> {
+        let name = enc.context.as_ref()?.value.value();
+        self.fields.iter().find(|f| f.ident == name)
     }
 
     /// Encrypted fields with their index in the runtime spec.

@@ -76,6 +76,7 @@ pub(crate) struct FieldAttrs {
     pub(crate) json: Option<Spanned<()>>,
     pub(crate) blind_index: Option<Spanned<LitStr>>,
     pub(crate) normalize: Option<Spanned<Normalize>>,
+    pub(crate) context: Option<Spanned<LitStr>>,
 }
 
 fn is_encrypted(attr: &Attribute) -> bool {
@@ -181,6 +182,8 @@ pub(crate) fn field(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
                     "blind_index",
                     errors,
                 );
+            } else if meta.path.is_ident("context") {
+                set_once(&mut out.context, meta.value()?.parse()?, span, "context", errors);
             } else if meta.path.is_ident("normalize") {
                 let lit: LitStr = meta.value()?.parse()?;
                 let normalize = match lit.value().as_str() {
@@ -199,7 +202,7 @@ pub(crate) fn field(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
             } else {
                 errors.at(
                     span,
-                    "unknown attribute; expected `key`, `column`, `convergent`, `json`, `blind_index` or `normalize`",
+                    "unknown attribute; expected `key`, `column`, `convergent`, `json`, `blind_index`, `normalize` or `context`",
                 );
                 skip_value(meta.input)?;
             }

@@ -111,8 +111,15 @@ fn spec(model: &Model, p: &TokenStream) -> TokenStream {
             }
             None => quote!(#p::Option::None),
         };
+        let context = match &enc.context {
+            Some(c) => {
+                let c = c.value.value();
+                quote!(#p::Option::Some(#c))
+            }
+            None => quote!(#p::Option::None),
+        };
         quote! {
-            #p::FieldSpec { field: #name, column: #column, key: #key, convergent: #convergent, blind_index: #blind_index }
+            #p::FieldSpec { field: #name, column: #column, key: #key, convergent: #convergent, blind_index: #blind_index, context: #context }
         }
     });
     quote!(#p::ModelSpec { table: #table, fields: &[#(#fields),*] })
@@ -154,6 +161,29 @@ fn blind_input(enc: &Encrypted, field: &Field, value: TokenStream, p: &TokenStre
             }
         },
         None => encode_value(enc, field, value, p),
+    }
+}
+
+/// `field_tenant`, for models and records alike (both hold the `context` fields),
+/// when some field has a per-tenant key.
+fn field_tenant(model: &Model, p: &TokenStream) -> TokenStream {
+    let arms: Vec<TokenStream> = model
+        .encrypted()
+        .filter_map(|(i, _, enc)| {
+            let tenant = &model.context_field(enc)?.ident;
+            Some(quote!(#i => #p::Option::Some(#p::ToString::to_string(&self.#tenant)),))
+        })
+        .collect();
+    if arms.is_empty() {
+        return TokenStream::new();
+    }
+    quote! {
+        fn field_tenant(&self, index: usize) -> #p::Option<#p::String> {
+            match index {
+                #(#arms)*
+                _ => #p::Option::None,
+            }
+        }
     }
 }
 
@@ -213,10 +243,13 @@ fn model_impl(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenS
             }
         }
     });
+    let field_tenant = field_tenant(model, p);
     quote! {
         fn row_id(&self) -> #p::Option<#p::String> {
             #row_id
         }
+
+        #field_tenant
 
         fn field_plaintext(&self, index: usize) -> #p::Result<#p::Option<#p::SecretBytes>> {
             ::core::result::Result::Ok(match index {
@@ -299,10 +332,13 @@ fn record_impl(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> Token
             }
         }
     });
+    let field_tenant = field_tenant(model, p);
     quote! {
         fn row_id(&self) -> #p::Option<#p::String> {
             #row_id
         }
+
+        #field_tenant
 
         fn field_ciphertext(&self, index: usize) -> #p::Option<&#p::Ciphertext> {
             match index {
@@ -332,6 +368,17 @@ fn helpers(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenStre
     };
     let field_helpers = model.encrypted().map(|(i, field, enc)| {
         let inner = enc.inner(field);
+        // A per-tenant field's helpers take the tenant (the `context` field's value).
+        let (tenant_param, tenant_arg) = match model.context_field(enc) {
+            Some(tenant) => {
+                let (ident, ty) = (&tenant.ident, &tenant.ty);
+                (
+                    quote!(#ident: &#ty,),
+                    quote!(#p::Option::Some(#p::ToString::to_string(#ident)).as_deref()),
+                )
+            }
+            None => (TokenStream::new(), quote!(#p::Option::None)),
+        };
         let name = &field.ident;
         let vis = &model.vis;
         let encrypt_fn = format_ident!("encrypt_{}", name);
@@ -347,16 +394,16 @@ fn helpers(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenStre
             ///
             /// # Errors
             /// Engine errors.
-            #vis fn #encrypt_fn<E: #p::TransitEngine + ?Sized>(engine: &E, #id_param value: &#inner) -> #p::Result<#p::Ciphertext> {
-                #p::encrypt_field(engine, &<Self as #p::EncryptedModel>::SPEC, #i, #id_arg, #encoded)
+            #vis fn #encrypt_fn<E: #p::TransitEngine + ?Sized>(engine: &E, #id_param #tenant_param value: &#inner) -> #p::Result<#p::Ciphertext> {
+                #p::encrypt_field(engine, &<Self as #p::EncryptedModel>::SPEC, #i, #id_arg, #tenant_arg, #encoded)
             }
 
             #[doc = #encrypt_async_doc]
             ///
             /// # Errors
             /// Engine errors.
-            #vis async fn #encrypt_async_fn<E: #p::AsyncTransitEngine + ?Sized>(engine: &E, #id_param value: &#inner) -> #p::Result<#p::Ciphertext> {
-                #p::encrypt_field_async(engine, &<Self as #p::EncryptedModel>::SPEC, #i, #id_arg, #encoded).await
+            #vis async fn #encrypt_async_fn<E: #p::AsyncTransitEngine + ?Sized>(engine: &E, #id_param #tenant_param value: &#inner) -> #p::Result<#p::Ciphertext> {
+                #p::encrypt_field_async(engine, &<Self as #p::EncryptedModel>::SPEC, #i, #id_arg, #tenant_arg, #encoded).await
             }
         };
         let lookup = enc.convergent.map(|_| {
@@ -372,16 +419,16 @@ fn helpers(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenStre
                 ///
                 /// # Errors
                 /// Engine errors.
-                #vis fn #f<E: #p::TransitEngine + ?Sized>(engine: &E, value: &#inner) -> #p::Result<#p::Vec<#p::Ciphertext>> {
-                    #p::convergent_lookup(engine, &<Self as #p::EncryptedModel>::SPEC, #i, &#encoded)
+                #vis fn #f<E: #p::TransitEngine + ?Sized>(engine: &E, #tenant_param value: &#inner) -> #p::Result<#p::Vec<#p::Ciphertext>> {
+                    #p::convergent_lookup(engine, &<Self as #p::EncryptedModel>::SPEC, #i, #tenant_arg, &#encoded)
                 }
 
                 #[doc = #async_doc]
                 ///
                 /// # Errors
                 /// Engine errors.
-                #vis async fn #f_async<E: #p::AsyncTransitEngine + ?Sized>(engine: &E, value: &#inner) -> #p::Result<#p::Vec<#p::Ciphertext>> {
-                    #p::convergent_lookup_async(engine, &<Self as #p::EncryptedModel>::SPEC, #i, &#encoded).await
+                #vis async fn #f_async<E: #p::AsyncTransitEngine + ?Sized>(engine: &E, #tenant_param value: &#inner) -> #p::Result<#p::Vec<#p::Ciphertext>> {
+                    #p::convergent_lookup_async(engine, &<Self as #p::EncryptedModel>::SPEC, #i, #tenant_arg, &#encoded).await
                 }
             }
         });
@@ -398,16 +445,16 @@ fn helpers(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenStre
                 ///
                 /// # Errors
                 /// Engine errors.
-                #vis fn #f<E: #p::TransitEngine + ?Sized>(engine: &E, value: &#inner) -> #p::Result<#p::Vec<#p::String>> {
-                    #p::blind_index_lookup(engine, &<Self as #p::EncryptedModel>::SPEC, #i, &#input)
+                #vis fn #f<E: #p::TransitEngine + ?Sized>(engine: &E, #tenant_param value: &#inner) -> #p::Result<#p::Vec<#p::String>> {
+                    #p::blind_index_lookup(engine, &<Self as #p::EncryptedModel>::SPEC, #i, #tenant_arg, &#input)
                 }
 
                 #[doc = #async_doc]
                 ///
                 /// # Errors
                 /// Engine errors.
-                #vis async fn #f_async<E: #p::AsyncTransitEngine + ?Sized>(engine: &E, value: &#inner) -> #p::Result<#p::Vec<#p::String>> {
-                    #p::blind_index_lookup_async(engine, &<Self as #p::EncryptedModel>::SPEC, #i, &#input).await
+                #vis async fn #f_async<E: #p::AsyncTransitEngine + ?Sized>(engine: &E, #tenant_param value: &#inner) -> #p::Result<#p::Vec<#p::String>> {
+                    #p::blind_index_lookup_async(engine, &<Self as #p::EncryptedModel>::SPEC, #i, #tenant_arg, &#input).await
                 }
             }
         });

@@ -81,6 +81,22 @@ pub(crate) fn check(model: &Model, errors: &mut Errors) {
         {
             errors.at(enc.span, format!("`{}` is not a valid key name", enc.key));
         }
+        if let Some(context) = &enc.context {
+            match model.context_field(enc) {
+                None => errors.at(
+                    context.value.span(),
+                    format!(
+                        "no field named `{}` to derive this field's key from",
+                        context.value.value()
+                    ),
+                ),
+                Some(f) if f.encrypted.is_some() => errors.at(
+                    context.value.span(),
+                    "the `context` field must be a plain (not encrypted) field: its value selects the key",
+                ),
+                Some(_) => {}
+            }
+        }
         let _ = field;
     }
 }

@@ -33,6 +33,46 @@ struct Customer {
     phone: Option<String>,
 }
 
+/// Per-tenant keys: derived from `tenant_id`.
+#[derive(Debug, Clone, PartialEq, Encrypted)]
+#[encrypted(table = "tickets", id = "id", record(derive(Debug, Clone)))]
+struct Ticket {
+    id: i64,
+    tenant_id: String,
+    #[encrypted(context = "tenant_id")]
+    body: String,
+    #[encrypted(convergent, context = "tenant_id")]
+    email: String,
+}
+
+/// Per-tenant keys through the server: derived keys, contexts and associated data
+/// together on the wire.
+async fn per_tenant_keys(engine: &RemoteEngine) {
+    Ticket::ensure_keys_async(engine).await.unwrap();
+    let tickets: Vec<Ticket> = (1..=6)
+        .map(|id| Ticket {
+            id,
+            tenant_id: format!("tenant-{}", id % 2),
+            body: format!("body {id}"),
+            email: "shared@example.com".into(),
+        })
+        .collect();
+    let records = Ticket::encrypt_all_async(&tickets, engine).await.unwrap();
+    assert_eq!(records[0].email, records[2].email);
+    assert_ne!(records[0].email, records[1].email);
+    assert_eq!(
+        TicketRecord::decrypt_all_async(records.clone(), engine).await.unwrap(),
+        tickets
+    );
+    let found = Ticket::email_lookup_async(engine, &"tenant-1".to_owned(), &"shared@example.com".to_owned())
+        .await
+        .unwrap();
+    assert_eq!(found, vec![records[0].email.clone()]);
+    let mut moved = records[0].clone();
+    moved.tenant_id = "tenant-0".into();
+    assert!(moved.decrypt_async(engine).await.is_err());
+}
+
 fn customer(id: i64) -> Customer {
     Customer {
         id,
@@ -282,6 +322,7 @@ async fn async_face_against_this_server() {
     let engine = Arc::new(RemoteEngine::new(ClientConfig::new(&address, ROOT)).unwrap());
     every_generated_method(&engine).await;
     every_engine_operation(&engine, true).await;
+    per_tenant_keys(&engine).await;
     large_batches(Arc::clone(&engine)).await;
     stop.send(()).unwrap();
 }
@@ -294,6 +335,7 @@ async fn async_face_against_openbao() {
     let engine = Arc::new(RemoteEngine::new(ClientConfig::new(&bao.address, "root")).unwrap());
     every_generated_method(&engine).await;
     every_engine_operation(&engine, false).await;
+    per_tenant_keys(&engine).await;
     large_batches(Arc::clone(&engine)).await;
 
     // Unsplit, the same page is refused by OpenBao: the limits are what makes it work.

@@ -16,6 +16,16 @@
 //! Lengths are decimal byte counts; the id is the row identity's text form (an
 //! integer in decimal, a UUID hyphenated lower-case, a string as is). Without an
 //! `id`, the row binding is the column binding.
+//!
+//! Per-tenant fields (`#[encrypted(context = "tenant_id")]`) use a derived key whose
+//! context is the *key context*: the column binding followed by the tenant's value.
+//! Their blind indexes HMAC the tenant-scoped input, so equal values of different
+//! tenants index differently:
+//!
+//! ```text
+//! key context:         ea1:<len(table)>:<table>:<len(column)>:<column>:<len(tenant)>:<tenant>
+//! tenant-scoped input: ea1:<len(tenant)>:<tenant>:<input>
+//! ```
 
 /// The binding of a column: `ea1:5:users:5:email`.
 #[must_use]
@@ -38,6 +48,28 @@ pub fn row_binding(table: &str, column: &str, row_id: Option<&str>) -> Vec<u8> {
         push_part(&mut out, id);
     }
     out
+}
+
+/// The key-derivation context of a field: its column binding, plus the tenant's
+/// value for a per-tenant field.
+#[must_use]
+pub fn key_context(table: &str, column: &str, tenant: Option<&str>) -> Vec<u8> {
+    row_binding(table, column, tenant)
+}
+
+/// The blind-index input of a per-tenant field: the tenant's value, then the
+/// (normalised) value; without a tenant, the input as is.
+#[must_use]
+pub fn tenant_scoped(tenant: Option<&str>, input: &[u8]) -> crate::SecretBytes {
+    let Some(tenant) = tenant else {
+        return crate::SecretBytes::from(input);
+    };
+    let mut out = Vec::with_capacity(28 + tenant.len() + input.len());
+    out.extend_from_slice(b"ea1");
+    push_part(&mut out, tenant);
+    out.push(b':');
+    out.extend_from_slice(input);
+    crate::SecretBytes::new(out)
 }
 
 /// Appends `:<decimal length>:<part>` (hand-written: this runs once per value).
@@ -76,5 +108,12 @@ mod tests {
             format!("ea1:1:t:1:c:1234:{long}").into_bytes()
         );
         assert_eq!(row_binding("t", "c", Some("")), b"ea1:1:t:1:c:0:");
+        assert_eq!(
+            key_context("users", "email", Some("acme")),
+            b"ea1:5:users:5:email:4:acme"
+        );
+        assert_eq!(key_context("users", "email", None), column_binding("users", "email"));
+        assert_eq!(tenant_scoped(Some("7"), b"555").expose_secret(), b"ea1:1:7:555");
+        assert_eq!(tenant_scoped(None, b"555").expose_secret(), b"555");
     }
 }

@@ -21,7 +21,7 @@ use crate::name::KeyName;
 use crate::secret::{Plaintext, SecretBytes};
 use driver::{EngineAnswer, EngineCall, Plan, Step};
 
-pub use binding::{column_binding, row_binding};
+pub use binding::{column_binding, key_context, row_binding, tenant_scoped};
 pub use codec::{FieldCodec, decode_json, encode_json};
 
 /// How one encrypted field is stored.
@@ -37,6 +37,8 @@ pub struct FieldSpec {
     pub convergent: bool,
     /// The column holding the blind index, if the field has one.
     pub blind_index: Option<&'static str>,
+    /// The plain field whose value derives this field's key (per-tenant keys).
+    pub context: Option<&'static str>,
 }
 
 /// How a model is stored: its table and its encrypted fields, in declaration order.
@@ -82,6 +84,13 @@ pub trait EncryptedModel: Sized {
     /// A value that cannot be encoded.
     fn blind_index_input(&self, index: usize) -> Result<Option<SecretBytes>>;
 
+    /// The tenant of field `index` (the text form of its `context` field's value);
+    /// `None` for a field without `context`.
+    fn field_tenant(&self, index: usize) -> Option<String> {
+        let _ = index;
+        None
+    }
+
     /// Builds the record, copying the plain fields and taking `sealed[i]` for field `i`.
     ///
     /// # Errors
@@ -102,6 +111,12 @@ pub trait EncryptedRecord: Sized {
     /// The ciphertext of field `index`; `None` for NULL.
     fn field_ciphertext(&self, index: usize) -> Option<&Ciphertext>;
 
+    /// The tenant of field `index`, as the model's.
+    fn field_tenant(&self, index: usize) -> Option<String> {
+        let _ = index;
+        None
+    }
+
     /// Builds the model from the decrypted bytes of every field, in order.
     ///
     /// # Errors
@@ -110,24 +125,51 @@ pub trait EncryptedRecord: Sized {
     fn into_model(self, opened: Vec<Option<Plaintext>>) -> Result<Self::Model>;
 }
 
+/// Where a value sits: its row's identity and, for a per-tenant field, its tenant.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    row_id: Option<&'a str>,
+    tenant: Option<&'a str>,
+}
+
 /// The engine items for one field's value.
-fn encrypt_item(spec: &ModelSpec, field: &FieldSpec, row_id: Option<&str>, plaintext: SecretBytes) -> EncryptItem {
+fn encrypt_item(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>, plaintext: SecretBytes) -> EncryptItem {
     let item = EncryptItem::new(plaintext);
+    let context = || key_context(spec.table, field.column, place.tenant);
     if field.convergent {
-        // Deterministic across rows: bind the column through the derived key; a
-        // row identity would make equal values differ.
-        item.context(column_binding(spec.table, field.column))
+        // Deterministic across rows: bind the column (and tenant) through the
+        // derived key; a row identity would make equal values differ.
+        item.context(context())
+    } else if field.context.is_some() {
+        item.context(context())
+            .associated_data(row_binding(spec.table, field.column, place.row_id))
     } else {
-        item.associated_data(row_binding(spec.table, field.column, row_id))
+        item.associated_data(row_binding(spec.table, field.column, place.row_id))
     }
 }
 
-fn decrypt_item(spec: &ModelSpec, field: &FieldSpec, row_id: Option<&str>, ciphertext: Ciphertext) -> DecryptItem {
+fn decrypt_item(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>, ciphertext: Ciphertext) -> DecryptItem {
     let item = DecryptItem::new(ciphertext);
+    let context = || key_context(spec.table, field.column, place.tenant);
     if field.convergent {
-        item.context(column_binding(spec.table, field.column))
+        item.context(context())
+    } else if field.context.is_some() {
+        item.context(context())
+            .associated_data(row_binding(spec.table, field.column, place.row_id))
     } else {
-        item.associated_data(row_binding(spec.table, field.column, row_id))
+        item.associated_data(row_binding(spec.table, field.column, place.row_id))
+    }
+}
+
+/// A per-tenant field needs its tenant: refuse rather than encrypt under a key
+/// derived from nothing.
+fn tenant_of(field: &FieldSpec, tenant: Option<String>) -> Result<Option<String>> {
+    match (field.context, tenant) {
+        (Some(context), None) => Err(Error::invalid(format!(
+            "field {} derives its key from `{context}`, but no value was given",
+            field.field
+        ))),
+        (_, tenant) => Ok(tenant),
     }
 }
 
@@ -174,6 +216,11 @@ impl<M: EncryptedModel> EncryptPlan<'_, M> {
         let (mut calls, mut routes) = (Vec::new(), Vec::new());
         for (index, field) in spec.fields.iter().enumerate() {
             let key = key_name(field)?;
+            let tenants = self
+                .models
+                .iter()
+                .map(|m| tenant_of(field, m.field_tenant(index)))
+                .collect::<Result<Vec<_>>>()?;
             let (mut items, mut owners) = (
                 Vec::with_capacity(self.models.len()),
                 Vec::with_capacity(self.models.len()),
@@ -183,7 +230,11 @@ impl<M: EncryptedModel> EncryptPlan<'_, M> {
                     .field_plaintext(index)
                     .map_err(|e| field_error(spec, index, m, e))?
                 {
-                    items.push(encrypt_item(spec, field, row_ids[m].as_deref(), plaintext));
+                    let place = Place {
+                        row_id: row_ids[m].as_deref(),
+                        tenant: tenants[m].as_deref(),
+                    };
+                    items.push(encrypt_item(spec, field, place, plaintext));
                     owners.push(m);
                 }
             }
@@ -198,6 +249,10 @@ impl<M: EncryptedModel> EncryptPlan<'_, M> {
                         .blind_index_input(index)
                         .map_err(|e| field_error(spec, index, m, e))?
                     {
+                        let input = match tenants[m].as_deref() {
+                            Some(tenant) => tenant_scoped(Some(tenant), input.expose_secret()),
+                            None => input,
+                        };
                         items.push(HmacItem::new(input));
                         owners.push(m);
                     }
@@ -275,7 +330,12 @@ impl<R: EncryptedRecord> DecryptPlan<R> {
             let (mut items, mut owners) = (Vec::new(), Vec::new());
             for (r, record) in self.records.iter().enumerate() {
                 if let Some(ct) = record.field_ciphertext(index) {
-                    items.push(decrypt_item(spec, field, row_ids[r].as_deref(), ct.clone()));
+                    let tenant = tenant_of(field, record.field_tenant(index))?;
+                    let place = Place {
+                        row_id: row_ids[r].as_deref(),
+                        tenant: tenant.as_deref(),
+                    };
+                    items.push(decrypt_item(spec, field, place, ct.clone()));
                     owners.push(r);
                 }
             }
@@ -416,9 +476,10 @@ struct FieldPlan {
 }
 
 impl FieldPlan {
-    fn new(spec: &ModelSpec, index: usize, row_id: Option<&str>, plaintext: SecretBytes) -> Result<Self> {
+    fn new(spec: &ModelSpec, index: usize, place: Place<'_>, plaintext: SecretBytes) -> Result<Self> {
         let field = field_of(spec, index)?;
-        let item = encrypt_item(spec, field, row_id, plaintext);
+        tenant_of(field, place.tenant.map(str::to_owned))?;
+        let item = encrypt_item(spec, field, place, plaintext);
         Ok(Self {
             call: Some(EngineCall::Encrypt(key_name(field)?, vec![item])),
         })
@@ -440,7 +501,8 @@ impl Plan for FieldPlan {
     }
 }
 
-/// Encrypts one field's value for a partial update (`UPDATE … SET ssn = $1`).
+/// Encrypts one field's value for a partial update (`UPDATE … SET ssn = $1`);
+/// `tenant` is the value of a per-tenant field's `context` field.
 ///
 /// # Errors
 /// Engine errors.
@@ -449,9 +511,13 @@ pub fn encrypt_field<E: TransitEngine + ?Sized>(
     spec: &ModelSpec,
     index: usize,
     row_id: Option<&str>,
+    tenant: Option<&str>,
     plaintext: SecretBytes,
 ) -> Result<Ciphertext> {
-    driver::run(FieldPlan::new(spec, index, row_id, plaintext)?, engine)
+    driver::run(
+        FieldPlan::new(spec, index, Place { row_id, tenant }, plaintext)?,
+        engine,
+    )
 }
 
 /// [`encrypt_field`] on an async engine.
@@ -463,9 +529,14 @@ pub async fn encrypt_field_async<E: AsyncTransitEngine + ?Sized>(
     spec: &ModelSpec,
     index: usize,
     row_id: Option<&str>,
+    tenant: Option<&str>,
     plaintext: SecretBytes,
 ) -> Result<Ciphertext> {
-    driver::run_async(FieldPlan::new(spec, index, row_id, plaintext)?, engine).await
+    driver::run_async(
+        FieldPlan::new(spec, index, Place { row_id, tenant }, plaintext)?,
+        engine,
+    )
+    .await
 }
 
 /// The values a lookup compares a column with: the input under every key version that
@@ -480,27 +551,29 @@ struct LookupPlan {
 }
 
 impl LookupPlan {
-    fn convergent(spec: &ModelSpec, index: usize, plaintext: &SecretBytes) -> Result<Self> {
+    fn convergent(spec: &ModelSpec, index: usize, tenant: Option<&str>, plaintext: &SecretBytes) -> Result<Self> {
         let field = field_of(spec, index)?;
         if !field.convergent {
             return Err(Error::invalid("lookup needs a convergent field"));
         }
+        let tenant = tenant_of(field, tenant.map(str::to_owned))?;
         Ok(Self {
             key: key_name(field)?,
             input: plaintext.duplicate_secret(),
-            convergent_context: Some(column_binding(spec.table, field.column)),
+            convergent_context: Some(key_context(spec.table, field.column, tenant.as_deref())),
             read: false,
         })
     }
 
-    fn blind_index(spec: &ModelSpec, index: usize, input: &SecretBytes) -> Result<Self> {
+    fn blind_index(spec: &ModelSpec, index: usize, tenant: Option<&str>, input: &SecretBytes) -> Result<Self> {
         let field = field_of(spec, index)?;
         if field.blind_index.is_none() {
             return Err(Error::invalid("field has no blind index"));
         }
+        let tenant = tenant_of(field, tenant.map(str::to_owned))?;
         Ok(Self {
             key: key_name(field)?,
-            input: input.duplicate_secret(),
+            input: tenant_scoped(tenant.as_deref(), input.expose_secret()),
             convergent_context: None,
             read: false,
         })
@@ -568,9 +641,13 @@ pub fn convergent_lookup<E: TransitEngine + ?Sized>(
     engine: &E,
     spec: &ModelSpec,
     index: usize,
+    tenant: Option<&str>,
     plaintext: &SecretBytes,
 ) -> Result<Vec<Ciphertext>> {
-    lookup_ciphertexts(driver::run(LookupPlan::convergent(spec, index, plaintext)?, engine)?)
+    lookup_ciphertexts(driver::run(
+        LookupPlan::convergent(spec, index, tenant, plaintext)?,
+        engine,
+    )?)
 }
 
 /// [`convergent_lookup`] on an async engine.
@@ -581,9 +658,10 @@ pub async fn convergent_lookup_async<E: AsyncTransitEngine + ?Sized>(
     engine: &E,
     spec: &ModelSpec,
     index: usize,
+    tenant: Option<&str>,
     plaintext: &SecretBytes,
 ) -> Result<Vec<Ciphertext>> {
-    lookup_ciphertexts(driver::run_async(LookupPlan::convergent(spec, index, plaintext)?, engine).await?)
+    lookup_ciphertexts(driver::run_async(LookupPlan::convergent(spec, index, tenant, plaintext)?, engine).await?)
 }
 
 /// The blind-index values of `input` (already normalised) under every key version
@@ -595,9 +673,13 @@ pub fn blind_index_lookup<E: TransitEngine + ?Sized>(
     engine: &E,
     spec: &ModelSpec,
     index: usize,
+    tenant: Option<&str>,
     input: &SecretBytes,
 ) -> Result<Vec<String>> {
-    lookup_tags(driver::run(LookupPlan::blind_index(spec, index, input)?, engine)?)
+    lookup_tags(driver::run(
+        LookupPlan::blind_index(spec, index, tenant, input)?,
+        engine,
+    )?)
 }
 
 /// [`blind_index_lookup`] on an async engine.
@@ -608,9 +690,10 @@ pub async fn blind_index_lookup_async<E: AsyncTransitEngine + ?Sized>(
     engine: &E,
     spec: &ModelSpec,
     index: usize,
+    tenant: Option<&str>,
     input: &SecretBytes,
 ) -> Result<Vec<String>> {
-    lookup_tags(driver::run_async(LookupPlan::blind_index(spec, index, input)?, engine).await?)
+    lookup_tags(driver::run_async(LookupPlan::blind_index(spec, index, tenant, input)?, engine).await?)
 }
 
 /// Versions to look up with: decryptable, and allowed for encryption on request.
@@ -640,7 +723,7 @@ impl Plan for EnsureKeysPlan<'_> {
                     let options = if field.convergent {
                         KeyOptions::convergent()
                     } else {
-                        KeyOptions::default()
+                        KeyOptions::default().derived(field.context.is_some())
                     };
                     Ok(EngineCall::CreateKey(key_name(field)?, options))
                 })
@@ -654,6 +737,21 @@ impl Plan for EnsureKeysPlan<'_> {
             let EngineAnswer::Key(info) = answer else {
                 return Err(driver::mismatch());
             };
+            let derived = field.convergent || field.context.is_some();
+            if info.derived != derived {
+                return Err(Error::invalid(format!(
+                    "key {} for {}.{} is {}derived, but the field {}",
+                    field.key,
+                    spec.table,
+                    field.column,
+                    if info.derived { "" } else { "not " },
+                    if derived {
+                        "needs a derived key (convergent or per-tenant)"
+                    } else {
+                        "uses the key directly"
+                    },
+                )));
+            }
             if info.convergent_encryption != field.convergent {
                 return Err(Error::invalid(format!(
                     "key {} for {}.{} is {}convergent, but the field is {}",
