@@ -50,7 +50,7 @@ pub use sqlx::EncryptedQueryAs;
 
 // Models: the derive and what it implements.
 pub use encrypted_attr_derive::Encrypted;
-pub use model::{EncryptedModel, EncryptedRecord, FieldCodec};
+pub use model::{EncryptedModel, EncryptedRecord, FieldCodec, Upgrade, Upgraded};
 
 /// Items the derive's generated code uses. Not a public API: may change in any release.
 #[doc(hidden)]
@@ -59,11 +59,11 @@ pub mod __private {
     pub use crate::model::normalize;
     pub use crate::model::{
         FieldCodec, FieldSpec, ModelSpec, SealedField, blind_index_lookup, blind_index_lookup_async, convergent_lookup,
-        convergent_lookup_async, decode_json, decrypt_all, decrypt_all_async, decrypt_one, decrypt_one_async,
-        encode_json, encrypt_all, encrypt_all_async, encrypt_field, encrypt_field_async, encrypt_one,
-        encrypt_one_async, ensure_keys, ensure_keys_async,
+        convergent_lookup_async, decode_json, decrypt_all, decrypt_all_async, decrypt_all_upgrading,
+        decrypt_all_upgrading_async, decrypt_one, decrypt_one_async, encode_json, encrypt_all, encrypt_all_async,
+        encrypt_field, encrypt_field_async, encrypt_one, encrypt_one_async, ensure_keys, ensure_keys_async,
     };
-    pub use crate::{Ciphertext, EncryptedModel, EncryptedRecord, Error, Plaintext, Result, SecretBytes};
+    pub use crate::{Ciphertext, EncryptedModel, EncryptedRecord, Error, Plaintext, Result, SecretBytes, Upgraded};
     pub use core::option::Option;
     pub use std::string::{String, ToString};
     pub use std::vec::Vec;

@@ -580,3 +580,126 @@ fn per_tenant_keys() {
     let refused = Ticket::ensure_keys(&plain_engine).unwrap_err();
     assert!(refused.to_string().contains("not derived"), "{refused}");
 }
+
+mod accounts_schema {
+    diesel::table! {
+        accounts (id) {
+            id -> BigInt,
+            tenant -> Text,
+            iban -> Text,
+            email -> Text,
+            note -> Nullable<Text>,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Encrypted)]
+#[encrypted(table = "accounts", id = "id")]
+#[encrypted(record(
+    name = "AccountRow",
+    derive(diesel::Queryable, diesel::Selectable, diesel::Insertable),
+    attr(diesel(table_name = accounts_schema::accounts))
+))]
+struct Account {
+    id: i64,
+    tenant: String,
+    #[encrypted(context = "tenant")]
+    iban: String,
+    #[encrypted(convergent)]
+    email: String,
+    #[encrypted]
+    note: Option<String>,
+}
+
+/// Upgrade on read: loading reports values below the latest key version with their
+/// rewrapped form; writing them back compare-and-swap finishes the rotation.
+#[test]
+fn upgrade_on_read() {
+    use accounts_schema::accounts;
+    let engine = LocalEngine::ephemeral().unwrap();
+    Account::ensure_keys(&engine).unwrap();
+    let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    diesel::sql_query(
+        "CREATE TABLE accounts (id BIGINT PRIMARY KEY, tenant TEXT NOT NULL, iban TEXT NOT NULL, \
+         email TEXT NOT NULL, note TEXT)",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    let wanted: Vec<Account> = (1..=20)
+        .map(|id| Account {
+            id,
+            tenant: format!("t{}", id % 3),
+            iban: format!("DE{id:020}"),
+            email: format!("a{id}@example.com"),
+            note: (id % 2 == 0).then(|| format!("note {id}")),
+        })
+        .collect();
+    let rows = Account::encrypt_all(&wanted, &engine).unwrap();
+    diesel::insert_into(accounts::table)
+        .values(&rows)
+        .execute(&mut conn)
+        .unwrap();
+    let load = |conn: &mut SqliteConnection| -> Vec<AccountRow> {
+        accounts::table
+            .select(AccountRow::as_select())
+            .order(accounts::id)
+            .load(conn)
+            .unwrap()
+    };
+
+    // Nothing to upgrade before a rotation.
+    let fresh = AccountRow::decrypt_all_upgrading(load(&mut conn), &engine).unwrap();
+    assert_eq!(fresh.models, wanted);
+    assert!(fresh.upgrades.is_empty());
+
+    engine.rotate_key(&KeyName::new("accounts_iban").unwrap()).unwrap();
+    engine.rotate_key(&KeyName::new("accounts_note").unwrap()).unwrap();
+    let loaded = AccountRow::decrypt_all_upgrading(load(&mut conn), &engine).unwrap();
+    assert_eq!(loaded.models, wanted);
+    assert_eq!(
+        loaded.upgrades.len(),
+        20 + 10,
+        "every iban, every non-NULL note; email was not rotated"
+    );
+    assert!(
+        loaded
+            .upgrades
+            .iter()
+            .all(|u| u.ciphertext.version().get() == 2 && u.previous.version().get() == 1)
+    );
+
+    // Someone changes row 4's iban between our read and our write: its upgrade must
+    // not overwrite that change.
+    let newer = Account::encrypt_iban(&engine, &4, &"t1".to_owned(), &"DE-CHANGED".to_owned()).unwrap();
+    diesel::update(accounts::table.find(4))
+        .set(accounts::iban.eq(&newer))
+        .execute(&mut conn)
+        .unwrap();
+
+    let mut written = 0;
+    for upgrade in &loaded.upgrades {
+        let id: i64 = upgrade.row_id.as_deref().unwrap().parse().unwrap();
+        let target = accounts::table.find(id);
+        written += match upgrade.column {
+            "iban" => diesel::update(target.filter(accounts::iban.eq(&upgrade.previous)))
+                .set(accounts::iban.eq(&upgrade.ciphertext))
+                .execute(&mut conn)
+                .unwrap(),
+            "note" => diesel::update(target.filter(accounts::note.eq(&upgrade.previous)))
+                .set(accounts::note.eq(&upgrade.ciphertext))
+                .execute(&mut conn)
+                .unwrap(),
+            other => panic!("unexpected column {other}"),
+        };
+    }
+    assert_eq!(written, 29, "the row changed meanwhile was left alone");
+
+    let after = AccountRow::decrypt_all_upgrading(load(&mut conn), &engine).unwrap();
+    assert!(after.upgrades.is_empty(), "{:?}", after.upgrades);
+    assert_eq!(after.models[3].iban, "DE-CHANGED");
+    let mut expected = wanted.clone();
+    expected[3].iban = "DE-CHANGED".into();
+    assert_eq!(after.models, expected);
+    let raw: Vec<String> = accounts::table.select(accounts::iban).load(&mut conn).unwrap();
+    assert!(raw.iter().all(|c| c.starts_with("vault:v2:")));
+}

@@ -536,6 +536,24 @@ fn helpers(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenStre
                 #p::decrypt_all(records, engine)
             }
 
+            /// [`decrypt_all`](Self::decrypt_all), also rewrapping every value below its
+            /// key's latest version: write the upgrades back (compare-and-swap on the
+            /// previous value) and a rotation completes as rows are read.
+            ///
+            /// # Errors
+            /// As `decrypt_all`, or a rewrap the engine refuses.
+            #vis fn decrypt_all_upgrading<E: #p::TransitEngine + ?Sized>(records: #p::Vec<Self>, engine: &E) -> #p::Result<#p::Upgraded<#ident>> {
+                #p::decrypt_all_upgrading(records, engine)
+            }
+
+            /// [`decrypt_all_upgrading`](Self::decrypt_all_upgrading) on an async engine.
+            ///
+            /// # Errors
+            /// As `decrypt_all_upgrading`.
+            #vis async fn decrypt_all_upgrading_async<E: #p::AsyncTransitEngine + ?Sized>(records: #p::Vec<Self>, engine: &E) -> #p::Result<#p::Upgraded<#ident>> {
+                #p::decrypt_all_upgrading_async(records, engine).await
+            }
+
             /// [`decrypt`](Self::decrypt) on an async engine.
             ///
             /// # Errors

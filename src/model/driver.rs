@@ -9,7 +9,7 @@
 
 use crate::HashAlgorithm;
 use crate::ciphertext::Ciphertext;
-use crate::engine::{AsyncTransitEngine, DecryptItem, EncryptItem, HmacItem, HmacTag, TransitEngine};
+use crate::engine::{AsyncTransitEngine, DecryptItem, EncryptItem, HmacItem, HmacTag, RewrapItem, TransitEngine};
 use crate::error::{Error, Result};
 use crate::keyring::{KeyInfo, KeyOptions};
 use crate::name::KeyName;
@@ -19,6 +19,7 @@ use crate::secret::Plaintext;
 pub(crate) enum EngineCall {
     Encrypt(KeyName, Vec<EncryptItem>),
     Decrypt(KeyName, Vec<DecryptItem>),
+    Rewrap(KeyName, Vec<RewrapItem>),
     /// Blind indexes: HMAC-SHA256.
     Hmac(KeyName, Vec<HmacItem>),
     ReadKey(KeyName),
@@ -87,6 +88,9 @@ fn answer<E: TransitEngine + ?Sized>(engine: &E, call: EngineCall) -> Result<Eng
         EngineCall::Decrypt(key, items) => {
             EngineAnswer::Opened(counted(items.len(), engine.decrypt_batch(&key, items)?)?)
         }
+        EngineCall::Rewrap(key, items) => {
+            EngineAnswer::Sealed(counted(items.len(), engine.rewrap_batch(&key, items)?)?)
+        }
         EngineCall::Hmac(key, items) => EngineAnswer::Tagged(counted(
             items.len(),
             engine.hmac_batch(&key, HashAlgorithm::Sha2_256, items)?,
@@ -105,6 +109,10 @@ async fn answer_async<E: AsyncTransitEngine + ?Sized>(engine: &E, call: EngineCa
         EngineCall::Decrypt(key, items) => {
             let len = items.len();
             EngineAnswer::Opened(counted(len, engine.decrypt_batch_async(&key, items).await?)?)
+        }
+        EngineCall::Rewrap(key, items) => {
+            let len = items.len();
+            EngineAnswer::Sealed(counted(len, engine.rewrap_batch_async(&key, items).await?)?)
         }
         EngineCall::Hmac(key, items) => {
             let len = items.len();

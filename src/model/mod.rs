@@ -14,7 +14,7 @@ mod codec;
 mod driver;
 
 use crate::ciphertext::Ciphertext;
-use crate::engine::{AsyncTransitEngine, DecryptItem, EncryptItem, HmacItem, TransitEngine};
+use crate::engine::{AsyncTransitEngine, DecryptItem, EncryptItem, HmacItem, RewrapItem, TransitEngine};
 use crate::error::{Error, Result};
 use crate::keyring::{KeyInfo, KeyOptions};
 use crate::name::KeyName;
@@ -449,6 +449,193 @@ pub async fn decrypt_all_async<R: EncryptedRecord, E: AsyncTransitEngine + ?Size
     engine: &E,
 ) -> Result<Vec<R::Model>> {
     driver::run_async(DecryptPlan { records, routes: None }, engine).await
+}
+
+/// A column value found below its key's latest version while loading, and its
+/// rewrapped form (rewrapped by the engine: the plaintext never travels for it).
+/// Write it back compare-and-swap — `UPDATE … SET col = ciphertext WHERE id = … AND
+/// col = previous` — and a rotation completes as rows are read, without a bulk job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Upgrade {
+    /// Position of the row in the loaded records (and models).
+    pub row: usize,
+    /// The row's identity (text form), when the model names an `id`.
+    pub row_id: Option<String>,
+    /// The column to write.
+    pub column: &'static str,
+    /// The value the column holds now: the compare-and-swap condition.
+    pub previous: Ciphertext,
+    /// The value to write: the same plaintext under the latest version.
+    pub ciphertext: Ciphertext,
+}
+
+/// Models decrypted from records, and the column values worth writing back.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Upgraded<M> {
+    /// The models, in record order.
+    pub models: Vec<M>,
+    /// Values below their key's latest version, rewrapped.
+    pub upgrades: Vec<Upgrade>,
+}
+
+/// Where the rewrap results of one field go.
+struct RewrapRoute {
+    field: usize,
+    rows: Vec<usize>,
+    previous: Vec<Ciphertext>,
+}
+
+/// Decrypting records, and rewrapping on the way every value below its key's latest
+/// version: the keys are read alongside the decryption (same step), then one rewrap
+/// call per field that has old values.
+struct UpgradePlan<R> {
+    decrypt: DecryptPlan<R>,
+    decrypt_routes: Option<Vec<Route>>,
+    opened: Vec<EngineAnswer>,
+    rewrap_routes: Option<Vec<RewrapRoute>>,
+}
+
+impl<R: EncryptedRecord> UpgradePlan<R> {
+    fn rewraps(&self, infos: Vec<EngineAnswer>) -> Result<(Vec<EngineCall>, Vec<RewrapRoute>)> {
+        let spec = &R::SPEC;
+        let routes = self.decrypt_routes.as_deref().unwrap_or_default();
+        if infos.len() != routes.len() {
+            return Err(driver::mismatch());
+        }
+        let (mut calls, mut rewrap_routes) = (Vec::new(), Vec::new());
+        for (route, info) in routes.iter().zip(infos) {
+            let EngineAnswer::Key(info) = info else {
+                return Err(driver::mismatch());
+            };
+            let field = field_of(spec, route.field)?;
+            let (mut items, mut rows, mut previous) = (Vec::new(), Vec::new(), Vec::new());
+            for &r in &route.owners {
+                let record = &self.decrypt.records[r];
+                let Some(ct) = record.field_ciphertext(route.field) else {
+                    continue;
+                };
+                if ct.version() >= info.latest_version {
+                    continue;
+                }
+                let tenant = tenant_of(field, record.field_tenant(route.field))?;
+                let row_id = record.row_id();
+                let place = Place {
+                    row_id: row_id.as_deref(),
+                    tenant: tenant.as_deref(),
+                };
+                let binding = decrypt_item(spec, field, place, ct.clone());
+                let mut item = RewrapItem::new(ct.clone());
+                item.context = binding.context;
+                item.associated_data = binding.associated_data;
+                items.push(item);
+                rows.push(r);
+                previous.push(ct.clone());
+            }
+            if !items.is_empty() {
+                calls.push(EngineCall::Rewrap(key_name(field)?, items));
+                rewrap_routes.push(RewrapRoute {
+                    field: route.field,
+                    rows,
+                    previous,
+                });
+            }
+        }
+        Ok((calls, rewrap_routes))
+    }
+
+    fn finish(&mut self, rewrapped: Vec<EngineAnswer>) -> Result<Upgraded<R::Model>> {
+        let spec = &R::SPEC;
+        let rewrap_routes = self.rewrap_routes.take().unwrap_or_default();
+        if rewrap_routes.len() != rewrapped.len() {
+            return Err(driver::mismatch());
+        }
+        let mut upgrades = Vec::new();
+        for (route, answer) in rewrap_routes.into_iter().zip(rewrapped) {
+            let EngineAnswer::Sealed(results) = answer else {
+                return Err(driver::mismatch());
+            };
+            let column = field_of(spec, route.field)?.column;
+            for ((row, previous), result) in route.rows.into_iter().zip(route.previous).zip(results) {
+                upgrades.push(Upgrade {
+                    row,
+                    row_id: self.decrypt.records[row].row_id(),
+                    column,
+                    previous,
+                    ciphertext: result.map_err(|e| field_error(spec, route.field, row, e))?,
+                });
+            }
+        }
+        let routes = self.decrypt_routes.take().unwrap_or_default();
+        let models = self.decrypt.models(routes, std::mem::take(&mut self.opened))?;
+        Ok(Upgraded { models, upgrades })
+    }
+}
+
+impl<R: EncryptedRecord> Plan for UpgradePlan<R> {
+    type Output = Upgraded<R::Model>;
+
+    fn step(&mut self, mut answers: Vec<EngineAnswer>) -> Result<Step<Self::Output>> {
+        if self.decrypt_routes.is_none() {
+            let (mut calls, routes) = self.decrypt.calls()?;
+            for route in &routes {
+                calls.push(EngineCall::ReadKey(key_name(field_of(&R::SPEC, route.field)?)?));
+            }
+            self.decrypt_routes = Some(routes);
+            return Ok(Step::Call(calls));
+        }
+        if self.rewrap_routes.is_none() {
+            let decrypts = self.decrypt_routes.as_ref().map_or(0, Vec::len);
+            if answers.len() < decrypts {
+                return Err(driver::mismatch());
+            }
+            let infos = answers.split_off(decrypts);
+            self.opened = answers;
+            let (calls, routes) = self.rewraps(infos)?;
+            self.rewrap_routes = Some(routes);
+            if !calls.is_empty() {
+                return Ok(Step::Call(calls));
+            }
+            answers = Vec::new();
+        }
+        self.finish(answers).map(Step::Done)
+    }
+}
+
+fn upgrade_plan<R: EncryptedRecord>(records: Vec<R>) -> UpgradePlan<R> {
+    UpgradePlan {
+        decrypt: DecryptPlan { records, routes: None },
+        decrypt_routes: None,
+        opened: Vec::new(),
+        rewrap_routes: None,
+    }
+}
+
+/// [`decrypt_all`], also rewrapping every value below its key's latest version:
+/// write [`Upgraded::upgrades`] back (compare-and-swap) to finish a rotation as rows
+/// are read. One extra key read per field, sent with the decryption, and one rewrap
+/// call per field that has old values.
+///
+/// # Errors
+/// As [`decrypt_all`]; a rewrap the engine refuses fails the load (a token allowed
+/// to decrypt but not to rewrap, or Vault, whose rewrap takes no associated data).
+pub fn decrypt_all_upgrading<R: EncryptedRecord, E: TransitEngine + ?Sized>(
+    records: Vec<R>,
+    engine: &E,
+) -> Result<Upgraded<R::Model>> {
+    driver::run(upgrade_plan(records), engine)
+}
+
+/// [`decrypt_all_upgrading`] on an async engine.
+///
+/// # Errors
+/// As [`decrypt_all_upgrading`].
+pub async fn decrypt_all_upgrading_async<R: EncryptedRecord, E: AsyncTransitEngine + ?Sized>(
+    records: Vec<R>,
+    engine: &E,
+) -> Result<Upgraded<R::Model>> {
+    driver::run_async(upgrade_plan(records), engine).await
 }
 
 /// Decrypts one record.
