@@ -11,6 +11,8 @@ pub(crate) struct Field {
     pub(crate) ident: Ident,
     pub(crate) vis: Visibility,
     pub(crate) ty: Type,
+    /// The field's `#[doc]` attributes, copied onto the record's plain fields.
+    pub(crate) docs: Vec<syn::Attribute>,
     /// `Some` when the field has `#[encrypted]`.
     pub(crate) encrypted: Option<Encrypted>,
 }
@@ -121,6 +123,12 @@ impl Model {
                 ident,
                 vis: field.vis.clone(),
                 ty: field.ty.clone(),
+                docs: field
+                    .attrs
+                    .iter()
+                    .filter(|a| a.path().is_ident("doc"))
+                    .cloned()
+                    .collect(),
                 encrypted,
             });
         }

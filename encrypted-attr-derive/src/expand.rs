@@ -77,13 +77,18 @@ fn record_struct(model: &Model, p: &TokenStream) -> TokenStream {
     );
     let fields = model.fields.iter().map(|field| {
         let (fvis, ident, ty) = (&field.vis, &field.ident, &field.ty);
+        let docs = &field.docs;
         match &field.encrypted {
-            None => quote!(#fvis #ident: #ty,),
+            None => quote!(#(#docs)* #fvis #ident: #ty,),
             Some(enc) => {
                 let column = &enc.column;
                 let (ct_ty, bidx_ty) = stored_types(enc, p);
-                let bidx = blind_index_ident(enc).map(|b| quote!(#fvis #b: #bidx_ty,));
-                quote!(#fvis #column: #ct_ty, #bidx)
+                let ct_doc = format!("Ciphertext of `{}::{ident}`.", model.ident);
+                let bidx = blind_index_ident(enc).map(|b| {
+                    let doc = format!("Blind index of `{}::{ident}`.", model.ident);
+                    quote!(#[doc = #doc] #fvis #b: #bidx_ty,)
+                });
+                quote!(#[doc = #ct_doc] #fvis #column: #ct_ty, #bidx)
             }
         }
     });
