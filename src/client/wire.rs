@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
@@ -104,35 +105,68 @@ impl Call {
     }
 }
 
-/// A response: status and JSON body (`Null` when empty or not JSON).
+/// A response: status and body. The body may hold plaintext (base64): wiped when
+/// dropped.
 pub(super) struct Reply {
     pub(super) status: u16,
-    body: Value,
+    body: Zeroizing<Vec<u8>>,
+}
+
+/// One item of `batch_results`, typed: parsing into `serde_json::Value` would build
+/// a map per item. Unknown fields (`reference`, `key_version`…) are skipped.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct BatchItem {
+    ciphertext: Option<String>,
+    plaintext: Option<Zeroizing<String>>,
+    hmac: Option<String>,
+    valid: Option<bool>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BatchEnvelope {
+    data: Option<BatchData>,
+}
+
+#[derive(Deserialize)]
+struct BatchData {
+    batch_results: Option<Vec<BatchItem>>,
 }
 
 impl Reply {
     pub(super) fn new(status: u16, bytes: &[u8]) -> Self {
         Self {
             status,
-            body: serde_json::from_slice(bytes).unwrap_or(Value::Null),
+            body: Zeroizing::new(bytes.to_vec()),
         }
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
 
     /// The `data` of a success, or the error the server reported.
     fn data(self) -> Result<Value> {
+        let body = self.json();
         if (200..300).contains(&self.status) {
-            return Ok(self.body.get("data").cloned().unwrap_or(Value::Null));
+            return Ok(body.get("data").cloned().unwrap_or(Value::Null));
         }
-        Err(remote_error(self.status, &self.body))
+        Err(remote_error(self.status, &body))
     }
 
     /// `batch_results` of a batch (Vault answers 400/500 with per-item errors in the
     /// normal envelope), or the whole request's error.
-    fn batch(mut self) -> Result<Vec<Value>> {
-        if let Some(Value::Array(results)) = self.body.get_mut("data").and_then(|d| d.get_mut("batch_results")) {
-            return Ok(std::mem::take(results));
+    fn batch(self) -> Result<Vec<BatchItem>> {
+        if let Ok(BatchEnvelope {
+            data: Some(BatchData {
+                batch_results: Some(results),
+            }),
+        }) = serde_json::from_slice(&self.body)
+        {
+            return Ok(results);
         }
-        Err(remote_error(self.status, &self.body))
+        Err(remote_error(self.status, &self.json()))
     }
 }
 
@@ -335,7 +369,7 @@ fn batch_exchange<T: Send + 'static>(
     items: Vec<EncodedItem>,
     limits: &BatchLimits,
     (extra, extra_strings): (&str, usize),
-    parse: fn(&Value) -> Result<T>,
+    parse: fn(&BatchItem) -> Result<T>,
 ) -> Exchange<Vec<Result<T>>> {
     let total = items.len();
     let bodies = batch_bodies(items, limits, extra, extra_strings);
@@ -368,30 +402,27 @@ fn batch_exchange<T: Send + 'static>(
     })
 }
 
-fn item_error(item: &Value) -> Option<Error> {
-    item.get("error")
-        .and_then(Value::as_str)
-        .filter(|e| !e.is_empty())
-        .map(message_error)
+fn item_error(item: &BatchItem) -> Option<Error> {
+    item.error.as_deref().filter(|e| !e.is_empty()).map(message_error)
 }
 
-fn parse_ciphertext(item: &Value) -> Result<Ciphertext> {
+fn parse_ciphertext(item: &BatchItem) -> Result<Ciphertext> {
     if let Some(e) = item_error(item) {
         return Err(e);
     }
-    item.get("ciphertext")
-        .and_then(Value::as_str)
+    item.ciphertext
+        .as_deref()
         .ok_or_else(|| Error::invalid("server sent no ciphertext"))?
         .parse()
 }
 
-fn parse_plaintext(item: &Value) -> Result<Plaintext> {
+fn parse_plaintext(item: &BatchItem) -> Result<Plaintext> {
     if let Some(e) = item_error(item) {
         return Err(e);
     }
     let text = item
-        .get("plaintext")
-        .and_then(Value::as_str)
+        .plaintext
+        .as_deref()
         .ok_or_else(|| Error::invalid("server sent no plaintext"))?;
     let mut bytes = Vec::with_capacity(text.len() / 4 * 3 + 3);
     BASE64
@@ -400,21 +431,26 @@ fn parse_plaintext(item: &Value) -> Result<Plaintext> {
     Ok(SecretBytes::new(bytes))
 }
 
-fn parse_hmac(item: &Value) -> Result<HmacTag> {
+fn parse_hmac(item: &BatchItem) -> Result<HmacTag> {
     if let Some(e) = item_error(item) {
         return Err(e);
     }
-    item.get("hmac")
-        .and_then(Value::as_str)
+    item.hmac
+        .as_deref()
         .ok_or_else(|| Error::invalid("server sent no hmac"))?
         .parse()
 }
 
-fn parse_verify(item: &Value) -> Result<bool> {
+fn parse_verify(item: &BatchItem) -> Result<bool> {
     if let Some(e) = item_error(item) {
         return Err(e);
     }
-    Ok(item.get("valid").and_then(Value::as_bool).unwrap_or(false))
+    Ok(item.valid.unwrap_or(false))
+}
+
+/// A single-value answer (`datakey`) read as a batch item.
+fn as_item(data: Value) -> Result<BatchItem> {
+    serde_json::from_value(data).map_err(|_| Error::invalid("server sent an answer we cannot read"))
 }
 
 const NO_EXTRA: (&str, usize) = ("", 0);
@@ -573,7 +609,7 @@ pub(super) fn datakey(key: &KeyName, request: &DataKeyRequest) -> Exchange<DataK
     }
     let wrapped_only = request.wrapped_only;
     Exchange::single(Call::post(format!("datakey/{kind}/{key}"), &body, true), move |reply| {
-        let data = reply.data()?;
+        let data = as_item(reply.data()?)?;
         let ciphertext = parse_ciphertext(&data)?;
         let plaintext = if wrapped_only {
             None
