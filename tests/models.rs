@@ -651,6 +651,7 @@ fn upgrade_on_read() {
     let fresh = AccountRow::decrypt_all_upgrading(load(&mut conn), &engine).unwrap();
     assert_eq!(fresh.models, wanted);
     assert!(fresh.upgrades.is_empty());
+    assert_eq!(fresh.not_upgraded, 0);
 
     engine.rotate_key(&KeyName::new("accounts_iban").unwrap()).unwrap();
     engine.rotate_key(&KeyName::new("accounts_note").unwrap()).unwrap();

@@ -376,10 +376,11 @@ fn helpers(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenStre
         // A per-tenant field's helpers take the tenant (the `context` field's value).
         let (tenant_param, tenant_arg) = match model.context_field(enc) {
             Some(tenant) => {
-                let (ident, ty) = (&tenant.ident, &tenant.ty);
+                // A fixed name: the tenant field's own name could be `id`, `value`….
+                let ty = &tenant.ty;
                 (
-                    quote!(#ident: &#ty,),
-                    quote!(#p::Option::Some(#p::ToString::to_string(#ident)).as_deref()),
+                    quote!(tenant: &#ty,),
+                    quote!(#p::Option::Some(#p::ToString::to_string(tenant)).as_deref()),
                 )
             }
             None => (TokenStream::new(), quote!(#p::Option::None)),

@@ -94,9 +94,18 @@ pub(crate) fn check(model: &Model, errors: &mut Errors) {
                     context.value.span(),
                     "the `context` field must be a plain (not encrypted) field: its value selects the key",
                 ),
+                Some(f) if is_option(&f.ty) => errors.at(
+                    context.value.span(),
+                    "the `context` field cannot be an `Option`: every row needs a tenant to derive its key",
+                ),
                 Some(_) => {}
             }
         }
         let _ = field;
     }
+}
+
+/// Whether `ty` is spelled `Option<…>` (any path ending in `Option`).
+fn is_option(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Option"))
 }

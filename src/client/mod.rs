@@ -6,12 +6,16 @@
 //! several requests within [`BatchLimits`]); the two faces differ only in how they
 //! send its calls: one after the other, or several at once. Each call is retried on
 //! its own: connection errors always, 5xx answers only on operations that are safe to
-//! repeat (data operations and reads, not rotate or config); 4xx never.
+//! repeat (data operations and reads, not rotate or config), and timeouts likewise;
+//! 4xx never. The calls of one split batch are at most `concurrent_requests` in
+//! flight; a model operation runs its fields' calls at once, so a page of rows with
+//! three encrypted fields may have up to three times that many.
 //!
 //! The blocking face inside an async runtime: on a multi-threaded tokio runtime it
 //! runs under `block_in_place` (the runtime's other tasks move to another thread); on
-//! a current-thread runtime it would stall the only thread, so it returns
-//! [`Error::BlockingInAsync`] there. Async code should use the async face.
+//! a current-thread runtime it returns [`Error::BlockingInAsync`], even inside
+//! `spawn_blocking` (which it cannot tell from the runtime's thread). Async code
+//! should use the async face.
 
 mod wire;
 
@@ -196,14 +200,24 @@ impl RemoteEngine {
         format!("{}/v1/{}/{}", self.config.address, self.config.mount, path)
     }
 
-    fn request<B: RequestBuilder>(&self, builder: B, call: &Call) -> B {
+    fn request<B: RequestBuilder>(&self, builder: B, call: &Call) -> Result<B> {
+        // Marked sensitive: HTTP-level logging never prints it.
+        let mut token = reqwest::header::HeaderValue::from_str(self.config.token.as_str())
+            .map_err(|_| Error::invalid("the token holds characters a header cannot carry"))?;
+        token.set_sensitive(true);
         let mut builder = builder
-            .header("X-Vault-Token", self.config.token.as_str())
-            .header("X-Vault-Request", "true");
+            .header("X-Vault-Token", token)
+            .header("X-Vault-Request", reqwest::header::HeaderValue::from_static("true"));
         if let Some(body) = &call.body {
-            builder = builder.header("Content-Type", "application/json").body(body.to_vec());
+            // A shared handle on the wiped buffer: a retry sends it again uncopied.
+            builder = builder
+                .header(
+                    "Content-Type",
+                    reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .body(body.clone());
         }
-        builder
+        Ok(builder)
     }
 
     fn send_blocking(&self, call: &Call) -> Result<Reply> {
@@ -212,10 +226,10 @@ impl RemoteEngine {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let request = self.request(client.request(method.clone(), self.url(&call.path)), call);
+            let request = self.request(client.request(method.clone(), self.url(&call.path)), call)?;
             let outcome = request.send().and_then(|response| {
                 let status = response.status().as_u16();
-                response.bytes().map(|bytes| Reply::new(status, &bytes))
+                response.bytes().map(|bytes| Reply::new(status, bytes))
             });
             match retry_decision(&outcome, call.idempotent, attempt, self.config.attempts) {
                 Some(delay) => std::thread::sleep(delay),
@@ -229,11 +243,11 @@ impl RemoteEngine {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let request = self.request(self.async_client.request(method.clone(), self.url(&call.path)), call);
+            let request = self.request(self.async_client.request(method.clone(), self.url(&call.path)), call)?;
             let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    response.bytes().await.map(|bytes| Reply::new(status, &bytes))
+                    response.bytes().await.map(|bytes| Reply::new(status, bytes))
                 }
                 Err(e) => Err(e),
             };
@@ -248,8 +262,11 @@ impl RemoteEngine {
     ///
     /// Inside a multi-threaded tokio runtime the calls run under `block_in_place`, so
     /// the runtime moves its other tasks to another thread meanwhile (and inside
-    /// `spawn_blocking` they simply run). A current-thread runtime has no other thread:
-    /// there the blocking face refuses with [`Error::BlockingInAsync`].
+    /// `spawn_blocking` they simply run). On a current-thread runtime the runtime's
+    /// own thread cannot be told apart from a `spawn_blocking` thread (both see the
+    /// runtime), and blocking the former would stall every task: the blocking face
+    /// refuses there with [`Error::BlockingInAsync`] — use the async face, a
+    /// multi-threaded runtime, or a plain `std::thread`.
     fn run<T>(&self, exchange: Exchange<T>) -> Result<T> {
         match tokio::runtime::Handle::try_current() {
             Err(_) => self.run_here(exchange),
@@ -283,7 +300,12 @@ impl RemoteEngine {
             if exchange.first_alone
                 && let Some((first, rest)) = calls.split_first()
             {
-                replies.push(self.send_async(first).await?);
+                let reply = self.send_async(first).await?;
+                // Refused as a whole (403, unknown key…): the others would be too.
+                if let Some(error) = reply.whole_request_error() {
+                    return Err(error);
+                }
+                replies.push(reply);
                 calls = rest;
             }
             // The futures are made first (they do nothing until polled): a stream
@@ -309,30 +331,30 @@ fn method(call: &Call) -> reqwest::Method {
 /// What the blocking and async request builders share, so one function sets headers
 /// and body for both.
 trait RequestBuilder: Sized {
-    fn header(self, name: &'static str, value: &str) -> Self;
-    fn body(self, body: Vec<u8>) -> Self;
+    fn header(self, name: &'static str, value: reqwest::header::HeaderValue) -> Self;
+    fn body(self, body: bytes::Bytes) -> Self;
 }
 
 impl RequestBuilder for reqwest::RequestBuilder {
-    fn header(self, name: &'static str, value: &str) -> Self {
+    fn header(self, name: &'static str, value: reqwest::header::HeaderValue) -> Self {
         reqwest::RequestBuilder::header(self, name, value)
     }
-    fn body(self, body: Vec<u8>) -> Self {
+    fn body(self, body: bytes::Bytes) -> Self {
         reqwest::RequestBuilder::body(self, body)
     }
 }
 
 impl RequestBuilder for reqwest::blocking::RequestBuilder {
-    fn header(self, name: &'static str, value: &str) -> Self {
+    fn header(self, name: &'static str, value: reqwest::header::HeaderValue) -> Self {
         reqwest::blocking::RequestBuilder::header(self, name, value)
     }
-    fn body(self, body: Vec<u8>) -> Self {
+    fn body(self, body: bytes::Bytes) -> Self {
         reqwest::blocking::RequestBuilder::body(self, body)
     }
 }
 
-/// `Some(delay)` to retry: connection errors always, 5xx when the call is safe to
-/// repeat; exponential backoff from 50 ms.
+/// `Some(delay)` to retry: connection errors always, timeouts and 5xx when the call
+/// is safe to repeat; exponential backoff from 50 ms.
 fn retry_decision(
     outcome: &std::result::Result<Reply, reqwest::Error>,
     idempotent: bool,
@@ -343,7 +365,8 @@ fn retry_decision(
         return None;
     }
     let retry = match outcome {
-        Err(e) => e.is_connect() || e.is_timeout(),
+        // A timed-out key change may have been applied: repeat only what is safe to.
+        Err(e) => e.is_connect() || (idempotent && e.is_timeout()),
         Ok(reply) => idempotent && reply.status >= 500,
     };
     retry.then(|| Duration::from_millis(50 << (attempt - 1).min(6)))

@@ -79,8 +79,9 @@ impl BatchLimits {
 pub(super) struct Call {
     pub(super) method: &'static str,
     pub(super) path: String,
-    /// The JSON body. Plaintext (as base64) may be in it: wiped when dropped.
-    pub(super) body: Option<Zeroizing<Vec<u8>>>,
+    /// The JSON body. Plaintext (as base64) may be in it: a shared handle on a
+    /// buffer wiped when the last handle (the last attempt's) is dropped.
+    pub(super) body: Option<bytes::Bytes>,
     /// Safe to repeat after a 5xx (data operations and reads, not key changes).
     pub(super) idempotent: bool,
 }
@@ -90,7 +91,7 @@ impl Call {
         Self {
             method: "POST",
             path,
-            body: Some(Zeroizing::new(body.to_string().into_bytes())),
+            body: Some(wiped_bytes(Zeroizing::new(body.to_string().into_bytes()))),
             idempotent,
         }
     }
@@ -134,12 +135,46 @@ struct BatchData {
     batch_results: Option<Vec<BatchItem>>,
 }
 
+/// Bytes that reqwest can send and retry without copying, wiped once dropped.
+fn wiped_bytes(buffer: Zeroizing<Vec<u8>>) -> bytes::Bytes {
+    bytes::Bytes::from_owner(buffer)
+}
+
 impl Reply {
-    pub(super) fn new(status: u16, bytes: &[u8]) -> Self {
+    /// Takes over the response's buffer (no copy when reqwest holds the only handle).
+    pub(super) fn new(status: u16, bytes: bytes::Bytes) -> Self {
         Self {
             status,
-            body: Zeroizing::new(bytes.to_vec()),
+            body: Zeroizing::new(Vec::from(bytes)),
         }
+    }
+
+    /// The error of a request refused as a whole (no per-item results), if so.
+    pub(super) fn whole_request_error(&self) -> Option<Error> {
+        if (200..300).contains(&self.status) {
+            return None;
+        }
+        match serde_json::from_slice::<BatchEnvelope>(&self.body) {
+            Ok(BatchEnvelope {
+                data: Some(BatchData { batch_results: Some(_) }),
+            }) => None,
+            _ => Some(remote_error(self.status, &self.json())),
+        }
+    }
+
+    /// The `data` of a success parsed into `T` (secrets into wiped strings, never an
+    /// intermediate `Value`), or the error the server reported.
+    fn typed_data<T: serde::de::DeserializeOwned>(self) -> Result<T> {
+        #[derive(Deserialize)]
+        struct Envelope<T> {
+            data: T,
+        }
+        if (200..300).contains(&self.status) {
+            return serde_json::from_slice::<Envelope<T>>(&self.body)
+                .map(|e| e.data)
+                .map_err(|_| Error::invalid("server sent an answer we cannot read"));
+        }
+        Err(remote_error(self.status, &self.json()))
     }
 
     fn json(&self) -> Value {
@@ -264,6 +299,19 @@ fn base64_len(len: usize) -> usize {
     len.div_ceil(3) * 4
 }
 
+fn push_value(json: &mut Vec<u8>, value: ItemValue<'_>) {
+    match value {
+        ItemValue::Base64(name, bytes) => push_b64_field(json, name, bytes),
+        ItemValue::Text(name, text) => {
+            json.push(b'"');
+            json.extend_from_slice(name.as_bytes());
+            json.extend_from_slice(b"\":");
+            // serde_json escapes whatever needs it; a valid envelope needs nothing.
+            json.extend_from_slice(Value::from(text).to_string().as_bytes());
+        }
+    }
+}
+
 /// The value of an item: bytes sent as base64 (plaintext), or a string sent as is
 /// (a ciphertext or HMAC, which hold no character JSON would escape).
 enum ItemValue<'a> {
@@ -276,26 +324,24 @@ fn encode_item(
     context: Option<&[u8]>,
     associated_data: Option<&[u8]>,
     key_version: Option<KeyVersion>,
+    also: Option<ItemValue<'_>>,
 ) -> EncodedItem {
     let optional = |b: Option<&[u8]>| b.map_or(0, |b| 24 + base64_len(b.len()));
-    let value_len = match &value {
+    let value_len = |value: &ItemValue<'_>| match value {
         ItemValue::Base64(name, bytes) => name.len() + base64_len(bytes.len()),
-        ItemValue::Text(name, text) => name.len() + text.len(),
+        // Escaping may double a character: a valid envelope has none to escape.
+        ItemValue::Text(name, text) => name.len() + 2 * text.len(),
     };
     let mut json = Zeroizing::new(Vec::with_capacity(
-        48 + value_len + optional(context) + optional(associated_data),
+        64 + value_len(&value) + also.as_ref().map_or(0, value_len) + optional(context) + optional(associated_data),
     ));
     let mut strings = 2;
     json.push(b'{');
-    match value {
-        ItemValue::Base64(name, bytes) => push_b64_field(&mut json, name, bytes),
-        ItemValue::Text(name, text) => {
-            json.push(b'"');
-            json.extend_from_slice(name.as_bytes());
-            json.extend_from_slice(b"\":");
-            // serde_json escapes whatever needs it; a valid envelope needs nothing.
-            json.extend_from_slice(Value::from(text).to_string().as_bytes());
-        }
+    push_value(&mut json, value);
+    if let Some(also) = also {
+        json.push(b',');
+        push_value(&mut json, also);
+        strings += 2;
     }
     for (name, bytes) in [("context", context), ("associated_data", associated_data)] {
         if let Some(bytes) = bytes {
@@ -379,7 +425,7 @@ fn batch_exchange<T: Send + 'static>(
         .map(|(body, _)| Call {
             method: "POST",
             path: path.to_owned(),
-            body: Some(body),
+            body: Some(wiped_bytes(body)),
             idempotent: true,
         })
         .collect();
@@ -448,11 +494,6 @@ fn parse_verify(item: &BatchItem) -> Result<bool> {
     Ok(item.valid.unwrap_or(false))
 }
 
-/// A single-value answer (`datakey`) read as a batch item.
-fn as_item(data: Value) -> Result<BatchItem> {
-    serde_json::from_value(data).map_err(|_| Error::invalid("server sent an answer we cannot read"))
-}
-
 const NO_EXTRA: (&str, usize) = ("", 0);
 
 pub(super) fn encrypt(key: &KeyName, items: &[EncryptItem], limits: &BatchLimits) -> Exchange<Vec<Result<Ciphertext>>> {
@@ -464,6 +505,7 @@ pub(super) fn encrypt(key: &KeyName, items: &[EncryptItem], limits: &BatchLimits
                 item.context.as_deref(),
                 item.associated_data.as_deref(),
                 item.key_version,
+                None,
             )
         })
         .collect();
@@ -482,6 +524,7 @@ pub(super) fn decrypt(key: &KeyName, items: &[DecryptItem], limits: &BatchLimits
                 item.context.as_deref(),
                 item.associated_data.as_deref(),
                 None,
+                None,
             )
         })
         .collect();
@@ -497,6 +540,7 @@ pub(super) fn rewrap(key: &KeyName, items: &[RewrapItem], limits: &BatchLimits) 
                 item.context.as_deref(),
                 item.associated_data.as_deref(),
                 item.key_version,
+                None,
             )
         })
         .collect();
@@ -528,6 +572,7 @@ pub(super) fn hmac(
                     None,
                     None,
                     None,
+                    None,
                 )
             })
             .collect();
@@ -541,7 +586,7 @@ pub(super) fn hmac(
             calls.push(Call {
                 method: "POST",
                 path: path.clone(),
-                body: Some(body),
+                body: Some(wiped_bytes(body)),
                 idempotent: true,
             });
         }
@@ -576,14 +621,14 @@ pub(super) fn verify_hmac(
     let encoded = items
         .iter()
         .map(|item| {
-            let mut encoded = encode_item(ItemValue::Base64("input", item.input.expose_secret()), None, None, None);
-            // Append `"hmac":"vault:vN:…"` inside the object.
-            encoded.json.pop();
-            encoded
-                .json
-                .extend_from_slice(format!(",\"hmac\":{}}}", Value::from(item.hmac.to_string())).as_bytes());
-            encoded.strings += 2;
-            encoded
+            let hmac = item.hmac.to_string();
+            encode_item(
+                ItemValue::Base64("input", item.input.expose_secret()),
+                None,
+                None,
+                None,
+                Some(ItemValue::Text("hmac", &hmac)),
+            )
         })
         .collect();
     batch_exchange(
@@ -609,7 +654,7 @@ pub(super) fn datakey(key: &KeyName, request: &DataKeyRequest) -> Exchange<DataK
     }
     let wrapped_only = request.wrapped_only;
     Exchange::single(Call::post(format!("datakey/{kind}/{key}"), &body, true), move |reply| {
-        let data = as_item(reply.data()?)?;
+        let data: BatchItem = reply.typed_data()?;
         let ciphertext = parse_ciphertext(&data)?;
         let plaintext = if wrapped_only {
             None
@@ -777,21 +822,25 @@ pub(super) fn export_key(key: &KeyName, kind: ExportKind, version: Option<KeyVer
     };
     let name = key.clone();
     Exchange::single(Call::bare("GET", path, true), move |reply| {
-        let data = reply.data()?;
+        /// Key material by version, parsed into wiped strings.
+        #[derive(Deserialize)]
+        struct Exported {
+            #[serde(default)]
+            keys: BTreeMap<String, Zeroizing<String>>,
+        }
+        let data: Exported = reply.typed_data()?;
         let mut keys = BTreeMap::new();
-        if let Some(map) = data.get("keys").and_then(Value::as_object) {
-            for (v, material) in map {
-                let version = v
-                    .parse()
-                    .ok()
-                    .and_then(KeyVersion::new)
-                    .ok_or_else(|| Error::invalid("bad version"))?;
-                let mut bytes = Vec::new();
-                BASE64
-                    .decode_vec(material.as_str().unwrap_or_default(), &mut bytes)
-                    .map_err(|_| Error::invalid("key is not base64"))?;
-                keys.insert(version, SecretBytes::new(bytes));
-            }
+        for (v, material) in &data.keys {
+            let version = v
+                .parse()
+                .ok()
+                .and_then(KeyVersion::new)
+                .ok_or_else(|| Error::invalid("bad version"))?;
+            let mut bytes = Vec::with_capacity(material.len() / 4 * 3 + 3);
+            BASE64
+                .decode_vec(material.as_bytes(), &mut bytes)
+                .map_err(|_| Error::invalid("key is not base64"))?;
+            keys.insert(version, SecretBytes::new(bytes));
         }
         Ok(ExportedKey { name, keys })
     })
@@ -833,6 +882,7 @@ mod tests {
                     None,
                     aad.then_some(b"users/ssn/7".as_slice()),
                     None,
+                    None,
                 )
             })
             .collect()
@@ -845,6 +895,7 @@ mod tests {
             Some(b"ctx"),
             Some(b"aad"),
             KeyVersion::new(2),
+            None,
         );
         let value: Value = serde_json::from_slice(&item.json).unwrap();
         assert_eq!(
@@ -852,7 +903,7 @@ mod tests {
             json!({"plaintext": b64(b"hello"), "context": b64(b"ctx"), "associated_data": b64(b"aad"), "key_version": 2})
         );
         assert_eq!(item.strings, 7);
-        let text = encode_item(ItemValue::Text("ciphertext", "vault:v1:\"x"), None, None, None);
+        let text = encode_item(ItemValue::Text("ciphertext", "vault:v1:\"x"), None, None, None, None);
         let value: Value = serde_json::from_slice(&text.json).unwrap();
         assert_eq!(value["ciphertext"], "vault:v1:\"x");
     }
@@ -915,7 +966,7 @@ mod tests {
                     .collect();
                 Reply::new(
                     200,
-                    json!({ "data": { "batch_results": results } }).to_string().as_bytes(),
+                    bytes::Bytes::from(json!({ "data": { "batch_results": results } }).to_string()),
                 )
             })
             .collect();

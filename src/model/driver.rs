@@ -24,6 +24,9 @@ pub(crate) enum EngineCall {
     Hmac(KeyName, Vec<HmacItem>),
     ReadKey(KeyName),
     CreateKey(KeyName, KeyOptions),
+    /// A call whose failure the plan can live with: answered [`EngineAnswer::Failed`]
+    /// instead of failing the plan (upgrades on read are worth trying, not required).
+    Tolerant(Box<EngineCall>),
 }
 
 /// The answer to an [`EngineCall`], same position.
@@ -32,6 +35,8 @@ pub(crate) enum EngineAnswer {
     Opened(Vec<Result<Plaintext>>),
     Tagged(Vec<Result<HmacTag>>),
     Key(KeyInfo),
+    /// A [`EngineCall::Tolerant`] call failed.
+    Failed,
 }
 
 /// What a plan wants next.
@@ -97,6 +102,7 @@ fn answer<E: TransitEngine + ?Sized>(engine: &E, call: EngineCall) -> Result<Eng
         )?),
         EngineCall::ReadKey(key) => EngineAnswer::Key(engine.read_key(&key)?),
         EngineCall::CreateKey(key, options) => EngineAnswer::Key(engine.create_key(&key, options)?),
+        EngineCall::Tolerant(call) => answer(engine, *call).unwrap_or(EngineAnswer::Failed),
     })
 }
 
@@ -123,6 +129,9 @@ async fn answer_async<E: AsyncTransitEngine + ?Sized>(engine: &E, call: EngineCa
         }
         EngineCall::ReadKey(key) => EngineAnswer::Key(engine.read_key_async(&key).await?),
         EngineCall::CreateKey(key, options) => EngineAnswer::Key(engine.create_key_async(&key, options).await?),
+        EngineCall::Tolerant(call) => Box::pin(answer_async(engine, *call))
+            .await
+            .unwrap_or(EngineAnswer::Failed),
     })
 }
 

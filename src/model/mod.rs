@@ -169,7 +169,9 @@ fn tenant_of(field: &FieldSpec, tenant: Option<String>) -> Result<Option<String>
             "field {} derives its key from `{context}`, but no value was given",
             field.field
         ))),
-        (_, tenant) => Ok(tenant),
+        (Some(_), tenant) => Ok(tenant),
+        // A field without `context` has no tenant, whatever a caller passes.
+        (None, _) => Ok(None),
     }
 }
 
@@ -478,12 +480,17 @@ pub struct Upgraded<M> {
     pub models: Vec<M>,
     /// Values below their key's latest version, rewrapped.
     pub upgrades: Vec<Upgrade>,
+    /// Values below their key's latest version the engine did not rewrap (the token
+    /// may not rewrap, or the engine takes no associated data on rewrap, as Vault):
+    /// the load succeeds, and these rows stay as they are.
+    pub not_upgraded: usize,
 }
 
 /// Where the rewrap results of one field go.
 struct RewrapRoute {
     field: usize,
     rows: Vec<usize>,
+    row_ids: Vec<Option<String>>,
     previous: Vec<Ciphertext>,
 }
 
@@ -506,11 +513,14 @@ impl<R: EncryptedRecord> UpgradePlan<R> {
         }
         let (mut calls, mut rewrap_routes) = (Vec::new(), Vec::new());
         for (route, info) in routes.iter().zip(infos) {
-            let EngineAnswer::Key(info) = info else {
-                return Err(driver::mismatch());
+            let info = match info {
+                EngineAnswer::Key(info) => info,
+                // The key could not be read (no `read` capability): no upgrades.
+                EngineAnswer::Failed => continue,
+                _ => return Err(driver::mismatch()),
             };
             let field = field_of(spec, route.field)?;
-            let (mut items, mut rows, mut previous) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut items, mut rows, mut row_ids, mut previous) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for &r in &route.owners {
                 let record = &self.decrypt.records[r];
                 let Some(ct) = record.field_ciphertext(route.field) else {
@@ -532,12 +542,15 @@ impl<R: EncryptedRecord> UpgradePlan<R> {
                 items.push(item);
                 rows.push(r);
                 previous.push(ct.clone());
+                row_ids.push(row_id);
             }
             if !items.is_empty() {
-                calls.push(EngineCall::Rewrap(key_name(field)?, items));
+                let call = EngineCall::Rewrap(key_name(field)?, items);
+                calls.push(EngineCall::Tolerant(Box::new(call)));
                 rewrap_routes.push(RewrapRoute {
                     field: route.field,
                     rows,
+                    row_ids,
                     previous,
                 });
             }
@@ -551,25 +564,44 @@ impl<R: EncryptedRecord> UpgradePlan<R> {
         if rewrap_routes.len() != rewrapped.len() {
             return Err(driver::mismatch());
         }
-        let mut upgrades = Vec::new();
-        for (route, answer) in rewrap_routes.into_iter().zip(rewrapped) {
-            let EngineAnswer::Sealed(results) = answer else {
-                return Err(driver::mismatch());
-            };
-            let column = field_of(spec, route.field)?.column;
-            for ((row, previous), result) in route.rows.into_iter().zip(route.previous).zip(results) {
-                upgrades.push(Upgrade {
-                    row,
-                    row_id: self.decrypt.records[row].row_id(),
-                    column,
-                    previous,
-                    ciphertext: result.map_err(|e| field_error(spec, route.field, row, e))?,
-                });
-            }
-        }
+        // Decryption first: its errors are the ones to report.
         let routes = self.decrypt_routes.take().unwrap_or_default();
         let models = self.decrypt.models(routes, std::mem::take(&mut self.opened))?;
-        Ok(Upgraded { models, upgrades })
+        let (mut upgrades, mut not_upgraded) = (Vec::new(), 0);
+        for (route, answer) in rewrap_routes.into_iter().zip(rewrapped) {
+            let results = match answer {
+                EngineAnswer::Sealed(results) => results,
+                EngineAnswer::Failed => {
+                    not_upgraded += route.rows.len();
+                    continue;
+                }
+                _ => return Err(driver::mismatch()),
+            };
+            let column = field_of(spec, route.field)?.column;
+            for (((row, previous), row_id), result) in route
+                .rows
+                .into_iter()
+                .zip(route.previous)
+                .zip(route.row_ids)
+                .zip(results)
+            {
+                match result {
+                    Ok(ciphertext) => upgrades.push(Upgrade {
+                        row,
+                        row_id,
+                        column,
+                        previous,
+                        ciphertext,
+                    }),
+                    Err(_) => not_upgraded += 1,
+                }
+            }
+        }
+        Ok(Upgraded {
+            models,
+            upgrades,
+            not_upgraded,
+        })
     }
 }
 
@@ -618,8 +650,10 @@ fn upgrade_plan<R: EncryptedRecord>(records: Vec<R>) -> UpgradePlan<R> {
 /// call per field that has old values.
 ///
 /// # Errors
-/// As [`decrypt_all`]; a rewrap the engine refuses fails the load (a token allowed
-/// to decrypt but not to rewrap, or Vault, whose rewrap takes no associated data).
+/// As [`decrypt_all`]. A key the engine will not describe, or a rewrap it refuses (a
+/// token allowed to decrypt but not to rewrap; Vault, whose rewrap takes no
+/// associated data), does not fail the load: those values are counted in
+/// [`Upgraded::not_upgraded`].
 pub fn decrypt_all_upgrading<R: EncryptedRecord, E: TransitEngine + ?Sized>(
     records: Vec<R>,
     engine: &E,

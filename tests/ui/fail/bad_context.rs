@@ -9,6 +9,9 @@ struct Ticket {
     body: String,
     #[encrypted(context = "secret_tenant")]
     note: String,
+    maybe_tenant: Option<String>,
+    #[encrypted(context = "maybe_tenant")]
+    memo: String,
 }
 
 fn main() {}
