@@ -14,7 +14,7 @@ use ::diesel::sql_types::Text;
 use crate::ciphertext::Ciphertext;
 use crate::engine::TransitEngine;
 use crate::error::QueryError;
-use crate::model::{EncryptedRecord, decrypt_all, decrypt_one};
+use crate::runtime::{EncryptedRecord, decrypt_all, decrypt_one};
 
 impl<DB> ToSql<Text, DB> for Ciphertext
 where

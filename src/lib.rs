@@ -10,8 +10,8 @@ mod diesel;
 mod engine;
 mod error;
 mod keyring;
-pub mod model;
 mod name;
+mod runtime;
 #[cfg(feature = "sea-orm")]
 mod sea_orm;
 mod secret;
@@ -50,14 +50,26 @@ pub use sqlx::EncryptedQueryAs;
 
 // Models: the derive and what it implements.
 pub use encrypted_attr_derive::Encrypted;
-pub use model::{EncryptedModel, EncryptedRecord, FieldCodec, Upgrade, Upgraded};
+pub use runtime::{EncryptedModel, EncryptedRecord, FieldCodec, Upgrade, Upgraded};
+
+/// The bindings that tie a ciphertext to its table, column, row and tenant (admin
+/// tools rebuild them from the database), blind-index normalisers, and the traits the
+/// derive implements. The driver behind the generated methods is private.
+pub mod model {
+    pub use crate::runtime::normalize;
+    pub use crate::runtime::{
+        EncryptedModel, EncryptedRecord, FieldCodec, Upgrade, Upgraded, column_binding, key_context, row_binding,
+        tenant_scoped,
+    };
+}
 
 /// Items the derive's generated code uses. Not a public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::engine::{AsyncTransitEngine, TransitEngine};
-    pub use crate::model::normalize;
-    pub use crate::model::{
+    pub use crate::name::key_name_problem;
+    pub use crate::runtime::normalize;
+    pub use crate::runtime::{
         FieldCodec, FieldSpec, ModelSpec, SealedField, blind_index_lookup, blind_index_lookup_async, convergent_lookup,
         convergent_lookup_async, decode_json, decrypt_all, decrypt_all_async, decrypt_all_upgrading,
         decrypt_all_upgrading_async, decrypt_one, decrypt_one_async, encode_json, encrypt_all, encrypt_all_async,

@@ -36,19 +36,7 @@ impl KeyName {
     /// [`Error::InvalidKeyName`] when the name is empty, too long, or uses other
     /// characters than those allowed.
     pub fn new(name: &str) -> Result<Self, Error> {
-        let bytes = name.as_bytes();
-        let is_word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
-        let reason = match bytes {
-            [] => Some("empty"),
-            _ if bytes.len() > MAX_KEY_NAME_LEN => Some("longer than 128 bytes"),
-            [first, ..] if !is_word(first) => Some("must start with a letter, digit or '_'"),
-            [.., last] if !is_word(last) => Some("must end with a letter, digit or '_'"),
-            _ if !bytes.iter().all(|b| is_word(b) || *b == b'-' || *b == b'.') => {
-                Some("only letters, digits, '_', '-' and '.' are allowed")
-            }
-            _ => None,
-        };
-        match reason {
+        match key_name_problem(name) {
             Some(reason) => Err(Error::InvalidKeyName { reason }),
             None => Ok(Self(name.into())),
         }
@@ -59,6 +47,37 @@ impl KeyName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Why `name` is not a valid key name, or `None` when it is: the one rule, usable
+/// at compile time (the derive asserts its key names with it).
+#[must_use]
+pub const fn key_name_problem(name: &str) -> Option<&'static str> {
+    const fn is_word(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b == b'_'
+    }
+    let bytes = name.as_bytes();
+    if bytes.is_empty() {
+        return Some("empty");
+    }
+    if bytes.len() > MAX_KEY_NAME_LEN {
+        return Some("longer than 128 bytes");
+    }
+    if !is_word(bytes[0]) {
+        return Some("must start with a letter, digit or '_'");
+    }
+    if !is_word(bytes[bytes.len() - 1]) {
+        return Some("must end with a letter, digit or '_'");
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !(is_word(b) || b == b'-' || b == b'.') {
+            return Some("only letters, digits, '_', '-' and '.' are allowed");
+        }
+        i += 1;
+    }
+    None
 }
 
 impl FromStr for KeyName {

@@ -14,7 +14,7 @@ use ::sea_orm::{
 use crate::ciphertext::Ciphertext;
 use crate::engine::AsyncTransitEngine;
 use crate::error::QueryError;
-use crate::model::{EncryptedModel, EncryptedRecord, decrypt_all_async, decrypt_one_async, encrypt_one_async};
+use crate::runtime::{EncryptedModel, EncryptedRecord, decrypt_all_async, decrypt_one_async, encrypt_one_async};
 
 impl From<Ciphertext> for Value {
     fn from(ct: Ciphertext) -> Self {

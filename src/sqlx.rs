@@ -14,7 +14,7 @@ use ::sqlx::{Database, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 use crate::ciphertext::Ciphertext;
 use crate::engine::AsyncTransitEngine;
 use crate::error::QueryError;
-use crate::model::{EncryptedRecord, decrypt_all_async};
+use crate::runtime::{EncryptedRecord, decrypt_all_async};
 
 impl<DB: Database> Type<DB> for Ciphertext
 where
@@ -153,7 +153,7 @@ where
         E: AsyncTransitEngine + ?Sized,
     {
         let record = self.fetch_one(executor).await.map_err(QueryError::Database)?;
-        Ok(crate::model::decrypt_one_async(record, engine).await?)
+        Ok(crate::runtime::decrypt_one_async(record, engine).await?)
     }
 
     async fn fetch_optional_decrypted<'e, 'c: 'e, X, E>(
@@ -169,7 +169,7 @@ where
         E: AsyncTransitEngine + ?Sized,
     {
         match self.fetch_optional(executor).await.map_err(QueryError::Database)? {
-            Some(record) => Ok(Some(crate::model::decrypt_one_async(record, engine).await?)),
+            Some(record) => Ok(Some(crate::runtime::decrypt_one_async(record, engine).await?)),
             None => Ok(None),
         }
     }

@@ -24,6 +24,14 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let model_impl = model_impl(model, &p, &record_ty);
     let record_impl = record_impl(model, &p, &record_ty);
     let helpers = helpers(model, &p, &record_ty);
+    // The library's own key-name rule, at compile time: the derive's check above is
+    // for a spanned message; this one cannot drift from what `KeyName::new` accepts.
+    let key_checks = model.encrypted().map(|(_, _, enc)| {
+        let key = &enc.key;
+        let message = format!("`{key}` is not a valid transit key name");
+        quote_spanned!(enc.span=> const _: () = ::core::assert!(#p::key_name_problem(#key).is_none(), #message);)
+    });
+    let key_checks = quote!(#(#key_checks)*);
     quote! {
         #record_struct
 
@@ -31,6 +39,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         #[allow(non_upper_case_globals, clippy::all)]
         const _: () = {
             #codec_checks
+            #key_checks
 
             #[automatically_derived]
             impl #p::EncryptedModel for #ident {
@@ -575,6 +584,50 @@ fn helpers(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenStre
             #vis async fn decrypt_all_async<E: #p::AsyncTransitEngine + ?Sized>(records: #p::Vec<Self>, engine: &E) -> #p::Result<#p::Vec<#ident>> {
                 #p::decrypt_all_async(records, engine).await
             }
+        }
+    }
+}
+
+/// What is emitted next to the errors when the derive fails: the record type and the
+/// whole-model methods, with bodies that never run (the errors stop the build), so
+/// that code using them reports nothing more than the errors themselves. Per-field
+/// helpers are left out: their signatures depend on what failed.
+pub(crate) fn fallback(model: &Model) -> TokenStream {
+    if !model.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let krate = &model.krate;
+    let p = quote!(#krate::__private);
+    let ident = &model.ident;
+    let vis = &model.vis;
+    let (record_struct, record_ty) = match &model.record {
+        Record::Generated { name, .. } => (quote!(#[doc(hidden)] #vis struct #name {}), quote!(#name)),
+        Record::Existing(path) => (TokenStream::new(), quote!(#path)),
+    };
+    let failed = quote!(::core::unreachable!("#[derive(Encrypted)] failed to expand"));
+    quote! {
+        #record_struct
+
+        #[automatically_derived]
+        #[allow(dead_code, unused_variables, clippy::all)]
+        impl #ident {
+            #vis fn encrypt<E: #p::TransitEngine + ?Sized>(&self, engine: &E) -> #p::Result<#record_ty> { #failed }
+            #vis fn encrypt_all<E: #p::TransitEngine + ?Sized>(models: &[Self], engine: &E) -> #p::Result<#p::Vec<#record_ty>> { #failed }
+            #vis async fn encrypt_async<E: #p::AsyncTransitEngine + ?Sized>(&self, engine: &E) -> #p::Result<#record_ty> { #failed }
+            #vis async fn encrypt_all_async<E: #p::AsyncTransitEngine + ?Sized>(models: &[Self], engine: &E) -> #p::Result<#p::Vec<#record_ty>> { #failed }
+            #vis fn ensure_keys<E: #p::TransitEngine + ?Sized>(engine: &E) -> #p::Result<()> { #failed }
+            #vis async fn ensure_keys_async<E: #p::AsyncTransitEngine + ?Sized>(engine: &E) -> #p::Result<()> { #failed }
+        }
+
+        #[automatically_derived]
+        #[allow(dead_code, unused_variables, clippy::all)]
+        impl #record_ty {
+            #vis fn decrypt<E: #p::TransitEngine + ?Sized>(self, engine: &E) -> #p::Result<#ident> { #failed }
+            #vis fn decrypt_all<E: #p::TransitEngine + ?Sized>(records: #p::Vec<Self>, engine: &E) -> #p::Result<#p::Vec<#ident>> { #failed }
+            #vis async fn decrypt_async<E: #p::AsyncTransitEngine + ?Sized>(self, engine: &E) -> #p::Result<#ident> { #failed }
+            #vis async fn decrypt_all_async<E: #p::AsyncTransitEngine + ?Sized>(records: #p::Vec<Self>, engine: &E) -> #p::Result<#p::Vec<#ident>> { #failed }
+            #vis fn decrypt_all_upgrading<E: #p::TransitEngine + ?Sized>(records: #p::Vec<Self>, engine: &E) -> #p::Result<#p::Upgraded<#ident>> { #failed }
+            #vis async fn decrypt_all_upgrading_async<E: #p::AsyncTransitEngine + ?Sized>(records: #p::Vec<Self>, engine: &E) -> #p::Result<#p::Upgraded<#ident>> { #failed }
         }
     }
 }

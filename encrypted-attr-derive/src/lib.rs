@@ -29,8 +29,22 @@ fn derive(input: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
     let mut errors = attr::Errors::default();
     let model = ast::Model::from_input(&input, &mut errors);
     valid::check(&model, &mut errors);
+    let named_struct = matches!(
+        &input.data,
+        syn::Data::Struct(syn::DataStruct {
+            fields: syn::Fields::Named(_),
+            ..
+        })
+    );
     match errors.finish() {
         Ok(()) => expand::expand(&model),
+        // The errors, and a stand-in for what they prevented, so that code using the
+        // record reports nothing further.
+        Err(errors) if named_struct => {
+            let mut out = errors.to_compile_error();
+            out.extend(expand::fallback(&model));
+            out
+        }
         Err(errors) => errors.to_compile_error(),
     }
 }

@@ -73,14 +73,8 @@ pub(crate) fn check(model: &Model, errors: &mut Errors) {
                 errors.at(bidx.value.span(), format!("column `{name}` is used twice"));
             }
         }
-        if enc.key.is_empty()
-            || !enc
-                .key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-        {
-            errors.at(enc.span, format!("`{}` is not a valid key name", enc.key));
-        }
+        // Key names are checked by the expansion with the library's own rule
+        // (`key_name_problem`, evaluated at compile time), so the two cannot drift.
         if let Some(context) = &enc.context {
             match model.context_field(enc) {
                 None => errors.at(
