@@ -50,7 +50,7 @@ pub use sqlx::EncryptedQueryAs;
 
 // Models: the derive and what it implements.
 pub use encrypted_attr_derive::Encrypted;
-pub use runtime::{EncryptedModel, EncryptedRecord, FieldCodec, Upgrade, Upgraded};
+pub use runtime::{EncryptedModel, EncryptedRecord, FieldCodec, IndexUpgrade, Upgrade, Upgraded};
 
 /// The bindings that tie a ciphertext to its table, column, row and tenant (admin
 /// tools rebuild them from the database), blind-index normalisers, and the traits the
@@ -58,8 +58,8 @@ pub use runtime::{EncryptedModel, EncryptedRecord, FieldCodec, Upgrade, Upgraded
 pub mod model {
     pub use crate::runtime::normalize;
     pub use crate::runtime::{
-        EncryptedModel, EncryptedRecord, FieldCodec, Upgrade, Upgraded, column_binding, key_context, row_binding,
-        tenant_scoped,
+        EncryptedModel, EncryptedRecord, FieldCodec, IndexUpgrade, Upgrade, Upgraded, column_binding, key_context,
+        row_binding, tenant_scoped,
     };
 }
 

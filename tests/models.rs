@@ -589,6 +589,8 @@ mod accounts_schema {
             iban -> Text,
             email -> Text,
             note -> Nullable<Text>,
+            phone -> Nullable<Text>,
+            phone_bidx -> Nullable<Text>,
         }
     }
 }
@@ -609,6 +611,8 @@ struct Account {
     email: String,
     #[encrypted]
     note: Option<String>,
+    #[encrypted(blind_index = "phone_bidx", normalize = "digits", context = "tenant")]
+    phone: Option<String>,
 }
 
 /// Upgrade on read: loading reports values below the latest key version with their
@@ -621,7 +625,7 @@ fn upgrade_on_read() {
     let mut conn = SqliteConnection::establish(":memory:").unwrap();
     diesel::sql_query(
         "CREATE TABLE accounts (id BIGINT PRIMARY KEY, tenant TEXT NOT NULL, iban TEXT NOT NULL, \
-         email TEXT NOT NULL, note TEXT)",
+         email TEXT NOT NULL, note TEXT, phone TEXT, phone_bidx TEXT)",
     )
     .execute(&mut conn)
     .unwrap();
@@ -632,6 +636,7 @@ fn upgrade_on_read() {
             iban: format!("DE{id:020}"),
             email: format!("a{id}@example.com"),
             note: (id % 2 == 0).then(|| format!("note {id}")),
+            phone: (id % 4 != 0).then(|| format!("+49 30 {id:04}")),
         })
         .collect();
     let rows = Account::encrypt_all(&wanted, &engine).unwrap();
@@ -655,12 +660,33 @@ fn upgrade_on_read() {
 
     engine.rotate_key(&KeyName::new("accounts_iban").unwrap()).unwrap();
     engine.rotate_key(&KeyName::new("accounts_note").unwrap()).unwrap();
+    engine.rotate_key(&KeyName::new("accounts_phone").unwrap()).unwrap();
     let loaded = AccountRow::decrypt_all_upgrading(load(&mut conn), &engine).unwrap();
     assert_eq!(loaded.models, wanted);
+    // 15 phones: their ciphertexts are among the upgrades, their indexes recomputed.
+    assert_eq!(loaded.index_upgrades.len(), 15);
+    assert!(
+        loaded
+            .index_upgrades
+            .iter()
+            .all(|u| u.column == "phone_bidx" && u.value.starts_with("vault:v2:"))
+    );
+    for index in &loaded.index_upgrades {
+        let id: i64 = index.row_id.as_deref().unwrap().parse().unwrap();
+        let updated = diesel::update(
+            accounts::table
+                .find(id)
+                .filter(accounts::phone_bidx.eq(&index.previous)),
+        )
+        .set(accounts::phone_bidx.eq(&index.value))
+        .execute(&mut conn)
+        .unwrap();
+        assert_eq!(updated, 1);
+    }
     assert_eq!(
         loaded.upgrades.len(),
-        20 + 10,
-        "every iban, every non-NULL note; email was not rotated"
+        20 + 10 + 15,
+        "every iban, every non-NULL note and phone; email was not rotated"
     );
     assert!(
         loaded
@@ -690,13 +716,34 @@ fn upgrade_on_read() {
                 .set(accounts::note.eq(&upgrade.ciphertext))
                 .execute(&mut conn)
                 .unwrap(),
+            "phone" => diesel::update(target.filter(accounts::phone.eq(&upgrade.previous)))
+                .set(accounts::phone.eq(&upgrade.ciphertext))
+                .execute(&mut conn)
+                .unwrap(),
             other => panic!("unexpected column {other}"),
         };
     }
-    assert_eq!(written, 29, "the row changed meanwhile was left alone");
+    assert_eq!(written, 44, "the row changed meanwhile was left alone");
 
     let after = AccountRow::decrypt_all_upgrading(load(&mut conn), &engine).unwrap();
     assert!(after.upgrades.is_empty(), "{:?}", after.upgrades);
+    assert!(after.index_upgrades.is_empty(), "{:?}", after.index_upgrades);
+    // With version 1 retired, lookups by phone still find every row: the indexes were
+    // recomputed under version 2.
+    engine
+        .configure_key(
+            &KeyName::new("accounts_phone").unwrap(),
+            KeyConfig::default().min_decryption_version(2),
+        )
+        .unwrap();
+    let wanted_index = Account::phone_index(&engine, &"t2".to_owned(), &"4930 0005".to_owned()).unwrap();
+    assert_eq!(wanted_index.len(), 1);
+    let found: Vec<i64> = accounts::table
+        .filter(accounts::phone_bidx.eq_any(&wanted_index))
+        .select(accounts::id)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(found, vec![5]);
     assert_eq!(after.models[3].iban, "DE-CHANGED");
     let mut expected = wanted.clone();
     expected[3].iban = "DE-CHANGED".into();

@@ -347,12 +347,35 @@ fn record_impl(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> Token
         }
     });
     let field_tenant = field_tenant(model, p);
+    let bidx_arms: Vec<TokenStream> = model
+        .encrypted()
+        .filter_map(|(i, _, enc)| {
+            let column = blind_index_ident(enc)?;
+            Some(if enc.option_inner.is_some() {
+                quote!(#i => self.#column.as_deref(),)
+            } else {
+                quote!(#i => #p::Option::Some(self.#column.as_str()),)
+            })
+        })
+        .collect();
+    let field_blind_index = (!bidx_arms.is_empty()).then(|| {
+        quote! {
+            fn field_blind_index(&self, index: usize) -> #p::Option<&str> {
+                match index {
+                    #(#bidx_arms)*
+                    _ => #p::Option::None,
+                }
+            }
+        }
+    });
     quote! {
         fn row_id(&self) -> #p::Option<#p::String> {
             #row_id
         }
 
         #field_tenant
+
+        #field_blind_index
 
         fn field_ciphertext(&self, index: usize) -> #p::Option<&#p::Ciphertext> {
             match index {

@@ -167,6 +167,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // would have; it shares the machine's two cores with the application.
     let server_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("companion-server")
         .enable_all()
         .build()?;
     // One keyring for both paths, so that both decrypt the same rows.
@@ -187,6 +188,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("application")
         .enable_all()
         .build()?;
     runtime.block_on(async {

@@ -14,7 +14,7 @@ mod codec;
 mod driver;
 
 use crate::ciphertext::Ciphertext;
-use crate::engine::{AsyncTransitEngine, DecryptItem, EncryptItem, HmacItem, RewrapItem, TransitEngine};
+use crate::engine::{AsyncTransitEngine, DecryptItem, EncryptItem, HmacItem, HmacTag, RewrapItem, TransitEngine};
 use crate::error::{Error, Result};
 use crate::keyring::{KeyInfo, KeyOptions};
 use crate::name::KeyName;
@@ -113,6 +113,12 @@ pub trait EncryptedRecord: Sized {
 
     /// The tenant of field `index`, as the model's.
     fn field_tenant(&self, index: usize) -> Option<String> {
+        let _ = index;
+        None
+    }
+
+    /// The stored blind index of field `index`; `None` for NULL or a field without.
+    fn field_blind_index(&self, index: usize) -> Option<&str> {
         let _ = index;
         None
     }
@@ -472,6 +478,24 @@ pub struct Upgrade {
     pub ciphertext: Ciphertext,
 }
 
+/// A blind index computed under an older key version than the latest, recomputed
+/// while loading (from the value just decrypted). Write it back like an [`Upgrade`]:
+/// `UPDATE … SET col = value WHERE id = … AND col = previous`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IndexUpgrade {
+    /// Position of the row in the loaded records (and models).
+    pub row: usize,
+    /// The row's identity (text form), when the model names an `id`.
+    pub row_id: Option<String>,
+    /// The blind-index column to write.
+    pub column: &'static str,
+    /// The value the column holds now: the compare-and-swap condition.
+    pub previous: String,
+    /// The value to write: the index under the key's latest version.
+    pub value: String,
+}
+
 /// Models decrypted from records, and the column values worth writing back.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -480,38 +504,67 @@ pub struct Upgraded<M> {
     pub models: Vec<M>,
     /// Values below their key's latest version, rewrapped.
     pub upgrades: Vec<Upgrade>,
-    /// Values below their key's latest version the engine did not rewrap (the token
-    /// may not rewrap, or the engine takes no associated data on rewrap, as Vault):
-    /// the load succeeds, and these rows stay as they are.
+    /// Blind indexes below their key's latest version, recomputed.
+    pub index_upgrades: Vec<IndexUpgrade>,
+    /// Values and indexes below their key's latest version the engine did not
+    /// upgrade (the token may not rewrap, or the engine takes no associated data on
+    /// rewrap, as Vault): the load succeeds, and these stay as they are.
     pub not_upgraded: usize,
 }
 
-/// Where the rewrap results of one field go.
-struct RewrapRoute {
+/// Where the results of one upgrade call go: a field (its ciphertexts, or its blind
+/// index), the rows, and what each row's column holds now.
+struct UpgradeRoute<P> {
     field: usize,
     rows: Vec<usize>,
     row_ids: Vec<Option<String>>,
-    previous: Vec<Ciphertext>,
+    previous: Vec<P>,
 }
 
-/// Decrypting records, and rewrapping on the way every value below its key's latest
-/// version: the keys are read alongside the decryption (same step), then one rewrap
-/// call per field that has old values.
-struct UpgradePlan<R> {
+impl<P> UpgradeRoute<P> {
+    fn new(field: usize) -> Self {
+        Self {
+            field,
+            rows: Vec::new(),
+            row_ids: Vec::new(),
+            previous: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: usize, row_id: Option<String>, previous: P) {
+        self.rows.push(row);
+        self.row_ids.push(row_id);
+        self.previous.push(previous);
+    }
+}
+
+/// Decrypting records, and upgrading on the way what is below its key's latest
+/// version. Step 1: the decryptions and, alongside, each field's key. Step 2: one
+/// rewrap call per field with old ciphertexts, and one HMAC call per blind index with
+/// old values (computed from the plaintexts just decrypted). Both tolerated to fail.
+struct UpgradePlan<R: EncryptedRecord> {
     decrypt: DecryptPlan<R>,
     decrypt_routes: Option<Vec<Route>>,
-    opened: Vec<EngineAnswer>,
-    rewrap_routes: Option<Vec<RewrapRoute>>,
+    models: Option<Vec<R::Model>>,
+    rewraps: Vec<UpgradeRoute<Ciphertext>>,
+    indexes: Vec<UpgradeRoute<String>>,
 }
 
-impl<R: EncryptedRecord> UpgradePlan<R> {
-    fn rewraps(&self, infos: Vec<EngineAnswer>) -> Result<(Vec<EngineCall>, Vec<RewrapRoute>)> {
+impl<R> UpgradePlan<R>
+where
+    R: EncryptedRecord,
+    R::Model: EncryptedModel,
+{
+    /// Step 2's calls, from the decryptions and key descriptions of step 1.
+    fn upgrade_calls(&mut self, opened: Vec<EngineAnswer>, infos: Vec<EngineAnswer>) -> Result<Vec<EngineCall>> {
         let spec = &R::SPEC;
-        let routes = self.decrypt_routes.as_deref().unwrap_or_default();
+        let routes = self.decrypt_routes.take().unwrap_or_default();
         if infos.len() != routes.len() {
             return Err(driver::mismatch());
         }
-        let (mut calls, mut rewrap_routes) = (Vec::new(), Vec::new());
+        let mut calls = Vec::new();
+        // Blind indexes to recompute: (field, key, rows with their tenant).
+        let mut stale_indexes = Vec::new();
         for (route, info) in routes.iter().zip(infos) {
             let info = match info {
                 EngineAnswer::Key(info) => info,
@@ -520,71 +573,84 @@ impl<R: EncryptedRecord> UpgradePlan<R> {
                 _ => return Err(driver::mismatch()),
             };
             let field = field_of(spec, route.field)?;
-            let (mut items, mut rows, mut row_ids, mut previous) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut items, mut rewrap) = (Vec::new(), UpgradeRoute::new(route.field));
+            let (mut index, mut tenants) = (UpgradeRoute::new(route.field), Vec::new());
             for &r in &route.owners {
                 let record = &self.decrypt.records[r];
-                let Some(ct) = record.field_ciphertext(route.field) else {
-                    continue;
-                };
-                if ct.version() >= info.latest_version {
-                    continue;
-                }
                 let tenant = tenant_of(field, record.field_tenant(route.field))?;
                 let row_id = record.row_id();
-                let place = Place {
-                    row_id: row_id.as_deref(),
-                    tenant: tenant.as_deref(),
-                };
-                let binding = decrypt_item(spec, field, place, ct.clone());
-                let mut item = RewrapItem::new(ct.clone());
-                item.context = binding.context;
-                item.associated_data = binding.associated_data;
-                items.push(item);
-                rows.push(r);
-                previous.push(ct.clone());
-                row_ids.push(row_id);
+                if let Some(ct) = record.field_ciphertext(route.field)
+                    && ct.version() < info.latest_version
+                {
+                    let place = Place {
+                        row_id: row_id.as_deref(),
+                        tenant: tenant.as_deref(),
+                    };
+                    let binding = decrypt_item(spec, field, place, ct.clone());
+                    let mut item = RewrapItem::new(ct.clone());
+                    item.context = binding.context;
+                    item.associated_data = binding.associated_data;
+                    items.push(item);
+                    rewrap.push(r, row_id.clone(), ct.clone());
+                }
+                let stale_index = record
+                    .field_blind_index(route.field)
+                    .filter(|tag| tag.parse::<HmacTag>().is_ok_and(|t| t.version() < info.latest_version));
+                if let Some(tag) = stale_index {
+                    index.push(r, row_id, tag.to_owned());
+                    tenants.push(tenant);
+                }
             }
             if !items.is_empty() {
                 let call = EngineCall::Rewrap(key_name(field)?, items);
                 calls.push(EngineCall::Tolerant(Box::new(call)));
-                rewrap_routes.push(RewrapRoute {
-                    field: route.field,
-                    rows,
-                    row_ids,
-                    previous,
-                });
+                self.rewraps.push(rewrap);
+            }
+            if !index.rows.is_empty() {
+                stale_indexes.push((key_name(field)?, index, tenants));
             }
         }
-        Ok((calls, rewrap_routes))
+        // Decryption errors are the ones to report: the models first.
+        let models = self.decrypt.models(routes, opened)?;
+        for (key, index, tenants) in stale_indexes {
+            let mut items = Vec::with_capacity(index.rows.len());
+            for (&r, tenant) in index.rows.iter().zip(&tenants) {
+                let input = models[r]
+                    .blind_index_input(index.field)
+                    .map_err(|e| field_error(spec, index.field, r, e))?
+                    .ok_or_else(|| Error::invalid("a blind index without a value"))?;
+                let input = match tenant.as_deref() {
+                    Some(tenant) => tenant_scoped(Some(tenant), input.expose_secret()),
+                    None => input,
+                };
+                items.push(HmacItem::new(input));
+            }
+            calls.push(EngineCall::Tolerant(Box::new(EngineCall::Hmac(key, items))));
+            self.indexes.push(index);
+        }
+        self.models = Some(models);
+        Ok(calls)
     }
 
-    fn finish(&mut self, rewrapped: Vec<EngineAnswer>) -> Result<Upgraded<R::Model>> {
+    fn finish(&mut self, answers: Vec<EngineAnswer>) -> Result<Upgraded<R::Model>> {
         let spec = &R::SPEC;
-        let rewrap_routes = self.rewrap_routes.take().unwrap_or_default();
-        if rewrap_routes.len() != rewrapped.len() {
+        if answers.len() != self.rewraps.len() + self.indexes.len() {
             return Err(driver::mismatch());
         }
-        // Decryption first: its errors are the ones to report.
-        let routes = self.decrypt_routes.take().unwrap_or_default();
-        let models = self.decrypt.models(routes, std::mem::take(&mut self.opened))?;
-        let (mut upgrades, mut not_upgraded) = (Vec::new(), 0);
-        for (route, answer) in rewrap_routes.into_iter().zip(rewrapped) {
-            let results = match answer {
-                EngineAnswer::Sealed(results) => results,
-                EngineAnswer::Failed => {
+        let mut answers = answers.into_iter();
+        let (mut upgrades, mut index_upgrades, mut not_upgraded) = (Vec::new(), Vec::new(), 0);
+        for route in std::mem::take(&mut self.rewraps) {
+            let results = match answers.next() {
+                Some(EngineAnswer::Sealed(results)) => results,
+                Some(EngineAnswer::Failed) => {
                     not_upgraded += route.rows.len();
                     continue;
                 }
                 _ => return Err(driver::mismatch()),
             };
             let column = field_of(spec, route.field)?.column;
-            for (((row, previous), row_id), result) in route
-                .rows
-                .into_iter()
-                .zip(route.previous)
-                .zip(route.row_ids)
-                .zip(results)
-            {
+            let rows = route.rows.into_iter().zip(route.row_ids).zip(route.previous);
+            for (((row, row_id), previous), result) in rows.zip(results) {
                 match result {
                     Ok(ciphertext) => upgrades.push(Upgrade {
                         row,
@@ -597,19 +663,48 @@ impl<R: EncryptedRecord> UpgradePlan<R> {
                 }
             }
         }
+        for route in std::mem::take(&mut self.indexes) {
+            let results = match answers.next() {
+                Some(EngineAnswer::Tagged(results)) => results,
+                Some(EngineAnswer::Failed) => {
+                    not_upgraded += route.rows.len();
+                    continue;
+                }
+                _ => return Err(driver::mismatch()),
+            };
+            let column = field_of(spec, route.field)?.blind_index.ok_or_else(driver::mismatch)?;
+            let rows = route.rows.into_iter().zip(route.row_ids).zip(route.previous);
+            for (((row, row_id), previous), result) in rows.zip(results) {
+                match result {
+                    Ok(tag) => index_upgrades.push(IndexUpgrade {
+                        row,
+                        row_id,
+                        column,
+                        previous,
+                        value: tag.to_string(),
+                    }),
+                    Err(_) => not_upgraded += 1,
+                }
+            }
+        }
         Ok(Upgraded {
-            models,
+            models: self.models.take().unwrap_or_default(),
             upgrades,
+            index_upgrades,
             not_upgraded,
         })
     }
 }
 
-impl<R: EncryptedRecord> Plan for UpgradePlan<R> {
+impl<R> Plan for UpgradePlan<R>
+where
+    R: EncryptedRecord,
+    R::Model: EncryptedModel,
+{
     type Output = Upgraded<R::Model>;
 
     fn step(&mut self, mut answers: Vec<EngineAnswer>) -> Result<Step<Self::Output>> {
-        if self.decrypt_routes.is_none() {
+        if self.decrypt_routes.is_none() && self.models.is_none() {
             let (mut calls, routes) = self.decrypt.calls()?;
             for route in &routes {
                 calls.push(EngineCall::ReadKey(key_name(field_of(&R::SPEC, route.field)?)?));
@@ -617,15 +712,13 @@ impl<R: EncryptedRecord> Plan for UpgradePlan<R> {
             self.decrypt_routes = Some(routes);
             return Ok(Step::Call(calls));
         }
-        if self.rewrap_routes.is_none() {
+        if self.models.is_none() {
             let decrypts = self.decrypt_routes.as_ref().map_or(0, Vec::len);
-            if answers.len() < decrypts {
+            if answers.len() != 2 * decrypts {
                 return Err(driver::mismatch());
             }
             let infos = answers.split_off(decrypts);
-            self.opened = answers;
-            let (calls, routes) = self.rewraps(infos)?;
-            self.rewrap_routes = Some(routes);
+            let calls = self.upgrade_calls(answers, infos)?;
             if !calls.is_empty() {
                 return Ok(Step::Call(calls));
             }
@@ -639,25 +732,30 @@ fn upgrade_plan<R: EncryptedRecord>(records: Vec<R>) -> UpgradePlan<R> {
     UpgradePlan {
         decrypt: DecryptPlan { records, routes: None },
         decrypt_routes: None,
-        opened: Vec::new(),
-        rewrap_routes: None,
+        models: None,
+        rewraps: Vec::new(),
+        indexes: Vec::new(),
     }
 }
 
-/// [`decrypt_all`], also rewrapping every value below its key's latest version:
-/// write [`Upgraded::upgrades`] back (compare-and-swap) to finish a rotation as rows
-/// are read. One extra key read per field, sent with the decryption, and one rewrap
-/// call per field that has old values.
+/// [`decrypt_all`], also upgrading what is below its key's latest version: values are
+/// rewrapped by the engine, blind indexes recomputed from the decrypted values. Write
+/// [`Upgraded::upgrades`] and [`Upgraded::index_upgrades`] back (compare-and-swap) to
+/// finish a rotation as rows are read. One extra key read per field, sent with the
+/// decryption, then one rewrap call per field and one HMAC call per blind index that
+/// have old values.
 ///
 /// # Errors
 /// As [`decrypt_all`]. A key the engine will not describe, or a rewrap it refuses (a
 /// token allowed to decrypt but not to rewrap; Vault, whose rewrap takes no
 /// associated data), does not fail the load: those values are counted in
 /// [`Upgraded::not_upgraded`].
-pub fn decrypt_all_upgrading<R: EncryptedRecord, E: TransitEngine + ?Sized>(
-    records: Vec<R>,
-    engine: &E,
-) -> Result<Upgraded<R::Model>> {
+pub fn decrypt_all_upgrading<R, E>(records: Vec<R>, engine: &E) -> Result<Upgraded<R::Model>>
+where
+    R: EncryptedRecord,
+    R::Model: EncryptedModel,
+    E: TransitEngine + ?Sized,
+{
     driver::run(upgrade_plan(records), engine)
 }
 
@@ -665,10 +763,12 @@ pub fn decrypt_all_upgrading<R: EncryptedRecord, E: TransitEngine + ?Sized>(
 ///
 /// # Errors
 /// As [`decrypt_all_upgrading`].
-pub async fn decrypt_all_upgrading_async<R: EncryptedRecord, E: AsyncTransitEngine + ?Sized>(
-    records: Vec<R>,
-    engine: &E,
-) -> Result<Upgraded<R::Model>> {
+pub async fn decrypt_all_upgrading_async<R, E>(records: Vec<R>, engine: &E) -> Result<Upgraded<R::Model>>
+where
+    R: EncryptedRecord,
+    R::Model: EncryptedModel,
+    E: AsyncTransitEngine + ?Sized,
+{
     driver::run_async(upgrade_plan(records), engine).await
 }
 

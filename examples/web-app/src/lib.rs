@@ -5,8 +5,8 @@
 //! The model shows each kind of field: random (`ssn`), searchable by equality within
 //! a clinic (`email`: convergent, per-clinic key), searchable by a normalised blind
 //! index (`phone`), and per-clinic random (`notes`). Listing writes back what a key
-//! rotation left behind (upgrade on read, compare-and-swap), so rotations complete
-//! as patients are listed.
+//! rotation left behind (upgrade on read: rewrapped values and recomputed blind
+//! indexes, compare-and-swap), so rotations complete as patients are listed.
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use encrypted_attr::{Encrypted, EncryptedQueryAs, QueryError, RemoteEngine, Upgrade};
+use encrypted_attr::{Encrypted, EncryptedQueryAs, IndexUpgrade, QueryError, RemoteEngine, Upgrade};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
@@ -284,10 +284,15 @@ async fn search(
         .fetch_all(&app.db)
         .await?;
     let loaded = PatientRecord::decrypt_all_upgrading_async(records, &app.engine).await?;
+    // The answer is already right; a failed write-back only delays the upgrade.
     for upgrade in &loaded.upgrades {
-        // The answer is already right; a failed write-back only delays the upgrade.
         if let Err(AppError::Internal(detail)) = write_back(&app.db, upgrade).await {
             eprintln!("upgrade of {} left for a later read: {detail}", upgrade.column);
+        }
+    }
+    for index in &loaded.index_upgrades {
+        if let Err(AppError::Internal(detail)) = write_back_index(&app.db, index).await {
+            eprintln!("upgrade of {} left for a later read: {detail}", index.column);
         }
     }
     Ok(Json(loaded.models))
@@ -313,6 +318,25 @@ async fn write_back(db: &PgPool, upgrade: &Upgrade) -> Result<(), AppError> {
         .bind(&upgrade.ciphertext)
         .bind(id)
         .bind(&upgrade.previous)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Writes one recomputed blind index where the column still holds the old one.
+async fn write_back_index(db: &PgPool, index: &IndexUpgrade) -> Result<(), AppError> {
+    if index.column != "phone_bidx" {
+        return Err(AppError::Internal(format!("no write-back for column {}", index.column)));
+    }
+    let id: i64 = index
+        .row_id
+        .as_deref()
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| AppError::Internal("upgrade without a row id".into()))?;
+    sqlx::query("UPDATE patients SET phone_bidx = $1 WHERE id = $2 AND phone_bidx = $3")
+        .bind(&index.value)
+        .bind(id)
+        .bind(&index.previous)
         .execute(db)
         .await?;
     Ok(())

@@ -280,6 +280,9 @@ async fn the_web_app_end_to_end() {
             }
         }
         assert_eq!(phone.is_some(), phone_bidx.is_some());
+        if let Some(index) = phone_bidx {
+            assert!(index.starts_with(&latest), "blind index {index} is not at {latest}");
+        }
         assert!(!email.contains("mail.example"));
     }
 
