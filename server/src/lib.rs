@@ -11,14 +11,12 @@ pub mod cli;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
-mod keys_cli;
 mod limits;
 mod listener;
 mod monitored;
 mod params;
 mod pg_storage;
 mod policy;
-mod rewrap_cli;
 mod seal;
 mod shamir;
 mod transit;

@@ -1,70 +1,17 @@
-//! The `encrypted-attr` command line: `server --dev` for now.
+//! `encrypted-attr server`: settings from flags and the config file, then the server
+//! until a signal stops it (`SIGHUP` reopens audit files and reloads TLS).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
 use encrypted_attr::LocalEngine;
 
+use super::SecretArg;
 use crate::app::AppState;
-
-/// encrypted-attr: companion transit server (Vault's transit API) and admin commands.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-pub struct Cli {
-    #[command(subcommand)]
-    command: Command,
-    /// Log line format on stderr: `text` for people, `json` (one object per line)
-    /// for log collectors. The level filter is `ENCRYPTED_ATTR_LOG` (default
-    /// `info`); `encrypted_attr::request=debug` adds one line per request.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "ENCRYPTED_ATTR_LOG_FORMAT")]
-    log_format: LogFormat,
-}
-
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the transit server.
-    ///
-    /// Example: `encrypted-attr server --dev --listen 127.0.0.1:8200`
-    /// then `VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=<printed token> vault write -f transit/keys/users_ssn`.
-    Server(ServerArgs),
-    /// Create, list, show, rotate, configure, trim and delete keys, on a server
-    /// (`--address`, `--token`) or in a local keyring file (`--keyring`).
-    ///
-    /// Example: `VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=… encrypted-attr keys rotate users_ssn`
-    Keys(crate::keys_cli::KeysArgs),
-    /// Rewrap a table column to the key's latest version, in batches, resumably;
-    /// the plaintext never leaves the engine (server-side when remote).
-    ///
-    /// Example: `encrypted-attr rewrap --keyring keys.json --root-key-file root.key
-    /// --database-url sqlite://app.db --table users --column ssn --key users_ssn`
-    Rewrap(crate::rewrap_cli::RewrapArgs),
-    /// Retire old key versions of a column: refuses while any row still holds a
-    /// version below `--below`, otherwise raises `min_decryption_version`.
-    ///
-    /// Example: `encrypted-attr retire --keyring keys.json --root-key-file root.key
-    /// --database-url sqlite://app.db --table users --column ssn --key users_ssn --below 3`
-    Retire(crate::rewrap_cli::RetireArgs),
-    /// Encrypt an existing plaintext column into its ciphertext column, in batches,
-    /// resumably (rows whose ciphertext column is still NULL); `--verify N` decrypts
-    /// a sample and compares. Never drops the plaintext column: prints the SQL to.
-    ///
-    /// Example: `encrypted-attr migrate --keyring keys.json --root-key-file root.key
-    /// --database-url sqlite://app.db --table users --plaintext-column ssn_plain
-    /// --column ssn --key users_ssn --verify 100`
-    Migrate(crate::rewrap_cli::MigrateArgs),
-}
 
 /// Flags of `server`; each overrides the same setting of `--config`.
 #[derive(Debug, clap::Args)]
-struct ServerArgs {
+pub(super) struct ServerArgs {
     /// A TOML file with the settings below: `listen`, `[storage] file | postgres`,
     /// `[tls] cert, key` (see `docs/server.md`).
     #[arg(long, value_name = "TOML")]
@@ -99,7 +46,7 @@ struct ServerArgs {
     tls_key: Option<std::path::PathBuf>,
     /// Fix the root token's value (dev mode), like Vault's `-dev-root-token-id`.
     #[arg(long, env = "ENCRYPTED_ATTR_DEV_ROOT_TOKEN_ID", hide_env_values = true)]
-    dev_root_token_id: Option<SecretArg>,
+    pub(super) dev_root_token_id: Option<SecretArg>,
 }
 
 /// The configuration file.
@@ -137,7 +84,7 @@ enum StorageChoice {
 }
 
 /// Settings after merging the file and the flags.
-struct Settings {
+pub(super) struct Settings {
     listen: SocketAddr,
     storage: StorageChoice,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
@@ -149,7 +96,7 @@ fn parse_config(text: &str) -> Result<ConfigFile, String> {
 }
 
 impl ServerArgs {
-    fn settings(&self) -> Result<Settings, String> {
+    pub(super) fn settings(&self) -> Result<Settings, String> {
         let file = match &self.config {
             Some(path) => parse_config(
                 &std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
@@ -185,76 +132,7 @@ impl ServerArgs {
     }
 }
 
-/// A secret given on the command line, in the environment or in the config file
-/// (a token, a database URL with its password): `Debug` never shows it.
-#[derive(Clone, serde::Deserialize)]
-#[serde(transparent)]
-pub(crate) struct SecretArg(String);
-
-impl SecretArg {
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for SecretArg {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
-impl std::fmt::Debug for SecretArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[REDACTED]")
-    }
-}
-
-/// Runs the command line; returns the process exit code.
-#[must_use]
-pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ENCRYPTED_ATTR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-    }
-    let outcome = match &cli.command {
-        Command::Server(args) => args
-            .settings()
-            .and_then(|settings| serve(settings, args.dev_root_token_id.as_ref().map(SecretArg::expose))),
-        Command::Keys(args) => args.run(),
-        Command::Rewrap(args) => match args.run() {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("some rows could not be rewrapped (listed above)".into()),
-            Err(e) => Err(e),
-        },
-        Command::Migrate(args) => match args.run() {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("verification failed: some rows do not decrypt to their plaintext".into()),
-            Err(e) => Err(e),
-        },
-        Command::Retire(args) => match args.run() {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("nothing retired".into()),
-            Err(e) => Err(e),
-        },
-    };
-    match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("encrypted-attr: {message}");
-            std::process::ExitCode::from(1)
-        }
-    }
-}
-
-fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(), String> {
+pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(), String> {
     let Settings {
         listen,
         storage,

@@ -1,0 +1,182 @@
+//! A table column for the admin commands (`rewrap`, `retire`, `migrate`): the
+//! database URL and its SQL dialect, the column and its key, how its values are bound
+//! (row or column binding), and the helpers they share.
+
+use std::time::Duration;
+
+use clap::Args;
+use encrypted_attr::KeyName;
+use sqlx::{AnyConnection, Connection};
+
+use super::SecretArg;
+
+/// The column an admin command works on, and its key.
+#[derive(Debug, Args)]
+pub(crate) struct TableArgs {
+    /// Database URL: postgres://…, mysql://… or sqlite://path.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub(super) database_url: SecretArg,
+    /// The table.
+    #[arg(long)]
+    pub(super) table: String,
+    /// The ciphertext column.
+    #[arg(long)]
+    pub(super) column: String,
+    /// Transit key of the column (the derive's default is `<table>_<field>`).
+    #[arg(long)]
+    pub(super) key: String,
+}
+
+/// The checked names, the SQL dialect, and a connection on its own runtime.
+pub(super) struct Target {
+    pub(super) table: String,
+    pub(super) column: String,
+    pub(super) key: KeyName,
+    pub(super) dialect: Dialect,
+    pub(super) runtime: tokio::runtime::Runtime,
+    pub(super) db: AnyConnection,
+}
+
+impl TableArgs {
+    /// Checks the names (they are interpolated into SQL) and connects. Database
+    /// calls run on the returned runtime one at a time, never around an engine call
+    /// (a remote engine is blocking).
+    pub(super) fn open(&self) -> Result<Target, String> {
+        let table = identifier(&self.table, "table")?;
+        let column = identifier(&self.column, "column")?;
+        let key = KeyName::new(&self.key).map_err(|e| e.to_string())?;
+        let url = self.database_url.expose();
+        let dialect = Dialect::of(url)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        sqlx::any::install_default_drivers();
+        let db = runtime.block_on(AnyConnection::connect(url)).map_err(db_error)?;
+        Ok(Target {
+            table,
+            column,
+            key,
+            dialect,
+            runtime,
+            db,
+        })
+    }
+}
+
+/// How the column's ciphertexts are bound to their row (`docs/derive.md`): the
+/// flags `rewrap` and `migrate` share.
+#[derive(Debug, Args)]
+pub(super) struct BindingArgs {
+    /// Row identity column (the derive's `id`).
+    #[arg(long, default_value = "id")]
+    pub(super) id_column: String,
+    /// Table name bound into the ciphertexts, if the model's `table` differs.
+    #[arg(long)]
+    pub(super) binding_table: Option<String>,
+    /// Column name bound into the ciphertexts (the model's field column), if it
+    /// differs from `--column`.
+    #[arg(long)]
+    pub(super) binding_column: Option<String>,
+    /// The model has no `id`: ciphertexts are bound to table and column only.
+    #[arg(long)]
+    pub(super) no_row_binding: bool,
+}
+
+impl BindingArgs {
+    /// The id column, checked for interpolation into SQL.
+    pub(super) fn id_column(&self) -> Result<String, String> {
+        identifier(&self.id_column, "id column")
+    }
+
+    /// The table and column names bound into ciphertexts.
+    pub(super) fn names(&self, table: &str, column: &str) -> (String, String) {
+        (
+            self.binding_table.clone().unwrap_or_else(|| table.to_owned()),
+            self.binding_column.clone().unwrap_or_else(|| column.to_owned()),
+        )
+    }
+
+    /// The row id bound into a ciphertext, unless the model has none.
+    pub(super) fn row_id<'a>(&self, row_id: &'a str) -> Option<&'a str> {
+        (!self.no_row_binding).then_some(row_id)
+    }
+}
+
+pub(super) fn identifier(name: &str, what: &str) -> Result<String, String> {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(format!("{what} {name:?} is not a plain SQL identifier"))
+    }
+}
+
+/// A progress bar over `total` rows (drawn on stderr only when it is a terminal).
+pub(super) fn progress_bar(total: i64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum Dialect {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+impl Dialect {
+    pub(super) fn of(url: &str) -> Result<Self, String> {
+        match url.split(':').next() {
+            Some("postgres" | "postgresql") => Ok(Self::Postgres),
+            Some("mysql" | "mariadb") => Ok(Self::MySql),
+            Some("sqlite") => Ok(Self::Sqlite),
+            _ => Err("the database URL must start with postgres://, mysql:// or sqlite://".into()),
+        }
+    }
+
+    pub(super) fn param(self, n: usize) -> String {
+        match self {
+            Self::Postgres => format!("${n}"),
+            Self::MySql | Self::Sqlite => "?".into(),
+        }
+    }
+
+    /// The id as text, under its own alias: PostgreSQL resolves `ORDER BY id` to an
+    /// output column named `id` first, and an unaliased `CAST(id AS TEXT)` is named
+    /// `id` — which would sort the ids as text and break the pagination.
+    pub(super) fn id_as_text(self, id: &str) -> String {
+        match self {
+            Self::MySql => format!("CAST({id} AS CHAR) AS ea_row_id"),
+            Self::Postgres | Self::Sqlite => format!("CAST({id} AS TEXT) AS ea_row_id"),
+        }
+    }
+}
+
+/// Binds an id read as text back with its likely type: integers as integers.
+pub(super) fn bind_id<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    id: &str,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    match id.parse::<i64>() {
+        Ok(n) => query.bind(n),
+        Err(_) => query.bind(id.to_owned()),
+    }
+}
+
+pub(super) fn db_error(e: sqlx::Error) -> String {
+    // Never the URL or values: the kind of failure only.
+    match e {
+        sqlx::Error::Database(db) => format!("database error: {}", db.message()),
+        other => format!(
+            "database error: {}",
+            other.to_string().lines().next().unwrap_or("unknown")
+        ),
+    }
+}
