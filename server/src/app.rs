@@ -7,11 +7,11 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use encrypted_attr::LocalEngine;
 use serde_json::{Map, Value, json};
@@ -21,18 +21,13 @@ use encrypted_attr::storage::Storage;
 
 use crate::auth::{RenewError, TokenEntry};
 use crate::http::{ApiError, ApiResult, REQUEST_ID, Reply};
-pub use crate::limits::Limits;
+pub use crate::limits::{Limits, MAX_REQUEST_BYTES, REQUEST_TIMEOUT};
 use crate::params::Params;
+use crate::request::{Operation, query_params, token_from};
 pub use crate::seal::RootToken;
 use crate::seal::Seal;
 pub(crate) use crate::seal::Unsealed;
 
-/// Largest request body accepted by default (Vault's default `max_request_size`);
-/// see [`Limits::max_request_bytes`].
-pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
-/// Longest a request may take by default before the server answers 408; see
-/// [`Limits::request_timeout`].
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 /// The version reported by `sys/health` and `sys/seal-status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -103,15 +98,6 @@ impl AppState {
     pub fn persistent(storage: Arc<dyn Storage>, storage_type: &'static str) -> Result<Self, String> {
         Ok(Self::over(Seal::persistent(storage, storage_type)?))
     }
-}
-
-/// What a request asks to do, from its method (and `?list=true`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Operation {
-    Read,
-    List,
-    Update,
-    Delete,
 }
 
 /// The router: every path under `/v1/` goes to the dispatcher. Every answer says
@@ -214,55 +200,6 @@ fn spawn_storage_probe(state: &Arc<AppState>) {
             .await;
         }
     });
-}
-
-fn token_from(headers: &HeaderMap) -> Option<&str> {
-    if let Some(token) = headers.get("x-vault-token").and_then(|v| v.to_str().ok()) {
-        return Some(token);
-    }
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-}
-
-fn query_params(uri: &Uri) -> Map<String, Value> {
-    uri.query()
-        .map(|q| {
-            q.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|pair| {
-                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    (percent_decode(k), Value::String(percent_decode(v)))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 /// The `tracing` target of the per-request log lines (off by default; enable with
@@ -915,8 +852,8 @@ fn token_api(
                 if granted < wanted {
                     warnings.push(format!(
                         "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
-                        crate::http::format_duration(wanted),
-                        crate::http::format_duration(granted)
+                        crate::encoding::format_duration(wanted),
+                        crate::encoding::format_duration(granted)
                     ));
                 }
                 granted

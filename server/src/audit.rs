@@ -121,7 +121,7 @@ impl Device {
         let mac = HashAlgorithm::Sha2_256.hmac(self.config.salt.as_bytes(), input.as_bytes());
         let mut out = String::with_capacity(HMAC_PREFIX.len() + 2 * mac.len());
         out.push_str(HMAC_PREFIX);
-        crate::http::push_hex(&mut out, &mac);
+        crate::encoding::push_hex(&mut out, &mac);
         out
     }
 

@@ -252,11 +252,11 @@ impl TokenStore {
     }
 
     fn path(hash: &[u8; 32]) -> String {
-        format!("{TOKENS_PREFIX}{}", crate::http::encode_hex(hash))
+        format!("{TOKENS_PREFIX}{}", crate::encoding::encode_hex(hash))
     }
 
     fn children_prefix(parent: &[u8; 32]) -> String {
-        format!("{CHILDREN_PREFIX}{}/", crate::http::encode_hex(parent))
+        format!("{CHILDREN_PREFIX}{}/", crate::encoding::encode_hex(parent))
     }
 
     fn store(&self, entry: &TokenEntry) -> Result<(), encrypted_attr::Error> {
@@ -422,7 +422,11 @@ impl TokenStore {
         };
         // The index first: a child in storage is always findable from its parent.
         if let Some(parent) = &entry.parent {
-            let index = format!("{}{}", Self::children_prefix(parent), crate::http::encode_hex(&hash));
+            let index = format!(
+                "{}{}",
+                Self::children_prefix(parent),
+                crate::encoding::encode_hex(&hash)
+            );
             self.barrier.update(&index, &mut |_| Ok(Update::Put(b"1".to_vec())))?;
         }
         self.store(&entry)?;
@@ -604,8 +608,8 @@ fn extend(entry: &TokenEntry, increment: Option<Duration>, now: SystemTime) -> R
     let warning = (granted < wanted).then(|| {
         format!(
             "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
-            crate::http::format_duration(wanted),
-            crate::http::format_duration(granted)
+            crate::encoding::format_duration(wanted),
+            crate::encoding::format_duration(granted)
         )
     });
     let mut renewed = entry.clone();
@@ -628,7 +632,7 @@ impl From<&TokenEntry> for StoredToken {
             ttl: entry.ttl.map(|t| t.as_secs()),
             renewable: entry.renewable,
             last_renewal: entry.last_renewal.map(unix),
-            parent: entry.parent.as_ref().map(|p| crate::http::encode_hex(p)),
+            parent: entry.parent.as_ref().map(|p| crate::encoding::encode_hex(p)),
             path: entry.path.clone(),
         }
     }

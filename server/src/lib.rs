@@ -8,6 +8,7 @@ mod app;
 mod audit;
 mod auth;
 pub mod cli;
+mod encoding;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
@@ -17,6 +18,7 @@ mod monitored;
 mod params;
 mod pg_storage;
 mod policy;
+mod request;
 mod seal;
 mod shamir;
 mod transit;

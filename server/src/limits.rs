@@ -11,6 +11,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Largest request body accepted by default (Vault's default `max_request_size`);
+/// see [`Limits::max_request_bytes`].
+pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+/// Longest a request may take by default before the server answers 408; see
+/// [`Limits::request_timeout`].
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 /// The limits a server enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -47,7 +53,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_request_bytes: crate::app::MAX_REQUEST_BYTES,
+            max_request_bytes: MAX_REQUEST_BYTES,
             max_unauthenticated_bytes: 64 * 1024,
             max_json_values: 250_000,
             max_json_depth: 64,
@@ -57,7 +63,7 @@ impl Default for Limits {
                 .clamp(8, 256),
             max_connections: 4_096,
             header_read_timeout: Duration::from_secs(20),
-            request_timeout: crate::app::REQUEST_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
         }
     }
 }

@@ -16,7 +16,8 @@ use std::time::Duration;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::http::{ApiError, parse_duration};
+use crate::encoding::parse_duration;
+use crate::http::ApiError;
 
 /// One parameter's value, as the accessors see it.
 enum Field<'v> {

@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 
 use crate::audit::Audit;
 use crate::auth::TokenStore;
-use crate::http::{ApiError, ApiResult, Reply, encode_base64};
+use crate::encoding::encode_base64;
+use crate::http::{ApiError, ApiResult, Reply};
 use crate::monitored::MonitoredStorage;
 use crate::params::Params;
 use crate::policy::PolicyStore;
@@ -332,7 +333,7 @@ impl Seal {
         };
         let keys: Vec<String> = parts
             .iter()
-            .map(|p| crate::http::encode_hex(p.expose_secret()))
+            .map(|p| crate::encoding::encode_hex(p.expose_secret()))
             .collect();
         let keys_base64: Vec<String> = parts.iter().map(|p| encode_base64(p.expose_secret())).collect();
         Ok(Reply::Bare(
@@ -371,7 +372,7 @@ impl Seal {
             ));
         };
         let share = parse_hex(&key)
-            .or_else(|| crate::http::decode_base64(&key).ok())
+            .or_else(|| crate::encoding::decode_base64(&key).ok())
             .map(SecretBytes::new)
             .ok_or_else(|| ApiError::BadRequest("'key' must be a valid hex or base64 string".into()))?;
         if shares.iter().any(|s| s == &share) {

@@ -103,7 +103,7 @@ enum KeysCommand {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::http::parse_duration(s).ok_or_else(|| format!("not a duration: {s:?} (e.g. 3600, 90m, 24h)"))
+    crate::encoding::parse_duration(s).ok_or_else(|| format!("not a duration: {s:?} (e.g. 3600, 90m, 24h)"))
 }
 
 impl KeysArgs {

@@ -11,9 +11,10 @@ use encrypted_attr::{
 use serde_json::{Map, json};
 
 use super::{keys, request_error, vault_message};
-use crate::app::Unsealed;
-use crate::http::{ApiError, ApiResult, Reply, decode_base64, encode_base64};
+use crate::encoding::{decode_base64, encode_base64};
+use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
+use crate::seal::Unsealed;
 
 /// One item's result, or its error message and whether it is the caller's fault
 /// (400) rather than ours (500).

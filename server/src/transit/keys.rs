@@ -4,9 +4,10 @@ use encrypted_attr::{Error, ExportKind, KeyConfig, KeyInfo, KeyName, KeyOptions,
 use serde_json::{Map, Value, json};
 
 use super::request_error;
-use crate::app::Unsealed;
-use crate::http::{ApiError, ApiResult, Reply, encode_base64};
+use crate::encoding::encode_base64;
+use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
+use crate::seal::Unsealed;
 
 /// Vault's key description (`GET transit/keys/:name`).
 pub(crate) fn describe(info: &KeyInfo) -> Value {

@@ -4,9 +4,10 @@ use encrypted_attr::{HashAlgorithm, HmacItem, HmacTag, KeyName, KeyVersion, Tran
 use serde_json::{Value, json};
 
 use super::{request_error, vault_message};
-use crate::app::Unsealed;
-use crate::http::{ApiError, ApiResult, Reply, decode_base64, encode_base64};
+use crate::encoding::{decode_base64, encode_base64};
+use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
+use crate::seal::Unsealed;
 
 fn algorithm(url: Option<&str>, params: &Params<'_>, names: &[&'static str]) -> Result<HashAlgorithm, ApiError> {
     let mut chosen = url.map(str::to_owned);
@@ -128,7 +129,7 @@ pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&st
 
 fn format_bytes(bytes: &[u8], format: Option<String>, default: &str) -> Result<Value, ApiError> {
     match format.as_deref().unwrap_or(default) {
-        "hex" => Ok(json!(crate::http::encode_hex(bytes))),
+        "hex" => Ok(json!(crate::encoding::encode_hex(bytes))),
         "base64" => Ok(json!(encode_base64(bytes))),
         other => Err(ApiError::BadRequest(format!(
             "unsupported encoding format {other}; must be \"hex\" or \"base64\""

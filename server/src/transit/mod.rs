@@ -7,9 +7,10 @@ mod macs;
 
 use encrypted_attr::{Error, KeyName};
 
-use crate::app::{Operation, Unsealed};
 use crate::http::{ApiError, ApiResult};
 use crate::params::Params;
+use crate::request::Operation;
+use crate::seal::Unsealed;
 
 /// Dispatches a request below `transit/`.
 pub(crate) fn route(state: &Unsealed, op: Operation, path: &[&str], params: &Params<'_>) -> ApiResult {

@@ -1,0 +1,126 @@
+//! Text forms Vault uses on the wire and in logs: base64 with Go's error wording,
+//! lower-case hex, and Go-style durations (`90s`, `1h30m`).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+/// Decodes standard base64 with Go's error wording.
+pub(crate) fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
+    BASE64.decode(s).map_err(|e| match e {
+        base64::DecodeError::InvalidByte(offset, _) => {
+            format!("illegal base64 data at input byte {offset}")
+        }
+        base64::DecodeError::InvalidLastSymbol(offset, _) => {
+            format!("illegal base64 data at input byte {offset}")
+        }
+        _ => format!("illegal base64 data at input byte {}", s.len() / 4 * 4),
+    })
+}
+
+/// Appends `bytes` as lowercase hex.
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(2 * bytes.len());
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+}
+
+/// `bytes` as lowercase hex.
+pub(crate) fn encode_hex(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    push_hex(&mut out, bytes);
+    out
+}
+
+/// Standard base64 with padding.
+pub(crate) fn encode_base64(bytes: &[u8]) -> String {
+    BASE64.encode(bytes)
+}
+
+/// `"1h30m"`, `"90s"`, `"2h"`, or plain seconds `"3600"`.
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Some(Duration::ZERO);
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().ok()?;
+        number.clear();
+        let unit = match c {
+            'h' => 3600,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                0 // milliseconds: below Vault's resolution for these fields
+            }
+            'm' => 60,
+            's' => 1,
+            'd' => 86_400,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    number.is_empty().then_some(Duration::from_secs(total))
+}
+
+/// A duration as Vault's warnings print it: `"767h59m59s"`, `"2h"`, `"90s"` → `"1m30s"`.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    for (value, unit) in [(h, 'h'), (m, 'm'), (s, 's')] {
+        if value != 0 {
+            out.push_str(&value.to_string());
+            out.push(unit);
+        }
+    }
+    if out.is_empty() { "0s".to_owned() } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1x"), None);
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(format_duration(Duration::from_secs(2000 * 3600)), "2000h");
+        assert_eq!(format_duration(Duration::from_secs(768 * 3600 - 1)), "767h59m59s");
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn hex_is_lowercase_two_digits_per_byte() {
+        assert_eq!(encode_hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(encode_hex(&[]), "");
+    }
+
+    #[test]
+    fn base64_errors_use_gos_wording() {
+        assert_eq!(
+            decode_base64("ab*d").err().as_deref(),
+            Some("illegal base64 data at input byte 2")
+        );
+        assert!(decode_base64("aGVsbG8=").is_ok());
+    }
+}
