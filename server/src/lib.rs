@@ -19,6 +19,7 @@ mod params;
 mod pg_storage;
 mod policy;
 mod request;
+mod routes;
 mod seal;
 mod shamir;
 mod transit;

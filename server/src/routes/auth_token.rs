@@ -1,0 +1,267 @@
+//! `auth/token/*`: create (with parent or orphan), lookup, renew, revoke (with
+//! descendants or orphaning them) — the token API Vault's clients use.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::auth::{RenewError, TokenEntry};
+use crate::http::{ApiError, ApiResult, Reply};
+use crate::params::Params;
+use crate::request::Operation;
+use crate::seal::Unsealed;
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `2026-11-23T12:00:00Z`: the form Vault uses for token times.
+fn rfc3339(t: SystemTime) -> String {
+    let secs = unix(t);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
+    let now = SystemTime::now();
+    let ttl = entry
+        .expires
+        .map_or(0, |e| e.duration_since(now).map_or(0, |d| d.as_secs()));
+    let creation_ttl = entry
+        .expires
+        .map_or(0, |e| e.duration_since(entry.issued).map_or(0, |d| d.as_secs()));
+    let mut data = json!({
+        "accessor": entry.accessor,
+        "creation_time": unix(entry.issued),
+        "creation_ttl": creation_ttl,
+        "display_name": "token",
+        "entity_id": "",
+        "expire_time": entry.expires.map(rfc3339),
+        "explicit_max_ttl": 0,
+        "id": id.unwrap_or(""),
+        "issue_time": rfc3339(entry.issued),
+        "meta": null,
+        "num_uses": 0,
+        "orphan": entry.orphan(),
+        "path": entry.path,
+        "policies": entry.policies,
+        "renewable": entry.renewable,
+        "ttl": ttl,
+        "type": "service",
+    });
+    if let Some(renewed) = entry.last_renewal {
+        data["last_renewal_time"] = json!(unix(renewed));
+        data["last_renewal"] = json!(rfc3339(renewed));
+    }
+    data
+}
+
+/// The `auth` block Vault returns on token creation and renewal.
+fn auth_reply(client_token: &str, entry: &TokenEntry, warnings: Vec<String>) -> Reply {
+    let body = json!({
+        "request_id": crate::http::request_id(),
+        "lease_id": "", "renewable": false, "lease_duration": 0, "data": null,
+        "wrap_info": null,
+        "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
+        "auth": {
+            "client_token": client_token,
+            "accessor": entry.accessor,
+            "policies": entry.policies,
+            "token_policies": entry.policies,
+            "metadata": null,
+            "lease_duration": entry.ttl.map_or(0, |d| d.as_secs()),
+            "renewable": entry.renewable,
+            "entity_id": "",
+            "token_type": "service",
+            "orphan": entry.orphan(),
+            "num_uses": 0,
+        },
+    });
+    Reply::Bare(StatusCode::OK, body)
+}
+
+/// Renews `token` by `increment` (`renew-self` and `renew`).
+fn renew_token(state: &Unsealed, token: &str, params: &Params<'_>) -> ApiResult {
+    if let Some(Value::Number(n)) = params.raw("increment")
+        && n.as_i64().is_some_and(|n| n < 0)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Field validation failed: error converting input for field \"increment\": cannot provide negative value '{n}'"
+        )));
+    }
+    let increment = params.duration("increment")?;
+    match state.tokens.renew(token, increment) {
+        Ok(renewed) => Ok(auth_reply(token, &renewed.entry, renewed.warning.into_iter().collect())),
+        Err(RenewError::NotFound) => Err(ApiError::BadRequest("token not found".into())),
+        Err(RenewError::NotRenewable) => Err(ApiError::BadRequest("lease is not renewable".into())),
+        Err(RenewError::Storage) => Err(ApiError::Internal),
+    }
+}
+
+/// Whether the token has the root policy or `sudo` on `path`.
+fn privileged(state: &Unsealed, entry: &TokenEntry, path: &str) -> bool {
+    entry.policies.iter().any(|p| p == "root")
+        || state
+            .policies
+            .check(&entry.policies, path)
+            .allows(crate::policy::Capability::Sudo)
+}
+
+/// `auth/token/*`: the minimum to make and inspect tokens.
+pub(super) fn token_api(
+    state: &Unsealed,
+    op: Operation,
+    rest: &[&str],
+    params: &Params<'_>,
+    token: &str,
+    entry: &TokenEntry,
+) -> ApiResult {
+    match (rest, op) {
+        (["lookup-self"], Operation::Read | Operation::Update) => {
+            Ok(Reply::data(lookup_data(entry, Some(token)), vec![]))
+        }
+        (["create"] | ["create-orphan"], Operation::Update) => {
+            let ttl = params.duration("ttl")?;
+            let orphan_path = rest == ["create-orphan"];
+            // `no_parent` takes root or sudo; `create-orphan` only its own ACL, as in Vault.
+            let no_parent = params.bool("no_parent")?.unwrap_or(false);
+            if no_parent && !orphan_path && !privileged(state, entry, "auth/token/create") {
+                return Err(ApiError::BadRequest(
+                    "root or sudo privileges required to create orphan token".into(),
+                ));
+            }
+            let mut policies: Vec<String> = match params.raw("policies") {
+                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+                Some(Value::String(s)) => s
+                    .split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+                _ => entry.policies.clone(),
+            };
+            // A token can only hand out policies it has itself (root excepted).
+            let creator_is_root = entry.policies.iter().any(|p| p == "root");
+            if !creator_is_root && policies.iter().any(|p| p != "default" && !entry.policies.contains(p)) {
+                return Err(ApiError::BadRequest("child policies must be subset of parent".into()));
+            }
+            let no_default = params.bool("no_default_policy")?.unwrap_or(false);
+            if !no_default && !policies.iter().any(|p| p == "default" || p == "root") {
+                policies.push("default".into());
+            }
+            policies.sort();
+            policies.dedup();
+            let renewable = params.bool("renewable")?.unwrap_or(true);
+            let mut warnings = Vec::new();
+            // Every token but a root one gets a TTL: the system default when none is asked.
+            let has_root = policies.iter().any(|p| p == "root");
+            let ttl = ttl.filter(|d| !d.is_zero());
+            let ttl = if has_root {
+                ttl
+            } else {
+                ttl.or(Some(crate::auth::DEFAULT_TOKEN_TTL))
+            };
+            let ttl = ttl.map(|wanted| {
+                let granted = wanted.min(crate::auth::MAX_TOKEN_TTL);
+                if granted < wanted {
+                    warnings.push(format!(
+                        "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
+                        crate::encoding::format_duration(wanted),
+                        crate::encoding::format_duration(granted)
+                    ));
+                }
+                granted
+            });
+            let made = state.tokens.create(crate::auth::NewTokenRequest {
+                policies,
+                ttl,
+                renewable,
+                id: None,
+                parent: (!orphan_path && !no_parent).then_some(entry),
+                path: if orphan_path {
+                    "auth/token/create-orphan"
+                } else {
+                    "auth/token/create"
+                },
+            })?;
+            let client_token = String::from_utf8_lossy(made.token.expose_secret()).into_owned();
+            Ok(auth_reply(&client_token, &made.entry, warnings))
+        }
+        (["renew-self"], Operation::Update) => renew_token(state, token, params),
+        (["renew"], Operation::Update) => {
+            let other = params.string("token")?.unwrap_or_default();
+            if other.is_empty() {
+                return Err(ApiError::BadRequest("missing token ID".into()));
+            }
+            renew_token(state, &other, params)
+        }
+        (["lookup"], Operation::Update) => {
+            let other = params.string("token")?.unwrap_or_default();
+            match state.tokens.check(&other)? {
+                Some(found) => Ok(Reply::data(lookup_data(&found, Some(&other)), vec![])),
+                None => Err(ApiError::BadRequest("bad token".into())),
+            }
+        }
+        (["revoke-self"], Operation::Update) => {
+            state.tokens.revoke(token)?;
+            Ok(Reply::NoContent)
+        }
+        (["revoke"], Operation::Update) => {
+            let other = params.string("token")?.unwrap_or_default();
+            if other.is_empty() {
+                return Err(ApiError::BadRequest("missing token ID".into()));
+            }
+            state.tokens.revoke(&other)?;
+            Ok(Reply::NoContent)
+        }
+        (["revoke-orphan"], Operation::Update) => {
+            let other = params.string("token")?.unwrap_or_default();
+            if other.is_empty() {
+                return Err(ApiError::BadRequest("missing token ID".into()));
+            }
+            if !privileged(state, entry, "auth/token/revoke-orphan") {
+                return Err(ApiError::BadRequest(
+                    "root or sudo privileges required to revoke and orphan".into(),
+                ));
+            }
+            if !state.tokens.revoke_orphan(&other)? {
+                return Err(ApiError::BadRequest("token to revoke not found".into()));
+            }
+            Ok(Reply::NoContent)
+        }
+        _ => Err(ApiError::UnsupportedPath(format!("auth/token/{}", rest.join("/")))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(super::rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            super::rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            super::rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_439_529)),
+            "2026-11-23T13:12:09Z"
+        );
+    }
+}
