@@ -54,12 +54,13 @@ pub use runtime::{EncryptedModel, EncryptedRecord, FieldCodec, IndexUpgrade, Upg
 
 /// The bindings that tie a ciphertext to its table, column, row and tenant (admin
 /// tools rebuild them from the database), blind-index normalisers, and the traits the
-/// derive implements. The driver behind the generated methods is private.
+/// derive implements with the types they name. The driver behind the generated
+/// methods is private.
 pub mod model {
     pub use crate::runtime::normalize;
     pub use crate::runtime::{
-        EncryptedModel, EncryptedRecord, FieldCodec, IndexUpgrade, Upgrade, Upgraded, column_binding, key_context,
-        row_binding, tenant_scoped,
+        EncryptedModel, EncryptedRecord, FieldCodec, FieldSpec, IndexUpgrade, ModelSpec, SealedField, Upgrade,
+        Upgraded, column_binding, key_context, row_binding, tenant_scoped,
     };
 }
 

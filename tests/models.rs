@@ -197,6 +197,8 @@ fn everything_sample() -> Everything {
 struct CountingEngine {
     inner: LocalEngine,
     calls: AtomicUsize,
+    /// Answer `read_key` with a 403, as for a token without `read` on keys.
+    refuse_key_reads: std::sync::atomic::AtomicBool,
 }
 
 impl CountingEngine {
@@ -204,6 +206,7 @@ impl CountingEngine {
         Self {
             inner: LocalEngine::ephemeral().unwrap(),
             calls: AtomicUsize::new(0),
+            refuse_key_reads: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -249,6 +252,12 @@ impl TransitEngine for CountingEngine {
         self.inner.create_key(key, options)
     }
     fn read_key(&self, key: &KeyName) -> Result<KeyInfo, Error> {
+        if self.refuse_key_reads.load(Ordering::SeqCst) {
+            return Err(Error::Remote {
+                status: 403,
+                errors: vec!["permission denied".into()],
+            });
+        }
         self.inner.read_key(key)
     }
     fn list_keys(&self) -> Result<Vec<KeyName>, Error> {
@@ -599,7 +608,7 @@ mod accounts_schema {
 #[encrypted(table = "accounts", id = "id")]
 #[encrypted(record(
     name = "AccountRow",
-    derive(diesel::Queryable, diesel::Selectable, diesel::Insertable),
+    derive(Clone, diesel::Queryable, diesel::Selectable, diesel::Insertable),
     attr(diesel(table_name = accounts_schema::accounts))
 ))]
 struct Account {
@@ -750,4 +759,33 @@ fn upgrade_on_read() {
     assert_eq!(after.models, expected);
     let raw: Vec<String> = accounts::table.select(accounts::iban).load(&mut conn).unwrap();
     assert!(raw.iter().all(|c| c.starts_with("vault:v2:")));
+}
+
+/// Upgrading is best effort: a token that may decrypt but not read the keys loads
+/// every row, without upgrades.
+#[test]
+fn upgrade_on_read_without_key_access_still_loads() {
+    let engine = CountingEngine::new();
+    Account::ensure_keys(&engine).unwrap();
+    let wanted: Vec<Account> = (1..=6)
+        .map(|id| Account {
+            id,
+            tenant: "t".into(),
+            iban: format!("DE{id:020}"),
+            email: format!("a{id}@example.com"),
+            note: None,
+            phone: Some(format!("+49 30 {id:04}")),
+        })
+        .collect();
+    let rows = Account::encrypt_all(&wanted, &engine).unwrap();
+    for key in ["accounts_iban", "accounts_phone"] {
+        engine.rotate_key(&KeyName::new(key).unwrap()).unwrap();
+    }
+    engine.refuse_key_reads.store(true, Ordering::SeqCst);
+    let loaded = AccountRow::decrypt_all_upgrading(rows.clone(), &engine).unwrap();
+    assert_eq!(loaded.models, wanted);
+    assert!(loaded.upgrades.is_empty() && loaded.index_upgrades.is_empty());
+    engine.refuse_key_reads.store(false, Ordering::SeqCst);
+    let loaded = AccountRow::decrypt_all_upgrading(rows, &engine).unwrap();
+    assert_eq!((loaded.upgrades.len(), loaded.index_upgrades.len()), (12, 6));
 }

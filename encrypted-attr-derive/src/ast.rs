@@ -60,12 +60,15 @@ pub(crate) struct Model {
     pub(crate) record: Record,
     pub(crate) krate: Path,
     pub(crate) fields: Vec<Field>,
+    /// Every container attribute was parsed (a stand-in on error may rely on them).
+    pub(crate) container_parsed: bool,
 }
 
 impl Model {
     /// Builds the model, reporting every attribute problem at once.
     pub(crate) fn from_input(input: &DeriveInput, errors: &mut Errors) -> Self {
         let container = attr::container(&input.attrs, errors);
+        let container_parsed = !container.incomplete;
         let named = match &input.data {
             syn::Data::Struct(syn::DataStruct {
                 fields: syn::Fields::Named(named),
@@ -156,6 +159,7 @@ impl Model {
                 .krate
                 .map_or_else(|| syn::parse_quote!(::encrypted_attr), |k| k.value),
             fields,
+            container_parsed,
         }
     }
 

@@ -58,6 +58,9 @@ pub(crate) struct ContainerAttrs {
     pub(crate) id: Option<Spanned<LitStr>>,
     pub(crate) record: Option<Spanned<RecordAttr>>,
     pub(crate) krate: Option<Spanned<Path>>,
+    /// A container attribute could not be parsed, so some settings (`crate`,
+    /// `record`) may be missing.
+    pub(crate) incomplete: bool,
 }
 
 /// The normaliser of a blind index.
@@ -92,6 +95,7 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAt
                 attr.path().segments[0].ident.span(),
                 "expected `#[encrypted(table = \"…\", …)]` on the struct",
             );
+            out.incomplete = true;
             continue;
         };
         let result = attr.parse_nested_meta(|meta| {
@@ -117,6 +121,7 @@ pub(crate) fn container(attrs: &[Attribute], errors: &mut Errors) -> ContainerAt
             Ok(())
         });
         if let Err(e) = result {
+            out.incomplete = true;
             errors.push(e);
         }
     }

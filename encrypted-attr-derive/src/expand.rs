@@ -24,14 +24,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let model_impl = model_impl(model, &p, &record_ty);
     let record_impl = record_impl(model, &p, &record_ty);
     let helpers = helpers(model, &p, &record_ty);
-    // The library's own key-name rule, at compile time: the derive's check above is
-    // for a spanned message; this one cannot drift from what `KeyName::new` accepts.
-    let key_checks = model.encrypted().map(|(_, _, enc)| {
-        let key = &enc.key;
-        let message = format!("`{key}` is not a valid transit key name");
-        quote_spanned!(enc.span=> const _: () = ::core::assert!(#p::key_name_problem(#key).is_none(), #message);)
-    });
-    let key_checks = quote!(#(#key_checks)*);
+    let key_checks = key_checks(model, &p);
     quote! {
         #record_struct
 
@@ -574,12 +567,13 @@ fn helpers(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenStre
                 #p::decrypt_all(records, engine)
             }
 
-            /// [`decrypt_all`](Self::decrypt_all), also rewrapping every value below its
-            /// key's latest version: write the upgrades back (compare-and-swap on the
+            /// [`decrypt_all`](Self::decrypt_all), also upgrading what is below its key's
+            /// latest version: values rewrapped by the engine, blind indexes recomputed.
+            /// Write `upgrades` and `index_upgrades` back (compare-and-swap on the
             /// previous value) and a rotation completes as rows are read.
             ///
             /// # Errors
-            /// As `decrypt_all`, or a rewrap the engine refuses.
+            /// As `decrypt_all`; upgrading is best effort and never fails the load.
             #vis fn decrypt_all_upgrading<E: #p::TransitEngine + ?Sized>(records: #p::Vec<Self>, engine: &E) -> #p::Result<#p::Upgraded<#ident>> {
                 #p::decrypt_all_upgrading(records, engine)
             }
@@ -611,6 +605,20 @@ fn helpers(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> TokenStre
     }
 }
 
+/// Compile-time checks of every key name with the library's own rule
+/// (`key_name_problem`, the one `KeyName::new` applies), spanned at the field.
+fn key_checks(model: &Model, p: &TokenStream) -> TokenStream {
+    let checks = model.encrypted().map(|(_, _, enc)| {
+        let key = &enc.key;
+        // A format string: braces in a bad name must not be read as arguments.
+        let message = format!("`{key}` is not a valid transit key name")
+            .replace('{', "{{")
+            .replace('}', "}}");
+        quote_spanned!(enc.span=> const _: () = ::core::assert!(#p::key_name_problem(#key).is_none(), #message);)
+    });
+    quote!(#(#checks)*)
+}
+
 /// What is emitted next to the errors when the derive fails: the record type and the
 /// whole-model methods, with bodies that never run (the errors stop the build), so
 /// that code using them reports nothing more than the errors themselves. Per-field
@@ -628,8 +636,12 @@ pub(crate) fn fallback(model: &Model) -> TokenStream {
         Record::Existing(path) => (TokenStream::new(), quote!(#path)),
     };
     let failed = quote!(::core::unreachable!("#[derive(Encrypted)] failed to expand"));
+    // Key names are reported with the other errors, not only once those are fixed.
+    let key_checks = key_checks(model, &p);
     quote! {
         #record_struct
+
+        const _: () = { #key_checks };
 
         #[automatically_derived]
         #[allow(dead_code, unused_variables, clippy::all)]

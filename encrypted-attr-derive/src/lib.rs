@@ -40,7 +40,7 @@ fn derive(input: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
         Ok(()) => expand::expand(&model),
         // The errors, and a stand-in for what they prevented, so that code using the
         // record reports nothing further.
-        Err(errors) if named_struct => {
+        Err(errors) if named_struct && model.container_parsed => {
             let mut out = errors.to_compile_error();
             out.extend(expand::fallback(&model));
             out

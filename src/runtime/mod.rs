@@ -507,8 +507,9 @@ pub struct Upgraded<M> {
     /// Blind indexes below their key's latest version, recomputed.
     pub index_upgrades: Vec<IndexUpgrade>,
     /// Values and indexes below their key's latest version the engine did not
-    /// upgrade (the token may not rewrap, or the engine takes no associated data on
-    /// rewrap, as Vault): the load succeeds, and these stay as they are.
+    /// upgrade (the token may not rewrap or HMAC, or the engine takes no associated
+    /// data on rewrap, as Vault): the load succeeds, and these stay as they are. Keys
+    /// the token may not read are not looked at, so not counted.
     pub not_upgraded: usize,
 }
 
@@ -548,6 +549,8 @@ struct UpgradePlan<R: EncryptedRecord> {
     models: Option<Vec<R::Model>>,
     rewraps: Vec<UpgradeRoute<Ciphertext>>,
     indexes: Vec<UpgradeRoute<String>>,
+    /// Old values found that no call will upgrade.
+    skipped: usize,
 }
 
 impl<R> UpgradePlan<R>
@@ -612,21 +615,27 @@ where
         }
         // Decryption errors are the ones to report: the models first.
         let models = self.decrypt.models(routes, opened)?;
-        for (key, index, tenants) in stale_indexes {
-            let mut items = Vec::with_capacity(index.rows.len());
-            for (&r, tenant) in index.rows.iter().zip(&tenants) {
-                let input = models[r]
-                    .blind_index_input(index.field)
-                    .map_err(|e| field_error(spec, index.field, r, e))?
-                    .ok_or_else(|| Error::invalid("a blind index without a value"))?;
+        for (key, stale, tenants) in stale_indexes {
+            // A row whose value gives no index input (cannot happen through the
+            // derive) is left as it is, like any upgrade that cannot be made.
+            let (mut items, mut index) = (Vec::with_capacity(stale.rows.len()), UpgradeRoute::new(stale.field));
+            let rows = stale.rows.into_iter().zip(stale.row_ids).zip(stale.previous);
+            for (((r, row_id), previous), tenant) in rows.zip(tenants) {
+                let Ok(Some(input)) = models[r].blind_index_input(index.field) else {
+                    self.skipped += 1;
+                    continue;
+                };
                 let input = match tenant.as_deref() {
                     Some(tenant) => tenant_scoped(Some(tenant), input.expose_secret()),
                     None => input,
                 };
                 items.push(HmacItem::new(input));
+                index.push(r, row_id, previous);
             }
-            calls.push(EngineCall::Tolerant(Box::new(EngineCall::Hmac(key, items))));
-            self.indexes.push(index);
+            if !items.is_empty() {
+                calls.push(EngineCall::Tolerant(Box::new(EngineCall::Hmac(key, items))));
+                self.indexes.push(index);
+            }
         }
         self.models = Some(models);
         Ok(calls)
@@ -638,7 +647,7 @@ where
             return Err(driver::mismatch());
         }
         let mut answers = answers.into_iter();
-        let (mut upgrades, mut index_upgrades, mut not_upgraded) = (Vec::new(), Vec::new(), 0);
+        let (mut upgrades, mut index_upgrades, mut not_upgraded) = (Vec::new(), Vec::new(), self.skipped);
         for route in std::mem::take(&mut self.rewraps) {
             let results = match answers.next() {
                 Some(EngineAnswer::Sealed(results)) => results,
@@ -707,7 +716,10 @@ where
         if self.decrypt_routes.is_none() && self.models.is_none() {
             let (mut calls, routes) = self.decrypt.calls()?;
             for route in &routes {
-                calls.push(EngineCall::ReadKey(key_name(field_of(&R::SPEC, route.field)?)?));
+                // Tolerated: a token that may decrypt but not read the key loads all
+                // the same, without upgrades.
+                let read = EngineCall::ReadKey(key_name(field_of(&R::SPEC, route.field)?)?);
+                calls.push(EngineCall::Tolerant(Box::new(read)));
             }
             self.decrypt_routes = Some(routes);
             return Ok(Step::Call(calls));
@@ -735,6 +747,7 @@ fn upgrade_plan<R: EncryptedRecord>(records: Vec<R>) -> UpgradePlan<R> {
         models: None,
         rewraps: Vec::new(),
         indexes: Vec::new(),
+        skipped: 0,
     }
 }
 
@@ -746,10 +759,11 @@ fn upgrade_plan<R: EncryptedRecord>(records: Vec<R>) -> UpgradePlan<R> {
 /// have old values.
 ///
 /// # Errors
-/// As [`decrypt_all`]. A key the engine will not describe, or a rewrap it refuses (a
-/// token allowed to decrypt but not to rewrap; Vault, whose rewrap takes no
-/// associated data), does not fail the load: those values are counted in
-/// [`Upgraded::not_upgraded`].
+/// As [`decrypt_all`]. Upgrading is best effort and never fails the load: a key the
+/// engine will not describe (a token without `read` on it) means no upgrades for its
+/// field (nothing is counted: old values cannot be told without the key); a rewrap or
+/// HMAC the engine refuses (a token without `rewrap` or `hmac`; Vault, whose rewrap
+/// takes no associated data) is counted in [`Upgraded::not_upgraded`].
 pub fn decrypt_all_upgrading<R, E>(records: Vec<R>, engine: &E) -> Result<Upgraded<R::Model>>
 where
     R: EncryptedRecord,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use encrypted_attr::{ClientConfig, LocalEngine, RemoteEngine, RootKey, TransitEngine};
 
-use super::SecretArg;
+use super::secret::SecretArg;
 
 /// Where the keys are: a server, or a local keyring file.
 #[derive(Debug, Args)]

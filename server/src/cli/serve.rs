@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use encrypted_attr::LocalEngine;
 
-use super::SecretArg;
+use super::secret::SecretArg;
 use crate::app::AppState;
 
 /// Flags of `server`; each overrides the same setting of `--config`.

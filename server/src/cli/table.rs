@@ -8,7 +8,7 @@ use clap::Args;
 use encrypted_attr::KeyName;
 use sqlx::{AnyConnection, Connection};
 
-use super::SecretArg;
+use super::secret::SecretArg;
 
 /// The column an admin command works on, and its key.
 #[derive(Debug, Args)]

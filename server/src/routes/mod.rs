@@ -1,7 +1,8 @@
 //! Where each path goes: one match from the URL (after `/v1/`) to the handler that
 //! serves it. Transit lives in `crate::transit`; `auth/token/*` in [`auth_token`];
-//! `sys/*` (policies, audit devices, capabilities) in [`sys`]. Seal endpoints answer
-//! before authentication, in `crate::app`.
+//! `sys/*` (policies, audit devices, capabilities) in [`sys`]. The seal endpoints
+//! are served in `crate::app`: `sys/init`, `unseal`, `seal-status` and `health`
+//! before authentication (a sealed server has no tokens), `sys/seal` after it.
 
 mod auth_token;
 mod sys;

@@ -5,6 +5,10 @@ use encrypted_attr::Encrypted;
 struct User {
     #[encrypted(key = "users-")]
     ssn: String,
+    #[encrypted(key = "a{b}")]
+    email: String,
+    #[encrypted(bogus)]
+    phone: String,
 }
 
 fn main() {}
