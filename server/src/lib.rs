@@ -22,7 +22,6 @@ mod request;
 mod routes;
 mod seal;
 mod shamir;
-mod transit;
 
 pub use app::{
     AppState, Limits, MAX_REQUEST_BYTES, REQUEST_LOG_TARGET, REQUEST_TIMEOUT, RootToken, VERSION, app, run, run_tls,

@@ -1,11 +1,12 @@
 //! Where each path goes: one match from the URL (after `/v1/`) to the handler that
-//! serves it. Transit lives in `crate::transit`; `auth/token/*` in [`auth_token`];
+//! serves it: `transit/*` in [`transit`]; `auth/token/*` in [`auth_token`];
 //! `sys/*` (policies, audit devices, capabilities) in [`sys`]. The seal endpoints
 //! are served in `crate::app`: `sys/init`, `unseal`, `seal-status` and `health`
 //! before authentication (a sealed server has no tokens), `sys/seal` after it.
 
 mod auth_token;
 mod sys;
+pub(crate) mod transit;
 
 use crate::auth::TokenEntry;
 use crate::http::ApiResult;
@@ -24,7 +25,7 @@ pub(crate) fn route(
 ) -> ApiResult {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["transit", rest @ ..] => crate::transit::route(state, op, rest, params),
+        ["transit", rest @ ..] => transit::route(state, op, rest, params),
         ["auth", "token", rest @ ..] => auth_token::token_api(state, op, rest, params, token, entry),
         ["sys", "policy"] | ["sys", "policies", "acl"] if matches!(op, Operation::Read | Operation::List) => {
             Ok(sys::policy_names(state))
