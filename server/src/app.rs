@@ -28,7 +28,7 @@ use crate::seal::Seal;
 pub(crate) use crate::seal::Unsealed;
 
 /// The version reported by `sys/health` and `sys/seal-status`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = crate::seal::VERSION;
 
 /// Everything handlers share: the seal state, which holds the engine and tokens
 /// once unsealed, and the limits with the turns they hand out.
@@ -252,7 +252,7 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
     if bare_path == "sys/health" && op == Operation::Read {
         let mut query = query;
         query.remove("list");
-        return state.seal.health(&Params::new(query), parts.method == Method::HEAD);
+        return crate::routes::health::health(&state.seal, &Params::new(query), parts.method == Method::HEAD);
     }
     let unauthenticated = matches!(
         (bare_path.as_str(), op),

@@ -29,7 +29,8 @@ use crate::shamir;
 
 const SEAL_CONFIG_PATH: &str = "core/seal-config";
 const ROOT_KEY_PATH: &str = "core/root-key";
-const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The version `sys/seal-status` and `sys/health` report.
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Everything an unsealed server uses.
 pub(crate) struct Unsealed {
@@ -451,49 +452,28 @@ impl Seal {
         Ok(Reply::NoContent)
     }
 
-    /// `GET sys/health`: the status code tells the state (200, 503 sealed, 501
-    /// uninitialised), each overridable by query parameter as in Vault.
-    pub(crate) fn health(&self, params: &Params<'_>, head: bool) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        let status = self.status_now();
-        let code = |name: &'static str, default: u16| {
-            params
-                .int(name)
-                .ok()
-                .flatten()
-                .and_then(|c| u16::try_from(c).ok())
-                .and_then(|c| StatusCode::from_u16(c).ok())
-                .unwrap_or(StatusCode::from_u16(default).unwrap_or(StatusCode::OK))
+    /// What `sys/health` reports, without reading storage (health must never wait
+    /// on it): initialised, sealed, and whether storage answered its last call or probe.
+    pub(crate) fn health(&self) -> Health {
+        let (initialized, sealed) = match &*self.read() {
+            State::Uninitialized => (false, true),
+            State::Sealed { .. } => (true, true),
+            State::Unsealed { .. } => (true, false),
         };
-        // Read from the last storage call or probe: health never waits on storage.
-        let storage_reachable = self.storage.as_ref().is_none_or(|s| s.reachable());
-        let http = if !status["initialized"].as_bool().unwrap_or(false) {
-            code("uninitcode", 501)
-        } else if status["sealed"].as_bool().unwrap_or(true) {
-            code("sealedcode", 503)
-        } else if !storage_reachable {
-            code("storageerrorcode", 503)
-        } else {
-            code("activecode", 200)
-        };
-        if head {
-            return http.into_response();
+        Health {
+            initialized,
+            sealed,
+            storage_reachable: self.storage.as_ref().is_none_or(|s| s.reachable()),
         }
-        let body = json!({
-            "initialized": status["initialized"],
-            "sealed": status["sealed"],
-            "standby": false,
-            "performance_standby": false,
-            "replication_performance_mode": "disabled",
-            "replication_dr_mode": "disabled",
-            "server_time_utc": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-            "version": VERSION,
-            "cluster_name": "encrypted-attr",
-            "cluster_id": "",
-            "storage_reachable": storage_reachable,
-        });
-        (http, axum::Json(body)).into_response()
     }
+}
+
+/// The state `sys/health` reports.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Health {
+    pub(crate) initialized: bool,
+    pub(crate) sealed: bool,
+    pub(crate) storage_reachable: bool,
 }
 
 /// Engine options of a server: concurrent requests already keep every core busy,

@@ -1,10 +1,12 @@
 //! Where each path goes: one match from the URL (after `/v1/`) to the handler that
 //! serves it: `transit/*` in [`transit`]; `auth/token/*` in [`auth_token`];
-//! `sys/*` (policies, audit devices, capabilities) in [`sys`]. The seal endpoints
-//! are served in `crate::app`: `sys/init`, `unseal`, `seal-status` and `health`
-//! before authentication (a sealed server has no tokens), `sys/seal` after it.
+//! `sys/*` (policies, audit devices, capabilities) in [`sys`]; `sys/health` in
+//! [`health`]. The dispatcher in `crate::app` answers `sys/health`, `sys/init`,
+//! `unseal` and `seal-status` before authentication (a sealed server has no tokens),
+//! and `sys/seal` after it, from the state machine in `crate::seal`.
 
 mod auth_token;
+pub(crate) mod health;
 mod sys;
 pub(crate) mod transit;
 
