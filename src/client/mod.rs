@@ -145,6 +145,8 @@ impl ClientConfig {
 /// A transit engine on the other side of HTTP.
 pub struct RemoteEngine {
     config: ClientConfig,
+    /// `X-Vault-Token`, sensitive.
+    token_header: reqwest::header::HeaderValue,
     async_client: reqwest::Client,
     blocking_client: OnceLock<std::result::Result<reqwest::blocking::Client, String>>,
 }
@@ -170,9 +172,14 @@ impl RemoteEngine {
     /// A client for `config`.
     ///
     /// # Errors
-    /// [`Error::Transport`] if the HTTP client cannot be built (TLS set-up).
+    /// [`Error::Transport`] if the HTTP client cannot be built (TLS set-up);
+    /// [`Error::InvalidRequest`] if the token cannot be sent as a header.
     pub fn new(config: ClientConfig) -> Result<Self> {
         install_crypto_provider();
+        // Built once; marked sensitive so that HTTP-level logging never prints it.
+        let mut token_header = reqwest::header::HeaderValue::from_str(config.token.as_str())
+            .map_err(|_| Error::invalid("the token holds characters a header cannot carry"))?;
+        token_header.set_sensitive(true);
         let mut builder = reqwest::Client::builder().timeout(config.timeout);
         if let Some(pem) = &config.ca_certificate_pem {
             builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(transport)?);
@@ -180,6 +187,7 @@ impl RemoteEngine {
         let async_client = builder.build().map_err(transport)?;
         Ok(Self {
             config,
+            token_header,
             async_client,
             blocking_client: OnceLock::new(),
         })
@@ -200,13 +208,9 @@ impl RemoteEngine {
         format!("{}/v1/{}/{}", self.config.address, self.config.mount, path)
     }
 
-    fn request<B: RequestBuilder>(&self, builder: B, call: &Call) -> Result<B> {
-        // Marked sensitive: HTTP-level logging never prints it.
-        let mut token = reqwest::header::HeaderValue::from_str(self.config.token.as_str())
-            .map_err(|_| Error::invalid("the token holds characters a header cannot carry"))?;
-        token.set_sensitive(true);
+    fn request<B: RequestBuilder>(&self, builder: B, call: &Call) -> B {
         let mut builder = builder
-            .header("X-Vault-Token", token)
+            .header("X-Vault-Token", self.token_header.clone())
             .header("X-Vault-Request", reqwest::header::HeaderValue::from_static("true"));
         if let Some(body) = &call.body {
             // A shared handle on the wiped buffer: a retry sends it again uncopied.
@@ -217,7 +221,7 @@ impl RemoteEngine {
                 )
                 .body(body.clone());
         }
-        Ok(builder)
+        builder
     }
 
     fn send_blocking(&self, call: &Call) -> Result<Reply> {
@@ -226,7 +230,7 @@ impl RemoteEngine {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let request = self.request(client.request(method.clone(), self.url(&call.path)), call)?;
+            let request = self.request(client.request(method.clone(), self.url(&call.path)), call);
             let outcome = request.send().and_then(|response| {
                 let status = response.status().as_u16();
                 response.bytes().map(|bytes| Reply::new(status, bytes))
@@ -243,7 +247,7 @@ impl RemoteEngine {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let request = self.request(self.async_client.request(method.clone(), self.url(&call.path)), call)?;
+            let request = self.request(self.async_client.request(method.clone(), self.url(&call.path)), call);
             let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();

@@ -452,24 +452,20 @@ fn item_error(item: &BatchItem) -> Option<Error> {
     item.error.as_deref().filter(|e| !e.is_empty()).map(message_error)
 }
 
-fn parse_ciphertext(item: &BatchItem) -> Result<Ciphertext> {
+/// The item's own error if it has one, else the value it should carry.
+fn answer<'i, T: ?Sized>(item: &'i BatchItem, value: Option<&'i T>, missing: &'static str) -> Result<&'i T> {
     if let Some(e) = item_error(item) {
         return Err(e);
     }
-    item.ciphertext
-        .as_deref()
-        .ok_or_else(|| Error::invalid("server sent no ciphertext"))?
-        .parse()
+    value.ok_or_else(|| Error::invalid(missing))
+}
+
+fn parse_ciphertext(item: &BatchItem) -> Result<Ciphertext> {
+    answer(item, item.ciphertext.as_deref(), "server sent no ciphertext")?.parse()
 }
 
 fn parse_plaintext(item: &BatchItem) -> Result<Plaintext> {
-    if let Some(e) = item_error(item) {
-        return Err(e);
-    }
-    let text = item
-        .plaintext
-        .as_deref()
-        .ok_or_else(|| Error::invalid("server sent no plaintext"))?;
+    let text = answer(item, item.plaintext.as_deref(), "server sent no plaintext")?;
     let mut bytes = Vec::with_capacity(text.len() / 4 * 3 + 3);
     BASE64
         .decode_vec(text.as_bytes(), &mut bytes)
@@ -478,20 +474,11 @@ fn parse_plaintext(item: &BatchItem) -> Result<Plaintext> {
 }
 
 fn parse_hmac(item: &BatchItem) -> Result<HmacTag> {
-    if let Some(e) = item_error(item) {
-        return Err(e);
-    }
-    item.hmac
-        .as_deref()
-        .ok_or_else(|| Error::invalid("server sent no hmac"))?
-        .parse()
+    answer(item, item.hmac.as_deref(), "server sent no hmac")?.parse()
 }
 
 fn parse_verify(item: &BatchItem) -> Result<bool> {
-    if let Some(e) = item_error(item) {
-        return Err(e);
-    }
-    Ok(item.valid.unwrap_or(false))
+    answer(item, Some(&item.valid.unwrap_or(false)), "").copied()
 }
 
 const NO_EXTRA: (&str, usize) = ("", 0);

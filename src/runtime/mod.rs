@@ -138,33 +138,28 @@ struct Place<'a> {
     tenant: Option<&'a str>,
 }
 
-/// The engine items for one field's value.
+/// What binds a value to its place: the key-derivation context (convergent and
+/// per-tenant fields: the column, and the tenant) and the associated data (every
+/// non-convergent field: the row). A convergent field carries no row identity: it
+/// would make equal values differ.
+fn bindings(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let context =
+        (field.convergent || field.context.is_some()).then(|| key_context(spec.table, field.column, place.tenant));
+    let associated_data = (!field.convergent).then(|| row_binding(spec.table, field.column, place.row_id));
+    (context, associated_data)
+}
+
+/// The engine item for one field's value.
 fn encrypt_item(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>, plaintext: SecretBytes) -> EncryptItem {
-    let item = EncryptItem::new(plaintext);
-    let context = || key_context(spec.table, field.column, place.tenant);
-    if field.convergent {
-        // Deterministic across rows: bind the column (and tenant) through the
-        // derived key; a row identity would make equal values differ.
-        item.context(context())
-    } else if field.context.is_some() {
-        item.context(context())
-            .associated_data(row_binding(spec.table, field.column, place.row_id))
-    } else {
-        item.associated_data(row_binding(spec.table, field.column, place.row_id))
-    }
+    let mut item = EncryptItem::new(plaintext);
+    (item.context, item.associated_data) = bindings(spec, field, place);
+    item
 }
 
 fn decrypt_item(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>, ciphertext: Ciphertext) -> DecryptItem {
-    let item = DecryptItem::new(ciphertext);
-    let context = || key_context(spec.table, field.column, place.tenant);
-    if field.convergent {
-        item.context(context())
-    } else if field.context.is_some() {
-        item.context(context())
-            .associated_data(row_binding(spec.table, field.column, place.row_id))
-    } else {
-        item.associated_data(row_binding(spec.table, field.column, place.row_id))
-    }
+    let mut item = DecryptItem::new(ciphertext);
+    (item.context, item.associated_data) = bindings(spec, field, place);
+    item
 }
 
 /// A per-tenant field needs its tenant: refuse rather than encrypt under a key
@@ -580,25 +575,28 @@ where
             let (mut index, mut tenants) = (UpgradeRoute::new(route.field), Vec::new());
             for &r in &route.owners {
                 let record = &self.decrypt.records[r];
+                let stale_value = record
+                    .field_ciphertext(route.field)
+                    .filter(|ct| ct.version() < info.latest_version);
+                let stale_index = record
+                    .field_blind_index(route.field)
+                    .filter(|tag| tag.parse::<HmacTag>().is_ok_and(|t| t.version() < info.latest_version));
+                if stale_value.is_none() && stale_index.is_none() {
+                    // Up to date (the common case): no binding to build.
+                    continue;
+                }
                 let tenant = tenant_of(field, record.field_tenant(route.field))?;
                 let row_id = record.row_id();
-                if let Some(ct) = record.field_ciphertext(route.field)
-                    && ct.version() < info.latest_version
-                {
+                if let Some(ct) = stale_value {
                     let place = Place {
                         row_id: row_id.as_deref(),
                         tenant: tenant.as_deref(),
                     };
-                    let binding = decrypt_item(spec, field, place, ct.clone());
                     let mut item = RewrapItem::new(ct.clone());
-                    item.context = binding.context;
-                    item.associated_data = binding.associated_data;
+                    (item.context, item.associated_data) = bindings(spec, field, place);
                     items.push(item);
                     rewrap.push(r, row_id.clone(), ct.clone());
                 }
-                let stale_index = record
-                    .field_blind_index(route.field)
-                    .filter(|tag| tag.parse::<HmacTag>().is_ok_and(|t| t.version() < info.latest_version));
                 if let Some(tag) = stale_index {
                     index.push(r, row_id, tag.to_owned());
                     tenants.push(tenant);

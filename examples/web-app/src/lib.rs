@@ -197,14 +197,7 @@ async fn create(
         "INSERT INTO patients (id, clinic, name, ssn, email, phone, phone_bidx, notes) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(record.id)
-    .bind(&record.clinic)
-    .bind(&record.name)
-    .bind(&record.ssn)
-    .bind(&record.email)
-    .bind(&record.phone)
-    .bind(&record.phone_bidx)
-    .bind(&record.notes)
+    .bind_record(&record)
     .execute(&app.db)
     .await?;
     Ok((StatusCode::CREATED, Json(patient)))
@@ -229,16 +222,9 @@ async fn replace(
     let record = patient.encrypt_async(&app.engine).await?;
     let done = sqlx::query(
         "UPDATE patients SET name = $3, ssn = $4, email = $5, phone = $6, phone_bidx = $7, notes = $8 \
-         WHERE clinic = $1 AND id = $2",
+         WHERE id = $1 AND clinic = $2",
     )
-    .bind(&record.clinic)
-    .bind(record.id)
-    .bind(&record.name)
-    .bind(&record.ssn)
-    .bind(&record.email)
-    .bind(&record.phone)
-    .bind(&record.phone_bidx)
-    .bind(&record.notes)
+    .bind_record(&record)
     .execute(&app.db)
     .await?;
     if done.rows_affected() == 0 {
@@ -298,6 +284,31 @@ async fn search(
     Ok(Json(loaded.models))
 }
 
+/// Binds every column of a patient's record, in table order (`$1` id … `$8` notes).
+trait BindRecord<'q> {
+    fn bind_record(self, record: &'q PatientRecord) -> Self;
+}
+
+impl<'q> BindRecord<'q> for sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    fn bind_record(self, record: &'q PatientRecord) -> Self {
+        self.bind(record.id)
+            .bind(&record.clinic)
+            .bind(&record.name)
+            .bind(&record.ssn)
+            .bind(&record.email)
+            .bind(&record.phone)
+            .bind(&record.phone_bidx)
+            .bind(&record.notes)
+    }
+}
+
+/// The row id an upgrade names (the model has an `id`, so every upgrade carries one).
+fn upgraded_row(row_id: Option<&str>) -> Result<i64, AppError> {
+    row_id
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| AppError::Internal("upgrade without a row id".into()))
+}
+
 /// Writes one rewrapped value where the column still holds the value that was read
 /// (a concurrent update wins; the row is upgraded on a later read).
 async fn write_back(db: &PgPool, upgrade: &Upgrade) -> Result<(), AppError> {
@@ -309,11 +320,7 @@ async fn write_back(db: &PgPool, upgrade: &Upgrade) -> Result<(), AppError> {
         "notes" => "UPDATE patients SET notes = $1 WHERE id = $2 AND notes = $3",
         other => return Err(AppError::Internal(format!("no write-back for column {other}"))),
     };
-    let id: i64 = upgrade
-        .row_id
-        .as_deref()
-        .and_then(|id| id.parse().ok())
-        .ok_or_else(|| AppError::Internal("upgrade without a row id".into()))?;
+    let id = upgraded_row(upgrade.row_id.as_deref())?;
     sqlx::query(statement)
         .bind(&upgrade.ciphertext)
         .bind(id)
@@ -328,11 +335,7 @@ async fn write_back_index(db: &PgPool, index: &IndexUpgrade) -> Result<(), AppEr
     if index.column != "phone_bidx" {
         return Err(AppError::Internal(format!("no write-back for column {}", index.column)));
     }
-    let id: i64 = index
-        .row_id
-        .as_deref()
-        .and_then(|id| id.parse().ok())
-        .ok_or_else(|| AppError::Internal("upgrade without a row id".into()))?;
+    let id = upgraded_row(index.row_id.as_deref())?;
     sqlx::query("UPDATE patients SET phone_bidx = $1 WHERE id = $2 AND phone_bidx = $3")
         .bind(&index.value)
         .bind(id)
