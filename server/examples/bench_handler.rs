@@ -82,7 +82,7 @@ async fn main() -> Result<(), String> {
     let budget = Duration::from_secs(3);
     let engine = LocalEngine::ephemeral_with(EngineOptions::default().parallel_batch_threshold(None))
         .map_err(|e| e.to_string())?;
-    let (state, _) = encrypted_attr_server::AppState::new(Arc::new(engine), Some(TOKEN))?;
+    let (state, _) = encrypted_attr_server::AppState::new(Arc::new(engine), Some(TOKEN)).map_err(|e| e.to_string())?;
     let router = encrypted_attr_server::app(Arc::new(state));
     let plaintext = base64::engine::general_purpose::STANDARD.encode([b'x'; 64]);
     let single = json!({ "plaintext": plaintext }).to_string();

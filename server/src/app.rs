@@ -18,14 +18,16 @@ use tokio::net::TcpListener;
 
 use encrypted_attr::storage::Storage;
 
-use crate::auth::TokenEntry;
-use crate::http::{ApiError, REQUEST_ID, Reply};
+use crate::authorize::authorize;
+use crate::error::StartError;
+use crate::http::{ApiError, REQUEST_ID};
 pub use crate::limits::{Limits, MAX_REQUEST_BYTES, REQUEST_TIMEOUT};
 use crate::params::Params;
 use crate::request::{Operation, query_params, token_from};
+use crate::routes::sys::seal as seal_routes;
 pub use crate::seal::RootToken;
 use crate::seal::Seal;
-pub(crate) use crate::seal::Unsealed;
+use crate::stores::tokens::TokenEntry;
 
 /// The version reported by `sys/health` and `sys/seal-status`.
 pub const VERSION: &str = crate::seal::VERSION;
@@ -53,7 +55,7 @@ impl AppState {
     ///
     /// # Errors
     /// The OS random source failed.
-    pub fn new(engine: Arc<LocalEngine>, root_token_id: Option<&str>) -> Result<(Self, RootToken), String> {
+    pub fn new(engine: Arc<LocalEngine>, root_token_id: Option<&str>) -> Result<(Self, RootToken), StartError> {
         let (seal, root) = Seal::dev(engine, root_token_id)?;
         Ok((Self::over(seal), root))
     }
@@ -78,7 +80,7 @@ impl AppState {
 
     /// Reopens the audit devices' files (`SIGHUP`); nothing while sealed.
     pub(crate) fn reopen_audit_files(&self) {
-        if let Ok(open) = self.seal.unsealed() {
+        if let Some(open) = self.seal.unsealed() {
             open.audit.reopen();
         }
     }
@@ -94,7 +96,7 @@ impl AppState {
     ///
     /// # Errors
     /// The storage cannot be read or its seal configuration is damaged.
-    pub fn persistent(storage: Arc<dyn Storage>, storage_type: &'static str) -> Result<Self, String> {
+    pub fn persistent(storage: Arc<dyn Storage>, storage_type: &'static str) -> Result<Self, StartError> {
         Ok(Self::over(Seal::persistent(storage, storage_type)?))
     }
 }
@@ -188,7 +190,7 @@ fn spawn_storage_probe(state: &Arc<AppState>) {
                 state.seal.pick_up_initialization();
                 // Keys re-read here stay fresh for requests, which then never all
                 // re-read one key at once when its refresh interval passes.
-                if let Ok(open) = state.seal.unsealed()
+                if let Some(open) = state.seal.unsealed()
                     && let Err(error) = open
                         .engine
                         .refresh_keys_older_than(crate::monitored::PROBE_INTERVAL / 2)
@@ -252,19 +254,14 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
     if bare_path == "sys/health" && op == Operation::Read {
         let mut query = query;
         query.remove("list");
-        return crate::routes::health::health(&state.seal, &Params::new(query), parts.method == Method::HEAD);
+        return crate::routes::sys::health::health(&state.seal, &Params::new(query), parts.method == Method::HEAD);
     }
-    let unauthenticated = matches!(
-        (bare_path.as_str(), op),
-        ("sys/seal-status" | "sys/init" | "sys/leader", Operation::Read)
-            | ("sys/init" | "sys/unseal", Operation::Update)
-    );
+    let unauthenticated = seal_routes::is_unauthenticated(&bare_path, op);
     let limits = state.limits;
     let mut token = None;
     if !unauthenticated {
-        let open = match state.seal.unsealed() {
-            Ok(open) => open,
-            Err(error) => return error.into_response(),
+        let Some(open) = state.seal.unsealed() else {
+            return ApiError::Sealed.into_response();
         };
         let Some(presented) = token_from(&parts.headers).map(str::to_owned) else {
             return ApiError::PermissionDenied.into_response();
@@ -314,7 +311,7 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
         && state
             .seal
             .unsealed()
-            .is_ok_and(|open| open.claim_shared_state_refresh());
+            .is_some_and(|open| open.claim_shared_state_refresh());
     let head = parts.method == Method::HEAD;
     // The inline path re-checks the token from memory only (it must never wait on
     // storage); when memory cannot answer, the request goes to the blocking pool,
@@ -323,7 +320,7 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
     if let Some(presented) = &token
         && !reload_shared_state
         && state.answers_inline(op, &path, body.len())
-        && let Ok(open) = state.seal.unsealed()
+        && let Some(open) = state.seal.unsealed()
     {
         match open.tokens.check_cached(presented) {
             Some(Ok(Some(entry))) => rechecked = Some(entry),
@@ -406,7 +403,7 @@ impl AppState {
         if op != Operation::Update || body_len > INLINE_BODY_LIMIT {
             return false;
         }
-        let Ok(open) = self.seal.unsealed() else { return false };
+        let Some(open) = self.seal.unsealed() else { return false };
         let mut segments = path.trim_end_matches('/').split('/');
         let (Some("transit"), Some(action), Some(name)) = (segments.next(), segments.next(), segments.next()) else {
             return false;
@@ -462,23 +459,7 @@ fn unauthenticated_request(state: &AppState, request: &Incoming<'_>) -> Response
         Ok(params) => params,
         Err(error) => return error.into_response(),
     };
-    let seal = &state.seal;
-    let result = match (request.path.trim_end_matches('/'), request.op) {
-        ("sys/seal-status", Operation::Read) => Ok(Reply::Bare(StatusCode::OK, seal.status())),
-        ("sys/init", Operation::Read) => seal.init_status(),
-        ("sys/leader", Operation::Read) => Ok(Reply::Bare(
-            StatusCode::OK,
-            json!({
-                "ha_enabled": false, "is_self": true, "active_time": "0001-01-01T00:00:00Z",
-                "leader_address": "", "leader_cluster_address": "", "performance_standby": false,
-                "performance_standby_last_remote_wal": 0,
-            }),
-        )),
-        ("sys/init", Operation::Update) => seal.init(&params),
-        ("sys/unseal", Operation::Update) => seal.unseal(&params),
-        _ => Err(ApiError::UnsupportedPath(request.path.to_owned())),
-    };
-    result.into_response()
+    seal_routes::unauthenticated(&state.seal, request.op, request.path.trim_end_matches('/'), &params).into_response()
 }
 
 /// A request whose token was accepted: audit, policy, route, audit. `rechecked`
@@ -491,9 +472,8 @@ fn authenticated_request(
     rechecked: Option<TokenEntry>,
     reload_shared_state: bool,
 ) -> Response {
-    let open = match state.seal.unsealed() {
-        Ok(open) => open,
-        Err(error) => return error.into_response(),
+    let Some(open) = state.seal.unsealed() else {
+        return ApiError::Sealed.into_response();
     };
     if reload_shared_state {
         open.reload_shared_state();
@@ -535,7 +515,7 @@ fn authenticated_request(
     }
     let result = match authorize(&open, op, path, entry) {
         Err(error) => Err(error),
-        Ok(()) if path.trim_end_matches('/') == "sys/seal" && op == Operation::Update => state.seal.seal(),
+        Ok(()) if path.trim_end_matches('/') == "sys/seal" && op == Operation::Update => seal_routes::seal(&state.seal),
         Ok(()) => crate::routes::route(&open, op, path, &params, token, entry),
     };
     let logged = match &result {
@@ -548,38 +528,5 @@ fn authenticated_request(
     match result {
         Ok(reply) => reply.into_response(),
         Err(error) => error.into_response(),
-    }
-}
-
-/// Checks the token's policies for this request: the capability its operation
-/// needs on its path (`create` rather than `update` for an encrypt that would
-/// create its key; `sudo` as well on root-protected paths).
-fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &TokenEntry) -> Result<(), ApiError> {
-    use crate::policy::Capability;
-    let path = path.trim_end_matches('/');
-    let needed = match op {
-        Operation::Read => Capability::Read,
-        Operation::List => Capability::List,
-        Operation::Delete => Capability::Delete,
-        Operation::Update => match path.strip_prefix("transit/encrypt/").map(encrypted_attr::KeyName::new) {
-            // Only a key that does not exist needs `create`; a storage failure is a
-            // 503, never a "permission denied".
-            Some(Ok(name)) => match encrypted_attr::TransitEngine::read_key(&*open.engine, &name) {
-                Ok(_) => Capability::Update,
-                Err(encrypted_attr::Error::KeyNotFound { .. }) => Capability::Create,
-                Err(error) => return Err(ApiError::from(error)),
-            },
-            _ => Capability::Update,
-        },
-    };
-    let caps = open.policies.check(&entry.policies, path);
-    // For LIST, `transit/keys` and `transit/keys/` are the same path.
-    let list_caps = (op == Operation::List).then(|| open.policies.check(&entry.policies, &format!("{path}/")));
-    let allowed = caps.allows(needed) || list_caps.is_some_and(|c| c.allows(needed));
-    let root_protected = path == "sys/seal" || path == "sys/audit" || path.starts_with("sys/audit/");
-    if allowed && (!root_protected || caps.allows(Capability::Sudo)) {
-        Ok(())
-    } else {
-        Err(ApiError::PermissionDenied)
     }
 }

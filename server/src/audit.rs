@@ -9,20 +9,21 @@
 //! Only file devices exist; their configuration and salt live in the barrier on a
 //! persistent server.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use encrypted_attr::HashAlgorithm;
-use encrypted_attr::storage::{Barrier, Update};
+use encrypted_attr::storage::Barrier;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+
+use crate::stores::{Mirror, Mirrored, Record, SealedRecords, decode_json, encode_json};
 
 const AUDIT_PREFIX: &str = "sys/audit/";
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct DeviceConfig {
+pub(crate) struct DeviceConfig {
     #[serde(rename = "type")]
     kind: String,
     description: String,
@@ -30,7 +31,23 @@ struct DeviceConfig {
     salt: String,
 }
 
-struct Device {
+impl Record for DeviceConfig {
+    fn encode(&self) -> Result<Vec<u8>, encrypted_attr::Error> {
+        encode_json(self)
+    }
+    /// A damaged entry counts as a device that cannot write (its path is kept),
+    /// so requests fail closed rather than go unlogged.
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(decode_json(bytes).unwrap_or_else(|| DeviceConfig {
+            kind: "file".into(),
+            description: "damaged configuration".into(),
+            file_path: String::new(),
+            salt: String::new(),
+        }))
+    }
+}
+
+pub(crate) struct Device {
     config: DeviceConfig,
     /// The open file, `None` while it cannot be opened (a stored device whose
     /// file is missing: it stays enabled and each write tries to open it again,
@@ -48,6 +65,16 @@ struct Device {
 struct AuditFile {
     file: File,
     identity: Option<(u64, u64)>,
+}
+
+impl Mirrored for Device {
+    type Record = DeviceConfig;
+    fn load(name: &str, record: Option<DeviceConfig>) -> Option<Self> {
+        record.map(|config| Self::load(name, config))
+    }
+    fn record(&self) -> &DeviceConfig {
+        &self.config
+    }
 }
 
 impl Device {
@@ -306,12 +333,7 @@ pub(crate) struct AuditRequest<'a> {
 
 /// The enabled devices.
 pub(crate) struct Audit {
-    devices: RwLock<BTreeMap<String, Device>>,
-    persist: Option<Barrier>,
-    /// Held by every change (enable, disable, reload) from its storage access to
-    /// its map update, so a reload cannot replace the map with a view read before a
-    /// local change and drop a device just enabled (or revive one just disabled).
-    changes: std::sync::Mutex<()>,
+    devices: Mirror<Device>,
 }
 
 fn now() -> String {
@@ -321,83 +343,42 @@ fn now() -> String {
     format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
 }
 
-impl Audit {
-    /// Loads the devices stored in `persist` (a device whose file cannot be opened
-    /// stays configured but fails, so requests fail closed rather than go unlogged).
-    pub(crate) fn new(persist: Option<Barrier>) -> Result<Self, encrypted_attr::Error> {
-        let mut devices = BTreeMap::new();
-        if let Some(barrier) = &persist {
-            for (name, config) in Self::stored(barrier)? {
-                let device = Device::load(&name, config);
-                devices.insert(name, device);
-            }
-        }
-        Ok(Self {
-            devices: RwLock::new(devices),
-            persist,
-            changes: std::sync::Mutex::new(()),
-        })
-    }
+/// Why a device could not be enabled or disabled.
+#[derive(Debug)]
+pub(crate) enum DeviceError {
+    /// The caller's mistake (a 400): the type, the options, the path in use, a
+    /// file that cannot be opened.
+    Invalid(String),
+    /// Storage failed: a 5xx, never the caller's fault.
+    Storage(encrypted_attr::Error),
+}
 
-    /// The device configurations in `barrier`. A damaged entry counts as a device
-    /// that cannot write (its path is kept), so it fails closed.
-    fn stored(barrier: &Barrier) -> Result<Vec<(String, DeviceConfig)>, encrypted_attr::Error> {
-        let mut out = Vec::new();
-        for path in barrier.list(AUDIT_PREFIX)? {
-            let Some(raw) = barrier.get(&path)? else { continue };
-            let name = path.trim_start_matches(AUDIT_PREFIX).to_owned();
-            let config = serde_json::from_slice::<DeviceConfig>(&raw).unwrap_or_else(|_| DeviceConfig {
-                kind: "file".into(),
-                description: "damaged configuration".into(),
-                file_path: String::new(),
-                salt: String::new(),
-            });
-            out.push((name, config));
-        }
-        Ok(out)
+impl From<encrypted_attr::Error> for DeviceError {
+    fn from(error: encrypted_attr::Error) -> Self {
+        Self::Storage(error)
+    }
+}
+
+impl Audit {
+    /// Loads the devices stored in `barrier` (a device whose file cannot be opened
+    /// stays configured but fails, so requests fail closed rather than go unlogged).
+    pub(crate) fn open(barrier: Arc<Barrier>) -> Result<Self, encrypted_attr::Error> {
+        Ok(Self {
+            devices: Mirror::open(SealedRecords::new(barrier, AUDIT_PREFIX))?,
+        })
     }
 
     /// Re-reads the devices from storage, to see devices enabled or disabled by
     /// another server sharing it: unchanged devices keep their open file. If storage
     /// cannot be read, the current devices stay.
     pub(crate) fn reload(&self) {
-        let Some(barrier) = &self.persist else { return };
-        let _changing = self.changing();
-        let stored = match Self::stored(barrier) {
-            Ok(stored) => stored,
-            Err(e) => {
-                tracing::error!(error = %e, "audit devices could not be re-read; keeping the current ones");
-                return;
-            }
-        };
-        let unchanged = {
-            let current = self.read();
-            stored.len() == current.len()
-                && stored
-                    .iter()
-                    .all(|(name, config)| current.get(name).is_some_and(|d| d.config == *config))
-        };
-        if unchanged {
-            return;
+        if let Err(e) = self.devices.reload() {
+            tracing::error!(error = %e, "audit devices could not be re-read; keeping the current ones");
         }
-        let mut devices = self.devices.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut next = BTreeMap::new();
-        for (name, config) in stored {
-            let device = match devices.remove(&name) {
-                Some(device) if device.config == config => device,
-                _ => Device::load(&name, config),
-            };
-            next.insert(name, device);
-        }
-        *devices = next;
     }
 
-    fn changing(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Device>> {
-        self.devices.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<String, Device>> {
+        self.devices.read()
     }
 
     /// `sys/audit` listing.
@@ -419,16 +400,24 @@ impl Audit {
     }
 
     /// Enables a file device at `name`.
-    pub(crate) fn enable(&self, name: &str, kind: &str, description: String, file_path: String) -> Result<(), String> {
-        let _changing = self.changing();
+    pub(crate) fn enable(
+        &self,
+        name: &str,
+        kind: &str,
+        description: String,
+        file_path: String,
+    ) -> Result<(), DeviceError> {
+        let change = self.devices.change();
         if kind != "file" {
-            return Err(format!("unknown backend type: {kind:?} (only \"file\" is supported)"));
+            return Err(DeviceError::Invalid(format!(
+                "unknown backend type: {kind:?} (only \"file\" is supported)"
+            )));
         }
         if file_path.is_empty() {
-            return Err("file_path is required".into());
+            return Err(DeviceError::Invalid("file_path is required".into()));
         }
-        if self.read().contains_key(name) {
-            return Err(format!("path already in use at {name}/"));
+        if change.contains(name) {
+            return Err(DeviceError::Invalid(format!("path already in use at {name}/")));
         }
         let config = DeviceConfig {
             kind: kind.into(),
@@ -436,33 +425,13 @@ impl Audit {
             file_path,
             salt: uuid::Uuid::new_v4().to_string(),
         };
-        let device = Device::open(config.clone())?;
-        if let Some(barrier) = &self.persist {
-            let bytes = serde_json::to_vec(&config).map_err(|e| e.to_string())?;
-            barrier
-                .update(&format!("{AUDIT_PREFIX}{name}"), &mut |_| {
-                    Ok(Update::Put(bytes.clone()))
-                })
-                .map_err(|_| "failed to store the audit device".to_owned())?;
-        }
-        self.devices
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(name.to_owned(), device);
+        let device = Device::open(config).map_err(DeviceError::Invalid)?;
+        change.insert(name, device)?;
         Ok(())
     }
 
-    pub(crate) fn disable(&self, name: &str) -> Result<(), String> {
-        let _changing = self.changing();
-        if let Some(barrier) = &self.persist {
-            barrier
-                .update(&format!("{AUDIT_PREFIX}{name}"), &mut |_| Ok(Update::Delete))
-                .map_err(|_| "failed to remove the audit device".to_owned())?;
-        }
-        self.devices
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(name);
+    pub(crate) fn disable(&self, name: &str) -> Result<(), DeviceError> {
+        self.devices.change().remove(name)?;
         Ok(())
     }
 

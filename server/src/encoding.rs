@@ -1,7 +1,7 @@
 //! Text forms Vault uses on the wire and in logs: base64 with Go's error wording,
-//! lower-case hex, and Go-style durations (`90s`, `1h30m`).
+//! lower-case hex, Go-style durations (`90s`, `1h30m`) and RFC 3339 times.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -37,6 +37,17 @@ pub(crate) fn encode_hex(bytes: &[u8]) -> String {
 }
 
 /// Standard base64 with padding.
+/// Bytes from lowercase or uppercase hex; `None` unless every character is a
+/// hex digit and there is an even number of them.
+pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
 pub(crate) fn encode_base64(bytes: &[u8]) -> String {
     BASE64.encode(bytes)
 }
@@ -90,6 +101,33 @@ pub(crate) fn format_duration(d: Duration) -> String {
     if out.is_empty() { "0s".to_owned() } else { out }
 }
 
+/// Whole seconds since the Unix epoch (0 before it).
+pub(crate) fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `2026-11-23T12:00:00Z`: the form Vault uses for token times.
+pub(crate) fn format_rfc3339(t: SystemTime) -> String {
+    let secs = unix_seconds(t);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +145,19 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(768 * 3600 - 1)), "767h59m59s");
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(format_rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            format_rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            format_rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_439_529)),
+            "2026-11-23T13:12:09Z"
+        );
     }
 
     #[test]

@@ -35,39 +35,50 @@ pub(crate) enum Reply {
     NoContent,
     /// A bare JSON object (`sys/health`, `sys/seal-status`), no envelope.
     Bare(StatusCode, Value),
-    /// A complete JSON body, already serialised (the batch fast path).
-    Json { status: StatusCode, body: String },
+    /// The logical envelope with `data` written as JSON text by hand (the batch
+    /// fast path: no `Value` tree for the client's answer).
+    Written {
+        status: StatusCode,
+        data: Box<dyn HandWritten>,
+        warnings: Vec<String>,
+    },
     /// The envelope with `data`, whose keys are also copied to the top level, as
     /// Vault does for some `sys/` paths that old clients read that way.
     SysData(Value),
 }
 
-impl Reply {
-    /// The logical envelope around `data` that `write_data` appends as JSON text
-    /// (a fast path for large results: no `Value` tree, one buffer).
-    pub(crate) fn json_data(
-        status: StatusCode,
-        warnings: &[String],
-        capacity: usize,
-        write_data: impl FnOnce(&mut String),
-    ) -> Self {
-        let mut body = String::with_capacity(capacity + 256);
-        body.push_str("{\"request_id\":\"");
-        if REQUEST_ID.try_with(|id| body.push_str(id)).is_err() {
-            body.push_str(&request_id());
-        }
-        body.push_str("\",\"lease_id\":\"\",\"renewable\":false,\"lease_duration\":0,\"data\":");
-        write_data(&mut body);
-        body.push_str(",\"wrap_info\":null,\"warnings\":");
-        if warnings.is_empty() {
-            body.push_str("null");
-        } else {
-            body.push_str(&json!(warnings).to_string());
-        }
-        body.push_str(",\"auth\":null}");
-        Self::Json { status, body }
-    }
+/// A reply's `data` that writes itself as JSON text, and gives the audit log the
+/// same data as a value (built only when an audit device is enabled), so that
+/// neither is made by parsing the other.
+pub(crate) trait HandWritten: Send {
+    /// Appends the `data` object as JSON text.
+    fn write_json(&self, out: &mut String);
+    /// The same `data`, as the audit log records it.
+    fn audit_value(&self) -> Value;
+    /// About how many bytes [`write_json`](HandWritten::write_json) appends.
+    fn size_hint(&self) -> usize;
+}
 
+/// The logical envelope around hand-written `data`, as one JSON text.
+fn written_envelope(data: &dyn HandWritten, warnings: &[String]) -> String {
+    let mut body = String::with_capacity(data.size_hint() + 256);
+    body.push_str("{\"request_id\":\"");
+    if REQUEST_ID.try_with(|id| body.push_str(id)).is_err() {
+        body.push_str(&request_id());
+    }
+    body.push_str("\",\"lease_id\":\"\",\"renewable\":false,\"lease_duration\":0,\"data\":");
+    data.write_json(&mut body);
+    body.push_str(",\"wrap_info\":null,\"warnings\":");
+    if warnings.is_empty() {
+        body.push_str("null");
+    } else {
+        body.push_str(&json!(warnings).to_string());
+    }
+    body.push_str(",\"auth\":null}");
+    body
+}
+
+impl Reply {
     pub(crate) fn data(data: Value, warnings: Vec<String>) -> Self {
         Self::Data {
             status: StatusCode::OK,
@@ -84,10 +95,7 @@ impl Reply {
             Self::Data { data, .. } | Self::SysData(data) => json!({ "data": data }),
             Self::NoContent => json!({}),
             Self::Bare(_, body) => body.clone(),
-            Self::Json { body, .. } => serde_json::from_str::<Value>(body)
-                .ok()
-                .and_then(|v| v.get("data").cloned())
-                .map_or_else(|| json!({}), |data| json!({ "data": data })),
+            Self::Written { data, .. } => json!({ "data": data.audit_value() }),
         }
     }
 }
@@ -109,7 +117,8 @@ impl IntoResponse for Reply {
                 (status, axum::Json(body)).into_response()
             }
             Self::NoContent => StatusCode::NO_CONTENT.into_response(),
-            Self::Json { status, body } => {
+            Self::Written { status, data, warnings } => {
+                let body = written_envelope(&*data, &warnings);
                 (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
             }
             Self::SysData(data) => {

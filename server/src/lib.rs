@@ -6,9 +6,10 @@
 
 mod app;
 mod audit;
-mod auth;
+mod authorize;
 pub mod cli;
 mod encoding;
+mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
@@ -22,8 +23,10 @@ mod request;
 mod routes;
 mod seal;
 mod shamir;
+mod stores;
 
 pub use app::{
     AppState, Limits, MAX_REQUEST_BYTES, REQUEST_LOG_TARGET, REQUEST_TIMEOUT, RootToken, VERSION, app, run, run_tls,
 };
+pub use error::StartError;
 pub use pg_storage::PostgresStorage;

@@ -2,14 +2,14 @@
 //! items parsed without building a JSON tree.
 //!
 //! Numbers may come as strings, booleans as `"true"`/`"1"`, durations as seconds or
-//! `"1h"`; every top-level parameter no handler read ends up in the "ignored"
-//! warning. The body's top level becomes a `serde_json` map, but `batch_input` is
+//! `"1h"`. Each endpoint declares the top-level parameters it reads (a list of
+//! names next to its handler); whatever else was sent is named in Vault's "ignored
+//! parameters" warning. The body's top level becomes a `serde_json` map, but `batch_input` is
 //! parsed in the same pass straight into fixed slots per item whose strings borrow
 //! from the body: on batches of 100 items and more, building a `Value` tree (a map
 //! and two strings per item) cost more than the cryptography.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::fmt;
 use std::time::Duration;
 
@@ -89,8 +89,6 @@ pub(crate) struct Params<'a> {
     batch: Option<Batch<'a>>,
     /// The request body, from which the audit log takes `batch_input` as sent.
     body: &'a [u8],
-    /// Names read so far (top level only: items report nothing as ignored).
-    used: RefCell<Vec<&'static str>>,
 }
 
 impl fmt::Debug for Params<'_> {
@@ -116,7 +114,6 @@ impl Params<'static> {
             source: Source::Map(map),
             batch: None,
             body: &[],
-            used: RefCell::new(Vec::new()),
         }
     }
 }
@@ -142,16 +139,12 @@ impl<'a> Params<'a> {
             source: Source::Map(map),
             batch,
             body,
-            used: RefCell::new(Vec::new()),
         })
     }
 
     fn get(&self, name: &'static str) -> Option<Field<'_>> {
         match &self.source {
-            Source::Map(map) => {
-                self.used.borrow_mut().push(name);
-                map.get(name).filter(|v| !v.is_null()).map(Field::from)
-            }
+            Source::Map(map) => map.get(name).filter(|v| !v.is_null()).map(Field::from),
             Source::Item(fields, values) => {
                 let slot = ITEM_FIELDS.iter().position(|n| *n == name);
                 // A name missing from ITEM_FIELDS would read as absent: a bug.
@@ -254,10 +247,7 @@ impl<'a> Params<'a> {
     /// `options`). Top-level parameters only; `None` for batch items.
     pub(crate) fn raw(&self, name: &'static str) -> Option<&Value> {
         match &self.source {
-            Source::Map(map) => {
-                self.used.borrow_mut().push(name);
-                map.get(name).filter(|v| !v.is_null())
-            }
+            Source::Map(map) => map.get(name).filter(|v| !v.is_null()),
             Source::Item(..) => None,
         }
     }
@@ -265,7 +255,6 @@ impl<'a> Params<'a> {
     /// The items of `batch_input`, each as its own parameters borrowing from the
     /// request body; `None` when the request is not a batch.
     pub(crate) fn batch_items(&self) -> Result<Option<Vec<Params<'_>>>, ApiError> {
-        self.used.borrow_mut().push("batch_input");
         let (items, values) = match &self.batch {
             None | Some(Batch::Null) => return Ok(None),
             Some(Batch::NotAnArray) => {
@@ -285,7 +274,6 @@ impl<'a> Params<'a> {
                     source: Source::Item(fields, values),
                     batch: None,
                     body: &[],
-                    used: RefCell::new(Vec::new()),
                 }),
                 None => Err(ApiError::BadRequest(
                     "failed to parse batch input: each item must be an object".into(),
@@ -303,12 +291,16 @@ impl<'a> Params<'a> {
         }
     }
 
-    /// Vault's warning for top-level parameters nobody read.
-    pub(crate) fn ignored_warning(&self) -> Option<String> {
+    /// Vault's warning naming the top-level parameters sent that the endpoint does
+    /// not read (`declared` lists those it does).
+    pub(crate) fn ignored_warning(&self, declared: &[&str]) -> Option<String> {
         let Source::Map(map) = &self.source else { return None };
-        let used = self.used.borrow();
-        let mut ignored: Vec<&str> = map.keys().map(String::as_str).filter(|k| !used.contains(k)).collect();
-        if self.batch.is_some() && !used.contains(&"batch_input") {
+        let mut ignored: Vec<&str> = map
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !declared.contains(k))
+            .collect();
+        if self.batch.is_some() && !declared.contains(&"batch_input") {
             ignored.push("batch_input");
             ignored.sort_unstable();
         }
@@ -675,7 +667,7 @@ mod tests {
         assert_eq!(p.int("c").ok().flatten(), Some(3));
         assert!(p.bool("c").is_err());
         assert_eq!(
-            p.ignored_warning().as_deref(),
+            p.ignored_warning(&["a", "b", "c"]).as_deref(),
             Some("Endpoint ignored these unrecognized parameters: [zzz]")
         );
     }
@@ -719,8 +711,8 @@ mod tests {
         assert!(items[1].string("input").is_err());
         assert_eq!(items[1].string("key_version").ok().flatten().as_deref(), Some("1.5"));
         assert_eq!(items[2].string("plaintext").ok().flatten().as_deref(), Some("last"));
-        assert!(items[0].ignored_warning().is_none());
-        assert!(p.ignored_warning().is_none());
+        assert!(items[0].ignored_warning(&[]).is_none());
+        assert!(p.ignored_warning(&["batch_input"]).is_none());
         // The audit log still sees the whole batch.
         assert_eq!(
             p.audit_fields().expect("parses")["batch_input"][1]["input"],

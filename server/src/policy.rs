@@ -10,9 +10,7 @@
 //! `hcl-rs` crate (see `docs/dependencies.md`).
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
 
-use encrypted_attr::storage::{Barrier, Update};
 use serde_json::Value;
 
 /// One capability bit.
@@ -32,6 +30,9 @@ pub(crate) enum Capability {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Capabilities(u8);
 
+/// Everything but `deny`: what the `root` policy grants.
+pub(crate) const ALL_CAPABILITIES: Capabilities = Capabilities(!(Capability::Deny as u8));
+
 impl Capabilities {
     fn add(&mut self, c: Capability) {
         self.0 |= c as u8;
@@ -45,7 +46,12 @@ impl Capabilities {
         self.0 & Capability::Deny as u8 == 0 && self.0 & c as u8 != 0
     }
 
-    fn names(self) -> Vec<&'static str> {
+    /// Whether no capability at all is granted.
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub(crate) fn names(self) -> Vec<&'static str> {
         let all = [
             (Capability::Create, "create"),
             (Capability::Read, "read"),
@@ -66,8 +72,6 @@ impl Capabilities {
 /// A parsed policy.
 #[derive(Clone, Debug)]
 pub(crate) struct Policy {
-    /// The source text, returned as written.
-    pub(crate) text: String,
     rules: BTreeMap<String, Capabilities>,
 }
 
@@ -172,10 +176,7 @@ pub(crate) fn parse(text: &str) -> Result<Policy, String> {
             rules.entry(pattern).or_insert_with(Capabilities::default).merge(caps);
         }
     }
-    Ok(Policy {
-        text: text.to_owned(),
-        rules,
-    })
+    Ok(Policy { rules })
 }
 
 fn capability(name: &str) -> Result<Capability, String> {
@@ -255,177 +256,6 @@ pub(crate) fn capabilities(policies: &[&Policy], path: &str) -> Capabilities {
         }
     }
     merged
-}
-
-/// Vault's stock `default` policy, reduced to the paths this server serves.
-const DEFAULT_POLICY: &str = r#"
-path "auth/token/lookup-self" {
-    capabilities = ["read"]
-}
-path "auth/token/renew-self" {
-    capabilities = ["update"]
-}
-path "auth/token/revoke-self" {
-    capabilities = ["update"]
-}
-path "sys/capabilities-self" {
-    capabilities = ["update"]
-}
-"#;
-
-const POLICY_PREFIX: &str = "sys/policy/";
-
-/// Named policies, kept in the barrier when the server is persistent.
-pub(crate) struct PolicyStore {
-    policies: RwLock<BTreeMap<String, Policy>>,
-    persist: Option<Barrier>,
-    /// Held by every change (put, delete, reload) from its storage access to its
-    /// map update, so a reload cannot overwrite a local change with an older view.
-    changes: std::sync::Mutex<()>,
-}
-
-impl PolicyStore {
-    pub(crate) fn new(persist: Option<Barrier>) -> Result<Self, encrypted_attr::Error> {
-        let policies = match &persist {
-            Some(barrier) => Self::stored(barrier, &BTreeMap::new())?,
-            None => Self::stored_none(),
-        };
-        Ok(Self {
-            policies: RwLock::new(policies),
-            persist,
-            changes: std::sync::Mutex::new(()),
-        })
-    }
-
-    fn stored_none() -> BTreeMap<String, Policy> {
-        let mut policies = BTreeMap::new();
-        if let Ok(policy) = parse(DEFAULT_POLICY) {
-            policies.insert("default".into(), policy);
-        }
-        policies
-    }
-
-    /// The policies in `barrier`, with the built-in `default` unless it was replaced.
-    /// A stored policy that no longer parses is left out (it grants nothing).
-    /// The policies in `barrier`; a text equal to one in `known` is not parsed
-    /// again (reloads run every 2 s).
-    fn stored(
-        barrier: &Barrier,
-        known: &BTreeMap<String, Policy>,
-    ) -> Result<BTreeMap<String, Policy>, encrypted_attr::Error> {
-        let mut policies = BTreeMap::new();
-        for path in barrier.list(POLICY_PREFIX)? {
-            let Some(raw) = barrier.get(&path)? else { continue };
-            let text = String::from_utf8_lossy(&raw).into_owned();
-            let name = path.trim_start_matches(POLICY_PREFIX).to_owned();
-            let parsed = match known.get(&name) {
-                Some(policy) if policy.text == text => Some(policy.clone()),
-                _ => parse(&text).ok(),
-            };
-            if let Some(policy) = parsed {
-                policies.insert(name, policy);
-            }
-        }
-        if !policies.contains_key("default") {
-            policies.extend(Self::stored_none());
-        }
-        Ok(policies)
-    }
-
-    /// Re-reads every policy from storage, to see changes made by another server
-    /// sharing it. If storage cannot be read, the current policies stay.
-    pub(crate) fn reload(&self) {
-        let Some(barrier) = &self.persist else { return };
-        let _changing = self.changing();
-        let known = self.read().clone();
-        match Self::stored(barrier, &known) {
-            Ok(policies) => {
-                *self.policies.write().unwrap_or_else(std::sync::PoisonError::into_inner) = policies;
-            }
-            Err(e) => tracing::error!(error = %e, "policies could not be re-read; keeping the current ones"),
-        }
-    }
-
-    fn changing(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Policy>> {
-        self.policies.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Names, `root` included.
-    pub(crate) fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.read().keys().cloned().collect();
-        names.push("root".into());
-        names.sort();
-        names
-    }
-
-    pub(crate) fn get(&self, name: &str) -> Option<Policy> {
-        self.read().get(name).cloned()
-    }
-
-    /// Writes policy `name` from `text`.
-    pub(crate) fn put(&self, name: &str, text: &str) -> Result<(), String> {
-        if name == "root" {
-            return Err("cannot update \"root\" policy".into());
-        }
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-            return Err("invalid policy name".into());
-        }
-        let policy = parse(text)?;
-        let _changing = self.changing();
-        if let Some(barrier) = &self.persist {
-            let bytes = text.as_bytes().to_vec();
-            barrier
-                .update(&format!("{POLICY_PREFIX}{name}"), &mut |_| {
-                    Ok(Update::Put(bytes.clone()))
-                })
-                .map_err(|_| "failed to store the policy".to_owned())?;
-        }
-        self.policies
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(name.to_owned(), policy);
-        Ok(())
-    }
-
-    pub(crate) fn delete(&self, name: &str) -> Result<(), String> {
-        if name == "root" || name == "default" {
-            return Err(format!("cannot delete {name:?} policy"));
-        }
-        let _changing = self.changing();
-        if let Some(barrier) = &self.persist {
-            barrier
-                .update(&format!("{POLICY_PREFIX}{name}"), &mut |_| Ok(Update::Delete))
-                .map_err(|_| "failed to delete the policy".to_owned())?;
-        }
-        self.policies
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(name);
-        Ok(())
-    }
-
-    /// The capabilities of a token with `names` on `path`; `root` allows everything.
-    pub(crate) fn check(&self, names: &[String], path: &str) -> Capabilities {
-        if names.iter().any(|n| n == "root") {
-            return Capabilities(!(Capability::Deny as u8));
-        }
-        let all = self.read();
-        let policies: Vec<&Policy> = names.iter().filter_map(|n| all.get(n)).collect();
-        capabilities(&policies, path)
-    }
-
-    /// Capability names for `sys/capabilities-self`.
-    pub(crate) fn names_of(&self, names: &[String], path: &str) -> Vec<&'static str> {
-        if names.iter().any(|n| n == "root") {
-            return vec!["root"];
-        }
-        let caps = self.check(names, path);
-        if caps.0 == 0 { vec!["deny"] } else { caps.names() }
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Seal state: uninitialised, sealed (collecting unseal shares), or unsealed (the
-//! engine and token store open), and the `sys/init`, `sys/unseal`, `sys/seal`,
-//! `sys/seal-status` and `sys/health` endpoints.
+//! engine and the stores open). A state machine with no HTTP in it: the `sys/init`,
+//! `unseal`, `seal`, `seal-status` and `health` endpoints (`crate::routes::sys`)
+//! read their parameters and shape their answers from what it returns.
 //!
 //! Key hierarchy: an *unseal key* (32 random bytes) is split into Shamir shares and
 //! never stored; it wraps the *root key*, stored at `core/root-key`; the root key
@@ -12,20 +13,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use encrypted_attr::storage::{Barrier, Storage, Update};
 use encrypted_attr::{EngineOptions, LocalEngine, RootKey, SecretBytes};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::audit::Audit;
-use crate::auth::TokenStore;
-use crate::encoding::encode_base64;
-use crate::http::{ApiError, ApiResult, Reply};
+use crate::error::StartError;
 use crate::monitored::MonitoredStorage;
-use crate::params::Params;
-use crate::policy::PolicyStore;
 use crate::shamir;
+use crate::stores::policies::PolicyStore;
+use crate::stores::tokens::{NewTokenRequest, TokenStore};
 
 const SEAL_CONFIG_PATH: &str = "core/seal-config";
 const ROOT_KEY_PATH: &str = "core/root-key";
@@ -50,26 +47,25 @@ pub(crate) struct Unsealed {
 
 /// How often a persistent server re-reads what other servers sharing its storage
 /// may change: keys (through the engine's `refresh_interval`), policies and audit
-/// devices; token entries are re-read on use after [`crate::auth::TOKEN_RECHECK`].
+/// devices; token entries are re-read on use after [`crate::stores::tokens::TOKEN_RECHECK`].
 pub(crate) const SHARED_STATE_REFRESH: Duration = Duration::from_secs(2);
 
 impl Unsealed {
-    fn new(
+    /// The engine, and the stores opened over `barrier`.
+    fn open(
         engine: Arc<LocalEngine>,
-        tokens: TokenStore,
-        policies: PolicyStore,
-        audit: Audit,
+        barrier: &Arc<Barrier>,
         shared_cache_lifetime: Duration,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, encrypted_attr::Error> {
+        Ok(Self {
             engine,
-            tokens,
-            policies,
-            audit,
+            tokens: TokenStore::open(barrier.clone())?,
+            policies: PolicyStore::open(barrier.clone())?,
+            audit: Audit::open(barrier.clone())?,
             next_refresh: AtomicU64::new(0),
             born: Instant::now(),
             shared_cache_lifetime,
-        }
+        })
     }
 
     /// Claims the re-read of policies and audit devices if [`SHARED_STATE_REFRESH`]
@@ -128,20 +124,86 @@ pub(crate) struct Seal {
 /// A root token, shown once.
 pub struct RootToken(pub SecretBytes);
 
+/// What `sys/seal-status` (and `sys/unseal`) report.
+pub(crate) struct SealStatus {
+    pub(crate) initialized: bool,
+    pub(crate) sealed: bool,
+    /// Shares needed to unseal (0 while uninitialised).
+    pub(crate) threshold: usize,
+    /// Shares made at initialisation.
+    pub(crate) shares: usize,
+    /// Shares collected so far towards unsealing.
+    pub(crate) progress: usize,
+    /// Identifies the current unseal attempt (empty unless sealed).
+    pub(crate) nonce: String,
+    pub(crate) storage_type: &'static str,
+}
+
+/// What an initialisation hands out, once: the unseal key's shares and a root token.
+pub(crate) struct Initialized {
+    pub(crate) shares: Vec<SecretBytes>,
+    pub(crate) root_token: SecretBytes,
+}
+
+/// One step towards unsealing, as the caller sent it.
+pub(crate) enum UnsealStep {
+    /// Forget the shares collected so far.
+    Reset,
+    /// One more share.
+    Share(SecretBytes),
+    /// No share was sent.
+    Missing,
+    /// A share that is neither hex nor base64.
+    Malformed,
+}
+
+/// Why a seal operation was refused.
+#[derive(Debug)]
+pub(crate) enum SealError {
+    AlreadyInitialized,
+    NotInitialized,
+    /// Another server is initialising the storage (or an initialisation was cut short).
+    InitializedElsewhere,
+    /// Share count or threshold out of range (the reason).
+    BadShareCounts(&'static str),
+    /// The unseal step sent no share.
+    MissingShare,
+    /// The share is neither hex nor base64.
+    MalformedShare,
+    /// The shares do not combine into an unseal key.
+    InvalidShares,
+    /// The shares combine, but not into the key that opens the root key.
+    WrongShares,
+    /// A dev server's keys live only in memory.
+    DevCannotSeal,
+    /// The stored root key is missing while the seal configuration is present.
+    RootKeyMissing,
+    /// The OS random source failed.
+    Random,
+    /// Storage or the engine failed.
+    Storage(encrypted_attr::Error),
+}
+
+impl From<encrypted_attr::Error> for SealError {
+    fn from(error: encrypted_attr::Error) -> Self {
+        Self::Storage(error)
+    }
+}
+
 impl Seal {
     /// Unsealed from the start over an in-memory engine (dev mode).
-    pub(crate) fn dev(engine: Arc<LocalEngine>, root_token_id: Option<&str>) -> Result<(Self, RootToken), String> {
-        let tokens = TokenStore::new().map_err(|e| e.to_string())?;
-        let root = tokens
+    pub(crate) fn dev(engine: Arc<LocalEngine>, root_token_id: Option<&str>) -> Result<(Self, RootToken), StartError> {
+        let barrier = crate::stores::memory_barrier().map_err(StartError::Stores)?;
+        let open = Unsealed::open(engine, &barrier, Duration::ZERO).map_err(StartError::Stores)?;
+        let root = open
+            .tokens
             .create(root_token_request(root_token_id))
-            .map_err(|e| e.to_string())?;
+            .map_err(StartError::Stores)?;
         let config = SealConfig {
             secret_shares: 1,
             secret_threshold: 1,
         };
-        let policies = PolicyStore::new(None).map_err(|e| e.to_string())?;
-        let audit = Audit::new(None).map_err(|e| e.to_string())?;
-        let open = Arc::new(Unsealed::new(engine, tokens, policies, audit, Duration::ZERO));
+        let open = Arc::new(open);
         Ok((
             Self {
                 storage: None,
@@ -154,9 +216,9 @@ impl Seal {
     }
 
     /// Over persistent storage: uninitialised, or sealed until enough shares arrive.
-    pub(crate) fn persistent(storage: Arc<dyn Storage>, storage_type: &'static str) -> Result<Self, String> {
+    pub(crate) fn persistent(storage: Arc<dyn Storage>, storage_type: &'static str) -> Result<Self, StartError> {
         let storage = Arc::new(MonitoredStorage::new(storage));
-        let state = match stored_config(&*storage)? {
+        let state = match stored_config(&*storage).map_err(StartError::SealConfig)? {
             None => State::Uninitialized,
             Some(config) => State::Sealed {
                 config,
@@ -198,7 +260,7 @@ impl Seal {
                 }
             }
             Ok(None) => {}
-            Err(error) => tracing::error!(error = %error, "the seal configuration could not be read"),
+            Err(error) => tracing::error!(%error, "the seal configuration could not be read"),
         }
     }
 
@@ -210,25 +272,19 @@ impl Seal {
         self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The open engine and tokens, or 503 while sealed.
-    pub(crate) fn unsealed(&self) -> Result<Arc<Unsealed>, ApiError> {
+    /// The open engine and stores; `None` while sealed.
+    pub(crate) fn unsealed(&self) -> Option<Arc<Unsealed>> {
         match &*self.read() {
-            State::Unsealed { open, .. } => Ok(open.clone()),
-            _ => Err(ApiError::Sealed),
+            State::Unsealed { open, .. } => Some(open.clone()),
+            _ => None,
         }
     }
 
-    /// The bare status object of `sys/seal-status` and `sys/unseal`.
-    pub(crate) fn status(&self) -> Value {
+    /// The status of `sys/seal-status` and `sys/unseal` (picking up an
+    /// initialisation made by another server first).
+    pub(crate) fn status(&self) -> SealStatus {
         self.pick_up_initialization();
-        self.status_now()
-    }
-
-    /// The status as this server knows it, without reading storage (for
-    /// `sys/health`, which must never wait on storage; the storage probe picks up
-    /// an initialisation made elsewhere).
-    fn status_now(&self) -> Value {
-        let (initialized, sealed, t, n, progress, nonce) = match &*self.read() {
+        let (initialized, sealed, threshold, shares, progress, nonce) = match &*self.read() {
             State::Uninitialized => (false, true, 0, 0, 0, String::new()),
             State::Sealed { config, shares, nonce } => (
                 true,
@@ -247,38 +303,28 @@ impl Seal {
                 String::new(),
             ),
         };
-        json!({
-            "type": "shamir", "initialized": initialized, "sealed": sealed, "t": t, "n": n,
-            "progress": progress, "nonce": nonce, "version": VERSION, "build_date": "",
-            "migration": false, "recovery_seal": false, "storage_type": self.storage_type,
-            "cluster_name": "encrypted-attr", "cluster_id": "",
-        })
+        SealStatus {
+            initialized,
+            sealed,
+            threshold,
+            shares,
+            progress,
+            nonce,
+            storage_type: self.storage_type,
+        }
     }
 
-    /// `GET sys/init`.
-    pub(crate) fn init_status(&self) -> ApiResult {
+    /// Whether the server (or another sharing its storage) has been initialised.
+    pub(crate) fn is_initialized(&self) -> bool {
         self.pick_up_initialization();
-        let initialized = !matches!(&*self.read(), State::Uninitialized);
-        Ok(Reply::Bare(StatusCode::OK, json!({ "initialized": initialized })))
+        !matches!(&*self.read(), State::Uninitialized)
     }
 
-    /// `PUT sys/init`: makes the keys, stores the wrapped root key, leaves the server
+    /// Initialises: makes the keys, stores the wrapped root key, leaves the server
     /// sealed, and returns the shares and a root token once.
-    pub(crate) fn init(&self, params: &Params<'_>) -> ApiResult {
-        let shares = params.int("secret_shares")?;
-        let threshold = params.int("secret_threshold")?;
-        let (Some(shares), Some(threshold)) = (shares, threshold) else {
-            return Err(ApiError::BadRequest(
-                "secret_shares and secret_threshold are required".into(),
-            ));
-        };
-        let (Ok(shares), Ok(threshold)) = (usize::try_from(shares), usize::try_from(threshold)) else {
-            return Err(ApiError::BadRequest(
-                "secret_shares and secret_threshold must be positive".into(),
-            ));
-        };
+    pub(crate) fn init(&self, shares: usize, threshold: usize) -> Result<Initialized, SealError> {
         let Some(storage) = self.storage.clone() else {
-            return Err(ApiError::BadRequest("Vault is already initialized".into()));
+            return Err(SealError::AlreadyInitialized);
         };
         let storage: Arc<dyn Storage> = storage;
         self.pick_up_initialization();
@@ -289,18 +335,18 @@ impl Seal {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !matches!(&*self.read(), State::Uninitialized) {
-            return Err(ApiError::BadRequest("Vault is already initialized".into()));
+            return Err(SealError::AlreadyInitialized);
         }
         let mut unseal_bytes = [0u8; 32];
-        getrandom::fill(&mut unseal_bytes).map_err(|_| ApiError::Internal)?;
+        getrandom::fill(&mut unseal_bytes).map_err(|_| SealError::Random)?;
         let unseal_key = SecretBytes::copy_from(&unseal_bytes);
         let kek = RootKey::from_bytes(unseal_bytes);
         zeroize::Zeroize::zeroize(&mut unseal_bytes);
         let parts = shamir::split(unseal_key.expose_secret(), shares, threshold).map_err(|e| match e {
-            shamir::ShamirError::Parameters(m) | shamir::ShamirError::Shares(m) => ApiError::BadRequest(m.into()),
-            shamir::ShamirError::Random => ApiError::Internal,
+            shamir::ShamirError::Parameters(m) | shamir::ShamirError::Shares(m) => SealError::BadShareCounts(m),
+            shamir::ShamirError::Random => SealError::Random,
         })?;
-        let root = RootKey::generate().map_err(ApiError::from)?;
+        let root = RootKey::generate()?;
         // Open the barrier first (it writes its check entry), then the root token,
         // then the wrapped root key, and last the seal configuration, whose presence
         // marks the server initialised. The barrier's check entry is written only
@@ -308,83 +354,59 @@ impl Seal {
         // once, the second finds the first's entry and stops here.
         let engine = LocalEngine::with_storage(storage.clone(), &root, engine_options()).map_err(|e| match e {
             encrypted_attr::Error::WrongRootKey | encrypted_attr::Error::CorruptStorage { .. } => {
-                ApiError::BadRequest(INITIALIZED_ELSEWHERE.into())
+                SealError::InitializedElsewhere
             }
-            other => ApiError::from(other),
+            other => SealError::Storage(other),
         })?;
-        let tokens = TokenStore::persistent(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?)
-            .map_err(ApiError::from)?;
-        let token = tokens.create(root_token_request(None)).map_err(ApiError::from)?;
+        let tokens = TokenStore::open(Arc::new(Barrier::open(storage.clone(), &root)?))?;
+        let token = tokens.create(root_token_request(None))?;
         drop((engine, tokens));
-        let wrapped = root.wrap(&kek, ROOT_KEY_PATH).map_err(ApiError::from)?;
+        let wrapped = root.wrap(&kek, ROOT_KEY_PATH)?;
         put(&*storage, ROOT_KEY_PATH, wrapped)?;
         let config = SealConfig {
             secret_shares: shares,
             secret_threshold: threshold,
         };
-        put(
-            &*storage,
-            SEAL_CONFIG_PATH,
-            serde_json::to_vec(&config).map_err(|_| ApiError::Internal)?,
-        )?;
+        put(&*storage, SEAL_CONFIG_PATH, crate::stores::encode_json(&config)?)?;
         *self.write() = State::Sealed {
             config,
             shares: Vec::new(),
             nonce: new_nonce(),
         };
-        let keys: Vec<String> = parts
-            .iter()
-            .map(|p| crate::encoding::encode_hex(p.expose_secret()))
-            .collect();
-        let keys_base64: Vec<String> = parts.iter().map(|p| encode_base64(p.expose_secret())).collect();
-        Ok(Reply::Bare(
-            StatusCode::OK,
-            json!({
-                "keys": keys,
-                "keys_base64": keys_base64,
-                "root_token": String::from_utf8_lossy(token.token.expose_secret()),
-            }),
-        ))
+        Ok(Initialized {
+            shares: parts,
+            root_token: token.token,
+        })
     }
 
-    /// `PUT sys/unseal`: one more share (hex or base64), or `reset`.
-    pub(crate) fn unseal(&self, params: &Params<'_>) -> ApiResult {
-        let reset = params.bool("reset")?.unwrap_or(false);
-        let key = params.string("key")?;
-        let _ = params.has("migrate");
+    /// One step towards unsealing: a share, or a reset. Once enough shares are in,
+    /// opens the engine and the stores. Already unsealed, a step changes nothing.
+    pub(crate) fn unseal(&self, step: UnsealStep) -> Result<(), SealError> {
         self.pick_up_initialization();
         let mut state = self.write();
         let State::Sealed { config, shares, nonce } = &mut *state else {
-            drop(state);
-            return match &*self.read() {
-                State::Uninitialized => Err(ApiError::BadRequest("Vault is not initialized".into())),
-                _ => Ok(Reply::Bare(StatusCode::OK, self.status())),
+            return match &*state {
+                State::Uninitialized => Err(SealError::NotInitialized),
+                _ => Ok(()),
             };
         };
-        if reset {
-            shares.clear();
-            *nonce = new_nonce();
-            drop(state);
-            return Ok(Reply::Bare(StatusCode::OK, self.status()));
-        }
-        let Some(key) = key.filter(|k| !k.is_empty()) else {
-            return Err(ApiError::BadRequest(
-                "'key' must be specified in request body as JSON, or 'reset' set to true".into(),
-            ));
+        let share = match step {
+            UnsealStep::Reset => {
+                shares.clear();
+                *nonce = new_nonce();
+                return Ok(());
+            }
+            UnsealStep::Missing => return Err(SealError::MissingShare),
+            UnsealStep::Malformed => return Err(SealError::MalformedShare),
+            UnsealStep::Share(share) => share,
         };
-        let share = parse_hex(&key)
-            .or_else(|| crate::encoding::decode_base64(&key).ok())
-            .map(SecretBytes::new)
-            .ok_or_else(|| ApiError::BadRequest("'key' must be a valid hex or base64 string".into()))?;
         if shares.iter().any(|s| s == &share) {
             // Vault ignores a share it already has.
-            drop(state);
-            return Ok(Reply::Bare(StatusCode::OK, self.status()));
+            return Ok(());
         }
         shares.push(share);
         if shares.len() < config.secret_threshold {
-            drop(state);
-            return Ok(Reply::Bare(StatusCode::OK, self.status()));
+            return Ok(());
         }
         let config = *config;
         let collected = std::mem::take(shares);
@@ -400,45 +422,31 @@ impl Seal {
                 open: Arc::new(open),
             };
         }
-        drop(state);
-        Ok(Reply::Bare(StatusCode::OK, self.status()))
+        Ok(())
     }
 
-    fn open(&self, shares: &[SecretBytes]) -> Result<Unsealed, ApiError> {
-        let storage: Arc<dyn Storage> = self.storage.clone().ok_or(ApiError::Internal)?;
-        let unseal_key = shamir::combine(shares).map_err(|_| ApiError::BadRequest("invalid unseal shares".into()))?;
+    fn open(&self, shares: &[SecretBytes]) -> Result<Unsealed, SealError> {
+        let storage: Arc<dyn Storage> = self.storage.clone().ok_or(SealError::NotInitialized)?;
+        let unseal_key = shamir::combine(shares).map_err(|_| SealError::InvalidShares)?;
         let kek_bytes: [u8; 32] = unseal_key
             .expose_secret()
             .try_into()
-            .map_err(|_| ApiError::BadRequest("invalid unseal shares".into()))?;
+            .map_err(|_| SealError::InvalidShares)?;
         let kek = RootKey::from_bytes(kek_bytes);
-        let wrapped = storage
-            .get(ROOT_KEY_PATH)
-            .map_err(ApiError::from)?
-            .ok_or(ApiError::Internal)?;
-        let root = RootKey::unwrap(&wrapped, &kek, ROOT_KEY_PATH).map_err(|_| {
-            ApiError::BadRequest(
-                "cipher: message authentication failed: the unseal shares do not open the root key".into(),
-            )
-        })?;
-        let engine = LocalEngine::with_storage(storage.clone(), &root, engine_options()).map_err(ApiError::from)?;
-        let tokens = TokenStore::persistent(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?)
-            .map_err(ApiError::from)?;
-        let policies = PolicyStore::new(Some(Barrier::open(storage.clone(), &root).map_err(ApiError::from)?))
-            .map_err(ApiError::from)?;
-        let audit = Audit::new(Some(Barrier::open(storage, &root).map_err(ApiError::from)?)).map_err(ApiError::from)?;
+        let wrapped = storage.get(ROOT_KEY_PATH)?.ok_or(SealError::RootKeyMissing)?;
+        let root = RootKey::unwrap(&wrapped, &kek, ROOT_KEY_PATH).map_err(|_| SealError::WrongShares)?;
+        let engine = LocalEngine::with_storage(storage.clone(), &root, engine_options())?;
+        let barrier = Arc::new(Barrier::open(storage, &root)?);
         // The engine's own refresh interval, plus room for a use that had fetched
         // the key just before its refresh fell due to finish.
         let lifetime = SHARED_STATE_REFRESH + Duration::from_millis(500);
-        Ok(Unsealed::new(Arc::new(engine), tokens, policies, audit, lifetime))
+        Ok(Unsealed::open(Arc::new(engine), &barrier, lifetime)?)
     }
 
-    /// `PUT sys/seal`: forget the keys (they stay sealed in storage).
-    pub(crate) fn seal(&self) -> ApiResult {
+    /// Forgets the keys (they stay sealed in storage).
+    pub(crate) fn seal(&self) -> Result<(), SealError> {
         if self.storage.is_none() {
-            return Err(ApiError::BadRequest(
-                "a dev server cannot be sealed: its keys live only in memory".into(),
-            ));
+            return Err(SealError::DevCannotSeal);
         }
         let mut state = self.write();
         if let State::Unsealed { config, .. } = &*state {
@@ -449,7 +457,7 @@ impl Seal {
                 nonce: new_nonce(),
             };
         }
-        Ok(Reply::NoContent)
+        Ok(())
     }
 
     /// What `sys/health` reports, without reading storage (health must never wait
@@ -489,11 +497,6 @@ fn engine_options() -> EngineOptions {
     server_engine_options().refresh_interval(SHARED_STATE_REFRESH)
 }
 
-/// Why `sys/init` is refused on storage that another server is initialising (or
-/// whose initialisation was interrupted before the seal configuration was written).
-const INITIALIZED_ELSEWHERE: &str = "the storage is being initialized by another server (or an earlier \
-     initialization was interrupted); check sys/init, or start from empty storage";
-
 /// The seal configuration in `storage`, if initialised.
 fn stored_config(storage: &dyn Storage) -> Result<Option<SealConfig>, String> {
     let raw = storage.get(SEAL_CONFIG_PATH).map_err(|e| {
@@ -506,16 +509,14 @@ fn stored_config(storage: &dyn Storage) -> Result<Option<SealConfig>, String> {
         .transpose()
 }
 
-fn put(storage: &dyn Storage, path: &str, bytes: Vec<u8>) -> Result<(), ApiError> {
-    storage
-        .update(path, &mut |_| Ok(Update::Put(bytes.clone())))
-        .map_err(ApiError::from)
+fn put(storage: &dyn Storage, path: &str, bytes: Vec<u8>) -> Result<(), encrypted_attr::Error> {
+    storage.update(path, &mut |_| Ok(Update::Put(bytes.clone())))
 }
 
 /// The root token made at start (dev mode) or by `sys/init`: an orphan, never
 /// expiring.
-fn root_token_request(id: Option<&str>) -> crate::auth::NewTokenRequest<'_> {
-    crate::auth::NewTokenRequest {
+fn root_token_request(id: Option<&str>) -> NewTokenRequest<'_> {
+    NewTokenRequest {
         policies: vec!["root".into()],
         ttl: None,
         renewable: false,
@@ -527,13 +528,4 @@ fn root_token_request(id: Option<&str>) -> crate::auth::NewTokenRequest<'_> {
 
 fn new_nonce() -> String {
     uuid::Uuid::new_v4().to_string()
-}
-
-fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
-        .collect()
 }

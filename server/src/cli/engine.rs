@@ -7,6 +7,7 @@ use clap::Args;
 use encrypted_attr::{ClientConfig, LocalEngine, RemoteEngine, RootKey, TransitEngine};
 
 use super::secret::SecretArg;
+use crate::error::CliError;
 
 /// Where the keys are: a server, or a local keyring file.
 #[derive(Debug, Args)]
@@ -31,28 +32,31 @@ pub(crate) struct EngineArgs {
 
 impl EngineArgs {
     /// The engine these arguments name.
-    pub(crate) fn engine(&self) -> Result<Box<dyn TransitEngine>, String> {
+    pub(crate) fn engine(&self) -> Result<Box<dyn TransitEngine>, CliError> {
         if let Some(path) = &self.keyring {
             let root = match &self.root_key_file {
                 Some(file) => RootKey::from_file(file),
                 None => RootKey::from_env("ENCRYPTED_ATTR_ROOT_KEY"),
-            }
-            .map_err(|e| e.to_string())?;
-            return Ok(Box::new(LocalEngine::open(path, &root).map_err(|e| e.to_string())?));
+            }?;
+            return Ok(Box::new(LocalEngine::open(path, &root)?));
         }
         let env = |a: &str, b: &str| std::env::var(a).or_else(|_| std::env::var(b)).ok();
         let address = self
             .address
             .clone()
             .or_else(|| env("ENCRYPTED_ATTR_ADDR", "VAULT_ADDR"))
-            .ok_or("give --address (or VAULT_ADDR) for a server, or --keyring for a local keyring file")?;
+            .ok_or_else(|| {
+                CliError::Usage(
+                    "give --address (or VAULT_ADDR) for a server, or --keyring for a local keyring file".into(),
+                )
+            })?;
         let token = self
             .token
             .as_ref()
             .map(|t| t.expose().to_owned())
             .or_else(|| env("ENCRYPTED_ATTR_TOKEN", "VAULT_TOKEN"))
-            .ok_or("give --token (or VAULT_TOKEN)")?;
+            .ok_or_else(|| CliError::Usage("give --token (or VAULT_TOKEN)".into()))?;
         let config = ClientConfig::new(address, token).mount(self.mount.clone());
-        Ok(Box::new(RemoteEngine::new(config).map_err(|e| e.to_string())?))
+        Ok(Box::new(RemoteEngine::new(config)?))
     }
 }

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use encrypted_attr::{KeyConfig, KeyInfo, KeyName, KeyOptions, KeyType, KeyVersion};
 
 use super::engine::EngineArgs;
+use crate::error::CliError;
 
 /// `keys`: where the keys are, and how to print.
 #[derive(Debug, Args)]
@@ -108,12 +109,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl KeysArgs {
     /// Runs the command; the message of an error is printed by the caller.
-    pub(crate) fn run(&self) -> Result<(), String> {
+    pub(crate) fn run(&self) -> Result<(), CliError> {
         let engine = self.engine.engine()?;
-        let key = |name: &str| KeyName::new(name).map_err(|e| e.to_string());
+        let key = |name: &str| KeyName::new(name);
         let info = match &self.command {
             KeysCommand::List => {
-                let names = engine.list_keys().map_err(|e| e.to_string())?;
+                let names = engine.list_keys()?;
                 match self.format {
                     Format::Json => println!(
                         "{}",
@@ -131,7 +132,7 @@ impl KeysArgs {
                 exportable,
                 auto_rotate_period,
             } => {
-                let key_type: KeyType = key_type.parse().map_err(|e: encrypted_attr::Error| e.to_string())?;
+                let key_type: KeyType = key_type.parse()?;
                 let mut options = KeyOptions::default()
                     .key_type(key_type)
                     .derived(*derived || *convergent)
@@ -164,11 +165,12 @@ impl KeysArgs {
                 name,
                 min_available_version,
             } => {
-                let version = KeyVersion::new(*min_available_version).ok_or("versions start at 1")?;
+                let version = KeyVersion::new(*min_available_version)
+                    .ok_or_else(|| CliError::Usage("versions start at 1".into()))?;
                 engine.trim_key(&key(name)?, version)
             }
             KeysCommand::Delete { name } => {
-                engine.delete_key(&key(name)?).map_err(|e| e.to_string())?;
+                engine.delete_key(&key(name)?)?;
                 if let Format::Json = self.format {
                     println!("{}", serde_json::json!({ "deleted": name }));
                 } else {
@@ -176,8 +178,7 @@ impl KeysArgs {
                 }
                 return Ok(());
             }
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         self.print(&info);
         Ok(())
     }

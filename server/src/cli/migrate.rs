@@ -8,6 +8,7 @@ use sqlx::{Connection, Row};
 
 use super::engine::EngineArgs;
 use super::table::{BindingArgs, TableArgs, Target, bind_id, db_error, identifier, progress_bar};
+use crate::error::CliError;
 
 /// `migrate` arguments: encrypt an existing plaintext column into its ciphertext
 /// column.
@@ -32,8 +33,9 @@ pub(crate) struct MigrateArgs {
 
 impl MigrateArgs {
     /// Migrates (resumably: only rows whose ciphertext column is still NULL), then
-    /// verifies a sample; `Ok(false)` if a sample row does not match.
-    pub(crate) fn run(&self) -> Result<bool, String> {
+    /// verifies a sample; [`CliError::VerificationFailed`] if a sample row does
+    /// not match.
+    pub(crate) fn run(&self) -> Result<(), CliError> {
         let plain = identifier(&self.plaintext_column, "plaintext column")?;
         let id = self.binding.id_column()?;
         let Target {
@@ -45,7 +47,7 @@ impl MigrateArgs {
             mut db,
         } = self.target.open()?;
         let engine = self.engine.engine()?;
-        engine.read_key(&key).map_err(|e| e.to_string())?;
+        engine.read_key(&key)?;
         let (binding_table, binding_column) = self.binding.names(&table, &column);
         let binding = |row_id: &str| row_binding(&binding_table, &binding_column, self.binding.row_id(row_id));
         let select = format!(
@@ -80,12 +82,11 @@ impl MigrateArgs {
                 items.push(encrypted_attr::EncryptItem::new(value).associated_data(binding(&row_id)));
                 ids.push(row_id);
             }
-            let sealed = engine.encrypt_batch(&key, items).map_err(|e| e.to_string())?;
+            let sealed = engine.encrypt_batch(&key, items)?;
             let sealed: Vec<String> = sealed
                 .into_iter()
                 .map(|r| r.map(Ciphertext::into_string))
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?;
+                .collect::<Result<_, _>>()?;
             let written = runtime
                 .block_on(async {
                     let mut tx = db.begin().await?;
@@ -102,7 +103,9 @@ impl MigrateArgs {
                 })
                 .map_err(db_error)?;
             if written == 0 {
-                return Err("no row could be written (are the ciphertext column and id right?)".into());
+                return Err(CliError::Usage(
+                    "no row could be written (are the ciphertext column and id right?)".into(),
+                ));
             }
             migrated += written;
             bar.inc(written);
@@ -125,11 +128,11 @@ impl MigrateArgs {
                 let row_id: String = row.try_get(0).map_err(db_error)?;
                 let value: Option<String> = row.try_get(1).map_err(db_error)?;
                 let text: String = row.try_get(2).map_err(db_error)?;
-                let ct: Ciphertext = text.parse().map_err(|e: encrypted_attr::Error| e.to_string())?;
+                let ct: Ciphertext = text.parse()?;
                 items.push(encrypted_attr::DecryptItem::new(ct).associated_data(binding(&row_id)));
                 expected.push((row_id, value));
             }
-            let opened = engine.decrypt_batch(&key, items).map_err(|e| e.to_string())?;
+            let opened = engine.decrypt_batch(&key, items)?;
             let mismatches = expected
                 .iter()
                 .zip(opened)
@@ -141,11 +144,12 @@ impl MigrateArgs {
             verified_ok = mismatches == 0;
             println!("verified {} rows: {mismatches} mismatches", expected.len());
         }
-        if verified_ok {
-            println!(
-                "the plaintext column is still there; once the application reads {column}, drop it with:\n  ALTER TABLE {table} DROP COLUMN {plain};"
-            );
+        if !verified_ok {
+            return Err(CliError::VerificationFailed);
         }
-        Ok(verified_ok)
+        println!(
+            "the plaintext column is still there; once the application reads {column}, drop it with:\n  ALTER TABLE {table} DROP COLUMN {plain};"
+        );
+        Ok(())
     }
 }

@@ -16,6 +16,8 @@ use clap::{Parser, Subcommand};
 pub(crate) use secret::SecretArg;
 use serve::ServerArgs;
 
+use crate::error::CliError;
+
 /// encrypted-attr: companion transit server (Vault's transit API) and admin commands.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -84,31 +86,20 @@ pub fn main() -> std::process::ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
-    let outcome = match &cli.command {
+    let outcome: Result<(), CliError> = match &cli.command {
         Command::Server(args) => args
             .settings()
-            .and_then(|settings| serve::serve(settings, args.dev_root_token_id.as_ref().map(SecretArg::expose))),
+            .and_then(|settings| serve::serve(settings, args.dev_root_token_id.as_ref().map(SecretArg::expose)))
+            .map_err(CliError::from),
         Command::Keys(args) => args.run(),
-        Command::Rewrap(args) => match args.run() {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("some rows could not be rewrapped (listed above)".into()),
-            Err(e) => Err(e),
-        },
-        Command::Migrate(args) => match args.run() {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("verification failed: some rows do not decrypt to their plaintext".into()),
-            Err(e) => Err(e),
-        },
-        Command::Retire(args) => match args.run() {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("nothing retired".into()),
-            Err(e) => Err(e),
-        },
+        Command::Rewrap(args) => args.run(),
+        Command::Migrate(args) => args.run(),
+        Command::Retire(args) => args.run(),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("encrypted-attr: {message}");
+        Err(error) => {
+            eprintln!("encrypted-attr: {error}");
             std::process::ExitCode::from(1)
         }
     }

@@ -6,6 +6,7 @@ use sqlx::Row;
 
 use super::engine::EngineArgs;
 use super::table::{TableArgs, Target, db_error};
+use crate::error::CliError;
 
 /// `retire` arguments: raise a key's minimum decryption version once no row of the
 /// column still needs an older one.
@@ -22,10 +23,12 @@ pub(crate) struct RetireArgs {
 
 impl RetireArgs {
     /// Refuses while rows still hold versions below `--below`; otherwise raises
-    /// `min_decryption_version`. `Ok(false)` means refused.
-    pub(crate) fn run(&self) -> Result<bool, String> {
+    /// `min_decryption_version`; refused is [`CliError::NothingRetired`].
+    pub(crate) fn run(&self) -> Result<(), CliError> {
         if self.below < 2 {
-            return Err("--below must be at least 2 (version 1 is the first)".into());
+            return Err(CliError::Usage(
+                "--below must be at least 2 (version 1 is the first)".into(),
+            ));
         }
         let Target {
             table,
@@ -36,12 +39,12 @@ impl RetireArgs {
             mut db,
         } = self.target.open()?;
         let engine = self.engine.engine()?;
-        let info = engine.read_key(&key).map_err(|e| e.to_string())?;
+        let info = engine.read_key(&key)?;
         if self.below > info.latest_version.get() {
-            return Err(format!(
+            return Err(CliError::Usage(format!(
                 "{key} has no version {} yet (latest is {})",
                 self.below, info.latest_version
-            ));
+            )));
         }
         // Versions below `below` that may still be in rows: from the current minimum up.
         let old: Vec<String> = (info.min_decryption_version.get()..self.below)
@@ -66,19 +69,17 @@ impl RetireArgs {
                     "refused: {remaining} rows of {table}.{column} still hold versions below {}; run `encrypted-attr rewrap` first",
                     self.below
                 );
-                return Ok(false);
+                return Err(CliError::NothingRetired);
             }
         }
-        let info = engine
-            .configure_key(
-                &key,
-                encrypted_attr::KeyConfig::default().min_decryption_version(self.below),
-            )
-            .map_err(|e| e.to_string())?;
+        let info = engine.configure_key(
+            &key,
+            encrypted_attr::KeyConfig::default().min_decryption_version(self.below),
+        )?;
         println!(
             "{key}: versions below {} retired (min_decryption_version = {})",
             self.below, info.min_decryption_version
         );
-        Ok(true)
+        Ok(())
     }
 }

@@ -15,6 +15,7 @@ use sqlx::{Connection, Row};
 
 use super::engine::EngineArgs;
 use super::table::{BindingArgs, TableArgs, Target, bind_id, db_error, progress_bar};
+use crate::error::CliError;
 
 /// `rewrap` arguments.
 #[derive(Debug, Args)]
@@ -37,8 +38,9 @@ pub(crate) struct RewrapArgs {
 }
 
 impl RewrapArgs {
-    /// Runs the rewrap; `Ok(true)` when every row ended at the latest version.
-    pub(crate) fn run(&self) -> Result<bool, String> {
+    /// Runs the rewrap; [`CliError::RowsLeft`] when some rows did not end at the
+    /// latest version.
+    pub(crate) fn run(&self) -> Result<(), CliError> {
         let id = self.binding.id_column()?;
         let Target {
             table,
@@ -49,7 +51,7 @@ impl RewrapArgs {
             mut db,
         } = self.target.open()?;
         let engine = self.engine.engine()?;
-        let latest = engine.read_key(&key).map_err(|e| e.to_string())?.latest_version;
+        let latest = engine.read_key(&key)?.latest_version;
         let current = format!("vault:v{latest}:%");
         let (binding_table, binding_column) = self.binding.names(&table, &column);
 
@@ -67,7 +69,7 @@ impl RewrapArgs {
             .map_err(db_error)?;
         if self.dry_run {
             println!("{total} rows of {table}.{column} are below {key} v{latest}; nothing changed (dry run)");
-            return Ok(true);
+            return Ok(());
         }
         let bar = progress_bar(total);
 
@@ -139,7 +141,7 @@ impl RewrapArgs {
                     }
                 })
                 .collect();
-            let results = engine.rewrap_batch(&key, items).map_err(|e| e.to_string())?;
+            let results = engine.rewrap_batch(&key, items)?;
             let updates: Vec<(String, String, String)> = batch
                 .into_iter()
                 .zip(results)
@@ -176,6 +178,6 @@ impl RewrapArgs {
         println!(
             "{table}.{column}: {rewrapped} rewrapped to {key} v{latest}, {failed} failed, {changed_meanwhile} changed by someone else meanwhile (left as they were)"
         );
-        Ok(failed == 0)
+        if failed == 0 { Ok(()) } else { Err(CliError::RowsLeft) }
     }
 }

@@ -8,6 +8,7 @@ use encrypted_attr::LocalEngine;
 
 use super::secret::SecretArg;
 use crate::app::AppState;
+use crate::error::StartError;
 
 /// Flags of `server`; each overrides the same setting of `--config`.
 #[derive(Debug, clap::Args)]
@@ -91,20 +92,23 @@ pub(super) struct Settings {
     limits: crate::limits::Limits,
 }
 
-fn parse_config(text: &str) -> Result<ConfigFile, String> {
-    toml::from_str(text).map_err(|e| format!("invalid configuration: {}", e.message()))
+fn parse_config(text: &str) -> Result<ConfigFile, StartError> {
+    toml::from_str(text).map_err(|e| StartError::Config(format!("invalid configuration: {}", e.message())))
 }
 
 impl ServerArgs {
-    pub(super) fn settings(&self) -> Result<Settings, String> {
+    pub(super) fn settings(&self) -> Result<Settings, StartError> {
         let file = match &self.config {
-            Some(path) => parse_config(
-                &std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-            )?,
+            Some(path) => parse_config(&std::fs::read_to_string(path).map_err(|source| StartError::Io {
+                doing: format!("cannot read {}", path.display()),
+                source,
+            })?)?,
             None => ConfigFile::default(),
         };
         if file.storage.file.is_some() && file.storage.postgres.is_some() {
-            return Err("the configuration names two storages; keep one".into());
+            return Err(StartError::Config(
+                "the configuration names two storages; keep one".into(),
+            ));
         }
         let storage = if self.dev {
             StorageChoice::Dev
@@ -113,7 +117,9 @@ impl ServerArgs {
         } else if let Some(url) = self.storage_postgres.clone().or(file.storage.postgres) {
             StorageChoice::Postgres(url)
         } else {
-            return Err("give --dev, --storage-file PATH, --storage-postgres URL, or a [storage] section".into());
+            return Err(StartError::Config(
+                "give --dev, --storage-file PATH, --storage-postgres URL, or a [storage] section".into(),
+            ));
         };
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
@@ -132,7 +138,7 @@ impl ServerArgs {
     }
 }
 
-pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(), String> {
+pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(), StartError> {
     let Settings {
         listen,
         storage,
@@ -140,40 +146,54 @@ pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(
         limits,
     } = settings;
     if tls.is_none() && !listen.ip().is_loopback() {
-        return Err("plain HTTP is allowed on loopback addresses only; give --tls-cert and --tls-key".into());
+        return Err(StartError::Config(
+            "plain HTTP is allowed on loopback addresses only; give --tls-cert and --tls-key".into(),
+        ));
     }
     let (state, root) = match storage {
         StorageChoice::Dev => {
             let engine =
-                LocalEngine::ephemeral_with(crate::seal::server_engine_options()).map_err(|e| e.to_string())?;
+                LocalEngine::ephemeral_with(crate::seal::server_engine_options()).map_err(StartError::Engine)?;
             let (state, root) = AppState::new(Arc::new(engine), root_token_id)?;
             (state, Some(root))
         }
         StorageChoice::File(path) => {
-            let storage = encrypted_attr::storage::FileStorage::open(&path).map_err(|e| e.to_string())?;
+            let storage =
+                encrypted_attr::storage::FileStorage::open(&path).map_err(|e| StartError::Storage(e.to_string()))?;
             (AppState::persistent(Arc::new(storage), "file")?, None)
         }
         StorageChoice::Postgres(url) => {
             let storage = crate::PostgresStorage::connect(url.expose())
-                .map_err(|e| format!("{e}: {}", crate::http::error_chain(&e)))?;
+                .map_err(|e| StartError::Storage(format!("{e}: {}", crate::http::error_chain(&e))))?;
             (AppState::persistent(Arc::new(storage), "postgresql")?, None)
         }
     };
     // Checked before anything is announced: a bad certificate or key stops the
     // start with its reason, not after a "listening" line.
     let tls = match &tls {
-        Some((cert, key)) => Some(Arc::new(crate::listener::TlsFiles::load(cert, key)?)),
+        Some((cert, key)) => Some(Arc::new(
+            crate::listener::TlsFiles::load(cert, key).map_err(StartError::Tls)?,
+        )),
         None => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(|source| StartError::Io {
+            doing: "cannot start the runtime".into(),
+            source,
+        })?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            .map_err(|source| StartError::Io {
+                doing: format!("cannot listen on {listen}"),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Io {
+            doing: "cannot read the listening address".into(),
+            source,
+        })?;
         let state = Arc::new(state.with_limits(limits));
         listen_for_hangups(&state, tls.clone())?;
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -187,7 +207,10 @@ pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(
         }
         crate::app::serve(listener, state, tls, shutdown_signal())
             .await
-            .map_err(|e| format!("server failed: {e}"))
+            .map_err(|source| StartError::Io {
+                doing: "server failed".into(),
+                source,
+            })
     })
 }
 
@@ -195,11 +218,15 @@ pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(
 /// reloads the TLS certificate and key from their files, as Vault does; the
 /// server goes on serving. Registered before the server is announced, so an
 /// early `SIGHUP` never ends the process.
-fn listen_for_hangups(state: &Arc<AppState>, tls: Option<Arc<crate::listener::TlsFiles>>) -> Result<(), String> {
+fn listen_for_hangups(state: &Arc<AppState>, tls: Option<Arc<crate::listener::TlsFiles>>) -> Result<(), StartError> {
     #[cfg(unix)]
     {
-        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(|source| {
+            StartError::Io {
+                doing: "cannot listen for SIGHUP".into(),
+                source,
+            }
+        })?;
         let state = Arc::downgrade(state);
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {

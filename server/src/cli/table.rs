@@ -9,6 +9,7 @@ use encrypted_attr::KeyName;
 use sqlx::{AnyConnection, Connection};
 
 use super::secret::SecretArg;
+use crate::error::CliError;
 
 /// The column an admin command works on, and its key.
 #[derive(Debug, Args)]
@@ -41,16 +42,19 @@ impl TableArgs {
     /// Checks the names (they are interpolated into SQL) and connects. Database
     /// calls run on the returned runtime one at a time, never around an engine call
     /// (a remote engine is blocking).
-    pub(super) fn open(&self) -> Result<Target, String> {
+    pub(super) fn open(&self) -> Result<Target, CliError> {
         let table = identifier(&self.table, "table")?;
         let column = identifier(&self.column, "column")?;
-        let key = KeyName::new(&self.key).map_err(|e| e.to_string())?;
+        let key = KeyName::new(&self.key)?;
         let url = self.database_url.expose();
         let dialect = Dialect::of(url)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| crate::error::StartError::Io {
+                doing: "cannot start the runtime".into(),
+                source,
+            })?;
         sqlx::any::install_default_drivers();
         let db = runtime.block_on(AnyConnection::connect(url)).map_err(db_error)?;
         Ok(Target {
@@ -85,7 +89,7 @@ pub(super) struct BindingArgs {
 
 impl BindingArgs {
     /// The id column, checked for interpolation into SQL.
-    pub(super) fn id_column(&self) -> Result<String, String> {
+    pub(super) fn id_column(&self) -> Result<String, CliError> {
         identifier(&self.id_column, "id column")
     }
 
@@ -103,13 +107,15 @@ impl BindingArgs {
     }
 }
 
-pub(super) fn identifier(name: &str, what: &str) -> Result<String, String> {
+pub(super) fn identifier(name: &str, what: &str) -> Result<String, CliError> {
     let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if ok {
         Ok(name.to_owned())
     } else {
-        Err(format!("{what} {name:?} is not a plain SQL identifier"))
+        Err(CliError::Usage(format!(
+            "{what} {name:?} is not a plain SQL identifier"
+        )))
     }
 }
 
@@ -132,12 +138,14 @@ pub(super) enum Dialect {
 }
 
 impl Dialect {
-    pub(super) fn of(url: &str) -> Result<Self, String> {
+    pub(super) fn of(url: &str) -> Result<Self, CliError> {
         match url.split(':').next() {
             Some("postgres" | "postgresql") => Ok(Self::Postgres),
             Some("mysql" | "mariadb") => Ok(Self::MySql),
             Some("sqlite") => Ok(Self::Sqlite),
-            _ => Err("the database URL must start with postgres://, mysql:// or sqlite://".into()),
+            _ => Err(CliError::Usage(
+                "the database URL must start with postgres://, mysql:// or sqlite://".into(),
+            )),
         }
     }
 
@@ -170,13 +178,13 @@ pub(super) fn bind_id<'q>(
     }
 }
 
-pub(super) fn db_error(e: sqlx::Error) -> String {
+pub(super) fn db_error(e: sqlx::Error) -> CliError {
     // Never the URL or values: the kind of failure only.
-    match e {
+    CliError::Database(match e {
         sqlx::Error::Database(db) => format!("database error: {}", db.message()),
         other => format!(
             "database error: {}",
             other.to_string().lines().next().unwrap_or("unknown")
         ),
-    }
+    })
 }

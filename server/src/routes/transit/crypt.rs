@@ -8,17 +8,55 @@ use encrypted_attr::{
     Ciphertext, DataKeyBits, DataKeyRequest, DecryptItem, EncryptItem, Error, KeyInfo, KeyName, KeyVersion, RewrapItem,
     TransitEngine,
 };
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 
 use super::{keys, request_error, vault_message};
 use crate::encoding::{decode_base64, encode_base64};
-use crate::http::{ApiError, ApiResult, Reply};
+use crate::http::{ApiError, ApiResult, HandWritten, Reply};
 use crate::params::Params;
 use crate::seal::Unsealed;
 
 /// One item's result, or its error message and whether it is the caller's fault
 /// (400) rather than ours (500).
 type ItemOutcome = Result<Done, (String, bool)>;
+
+/// The parameters `transit/encrypt/:name` reads: the item's, the batch's, and
+/// the options of a key it creates on first use.
+const ENCRYPT_PARAMS: &[&str] = &[
+    "plaintext",
+    "context",
+    "associated_data",
+    "key_version",
+    "reference",
+    "batch_input",
+    "partial_failure_response_code",
+    "type",
+    "derived",
+    "convergent_encryption",
+    "exportable",
+    "allow_plaintext_backup",
+    "auto_rotate_period",
+];
+/// The parameters `transit/decrypt/:name` reads.
+const DECRYPT_PARAMS: &[&str] = &[
+    "ciphertext",
+    "context",
+    "associated_data",
+    "reference",
+    "batch_input",
+    "partial_failure_response_code",
+];
+/// The parameters `transit/rewrap/:name` reads (a rewrap batch is always 200).
+const REWRAP_PARAMS: &[&str] = &[
+    "ciphertext",
+    "context",
+    "associated_data",
+    "key_version",
+    "reference",
+    "batch_input",
+];
+/// The parameters `transit/datakey/:kind/:name` reads.
+const DATAKEY_PARAMS: &[&str] = &["bits", "context", "associated_data", "key_version"];
 
 /// One item's successful result.
 enum Done {
@@ -48,6 +86,19 @@ fn push_json_str(out: &mut String, s: &str) {
 }
 
 impl Done {
+    /// This result's fields, for the audit log.
+    fn audit_fields(&self, into: &mut Map<String, Value>) {
+        match self {
+            Self::Sealed(ct) => {
+                into.insert("ciphertext".into(), json!(ct.as_str()));
+                into.insert("key_version".into(), json!(ct.version().get()));
+            }
+            Self::Opened(plaintext) => {
+                into.insert("plaintext".into(), json!(plaintext));
+            }
+        }
+    }
+
     /// Appends this result's fields (no braces) to a JSON object being written.
     fn write_fields(&self, out: &mut String) {
         match self {
@@ -153,19 +204,20 @@ fn item_error(error: &Error) -> (String, bool) {
     (vault_message(error), error.is_user_error())
 }
 
-fn batch_reply(
-    results: &[ItemOutcome],
-    refs: &[String],
-    status: StatusCode,
-    params: &Params<'_>,
+/// The `data` of a batch answer: `batch_results`, one object per item in request
+/// order. Written by hand (about 150 bytes per item) rather than through a `Value`
+/// tree or serde: see `push_plain_json_str`.
+struct BatchResults {
+    results: Vec<ItemOutcome>,
+    refs: Vec<String>,
+    /// Decrypt's failed items carry `"plaintext": ""`, as Vault's do.
     empty_plaintext_on_error: bool,
-) -> ApiResult {
-    // Written by hand (about 150 bytes per item) rather than through a `Value`
-    // tree or serde: see `push_plain_json_str`.
-    let warnings: Vec<String> = params.ignored_warning().into_iter().collect();
-    Ok(Reply::json_data(status, &warnings, results.len() * 160, |data| {
+}
+
+impl HandWritten for BatchResults {
+    fn write_json(&self, data: &mut String) {
         data.push_str("{\"batch_results\":[");
-        for (i, (result, reference)) in results.iter().zip(refs).enumerate() {
+        for (i, (result, reference)) in self.results.iter().zip(&self.refs).enumerate() {
             if i > 0 {
                 data.push(',');
             }
@@ -173,7 +225,7 @@ fn batch_reply(
             match result {
                 Ok(done) => done.write_fields(data),
                 Err((message, _)) => {
-                    if empty_plaintext_on_error {
+                    if self.empty_plaintext_on_error {
                         data.push_str("\"plaintext\":\"\",");
                     }
                     data.push_str("\"error\":");
@@ -185,22 +237,90 @@ fn batch_reply(
             data.push('}');
         }
         data.push_str("]}");
-    }))
+    }
+
+    fn audit_value(&self) -> Value {
+        let items: Vec<Value> = self
+            .results
+            .iter()
+            .zip(&self.refs)
+            .map(|(result, reference)| {
+                let mut item = Map::new();
+                match result {
+                    Ok(done) => done.audit_fields(&mut item),
+                    Err((message, _)) => {
+                        if self.empty_plaintext_on_error {
+                            item.insert("plaintext".into(), json!(""));
+                        }
+                        item.insert("error".into(), json!(message));
+                    }
+                }
+                item.insert("reference".into(), json!(reference));
+                Value::Object(item)
+            })
+            .collect();
+        json!({ "batch_results": items })
+    }
+
+    fn size_hint(&self) -> usize {
+        self.results.len() * 160
+    }
 }
 
-fn single_reply(result: ItemOutcome, params: &Params<'_>) -> ApiResult {
+/// The `data` of a single item's answer.
+struct SingleResult(Done);
+
+impl HandWritten for SingleResult {
+    fn write_json(&self, data: &mut String) {
+        data.push('{');
+        self.0.write_fields(data);
+        data.push('}');
+    }
+
+    fn audit_value(&self) -> Value {
+        let mut item = Map::new();
+        self.0.audit_fields(&mut item);
+        Value::Object(item)
+    }
+
+    fn size_hint(&self) -> usize {
+        160
+    }
+}
+
+fn batch_reply(
+    results: Vec<ItemOutcome>,
+    refs: Vec<String>,
+    status: StatusCode,
+    warnings: Vec<String>,
+    empty_plaintext_on_error: bool,
+) -> ApiResult {
+    Ok(Reply::Written {
+        status,
+        data: Box::new(BatchResults {
+            results,
+            refs,
+            empty_plaintext_on_error,
+        }),
+        warnings,
+    })
+}
+
+fn single_reply(result: ItemOutcome, warnings: Vec<String>) -> ApiResult {
     match result {
-        Ok(done) => {
-            let warnings: Vec<String> = params.ignored_warning().into_iter().collect();
-            Ok(Reply::json_data(StatusCode::OK, &warnings, 160, |data| {
-                data.push('{');
-                done.write_fields(data);
-                data.push('}');
-            }))
-        }
+        Ok(done) => Ok(Reply::Written {
+            status: StatusCode::OK,
+            data: Box::new(SingleResult(done)),
+            warnings,
+        }),
         Err((message, true)) => Err(ApiError::BadRequest(message)),
         Err((_, false)) => Err(ApiError::Internal),
     }
+}
+
+/// Vault's warning for parameters sent that an endpoint reading `declared` ignores.
+fn ignored(params: &Params<'_>, declared: &[&str]) -> Vec<String> {
+    params.ignored_warning(declared).into_iter().collect()
 }
 
 pub(super) fn encrypt(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> ApiResult {
@@ -229,7 +349,6 @@ pub(super) fn encrypt(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> 
         }
         Err(e) => return Err(request_error(e)),
     };
-    let _ = (params.has("type"), params.has("convergent_encryption"));
     let refs = references(&items)?;
     let prepared = items.iter().map(|item| {
         let plaintext = match b64(item, "plaintext")? {
@@ -244,11 +363,12 @@ pub(super) fn encrypt(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> 
         Ok(encrypt)
     });
     let results = run_batch(prepared, |good| state.engine.encrypt_batch(name, good), Done::Sealed)?;
+    let warnings = ignored(params, ENCRYPT_PARAMS);
     if batch {
         let status = batch_status(&results, params)?;
-        batch_reply(&results, &refs, status, params, false)
+        batch_reply(results, refs, status, warnings, false)
     } else {
-        single_reply(one(results), params)
+        single_reply(one(results), warnings)
     }
 }
 
@@ -268,11 +388,12 @@ pub(super) fn decrypt(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> 
         |good| state.engine.decrypt_batch(name, good),
         |pt| Done::Opened(encode_base64(pt.expose_secret())),
     )?;
+    let warnings = ignored(params, DECRYPT_PARAMS);
     if batch {
         let status = batch_status(&results, params)?;
-        batch_reply(&results, &refs, status, params, true)
+        batch_reply(results, refs, status, warnings, true)
     } else {
-        single_reply(one(results), params)
+        single_reply(one(results), warnings)
     }
 }
 
@@ -293,11 +414,12 @@ pub(super) fn rewrap(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> A
         Ok(rewrap)
     });
     let results = run_batch(prepared, |good| state.engine.rewrap_batch(name, good), Done::Sealed)?;
+    let warnings = ignored(params, REWRAP_PARAMS);
     if batch {
         // Rewrap batches are always 200, per-item errors included.
-        batch_reply(&results, &refs, StatusCode::OK, params, false)
+        batch_reply(results, refs, StatusCode::OK, warnings, false)
     } else {
-        single_reply(one(results), params)
+        single_reply(one(results), warnings)
     }
 }
 
@@ -327,7 +449,7 @@ pub(super) fn datakey(state: &Unsealed, kind: &str, name: &KeyName, params: &Par
     if let Some(plaintext) = &key.plaintext {
         data["plaintext"] = json!(encode_base64(plaintext.expose_secret()));
     }
-    Ok(Reply::data(data, params.ignored_warning().into_iter().collect()))
+    Ok(Reply::data(data, ignored(params, DATAKEY_PARAMS)))
 }
 
 /// Runs the well-formed items through `engine` in one batch and merges their results

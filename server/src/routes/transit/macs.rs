@@ -9,6 +9,22 @@ use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
 use crate::seal::Unsealed;
 
+/// The parameters `transit/hmac/:name[/:algorithm]` reads.
+const HMAC_PARAMS: &[&str] = &["algorithm", "key_version", "input", "batch_input"];
+/// The parameters `transit/verify/:name[/:algorithm]` reads.
+const VERIFY_PARAMS: &[&str] = &[
+    "hash_algorithm",
+    "algorithm",
+    "input",
+    "hmac",
+    "signature",
+    "batch_input",
+];
+/// The parameters `transit/random[/:source][/:bytes]` reads.
+const RANDOM_PARAMS: &[&str] = &["source", "bytes", "format"];
+/// The parameters `transit/hash[/:algorithm]` reads.
+const HASH_PARAMS: &[&str] = &["algorithm", "input", "format"];
+
 fn algorithm(url: Option<&str>, params: &Params<'_>, names: &[&'static str]) -> Result<HashAlgorithm, ApiError> {
     let mut chosen = url.map(str::to_owned);
     for name in names {
@@ -53,7 +69,7 @@ pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>
             let tag = state.engine.hmac(name, algorithm, item).map_err(request_error)?;
             Ok(Reply::data(
                 json!({ "hmac": tag.to_string() }),
-                params.ignored_warning().into_iter().collect(),
+                params.ignored_warning(HMAC_PARAMS).into_iter().collect(),
             ))
         }
         Some(items) => {
@@ -75,7 +91,7 @@ pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>
             }
             Ok(Reply::data(
                 json!({ "batch_results": results }),
-                params.ignored_warning().into_iter().collect(),
+                params.ignored_warning(HMAC_PARAMS).into_iter().collect(),
             ))
         }
     }
@@ -103,7 +119,7 @@ pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&st
             let valid = check(params).map_err(ApiError::BadRequest)?;
             Ok(Reply::data(
                 json!({ "valid": valid }),
-                params.ignored_warning().into_iter().collect(),
+                params.ignored_warning(VERIFY_PARAMS).into_iter().collect(),
             ))
         }
         Some(items) => {
@@ -121,7 +137,7 @@ pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&st
             }
             Ok(Reply::data(
                 json!({ "batch_results": results }),
-                params.ignored_warning().into_iter().collect(),
+                params.ignored_warning(VERIFY_PARAMS).into_iter().collect(),
             ))
         }
     }
@@ -168,7 +184,7 @@ pub(super) fn random(state: &Unsealed, url: &[&str], params: &Params<'_>) -> Api
     let formatted = format_bytes(&bytes, params.string("format")?, "base64")?;
     Ok(Reply::data(
         json!({ "random_bytes": formatted }),
-        params.ignored_warning().into_iter().collect(),
+        params.ignored_warning(RANDOM_PARAMS).into_iter().collect(),
     ))
 }
 
@@ -181,6 +197,6 @@ pub(super) fn hash(url_algorithm: Option<&str>, params: &Params<'_>) -> ApiResul
     let sum = format_bytes(&algorithm.digest(&input), params.string("format")?, "hex")?;
     Ok(Reply::data(
         json!({ "sum": sum }),
-        params.ignored_warning().into_iter().collect(),
+        params.ignored_warning(HASH_PARAMS).into_iter().collect(),
     ))
 }

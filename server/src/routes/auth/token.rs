@@ -1,42 +1,17 @@
 //! `auth/token/*`: create (with parent or orphan), lookup, renew, revoke (with
 //! descendants or orphaning them) — the token API Vault's clients use.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::auth::{RenewError, TokenEntry};
+use crate::encoding::{format_rfc3339 as rfc3339, unix_seconds as unix};
 use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
 use crate::request::Operation;
 use crate::seal::Unsealed;
-
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// `2026-11-23T12:00:00Z`: the form Vault uses for token times.
-fn rfc3339(t: SystemTime) -> String {
-    let secs = unix(t);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+use crate::stores::tokens::{RenewError, TokenEntry};
 
 fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
     let now = SystemTime::now();
@@ -110,7 +85,7 @@ fn renew_token(state: &Unsealed, token: &str, params: &Params<'_>) -> ApiResult 
         Ok(renewed) => Ok(auth_reply(token, &renewed.entry, renewed.warning.into_iter().collect())),
         Err(RenewError::NotFound) => Err(ApiError::BadRequest("token not found".into())),
         Err(RenewError::NotRenewable) => Err(ApiError::BadRequest("lease is not renewable".into())),
-        Err(RenewError::Storage) => Err(ApiError::Internal),
+        Err(RenewError::Storage(error)) => Err(ApiError::from(error)),
     }
 }
 
@@ -124,7 +99,7 @@ fn privileged(state: &Unsealed, entry: &TokenEntry, path: &str) -> bool {
 }
 
 /// `auth/token/*`: the minimum to make and inspect tokens.
-pub(super) fn token_api(
+pub(crate) fn route(
     state: &Unsealed,
     op: Operation,
     rest: &[&str],
@@ -174,10 +149,10 @@ pub(super) fn token_api(
             let ttl = if has_root {
                 ttl
             } else {
-                ttl.or(Some(crate::auth::DEFAULT_TOKEN_TTL))
+                ttl.or(Some(crate::stores::tokens::DEFAULT_TOKEN_TTL))
             };
             let ttl = ttl.map(|wanted| {
-                let granted = wanted.min(crate::auth::MAX_TOKEN_TTL);
+                let granted = wanted.min(crate::stores::tokens::MAX_TOKEN_TTL);
                 if granted < wanted {
                     warnings.push(format!(
                         "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
@@ -187,7 +162,7 @@ pub(super) fn token_api(
                 }
                 granted
             });
-            let made = state.tokens.create(crate::auth::NewTokenRequest {
+            let made = state.tokens.create(crate::stores::tokens::NewTokenRequest {
                 policies,
                 ttl,
                 renewable,
@@ -245,23 +220,5 @@ pub(super) fn token_api(
             Ok(Reply::NoContent)
         }
         _ => Err(ApiError::UnsupportedPath(format!("auth/token/{}", rest.join("/")))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::{Duration, UNIX_EPOCH};
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(super::rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            super::rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
-            "2000-02-29T00:00:00Z"
-        );
-        assert_eq!(
-            super::rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_439_529)),
-            "2026-11-23T13:12:09Z"
-        );
     }
 }

@@ -21,8 +21,8 @@
 //! and makes its children orphans. Every token but a root-policy one gets a TTL:
 //! the system default, 768 hours, when none is asked for.
 //!
-//! In dev mode the store sits on an in-memory storage behind its own barrier, so
-//! both modes run the same code.
+//! Entries are [`SealedRecords`]: `sys/tokens/<hash>`, and the tree's index
+//! `sys/token-children/<parent>/<child>`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,6 +32,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use encrypted_attr::storage::{Barrier, Update};
+
+use super::{Change, Record, SealedRecords, decode_json, encode_json};
+use crate::encoding::unix_seconds as unix;
 use encrypted_attr::{HashAlgorithm, SecretBytes};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -70,7 +73,7 @@ impl TokenEntry {
 
 /// A token entry as stored (inside the barrier).
 #[derive(Serialize, Deserialize)]
-struct StoredToken {
+pub(crate) struct StoredToken {
     accessor: String,
     policies: Vec<String>,
     issued: u64,
@@ -89,6 +92,32 @@ struct StoredToken {
     path: String,
 }
 
+impl Record for StoredToken {
+    fn encode(&self) -> Result<Vec<u8>, encrypted_attr::Error> {
+        encode_json(self)
+    }
+    /// A damaged entry counts as no token: it grants nothing.
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        decode_json(bytes)
+    }
+}
+
+/// An index entry's name, and the hash of the child it names (`None` if the
+/// name is damaged: the entry is removed all the same).
+type ChildEntry = (String, Option<[u8; 32]>);
+
+/// An entry of the token tree's index: its presence is the link.
+pub(crate) struct ChildLink;
+
+impl Record for ChildLink {
+    fn encode(&self) -> Result<Vec<u8>, encrypted_attr::Error> {
+        Ok(b"1".to_vec())
+    }
+    fn decode(_: &[u8]) -> Option<Self> {
+        Some(Self)
+    }
+}
+
 /// The longest a token may live, counted from its issue (Vault's default
 /// `max_lease_ttl`, 768 hours).
 pub(crate) const MAX_TOKEN_TTL: Duration = Duration::from_secs(768 * 3600);
@@ -104,14 +133,14 @@ type Lookup<'a> = dyn FnMut(&[u8; 32]) -> Result<Option<TokenEntry>, encrypted_a
 const MAX_TREE_DEPTH: usize = 64;
 
 /// Why a renewal was refused.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum RenewError {
     /// No such (valid) token.
     NotFound,
     /// The token has no TTL or was created non-renewable.
     NotRenewable,
-    /// Storage refused the new expiry.
-    Storage,
+    /// Storage could not be read, or refused the new expiry.
+    Storage(encrypted_attr::Error),
 }
 
 /// A renewed token's entry, and Vault's warning when the increment was capped.
@@ -168,7 +197,10 @@ pub(crate) struct TokenStore {
     misses: Mutex<HashMap<[u8; 32], Instant>>,
     /// Bumped by every revocation (see `fetch`).
     revocations: AtomicU64,
-    barrier: Barrier,
+    /// `sys/tokens/<hash>`.
+    entries: SealedRecords<StoredToken>,
+    /// `sys/token-children/<parent>/<child>`.
+    children: SealedRecords<ChildLink>,
 }
 
 /// Most unknown-token hashes remembered at once (then the memory is cleared).
@@ -176,12 +208,8 @@ const MAX_REMEMBERED_MISSES: usize = 4096;
 
 const SALT_PATH: &str = "sys/token-salt";
 const TOKENS_PREFIX: &str = "sys/tokens/";
-/// `sys/token-children/<parent>/<child>`: the tree's index, for revocation.
+/// The tree's index, for revocation.
 const CHILDREN_PREFIX: &str = "sys/token-children/";
-
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
 
 impl std::fmt::Debug for TokenStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -219,17 +247,9 @@ fn random(len: usize) -> SecretBytes {
 }
 
 impl TokenStore {
-    /// A store in memory only (dev mode): an in-memory storage behind a barrier
-    /// under a random key, so that memory and persistent stores share one path.
-    pub(crate) fn new() -> Result<Self, encrypted_attr::Error> {
-        let root = encrypted_attr::RootKey::generate()?;
-        let storage = std::sync::Arc::new(encrypted_attr::storage::MemoryStorage::new());
-        Self::persistent(Barrier::open(storage, &root)?)
-    }
-
     /// A store kept in `barrier`: loads the salt (made on first use); token entries
     /// are read when first presented.
-    pub(crate) fn persistent(barrier: Barrier) -> Result<Self, encrypted_attr::Error> {
+    pub(crate) fn open(barrier: std::sync::Arc<Barrier>) -> Result<Self, encrypted_attr::Error> {
         let salt = match barrier.get(SALT_PATH)? {
             Some(salt) => SecretBytes::copy_from(&salt),
             None => {
@@ -247,23 +267,28 @@ impl TokenStore {
             tokens: RwLock::new(HashMap::new()),
             misses: Mutex::new(HashMap::new()),
             revocations: AtomicU64::new(0),
-            barrier,
+            entries: SealedRecords::new(barrier.clone(), TOKENS_PREFIX),
+            children: SealedRecords::new(barrier, CHILDREN_PREFIX),
         })
     }
 
-    fn path(hash: &[u8; 32]) -> String {
-        format!("{TOKENS_PREFIX}{}", crate::encoding::encode_hex(hash))
+    /// A token's name in storage: its salted hash in hex.
+    fn name(hash: &[u8; 32]) -> String {
+        crate::encoding::encode_hex(hash)
     }
 
-    fn children_prefix(parent: &[u8; 32]) -> String {
-        format!("{CHILDREN_PREFIX}{}/", crate::encoding::encode_hex(parent))
-    }
-
-    fn store(&self, entry: &TokenEntry) -> Result<(), encrypted_attr::Error> {
-        let json =
-            serde_json::to_vec(&StoredToken::from(entry)).map_err(|e| encrypted_attr::Error::Storage(Box::new(e)))?;
-        self.barrier
-            .update(&Self::path(&entry.hash), &mut |_| Ok(Update::Put(json.clone())))
+    /// The index entries under `parent`, with the child each names.
+    fn children_of(&self, parent: &[u8; 32]) -> Result<Vec<ChildEntry>, encrypted_attr::Error> {
+        let under = format!("{}/", Self::name(parent));
+        Ok(self
+            .children
+            .names_under(&under)?
+            .into_iter()
+            .map(|link| {
+                let child = link.strip_prefix(&under).and_then(parse_hash);
+                (link, child)
+            })
+            .collect())
     }
 
     fn misses_lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Instant>> {
@@ -287,10 +312,7 @@ impl TokenStore {
             return Ok(None);
         }
         let generation = self.revocations.load(Ordering::SeqCst);
-        let stored = self
-            .barrier
-            .get(&Self::path(hash))?
-            .and_then(|raw| serde_json::from_slice::<StoredToken>(&raw).ok());
+        let stored = self.entries.get(&Self::name(hash))?;
         let mut tokens = self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(stored) = stored else {
             tokens.remove(hash);
@@ -422,14 +444,10 @@ impl TokenStore {
         };
         // The index first: a child in storage is always findable from its parent.
         if let Some(parent) = &entry.parent {
-            let index = format!(
-                "{}{}",
-                Self::children_prefix(parent),
-                crate::encoding::encode_hex(&hash)
-            );
-            self.barrier.update(&index, &mut |_| Ok(Update::Put(b"1".to_vec())))?;
+            let link = format!("{}/{}", Self::name(parent), Self::name(&hash));
+            self.children.put(&link, &ChildLink)?;
         }
-        self.store(&entry)?;
+        self.entries.put(&Self::name(&hash), &StoredToken::from(&entry))?;
         self.cache(&entry);
         self.misses_lock().remove(&hash);
         Ok(NewToken { token, entry })
@@ -471,31 +489,27 @@ impl TokenStore {
         let hash = self.hash(token.as_bytes());
         // A token whose ancestor is gone is gone too, even if its own entry is
         // still in storage.
-        if !matches!(self.valid(&hash), Ok(Some(_))) {
-            return Err(RenewError::NotFound);
+        match self.valid(&hash) {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(RenewError::NotFound),
+            Err(error) => return Err(RenewError::Storage(error)),
         }
         let generation = self.revocations.load(Ordering::SeqCst);
         let now = SystemTime::now();
         let mut outcome = Err(RenewError::NotFound);
-        self.barrier
-            .update(&Self::path(&hash), &mut |current| {
-                let Some(stored) = current.and_then(|raw| serde_json::from_slice::<StoredToken>(raw).ok()) else {
+        self.entries
+            .update(&Self::name(&hash), &mut |current| {
+                let Some(stored) = current else {
                     outcome = Err(RenewError::NotFound);
-                    return Ok(Update::Keep);
+                    return Change::Keep;
                 };
                 outcome = extend(&stored.into_entry(hash), increment, now);
                 match &outcome {
-                    Ok(renewed) => match serde_json::to_vec(&StoredToken::from(&renewed.entry)) {
-                        Ok(json) => Ok(Update::Put(json)),
-                        Err(_) => {
-                            outcome = Err(RenewError::Storage);
-                            Ok(Update::Keep)
-                        }
-                    },
-                    Err(_) => Ok(Update::Keep),
+                    Ok(renewed) => Change::Put(StoredToken::from(&renewed.entry)),
+                    Err(_) => Change::Keep,
                 }
             })
-            .map_err(|_| RenewError::Storage)?;
+            .map_err(RenewError::Storage)?;
         let renewed = outcome?;
         // Not cached if a revocation ran meanwhile: it may have removed this very
         // token after the renewal was written (see `fetch`).
@@ -512,7 +526,7 @@ impl TokenStore {
     /// every use), and their entries are then removed.
     pub(crate) fn revoke(&self, token: &str) -> Result<bool, encrypted_attr::Error> {
         let hash = self.hash(token.as_bytes());
-        let known = self.barrier.get(&Self::path(&hash))?.is_some();
+        let known = self.entries.exists(&Self::name(&hash))?;
         self.forget(&hash)?;
         self.revoke_descendants(&hash, 0)?;
         Ok(known)
@@ -521,29 +535,25 @@ impl TokenStore {
     /// Revokes a token but not its children, which become orphans (`revoke-orphan`).
     pub(crate) fn revoke_orphan(&self, token: &str) -> Result<bool, encrypted_attr::Error> {
         let hash = self.hash(token.as_bytes());
-        if self.barrier.get(&Self::path(&hash))?.is_none() {
+        if !self.entries.exists(&Self::name(&hash))? {
             return Ok(false);
         }
         // Children first: were this interrupted, they would still have a parent.
-        let prefix = Self::children_prefix(&hash);
-        for index in self.barrier.list(&prefix)? {
-            if let Some(child) = parse_hash(index.trim_start_matches(&prefix)) {
-                self.barrier.update(&Self::path(&child), &mut |current| {
-                    let Some(mut stored) = current.and_then(|raw| serde_json::from_slice::<StoredToken>(raw).ok())
-                    else {
-                        return Ok(Update::Keep);
-                    };
-                    stored.parent = None;
-                    serde_json::to_vec(&stored)
-                        .map(Update::Put)
-                        .map_err(|e| encrypted_attr::Error::Storage(Box::new(e)))
+        for (link, child) in self.children_of(&hash)? {
+            if let Some(child) = child {
+                self.entries.update(&Self::name(&child), &mut |current| match current {
+                    Some(mut stored) => {
+                        stored.parent = None;
+                        Change::Put(stored)
+                    }
+                    None => Change::Keep,
                 })?;
                 self.tokens
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(&child);
             }
-            self.barrier.update(&index, &mut |_| Ok(Update::Delete))?;
+            self.children.delete(&link)?;
         }
         self.forget(&hash)?;
         Ok(true)
@@ -551,7 +561,7 @@ impl TokenStore {
 
     /// Deletes one token's entry from storage and the cache.
     fn forget(&self, hash: &[u8; 32]) -> Result<(), encrypted_attr::Error> {
-        self.barrier.update(&Self::path(hash), &mut |_| Ok(Update::Delete))?;
+        self.entries.delete(&Self::name(hash))?;
         // After the delete, so a storage read racing it either misses the entry or
         // sees the generation change and does not cache it (see `fetch`).
         self.revocations.fetch_add(1, Ordering::SeqCst);
@@ -568,13 +578,12 @@ impl TokenStore {
         if depth > MAX_TREE_DEPTH {
             return Ok(());
         }
-        let prefix = Self::children_prefix(parent);
-        for index in self.barrier.list(&prefix)? {
-            if let Some(child) = parse_hash(index.trim_start_matches(&prefix)) {
+        for (link, child) in self.children_of(parent)? {
+            if let Some(child) = child {
                 self.forget(&child)?;
                 self.revoke_descendants(&child, depth + 1)?;
             }
-            self.barrier.update(&index, &mut |_| Ok(Update::Delete))?;
+            self.children.delete(&link)?;
         }
         Ok(())
     }
@@ -582,14 +591,7 @@ impl TokenStore {
 
 /// A token hash from its hex form in a storage path.
 fn parse_hash(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 || !hex.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
+    crate::encoding::decode_hex(hex)?.try_into().ok()
 }
 
 /// `entry` renewed at `now` by `increment` (or its last TTL), within the maximum.
@@ -685,7 +687,7 @@ mod tests {
 
     #[test]
     fn tokens_check_expire_and_revoke() {
-        let store = TokenStore::new().expect("store");
+        let store = TokenStore::open(super::super::memory_barrier().expect("barrier")).expect("store");
         let made = store
             .create(NewTokenRequest {
                 policies: vec!["root".into()],
@@ -708,7 +710,7 @@ mod tests {
 
     #[test]
     fn children_live_only_as_long_as_their_parent() {
-        let store = TokenStore::new().expect("store");
+        let store = TokenStore::open(super::super::memory_barrier().expect("barrier")).expect("store");
         let parent = make(&store, Some(3600), true, "parent", None);
         let child = make(&store, None, true, "child", Some(&parent));
         let grandchild = make(&store, None, true, "grandchild", Some(&child));
@@ -717,8 +719,8 @@ mod tests {
         // Revoking the parent takes the whole tree, from the cache and storage.
         assert!(store.revoke("parent").expect("revoked"));
         assert!(!valid(&store, "child") && !valid(&store, "grandchild"));
-        assert!(store.barrier.list(TOKENS_PREFIX).expect("list").is_empty());
-        assert!(store.barrier.list(CHILDREN_PREFIX).expect("list").is_empty());
+        assert!(store.entries.names_under("").expect("list").is_empty());
+        assert!(store.children.names_under("").expect("list").is_empty());
         drop(grandchild);
 
         // An expired parent: its child is refused at once, whatever its own TTL.
@@ -738,12 +740,12 @@ mod tests {
 
     #[test]
     fn renewal_extends_caps_and_refuses() {
-        let store = TokenStore::new().expect("store");
+        let store = TokenStore::open(super::super::memory_barrier().expect("barrier")).expect("store");
         make(&store, None, true, "root", None);
-        assert_eq!(store.renew("root", None).err(), Some(RenewError::NotRenewable));
+        assert!(matches!(store.renew("root", None), Err(RenewError::NotRenewable)));
         make(&store, Some(60), false, "fixed", None);
-        assert_eq!(store.renew("fixed", None).err(), Some(RenewError::NotRenewable));
-        assert_eq!(store.renew("unknown", None).err(), Some(RenewError::NotFound));
+        assert!(matches!(store.renew("fixed", None), Err(RenewError::NotRenewable)));
+        assert!(matches!(store.renew("unknown", None), Err(RenewError::NotFound)));
 
         make(&store, Some(60), true, "app", None);
         let renewed = store.renew("app", Some(Duration::from_secs(7200))).expect("renewed");
@@ -759,5 +761,21 @@ mod tests {
         assert!(granted <= MAX_TOKEN_TTL && granted > MAX_TOKEN_TTL - Duration::from_secs(60));
         assert!(capped.warning.is_some_and(|w| w.contains("capped")));
         assert!(valid(&store, "app"));
+    }
+
+    #[test]
+    fn a_renewal_storage_cannot_serve_is_a_storage_error_not_an_unknown_token() {
+        let (barrier, storage) = super::super::testing::flaky_barrier();
+        let ours = TokenStore::open(barrier.clone()).expect("store");
+        make(&ours, Some(3600), true, "t1", None);
+        storage.writes_fail.store(true, Ordering::SeqCst);
+        assert!(matches!(ours.renew("t1", None), Err(RenewError::Storage(_))));
+        storage.writes_fail.store(false, Ordering::SeqCst);
+        // Another server, which must read the token from storage first.
+        let theirs = TokenStore::open(barrier).expect("store");
+        storage.reads_fail.store(true, Ordering::SeqCst);
+        assert!(matches!(theirs.renew("t1", None), Err(RenewError::Storage(_))));
+        storage.reads_fail.store(false, Ordering::SeqCst);
+        assert!(theirs.renew("t1", None).is_ok());
     }
 }

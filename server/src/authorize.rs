@@ -1,0 +1,41 @@
+//! Whether a token's policies allow a request: the capability its operation needs
+//! on its path, `create` versus `update` for an encrypt, `sudo` on root-protected
+//! paths.
+
+use crate::http::ApiError;
+use crate::policy::Capability;
+use crate::request::Operation;
+use crate::seal::Unsealed;
+use crate::stores::tokens::TokenEntry;
+
+/// Checks the token's policies for this request: the capability its operation
+/// needs on its path (`create` rather than `update` for an encrypt that would
+/// create its key; `sudo` as well on root-protected paths).
+pub(crate) fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &TokenEntry) -> Result<(), ApiError> {
+    let path = path.trim_end_matches('/');
+    let needed = match op {
+        Operation::Read => Capability::Read,
+        Operation::List => Capability::List,
+        Operation::Delete => Capability::Delete,
+        Operation::Update => match path.strip_prefix("transit/encrypt/").map(encrypted_attr::KeyName::new) {
+            // Only a key that does not exist needs `create`; a storage failure is a
+            // 503, never a "permission denied".
+            Some(Ok(name)) => match encrypted_attr::TransitEngine::read_key(&*open.engine, &name) {
+                Ok(_) => Capability::Update,
+                Err(encrypted_attr::Error::KeyNotFound { .. }) => Capability::Create,
+                Err(error) => return Err(ApiError::from(error)),
+            },
+            _ => Capability::Update,
+        },
+    };
+    let caps = open.policies.check(&entry.policies, path);
+    // For LIST, `transit/keys` and `transit/keys/` are the same path.
+    let list_caps = (op == Operation::List).then(|| open.policies.check(&entry.policies, &format!("{path}/")));
+    let allowed = caps.allows(needed) || list_caps.is_some_and(|c| c.allows(needed));
+    let root_protected = path == "sys/seal" || path == "sys/audit" || path.starts_with("sys/audit/");
+    if allowed && (!root_protected || caps.allows(Capability::Sudo)) {
+        Ok(())
+    } else {
+        Err(ApiError::PermissionDenied)
+    }
+}

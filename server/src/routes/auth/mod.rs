@@ -1,0 +1,3 @@
+//! `auth/*`: the token API (`auth/token/*`, in [`token`]).
+
+pub(super) mod token;
