@@ -18,6 +18,8 @@ mod secret;
 #[cfg(feature = "sqlx")]
 mod sqlx;
 pub mod storage;
+#[doc(hidden)]
+pub mod wire_names;
 
 // Identifiers and envelopes.
 pub use ciphertext::{Ciphertext, PREFIX as CIPHERTEXT_PREFIX};

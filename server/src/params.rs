@@ -53,17 +53,7 @@ enum Scalar<'a> {
 /// The names a `batch_input` item is read for (by encrypt, decrypt, rewrap, hmac
 /// and verify); other names are skipped while parsing, since items report nothing
 /// as ignored.
-pub(crate) const ITEM_FIELDS: [&str; 9] = [
-    "plaintext",
-    "ciphertext",
-    "context",
-    "associated_data",
-    "key_version",
-    "reference",
-    "input",
-    "hmac",
-    "signature",
-];
+pub(crate) use encrypted_attr::wire_names::ITEM_FIELDS;
 
 /// A `batch_input` item: for each name of [`ITEM_FIELDS`], the index of its value
 /// in the batch's shared value list, or [`ABSENT`] (the last occurrence of a name

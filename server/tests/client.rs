@@ -398,6 +398,37 @@ fn differential_against_openbao() {
             Some(format!(r#"{{"input": "{p}", "format": "base64"}}"#)),
         ),
         ("POST", "transit/hash", Some("{}".into())),
+        // Parameters nobody reads: the same warning as OpenBao's (compared below).
+        (
+            "POST",
+            "transit/encrypt/diff",
+            Some(format!(r#"{{"plaintext": "{p}", "zzz_unread": 1}}"#)),
+        ),
+        (
+            "POST",
+            "transit/decrypt/diff",
+            Some(r#"{"ciphertext": "vault:v1:AAAA", "zzz_unread": 1}"#.into()),
+        ),
+        (
+            "POST",
+            "transit/hmac/diff",
+            Some(format!(r#"{{"input": "{p}", "zzz_unread": 1, "aaa_unread": 2}}"#)),
+        ),
+        (
+            "POST",
+            "transit/hash",
+            Some(format!(r#"{{"input": "{p}", "zzz_unread": 1}}"#)),
+        ),
+        (
+            "POST",
+            "transit/random",
+            Some(r#"{"bytes": 8, "zzz_unread": 1}"#.into()),
+        ),
+        (
+            "POST",
+            "transit/keys/diff_warn",
+            Some(r#"{"exportable": true, "zzz_unread": 1}"#.into()),
+        ),
         ("POST", "transit/keys/diff/rotate", Some("{}".into())),
         ("POST", "transit/keys/nope/rotate", Some("{}".into())),
         (
@@ -471,6 +502,12 @@ fn differential_against_openbao() {
         let (ours_errors, bao_errors) = (&ours_body["errors"], &bao_body["errors"]);
         if !bao_errors.is_null() && ours_errors != bao_errors {
             mismatches.push(format!("{case}: errors {ours_errors} vs OpenBao {bao_errors}"));
+        }
+        if body.as_deref().is_some_and(|b| b.contains("_unread")) && ours_body["warnings"] != bao_body["warnings"] {
+            mismatches.push(format!(
+                "{case}: warnings {} vs OpenBao {}",
+                ours_body["warnings"], bao_body["warnings"]
+            ));
         }
         if let (Some(ours_data), Some(bao_data)) = (ours_body["data"].as_object(), bao_body["data"].as_object()) {
             let missing: Vec<&String> = bao_data.keys().filter(|k| !ours_data.contains_key(*k)).collect();

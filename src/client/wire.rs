@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::keyring::{KeyConfig, KeyInfo, KeyOptions};
 use crate::name::{KeyName, KeyVersion};
 use crate::secret::{Plaintext, SecretBytes};
+use crate::wire_names::{ASSOCIATED_DATA, BATCH_INPUT, CIPHERTEXT, CONTEXT, HMAC, INPUT, KEY_VERSION, PLAINTEXT};
 
 /// How big one batch request may be. The defaults fit the default listener limits of
 /// OpenBao 2.x and Vault 1.18+ (at most 1,000 JSON strings per body, keys included)
@@ -114,7 +115,8 @@ pub(super) struct Reply {
 }
 
 /// One item of `batch_results`, typed: parsing into `serde_json::Value` would build
-/// a map per item. Unknown fields (`reference`, `key_version`…) are skipped.
+/// a map per item. Unknown fields (`reference`, `key_version`…) are skipped. The
+/// field names are those of `crate::wire_names` (a test holds them to it).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct BatchItem {
@@ -343,7 +345,7 @@ fn encode_item(
         push_value(&mut json, also);
         strings += 2;
     }
-    for (name, bytes) in [("context", context), ("associated_data", associated_data)] {
+    for (name, bytes) in [(CONTEXT, context), (ASSOCIATED_DATA, associated_data)] {
         if let Some(bytes) = bytes {
             json.push(b',');
             push_b64_field(&mut json, name, bytes);
@@ -351,7 +353,7 @@ fn encode_item(
         }
     }
     if let Some(version) = key_version {
-        json.extend_from_slice(format!(",\"key_version\":{}", version.get()).as_bytes());
+        json.extend_from_slice(format!(",\"{KEY_VERSION}\":{}", version.get()).as_bytes());
         strings += 1;
     }
     json.push(b'}');
@@ -367,8 +369,8 @@ fn batch_bodies(
     extra: &str,
     extra_strings: usize,
 ) -> Vec<(Zeroizing<Vec<u8>>, usize)> {
-    const OPEN: &[u8] = b"{\"batch_input\":[";
-    let overhead = OPEN.len() + 2 + extra.len();
+    let open = format!("{{\"{BATCH_INPUT}\":[");
+    let overhead = open.len() + 2 + extra.len();
     let string_budget = limits.max_json_strings.saturating_sub(1 + extra_strings);
     let mut groups: Vec<Vec<EncodedItem>> = Vec::new();
     let (mut strings, mut bytes) = (0, 0);
@@ -393,7 +395,7 @@ fn batch_bodies(
         .map(|group| {
             let len: usize = group.iter().map(|i| i.json.len() + 1).sum();
             let mut body = Zeroizing::new(Vec::with_capacity(overhead + len));
-            body.extend_from_slice(OPEN);
+            body.extend_from_slice(open.as_bytes());
             for (i, item) in group.iter().enumerate() {
                 if i > 0 {
                     body.push(b',');
@@ -488,7 +490,7 @@ pub(super) fn encrypt(key: &KeyName, items: &[EncryptItem], limits: &BatchLimits
         .iter()
         .map(|item| {
             encode_item(
-                ItemValue::Base64("plaintext", item.plaintext.expose_secret()),
+                ItemValue::Base64(PLAINTEXT, item.plaintext.expose_secret()),
                 item.context.as_deref(),
                 item.associated_data.as_deref(),
                 item.key_version,
@@ -507,7 +509,7 @@ pub(super) fn decrypt(key: &KeyName, items: &[DecryptItem], limits: &BatchLimits
         .iter()
         .map(|item| {
             encode_item(
-                ItemValue::Text("ciphertext", item.ciphertext.as_str()),
+                ItemValue::Text(CIPHERTEXT, item.ciphertext.as_str()),
                 item.context.as_deref(),
                 item.associated_data.as_deref(),
                 None,
@@ -523,7 +525,7 @@ pub(super) fn rewrap(key: &KeyName, items: &[RewrapItem], limits: &BatchLimits) 
         .iter()
         .map(|item| {
             encode_item(
-                ItemValue::Text("ciphertext", item.ciphertext.as_str()),
+                ItemValue::Text(CIPHERTEXT, item.ciphertext.as_str()),
                 item.context.as_deref(),
                 item.associated_data.as_deref(),
                 item.key_version,
@@ -555,7 +557,7 @@ pub(super) fn hmac(
             .iter()
             .map(|&i| {
                 encode_item(
-                    ItemValue::Base64("input", items[i].input.expose_secret()),
+                    ItemValue::Base64(INPUT, items[i].input.expose_secret()),
                     None,
                     None,
                     None,
@@ -610,11 +612,11 @@ pub(super) fn verify_hmac(
         .map(|item| {
             let hmac = item.hmac.to_string();
             encode_item(
-                ItemValue::Base64("input", item.input.expose_secret()),
+                ItemValue::Base64(INPUT, item.input.expose_secret()),
                 None,
                 None,
                 None,
-                Some(ItemValue::Text("hmac", &hmac)),
+                Some(ItemValue::Text(HMAC, &hmac)),
             )
         })
         .collect();
@@ -631,13 +633,13 @@ pub(super) fn datakey(key: &KeyName, request: &DataKeyRequest) -> Exchange<DataK
     let kind = if request.wrapped_only { "wrapped" } else { "plaintext" };
     let mut body = json!({ "bits": request.bits.bytes() * 8 });
     if let Some(c) = &request.context {
-        body["context"] = json!(b64(c));
+        body[CONTEXT] = json!(b64(c));
     }
     if let Some(a) = &request.associated_data {
-        body["associated_data"] = json!(b64(a));
+        body[ASSOCIATED_DATA] = json!(b64(a));
     }
     if let Some(v) = request.key_version {
-        body["key_version"] = json!(v.get());
+        body[KEY_VERSION] = json!(v.get());
     }
     let wrapped_only = request.wrapped_only;
     Exchange::single(Call::post(format!("datakey/{kind}/{key}"), &body, true), move |reply| {
@@ -865,7 +867,7 @@ mod tests {
             .map(|i| {
                 let value = format!("value {i}");
                 encode_item(
-                    ItemValue::Base64("plaintext", value.as_bytes()),
+                    ItemValue::Base64(PLAINTEXT, value.as_bytes()),
                     None,
                     aad.then_some(b"users/ssn/7".as_slice()),
                     None,
@@ -878,7 +880,7 @@ mod tests {
     #[test]
     fn items_are_valid_json_with_their_string_count() {
         let item = encode_item(
-            ItemValue::Base64("plaintext", b"hello"),
+            ItemValue::Base64(PLAINTEXT, b"hello"),
             Some(b"ctx"),
             Some(b"aad"),
             KeyVersion::new(2),
@@ -890,7 +892,7 @@ mod tests {
             json!({"plaintext": b64(b"hello"), "context": b64(b"ctx"), "associated_data": b64(b"aad"), "key_version": 2})
         );
         assert_eq!(item.strings, 7);
-        let text = encode_item(ItemValue::Text("ciphertext", "vault:v1:\"x"), None, None, None, None);
+        let text = encode_item(ItemValue::Text(CIPHERTEXT, "vault:v1:\"x"), None, None, None, None);
         let value: Value = serde_json::from_slice(&text.json).unwrap();
         assert_eq!(value["ciphertext"], "vault:v1:\"x");
     }
@@ -962,5 +964,18 @@ mod tests {
         };
         let payloads: Vec<Vec<u8>> = results.into_iter().map(|r| r.unwrap().payload().to_vec()).collect();
         assert_eq!(payloads, [b"0", b"1", b"2", b"3", b"4"].map(|b| b.to_vec()));
+    }
+
+    #[test]
+    fn batch_results_are_read_by_the_shared_wire_names() {
+        use crate::wire_names::{BATCH_RESULTS, ERROR, VALID};
+        let body = json!({ "data": { BATCH_RESULTS: [{
+            CIPHERTEXT: "vault:v1:AAAA", PLAINTEXT: "aGk=", HMAC: "vault:v1:BBBB", VALID: true, ERROR: "e",
+        }] } });
+        let envelope: BatchEnvelope = serde_json::from_value(body).expect("reads");
+        let items = envelope.data.and_then(|d| d.batch_results).expect("results");
+        let item = &items[0];
+        assert!(item.ciphertext.is_some() && item.plaintext.is_some() && item.hmac.is_some());
+        assert!(item.valid.is_some() && item.error.is_some());
     }
 }

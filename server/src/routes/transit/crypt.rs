@@ -11,6 +11,10 @@ use encrypted_attr::{
 use serde_json::{Map, Value, json};
 
 use super::{keys, request_error, vault_message};
+use encrypted_attr::wire_names::{
+    ASSOCIATED_DATA, BATCH_INPUT, BATCH_RESULTS, CIPHERTEXT, CONTEXT, ERROR, KEY_VERSION, PLAINTEXT, REFERENCE,
+};
+
 use crate::encoding::{decode_base64, encode_base64};
 use crate::http::{ApiError, ApiResult, HandWritten, Reply};
 use crate::params::Params;
@@ -23,12 +27,12 @@ type ItemOutcome = Result<Done, (String, bool)>;
 /// The parameters `transit/encrypt/:name` reads: the item's, the batch's, and
 /// the options of a key it creates on first use.
 const ENCRYPT_PARAMS: &[&str] = &[
-    "plaintext",
-    "context",
-    "associated_data",
-    "key_version",
-    "reference",
-    "batch_input",
+    PLAINTEXT,
+    CONTEXT,
+    ASSOCIATED_DATA,
+    KEY_VERSION,
+    REFERENCE,
+    BATCH_INPUT,
     "partial_failure_response_code",
     "type",
     "derived",
@@ -39,24 +43,24 @@ const ENCRYPT_PARAMS: &[&str] = &[
 ];
 /// The parameters `transit/decrypt/:name` reads.
 const DECRYPT_PARAMS: &[&str] = &[
-    "ciphertext",
-    "context",
-    "associated_data",
-    "reference",
-    "batch_input",
+    CIPHERTEXT,
+    CONTEXT,
+    ASSOCIATED_DATA,
+    REFERENCE,
+    BATCH_INPUT,
     "partial_failure_response_code",
 ];
 /// The parameters `transit/rewrap/:name` reads (a rewrap batch is always 200).
 const REWRAP_PARAMS: &[&str] = &[
-    "ciphertext",
-    "context",
-    "associated_data",
-    "key_version",
-    "reference",
-    "batch_input",
+    CIPHERTEXT,
+    CONTEXT,
+    ASSOCIATED_DATA,
+    KEY_VERSION,
+    REFERENCE,
+    BATCH_INPUT,
 ];
 /// The parameters `transit/datakey/:kind/:name` reads.
-const DATAKEY_PARAMS: &[&str] = &["bits", "context", "associated_data", "key_version"];
+const DATAKEY_PARAMS: &[&str] = &["bits", CONTEXT, ASSOCIATED_DATA, KEY_VERSION];
 
 /// One item's successful result.
 enum Done {
@@ -76,6 +80,12 @@ fn push_plain_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Appends `"name":` (a wire name: nothing in it to escape).
+fn push_key(out: &mut String, name: &str) {
+    push_plain_json_str(out, name);
+    out.push(':');
+}
+
 /// Appends any text as a JSON string, escaped.
 fn push_json_str(out: &mut String, s: &str) {
     if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
@@ -90,11 +100,11 @@ impl Done {
     fn audit_fields(&self, into: &mut Map<String, Value>) {
         match self {
             Self::Sealed(ct) => {
-                into.insert("ciphertext".into(), json!(ct.as_str()));
-                into.insert("key_version".into(), json!(ct.version().get()));
+                into.insert(CIPHERTEXT.into(), json!(ct.as_str()));
+                into.insert(KEY_VERSION.into(), json!(ct.version().get()));
             }
             Self::Opened(plaintext) => {
-                into.insert("plaintext".into(), json!(plaintext));
+                into.insert(PLAINTEXT.into(), json!(plaintext));
             }
         }
     }
@@ -103,12 +113,14 @@ impl Done {
     fn write_fields(&self, out: &mut String) {
         match self {
             Self::Sealed(ct) => {
-                out.push_str("\"ciphertext\":");
+                push_key(out, CIPHERTEXT);
                 push_plain_json_str(out, ct.as_str());
-                let _ = write!(out, ",\"key_version\":{}", ct.version().get());
+                out.push(',');
+                push_key(out, KEY_VERSION);
+                let _ = write!(out, "{}", ct.version().get());
             }
             Self::Opened(plaintext) => {
-                out.push_str("\"plaintext\":");
+                push_key(out, PLAINTEXT);
                 push_plain_json_str(out, plaintext);
             }
         }
@@ -134,13 +146,13 @@ fn items<'a>(params: &'a Params<'_>, fields: &[&'static str]) -> Result<(Vec<Par
 fn references(items: &[Params<'_>]) -> Result<Vec<String>, ApiError> {
     items
         .iter()
-        .map(|item| item.string("reference").map(Option::unwrap_or_default))
+        .map(|item| item.string(REFERENCE).map(Option::unwrap_or_default))
         .collect()
 }
 
 fn key_version(params: &Params<'_>) -> Result<Option<KeyVersion>, String> {
     match params
-        .int("key_version")
+        .int(KEY_VERSION)
         .map_err(|_| "key_version must be an integer".to_owned())?
     {
         None | Some(0) => Ok(None),
@@ -155,7 +167,7 @@ fn key_version(params: &Params<'_>) -> Result<Option<KeyVersion>, String> {
 
 /// The `ciphertext` parameter, parsed (Vault's messages when absent or malformed).
 fn ciphertext_param(params: &Params<'_>) -> Result<Ciphertext, String> {
-    match params.text("ciphertext") {
+    match params.text(CIPHERTEXT) {
         Ok(Some(c)) if !c.is_empty() => c.parse().map_err(|e: Error| e.to_string()),
         _ => Err("missing ciphertext to decrypt".to_owned()),
     }
@@ -210,13 +222,15 @@ fn item_error(error: &Error) -> (String, bool) {
 struct BatchResults {
     results: Vec<ItemOutcome>,
     refs: Vec<String>,
-    /// Decrypt's failed items carry `"plaintext": ""`, as Vault's do.
+    /// Decrypt's failed items carry `PLAINTEXT: ""`, as Vault's do.
     empty_plaintext_on_error: bool,
 }
 
 impl HandWritten for BatchResults {
     fn write_json(&self, data: &mut String) {
-        data.push_str("{\"batch_results\":[");
+        data.push('{');
+        push_key(data, BATCH_RESULTS);
+        data.push('[');
         for (i, (result, reference)) in self.results.iter().zip(&self.refs).enumerate() {
             if i > 0 {
                 data.push(',');
@@ -226,13 +240,15 @@ impl HandWritten for BatchResults {
                 Ok(done) => done.write_fields(data),
                 Err((message, _)) => {
                     if self.empty_plaintext_on_error {
-                        data.push_str("\"plaintext\":\"\",");
+                        push_key(data, PLAINTEXT);
+                        data.push_str("\"\",");
                     }
-                    data.push_str("\"error\":");
+                    push_key(data, ERROR);
                     push_json_str(data, message);
                 }
             }
-            data.push_str(",\"reference\":");
+            data.push(',');
+            push_key(data, REFERENCE);
             push_json_str(data, reference);
             data.push('}');
         }
@@ -250,16 +266,16 @@ impl HandWritten for BatchResults {
                     Ok(done) => done.audit_fields(&mut item),
                     Err((message, _)) => {
                         if self.empty_plaintext_on_error {
-                            item.insert("plaintext".into(), json!(""));
+                            item.insert(PLAINTEXT.into(), json!(""));
                         }
-                        item.insert("error".into(), json!(message));
+                        item.insert(ERROR.into(), json!(message));
                     }
                 }
-                item.insert("reference".into(), json!(reference));
+                item.insert(REFERENCE.into(), json!(reference));
                 Value::Object(item)
             })
             .collect();
-        json!({ "batch_results": items })
+        json!({ BATCH_RESULTS: items })
     }
 
     fn size_hint(&self) -> usize {
@@ -324,11 +340,8 @@ fn ignored(params: &Params<'_>, declared: &[&str]) -> Vec<String> {
 }
 
 pub(super) fn encrypt(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> ApiResult {
-    let (items, batch) = items(
-        params,
-        &["plaintext", "context", "associated_data", "key_version", "reference"],
-    )?;
-    let with_context = items.iter().filter(|i| i.has("context")).count();
+    let (items, batch) = items(params, &[PLAINTEXT, CONTEXT, ASSOCIATED_DATA, KEY_VERSION, REFERENCE])?;
+    let with_context = items.iter().filter(|i| i.has(CONTEXT)).count();
     if batch && with_context != 0 && with_context != items.len() {
         return Err(ApiError::BadRequest(
             "context should be set either in all the request blocks or in none".into(),
@@ -351,14 +364,14 @@ pub(super) fn encrypt(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> 
     };
     let refs = references(&items)?;
     let prepared = items.iter().map(|item| {
-        let plaintext = match b64(item, "plaintext")? {
+        let plaintext = match b64(item, PLAINTEXT)? {
             Some(p) => p,
-            None if item.has("plaintext") => Vec::new(),
+            None if item.has(PLAINTEXT) => Vec::new(),
             None => return Err("missing plaintext to encrypt".to_owned()),
         };
         let mut encrypt = EncryptItem::new(plaintext);
-        encrypt.context = context_for(&info, b64(item, "context")?);
-        encrypt.associated_data = b64(item, "associated_data")?;
+        encrypt.context = context_for(&info, b64(item, CONTEXT)?);
+        encrypt.associated_data = b64(item, ASSOCIATED_DATA)?;
         encrypt.key_version = key_version(item)?;
         Ok(encrypt)
     });
@@ -373,14 +386,14 @@ pub(super) fn encrypt(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> 
 }
 
 pub(super) fn decrypt(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> ApiResult {
-    let (items, batch) = items(params, &["ciphertext", "context", "associated_data", "reference"])?;
+    let (items, batch) = items(params, &[CIPHERTEXT, CONTEXT, ASSOCIATED_DATA, REFERENCE])?;
     let info = state.engine.read_key(name).map_err(request_error)?;
     let refs = references(&items)?;
     let prepared = items.iter().map(|item| {
         let ciphertext = ciphertext_param(item)?;
         let mut decrypt = DecryptItem::new(ciphertext);
-        decrypt.context = context_for(&info, b64(item, "context")?);
-        decrypt.associated_data = b64(item, "associated_data")?;
+        decrypt.context = context_for(&info, b64(item, CONTEXT)?);
+        decrypt.associated_data = b64(item, ASSOCIATED_DATA)?;
         Ok(decrypt)
     });
     let results = run_batch(
@@ -398,18 +411,15 @@ pub(super) fn decrypt(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> 
 }
 
 pub(super) fn rewrap(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> ApiResult {
-    let (items, batch) = items(
-        params,
-        &["ciphertext", "context", "associated_data", "key_version", "reference"],
-    )?;
+    let (items, batch) = items(params, &[CIPHERTEXT, CONTEXT, ASSOCIATED_DATA, KEY_VERSION, REFERENCE])?;
     let info = state.engine.read_key(name).map_err(request_error)?;
     let refs = references(&items)?;
     let prepared = items.iter().map(|item| {
         let ciphertext = ciphertext_param(item)?;
         let mut rewrap = RewrapItem::new(ciphertext);
-        rewrap.context = context_for(&info, b64(item, "context")?);
+        rewrap.context = context_for(&info, b64(item, CONTEXT)?);
         // Our extension: Vault's rewrap cannot carry associated data.
-        rewrap.associated_data = b64(item, "associated_data")?;
+        rewrap.associated_data = b64(item, ASSOCIATED_DATA)?;
         rewrap.key_version = key_version(item)?;
         Ok(rewrap)
     });
@@ -425,7 +435,7 @@ pub(super) fn rewrap(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> A
 
 pub(super) fn datakey(state: &Unsealed, kind: &str, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let wrapped_only = match kind {
-        "plaintext" => false,
+        PLAINTEXT => false,
         "wrapped" => true,
         _ => {
             return Err(ApiError::BadRequest(
@@ -441,13 +451,13 @@ pub(super) fn datakey(state: &Unsealed, kind: &str, name: &KeyName, params: &Par
     let info = state.engine.read_key(name).map_err(request_error)?;
     let mut request = DataKeyRequest::new(bits);
     request.wrapped_only = wrapped_only;
-    request.context = context_for(&info, b64(params, "context").map_err(ApiError::BadRequest)?);
-    request.associated_data = b64(params, "associated_data").map_err(ApiError::BadRequest)?;
+    request.context = context_for(&info, b64(params, CONTEXT).map_err(ApiError::BadRequest)?);
+    request.associated_data = b64(params, ASSOCIATED_DATA).map_err(ApiError::BadRequest)?;
     request.key_version = key_version(params).map_err(ApiError::BadRequest)?;
     let key = state.engine.datakey(name, request).map_err(request_error)?;
-    let mut data = json!({ "ciphertext": key.ciphertext.as_str(), "key_version": key.ciphertext.version().get() });
+    let mut data = json!({ CIPHERTEXT: key.ciphertext.as_str(), KEY_VERSION: key.ciphertext.version().get() });
     if let Some(plaintext) = &key.plaintext {
-        data["plaintext"] = json!(encode_base64(plaintext.expose_secret()));
+        data[PLAINTEXT] = json!(encode_base64(plaintext.expose_secret()));
     }
     Ok(Reply::data(data, ignored(params, DATAKEY_PARAMS)))
 }

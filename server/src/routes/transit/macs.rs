@@ -4,26 +4,23 @@ use encrypted_attr::{HashAlgorithm, HmacItem, HmacTag, KeyName, KeyVersion, Tran
 use serde_json::{Value, json};
 
 use super::{request_error, vault_message};
+use encrypted_attr::wire_names::{
+    BATCH_INPUT, BATCH_RESULTS, ERROR, HMAC, INPUT, KEY_VERSION, REFERENCE, SIGNATURE, VALID,
+};
+
 use crate::encoding::{decode_base64, encode_base64};
 use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
 use crate::seal::Unsealed;
 
 /// The parameters `transit/hmac/:name[/:algorithm]` reads.
-const HMAC_PARAMS: &[&str] = &["algorithm", "key_version", "input", "batch_input"];
+const HMAC_PARAMS: &[&str] = &["algorithm", KEY_VERSION, INPUT, BATCH_INPUT];
 /// The parameters `transit/verify/:name[/:algorithm]` reads.
-const VERIFY_PARAMS: &[&str] = &[
-    "hash_algorithm",
-    "algorithm",
-    "input",
-    "hmac",
-    "signature",
-    "batch_input",
-];
+const VERIFY_PARAMS: &[&str] = &["hash_algorithm", "algorithm", INPUT, HMAC, SIGNATURE, BATCH_INPUT];
 /// The parameters `transit/random[/:source][/:bytes]` reads.
 const RANDOM_PARAMS: &[&str] = &["source", "bytes", "format"];
 /// The parameters `transit/hash[/:algorithm]` reads.
-const HASH_PARAMS: &[&str] = &["algorithm", "input", "format"];
+const HASH_PARAMS: &[&str] = &["algorithm", INPUT, "format"];
 
 fn algorithm(url: Option<&str>, params: &Params<'_>, names: &[&'static str]) -> Result<HashAlgorithm, ApiError> {
     let mut chosen = url.map(str::to_owned);
@@ -42,7 +39,7 @@ fn algorithm(url: Option<&str>, params: &Params<'_>, names: &[&'static str]) -> 
 }
 
 fn input(params: &Params<'_>, missing: &str) -> Result<Vec<u8>, String> {
-    match params.text("input") {
+    match params.text(INPUT) {
         Ok(Some(s)) => decode_base64(&s),
         Ok(None) => Err(missing.to_owned()),
         Err(_) => Err("input must be a string".to_owned()),
@@ -51,7 +48,7 @@ fn input(params: &Params<'_>, missing: &str) -> Result<Vec<u8>, String> {
 
 pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>, params: &Params<'_>) -> ApiResult {
     let algorithm = algorithm(url_algorithm, params, &["algorithm"])?;
-    let version = match params.int("key_version")? {
+    let version = match params.int(KEY_VERSION)? {
         None | Some(0) => None,
         Some(v) => Some(
             u32::try_from(v)
@@ -68,14 +65,14 @@ pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>
             item.key_version = version;
             let tag = state.engine.hmac(name, algorithm, item).map_err(request_error)?;
             Ok(Reply::data(
-                json!({ "hmac": tag.to_string() }),
+                json!({ HMAC: tag.to_string() }),
                 params.ignored_warning(HMAC_PARAMS).into_iter().collect(),
             ))
         }
         Some(items) => {
             let mut results = Vec::with_capacity(items.len());
             for item in &items {
-                let reference = item.string("reference")?.unwrap_or_default();
+                let reference = item.string(REFERENCE)?.unwrap_or_default();
                 let outcome = input(item, "missing input for HMAC").and_then(|bytes| {
                     let mut request = HmacItem::new(bytes);
                     request.key_version = version;
@@ -85,12 +82,12 @@ pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>
                         .map_err(|e| vault_message(&e))
                 });
                 results.push(match outcome {
-                    Ok(tag) => json!({ "hmac": tag.to_string(), "reference": reference }),
-                    Err(error) => json!({ "error": error, "reference": reference }),
+                    Ok(tag) => json!({ HMAC: tag.to_string(), REFERENCE: reference }),
+                    Err(error) => json!({ ERROR: error, REFERENCE: reference }),
                 });
             }
             Ok(Reply::data(
-                json!({ "batch_results": results }),
+                json!({ BATCH_RESULTS: results }),
                 params.ignored_warning(HMAC_PARAMS).into_iter().collect(),
             ))
         }
@@ -102,9 +99,9 @@ pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&st
     state.engine.read_key(name).map_err(request_error)?;
     let check = |item: &Params<'_>| -> Result<bool, String> {
         let bytes = input(item, "missing input to verify")?;
-        let tag: HmacTag = match item.string("hmac") {
+        let tag: HmacTag = match item.string(HMAC) {
             Ok(Some(h)) => h.parse().map_err(|e: encrypted_attr::Error| e.to_string())?,
-            _ if item.has("signature") => {
+            _ if item.has(SIGNATURE) => {
                 return Err("signature verification is not supported: no signing key types".to_owned());
             }
             _ => return Err("missing hmac to verify".to_owned()),
@@ -118,25 +115,25 @@ pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&st
         None => {
             let valid = check(params).map_err(ApiError::BadRequest)?;
             Ok(Reply::data(
-                json!({ "valid": valid }),
+                json!({ VALID: valid }),
                 params.ignored_warning(VERIFY_PARAMS).into_iter().collect(),
             ))
         }
         Some(items) => {
             let mut results = Vec::with_capacity(items.len());
             for item in &items {
-                let reference = item.string("reference")?.unwrap_or_default();
-                let mut out = json!({ "reference": reference });
+                let reference = item.string(REFERENCE)?.unwrap_or_default();
+                let mut out = json!({ REFERENCE: reference });
                 match check(item) {
                     // Vault omits `valid` when false for HMAC batch items.
-                    Ok(true) => out["valid"] = json!(true),
+                    Ok(true) => out[VALID] = json!(true),
                     Ok(false) => {}
-                    Err(error) => out["error"] = json!(error),
+                    Err(error) => out[ERROR] = json!(error),
                 }
                 results.push(out);
             }
             Ok(Reply::data(
-                json!({ "batch_results": results }),
+                json!({ BATCH_RESULTS: results }),
                 params.ignored_warning(VERIFY_PARAMS).into_iter().collect(),
             ))
         }
@@ -190,7 +187,7 @@ pub(super) fn random(state: &Unsealed, url: &[&str], params: &Params<'_>) -> Api
 
 pub(super) fn hash(url_algorithm: Option<&str>, params: &Params<'_>) -> ApiResult {
     let algorithm = algorithm(url_algorithm, params, &["algorithm"])?;
-    let input = match params.string("input")? {
+    let input = match params.string(INPUT)? {
         Some(s) => decode_base64(&s).map_err(ApiError::BadRequest)?,
         None => return Err(ApiError::BadRequest("input missing".into())),
     };
