@@ -160,6 +160,40 @@ fn remote_engine_against_this_server() {
     assert!(matches!(gone.list_keys(), Err(Error::Transport(_))));
 }
 
+/// Outside any runtime the blocking face runs on the engine's own runtime: from
+/// several threads at once, and the engine may then be dropped inside an async
+/// task (a runtime that waited for its own shutdown there would panic).
+#[test]
+fn blocking_face_on_its_own_runtime_from_many_threads() {
+    let (address, stop) = start_server();
+    let engine = Arc::new(RemoteEngine::new(ClientConfig::new(&address, ROOT)).unwrap());
+    let key = name("own_runtime");
+    let workers: Vec<_> = (0..8)
+        .map(|t| {
+            let (engine, key) = (Arc::clone(&engine), key.clone());
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    let plaintext = format!("thread {t} value {i}");
+                    let sealed = engine.encrypt(&key, EncryptItem::new(plaintext.clone())).unwrap();
+                    let opened = engine.decrypt(&key, DecryptItem::new(sealed)).unwrap();
+                    assert_eq!(opened.expose_secret(), plaintext.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        tokio::spawn(async move { drop(engine) }).await.unwrap();
+    });
+    stop.send(()).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_face_and_blocking_guard() {
     let (address, stop) = tokio::task::spawn_blocking(start_server).await.unwrap();

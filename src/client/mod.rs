@@ -3,17 +3,19 @@
 //!
 //! It talks to the `encrypted-attr` server, to HashiCorp Vault and to OpenBao alike.
 //! Every operation is an exchange built by [`wire`] without I/O (a large batch is
-//! several requests within [`BatchLimits`]); the two faces differ only in how they
-//! send its calls: one after the other, or several at once. Each call is retried on
-//! its own: connection errors always, 5xx answers only on operations that are safe to
-//! repeat (data operations and reads, not rotate or config), and timeouts likewise;
-//! 4xx never. The calls of one split batch are at most `concurrent_requests` in
-//! flight; a model operation runs its fields' calls at once, so a page of rows with
-//! three encrypted fields may have up to three times that many.
+//! several requests within [`BatchLimits`]), run by one async executor that sends
+//! up to `concurrent_requests` calls at once through one retrying `send`. Each call
+//! is retried on its own: connection errors always, 5xx answers only on operations
+//! that are safe to repeat (data operations and reads, not rotate or config), and
+//! timeouts likewise; 4xx never. A model operation runs its fields' calls at once,
+//! so a page of rows with three encrypted fields may have up to three times
+//! `concurrent_requests` in flight.
 //!
-//! The blocking face inside an async runtime: on a multi-threaded tokio runtime it
-//! runs under `block_in_place` (the runtime's other tasks move to another thread); on
-//! a current-thread runtime it returns [`Error::BlockingInAsync`], even inside
+//! The blocking face waits on that same executor: outside any async runtime, on a
+//! small runtime of its own (one worker thread, made on first use, with its own
+//! connection pool); on a multi-threaded tokio runtime, on the caller's runtime
+//! under `block_in_place` (the runtime's other tasks move to another thread); on a
+//! current-thread runtime it returns [`Error::BlockingInAsync`], even inside
 //! `spawn_blocking` (which it cannot tell from the runtime's thread). Async code
 //! should use the async face.
 
@@ -147,8 +149,30 @@ pub struct RemoteEngine {
     config: ClientConfig,
     /// `X-Vault-Token`, sensitive.
     token_header: reqwest::header::HeaderValue,
+    /// The client of calls made on the caller's runtime (the async face, and the
+    /// blocking face inside a multi-threaded runtime).
     async_client: reqwest::Client,
-    blocking_client: OnceLock<std::result::Result<reqwest::blocking::Client, String>>,
+    /// The blocking face's own runtime and client, for calls from outside any
+    /// runtime; made on first use.
+    own_runtime: OnceLock<std::result::Result<OwnRuntime, String>>,
+}
+
+/// A runtime for the blocking face outside any async runtime, and a client whose
+/// connections live on it (a connection's task stays on the runtime that opened it).
+struct OwnRuntime {
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    client: reqwest::Client,
+}
+
+impl Drop for OwnRuntime {
+    /// Shuts the runtime down without waiting: an engine may be dropped inside an
+    /// async task, where waiting for a runtime to stop is not allowed.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl fmt::Debug for RemoteEngine {
@@ -180,35 +204,38 @@ impl RemoteEngine {
         let mut token_header = reqwest::header::HeaderValue::from_str(config.token.as_str())
             .map_err(|_| Error::invalid("the token holds characters a header cannot carry"))?;
         token_header.set_sensitive(true);
-        let mut builder = reqwest::Client::builder().timeout(config.timeout);
-        if let Some(pem) = &config.ca_certificate_pem {
-            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(transport)?);
-        }
-        let async_client = builder.build().map_err(transport)?;
+        let async_client = http_client(&config)?;
         Ok(Self {
             config,
             token_header,
             async_client,
-            blocking_client: OnceLock::new(),
+            own_runtime: OnceLock::new(),
         })
     }
 
-    fn blocking(&self) -> Result<&reqwest::blocking::Client> {
-        let client = self.blocking_client.get_or_init(|| {
-            let mut builder = reqwest::blocking::Client::builder().timeout(self.config.timeout);
-            if let Some(pem) = &self.config.ca_certificate_pem {
-                builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(|e| e.to_string())?);
-            }
-            builder.build().map_err(|e| e.to_string())
+    /// The blocking face's own runtime and client, made on first use.
+    fn own_runtime(&self) -> Result<&OwnRuntime> {
+        let made = self.own_runtime.get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("encrypted-attr-client")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let client = http_client(&self.config).map_err(|e| e.to_string())?;
+            Ok(OwnRuntime {
+                runtime: Some(runtime),
+                client,
+            })
         });
-        client.as_ref().map_err(|e| Error::Transport(e.clone().into()))
+        made.as_ref().map_err(|e| Error::Transport(e.clone().into()))
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}/v1/{}/{}", self.config.address, self.config.mount, path)
     }
 
-    fn request<B: RequestBuilder>(&self, builder: B, call: &Call) -> B {
+    fn request(&self, builder: reqwest::RequestBuilder, call: &Call) -> reqwest::RequestBuilder {
         let mut builder = builder
             .header("X-Vault-Token", self.token_header.clone())
             .header("X-Vault-Request", reqwest::header::HeaderValue::from_static("true"));
@@ -224,30 +251,13 @@ impl RemoteEngine {
         builder
     }
 
-    fn send_blocking(&self, call: &Call) -> Result<Reply> {
-        let client = self.blocking()?;
+    /// Sends one call through `client`, retrying as [`retry_decision`] says.
+    async fn send(&self, client: &reqwest::Client, call: &Call) -> Result<Reply> {
         let method = method(call);
         let mut attempt = 0;
         loop {
             attempt += 1;
             let request = self.request(client.request(method.clone(), self.url(&call.path)), call);
-            let outcome = request.send().and_then(|response| {
-                let status = response.status().as_u16();
-                response.bytes().map(|bytes| Reply::new(status, bytes))
-            });
-            match retry_decision(&outcome, call.idempotent, attempt, self.config.attempts) {
-                Some(delay) => std::thread::sleep(delay),
-                None => return outcome.map_err(transport),
-            }
-        }
-    }
-
-    async fn send_async(&self, call: &Call) -> Result<Reply> {
-        let method = method(call);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let request = self.request(self.async_client.request(method.clone(), self.url(&call.path)), call);
             let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -262,49 +272,45 @@ impl RemoteEngine {
         }
     }
 
-    /// Runs an exchange on the blocking face: its calls one after the other.
+    /// Runs an exchange on the blocking face, waiting for the async executor.
     ///
-    /// Inside a multi-threaded tokio runtime the calls run under `block_in_place`, so
-    /// the runtime moves its other tasks to another thread meanwhile (and inside
-    /// `spawn_blocking` they simply run). On a current-thread runtime the runtime's
+    /// Outside any runtime it runs on the engine's own runtime. Inside a
+    /// multi-threaded tokio runtime it runs on that runtime under `block_in_place`,
+    /// so the runtime moves its other tasks to another thread meanwhile (and inside
+    /// `spawn_blocking` it simply waits). On a current-thread runtime the runtime's
     /// own thread cannot be told apart from a `spawn_blocking` thread (both see the
     /// runtime), and blocking the former would stall every task: the blocking face
     /// refuses there with [`Error::BlockingInAsync`] — use the async face, a
     /// multi-threaded runtime, or a plain `std::thread`.
     fn run<T>(&self, exchange: Exchange<T>) -> Result<T> {
         match tokio::runtime::Handle::try_current() {
-            Err(_) => self.run_here(exchange),
+            Err(_) => {
+                let own = self.own_runtime()?;
+                let runtime = own.runtime.as_ref().ok_or(Error::BlockingInAsync)?;
+                runtime.block_on(self.execute(&own.client, exchange))
+            }
             Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| self.run_here(exchange))
+                tokio::task::block_in_place(|| runtime.block_on(self.execute(&self.async_client, exchange)))
             }
             Ok(_) => Err(Error::BlockingInAsync),
         }
     }
 
-    fn run_here<T>(&self, mut exchange: Exchange<T>) -> Result<T> {
-        loop {
-            let replies = exchange
-                .calls
-                .iter()
-                .map(|call| self.send_blocking(call))
-                .collect::<Result<Vec<_>>>()?;
-            match (exchange.finish)(replies)? {
-                Next::Done(value) => return Ok(value),
-                Next::Then(next) => exchange = next,
-            }
-        }
+    /// Runs an exchange on the async face.
+    async fn run_async<T>(&self, exchange: Exchange<T>) -> Result<T> {
+        self.execute(&self.async_client, exchange).await
     }
 
-    /// Runs an exchange on the async face: up to `concurrent_requests` calls at once
+    /// The one executor of exchanges: up to `concurrent_requests` calls at once
     /// (after the first, when it must go alone), replies kept in the calls' order.
-    async fn run_async<T>(&self, mut exchange: Exchange<T>) -> Result<T> {
+    async fn execute<T>(&self, client: &reqwest::Client, mut exchange: Exchange<T>) -> Result<T> {
         loop {
             let mut replies = Vec::with_capacity(exchange.calls.len());
             let mut calls = exchange.calls.as_slice();
             if exchange.first_alone
                 && let Some((first, rest)) = calls.split_first()
             {
-                let reply = self.send_async(first).await?;
+                let reply = self.send(client, first).await?;
                 // Refused as a whole (403, unknown key…): the others would be too.
                 if let Some(error) = reply.whole_request_error() {
                     return Err(error);
@@ -314,7 +320,7 @@ impl RemoteEngine {
             }
             // The futures are made first (they do nothing until polled): a stream
             // mapping a closure over borrowed calls would not be `Send`.
-            let sends: Vec<_> = calls.iter().map(|call| self.send_async(call)).collect();
+            let sends: Vec<_> = calls.iter().map(|call| self.send(client, call)).collect();
             let mut in_flight = futures_util::stream::iter(sends).buffered(self.config.concurrent_requests.max(1));
             while let Some(reply) = in_flight.next().await {
                 replies.push(reply?);
@@ -332,29 +338,13 @@ fn method(call: &Call) -> reqwest::Method {
     reqwest::Method::from_bytes(call.method.as_bytes()).unwrap_or(reqwest::Method::GET)
 }
 
-/// What the blocking and async request builders share, so one function sets headers
-/// and body for both.
-trait RequestBuilder: Sized {
-    fn header(self, name: &'static str, value: reqwest::header::HeaderValue) -> Self;
-    fn body(self, body: bytes::Bytes) -> Self;
-}
-
-impl RequestBuilder for reqwest::RequestBuilder {
-    fn header(self, name: &'static str, value: reqwest::header::HeaderValue) -> Self {
-        reqwest::RequestBuilder::header(self, name, value)
+/// An HTTP client with `config`'s timeout and trusted certificate.
+fn http_client(config: &ClientConfig) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().timeout(config.timeout);
+    if let Some(pem) = &config.ca_certificate_pem {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(transport)?);
     }
-    fn body(self, body: bytes::Bytes) -> Self {
-        reqwest::RequestBuilder::body(self, body)
-    }
-}
-
-impl RequestBuilder for reqwest::blocking::RequestBuilder {
-    fn header(self, name: &'static str, value: reqwest::header::HeaderValue) -> Self {
-        reqwest::blocking::RequestBuilder::header(self, name, value)
-    }
-    fn body(self, body: bytes::Bytes) -> Self {
-        reqwest::blocking::RequestBuilder::body(self, body)
-    }
+    builder.build().map_err(transport)
 }
 
 /// `Some(delay)` to retry: connection errors always, timeouts and 5xx when the call
