@@ -6,6 +6,15 @@ single-item encrypts, batches of 100 and 1,000, and single encrypts with a file
 audit device; reports requests/s, items/s and the server's CPU time per request
 (from /proc/<pid>/stat). Usage: python3 scripts/bench_server.py  (needs wrk, bao,
 and `cargo build --release -p encrypted-attr-server --examples --bins`).
+
+`python3 scripts/bench_server.py --compare OLD_BINARY [ROUNDS] [--new-first]`
+instead runs two builds of this server side by side (OLD_BINARY, and the current
+release build), each workload on one then the other, alternating for ROUNDS rounds
+(default 3), and reports the median of each and their ratio: a change's cost,
+measured in one run on one machine state. The server started first has had an
+edge of up to 9% over an identical binary started second (measured with one
+binary against a copy of itself), so run it twice, the second time with
+`--new-first`, and take both ratios together.
 """
 import base64, json, os, re, subprocess, sys, tempfile, time, urllib.request
 
@@ -128,5 +137,51 @@ def main():
             p.wait()
 
 
+def compare(old_binary, rounds, new_first):
+    """Old and new builds of this server, interleaved workload by workload."""
+    pt = base64.b64encode(b"x" * 64).decode()
+    workloads = (("single encrypt", {"plaintext": pt}, 1), ("batch of 100", {"batch_input": [{"plaintext": pt}] * 100}, 100),
+                 ("batch of 1,000", {"batch_input": [{"plaintext": pt}] * 1000}, 1000), ("single encrypt, file audit", {"plaintext": pt}, 1))
+    audit_dir = tempfile.mkdtemp()
+    builds = (("old", old_binary, 8293), ("new", SERVER, 8294))
+    if new_first:
+        builds = (("new", SERVER, 8293), ("old", old_binary, 8294))
+    procs = {}
+    try:
+        for label, binary, port in builds:
+            procs[label] = subprocess.Popen([binary, "server", "--dev", "--listen", f"127.0.0.1:{port}", "--dev-root-token-id", "root"],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "ENCRYPTED_ATTR_LOG": "warn"})
+        for label, _, port in builds:
+            wait(f"http://127.0.0.1:{port}/v1/sys/health")
+            http("POST", f"http://127.0.0.1:{port}/v1/transit/keys/bench", "root", {})
+        first = "new" if new_first else "old"
+        print(f"| workload ({DURATION} per run, {rounds} rounds, interleaved, {first} build started first) "
+              "| old build items/s (median) | new build items/s (median) | new ÷ old |")
+        print("|---|---|---|---|")
+        for name, body, items in workloads:
+            if name.endswith("file audit"):
+                for label, _, port in builds:
+                    path = os.path.join(audit_dir, f"{port}.log")
+                    http("PUT", f"http://127.0.0.1:{port}/v1/sys/audit/file", "root", {"type": "file", "options": {"file_path": path}})
+            runs = {"old": [], "new": []}
+            for round_ in range(rounds):
+                order = builds if round_ % 2 == 0 else builds[::-1]
+                for label, _, port in order:
+                    rps, total, errors = wrk(f"http://127.0.0.1:{port}/v1/transit/encrypt/bench", "root", body)
+                    runs[label].append(rps * (1 - errors / total) * items if total else 0)
+            old, new = (sorted(runs[k])[len(runs[k]) // 2] for k in ("old", "new"))
+            detail = ", ".join(f"{k}: " + " / ".join(f"{v:,.0f}" for v in runs[k]) for k in ("old", "new"))
+            print(f"| {name} | {old:,.0f} | {new:,.0f} | {new / old:.2f}× |", flush=True)
+            print(f"<!-- {name}: {detail} -->", flush=True)
+    finally:
+        for p in procs.values():
+            p.terminate()
+            p.wait()
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) >= 3 and sys.argv[1] == "--compare":
+        rest = [a for a in sys.argv[3:] if a != "--new-first"]
+        compare(sys.argv[2], int(rest[0]) if rest else 3, "--new-first" in sys.argv[3:])
+    else:
+        main()

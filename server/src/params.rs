@@ -282,15 +282,12 @@ impl<'a> Params<'a> {
     }
 
     /// Vault's warning naming the top-level parameters sent that the endpoint does
-    /// not read (`declared` lists those it does).
-    pub(crate) fn ignored_warning(&self, declared: &[&str]) -> Option<String> {
+    /// not read (`declared`: the lists of those it does).
+    pub(crate) fn ignored_warning(&self, declared: &[&[&str]]) -> Option<String> {
         let Source::Map(map) = &self.source else { return None };
-        let mut ignored: Vec<&str> = map
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !declared.contains(k))
-            .collect();
-        if self.batch.is_some() && !declared.contains(&"batch_input") {
+        let is_declared = |name: &str| declared.iter().any(|list| list.contains(&name));
+        let mut ignored: Vec<&str> = map.keys().map(String::as_str).filter(|k| !is_declared(k)).collect();
+        if self.batch.is_some() && !is_declared("batch_input") {
             ignored.push("batch_input");
             ignored.sort_unstable();
         }
@@ -657,7 +654,7 @@ mod tests {
         assert_eq!(p.int("c").ok().flatten(), Some(3));
         assert!(p.bool("c").is_err());
         assert_eq!(
-            p.ignored_warning(&["a", "b", "c"]).as_deref(),
+            p.ignored_warning(&[&["a", "b"], &["c"]]).as_deref(),
             Some("Endpoint ignored these unrecognized parameters: [zzz]")
         );
     }
@@ -702,7 +699,7 @@ mod tests {
         assert_eq!(items[1].string("key_version").ok().flatten().as_deref(), Some("1.5"));
         assert_eq!(items[2].string("plaintext").ok().flatten().as_deref(), Some("last"));
         assert!(items[0].ignored_warning(&[]).is_none());
-        assert!(p.ignored_warning(&["batch_input"]).is_none());
+        assert!(p.ignored_warning(&[&["batch_input"]]).is_none());
         // The audit log still sees the whole batch.
         assert_eq!(
             p.audit_fields().expect("parses")["batch_input"][1]["input"],

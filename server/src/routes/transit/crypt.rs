@@ -24,8 +24,8 @@ use crate::seal::Unsealed;
 /// (400) rather than ours (500).
 type ItemOutcome = Result<Done, (String, bool)>;
 
-/// The parameters `transit/encrypt/:name` reads: the item's, the batch's, and
-/// the options of a key it creates on first use.
+/// The parameters `transit/encrypt/:name` reads: the item's and the batch's (and
+/// [`keys::KEY_OPTION_PARAMS`] for a key it creates on first use).
 const ENCRYPT_PARAMS: &[&str] = &[
     PLAINTEXT,
     CONTEXT,
@@ -34,12 +34,6 @@ const ENCRYPT_PARAMS: &[&str] = &[
     REFERENCE,
     BATCH_INPUT,
     "partial_failure_response_code",
-    "type",
-    "derived",
-    "convergent_encryption",
-    "exportable",
-    "allow_plaintext_backup",
-    "auto_rotate_period",
 ];
 /// The parameters `transit/decrypt/:name` reads.
 const DECRYPT_PARAMS: &[&str] = &[
@@ -335,7 +329,7 @@ fn single_reply(result: ItemOutcome, warnings: Vec<String>) -> ApiResult {
 }
 
 /// Vault's warning for parameters sent that an endpoint reading `declared` ignores.
-fn ignored(params: &Params<'_>, declared: &[&str]) -> Vec<String> {
+fn ignored(params: &Params<'_>, declared: &[&[&str]]) -> Vec<String> {
     params.ignored_warning(declared).into_iter().collect()
 }
 
@@ -376,7 +370,7 @@ pub(super) fn encrypt(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> 
         Ok(encrypt)
     });
     let results = run_batch(prepared, |good| state.engine.encrypt_batch(name, good), Done::Sealed)?;
-    let warnings = ignored(params, ENCRYPT_PARAMS);
+    let warnings = ignored(params, &[ENCRYPT_PARAMS, keys::KEY_OPTION_PARAMS]);
     if batch {
         let status = batch_status(&results, params)?;
         batch_reply(results, refs, status, warnings, false)
@@ -401,7 +395,7 @@ pub(super) fn decrypt(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> 
         |good| state.engine.decrypt_batch(name, good),
         |pt| Done::Opened(encode_base64(pt.expose_secret())),
     )?;
-    let warnings = ignored(params, DECRYPT_PARAMS);
+    let warnings = ignored(params, &[DECRYPT_PARAMS]);
     if batch {
         let status = batch_status(&results, params)?;
         batch_reply(results, refs, status, warnings, true)
@@ -424,7 +418,7 @@ pub(super) fn rewrap(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> A
         Ok(rewrap)
     });
     let results = run_batch(prepared, |good| state.engine.rewrap_batch(name, good), Done::Sealed)?;
-    let warnings = ignored(params, REWRAP_PARAMS);
+    let warnings = ignored(params, &[REWRAP_PARAMS]);
     if batch {
         // Rewrap batches are always 200, per-item errors included.
         batch_reply(results, refs, StatusCode::OK, warnings, false)
@@ -459,7 +453,7 @@ pub(super) fn datakey(state: &Unsealed, kind: &str, name: &KeyName, params: &Par
     if let Some(plaintext) = &key.plaintext {
         data[PLAINTEXT] = json!(encode_base64(plaintext.expose_secret()));
     }
-    Ok(Reply::data(data, ignored(params, DATAKEY_PARAMS)))
+    Ok(Reply::data(data, ignored(params, &[DATAKEY_PARAMS])))
 }
 
 /// Runs the well-formed items through `engine` in one batch and merges their results

@@ -46,17 +46,19 @@ pub(crate) fn describe(info: &KeyInfo) -> Value {
     data
 }
 
-/// The parameters `transit/keys/:name` reads when creating a key (`key_size` is
-/// accepted: it only means something for `hmac` keys, which are not offered).
-const CREATE_PARAMS: &[&str] = &[
+/// The parameters [`options`] reads: a new key's options, on `transit/keys/:name`
+/// and on an encrypt that creates its key.
+pub(super) const KEY_OPTION_PARAMS: &[&str] = &[
     "type",
     "derived",
     "convergent_encryption",
     "exportable",
     "allow_plaintext_backup",
     "auto_rotate_period",
-    "key_size",
 ];
+/// What `transit/keys/:name` reads besides the options: `key_size` is accepted (it
+/// only means something for `hmac` keys, which are not offered).
+const CREATE_PARAMS: &[&str] = &["key_size"];
 /// The parameters `transit/keys/:name/config` reads.
 const CONFIG_PARAMS: &[&str] = &[
     "min_decryption_version",
@@ -70,7 +72,7 @@ const CONFIG_PARAMS: &[&str] = &[
 const TRIM_PARAMS: &[&str] = &["min_available_version"];
 
 /// `data` with `warnings` and Vault's warning for parameters outside `declared`.
-fn with_warnings(data: Value, params: &Params<'_>, declared: &[&str], mut warnings: Vec<String>) -> ApiResult {
+fn with_warnings(data: Value, params: &Params<'_>, declared: &[&[&str]], mut warnings: Vec<String>) -> ApiResult {
     warnings.extend(params.ignored_warning(declared));
     Ok(Reply::data(data, warnings))
 }
@@ -116,7 +118,7 @@ pub(crate) fn options(params: &Params<'_>, derived_default: bool) -> Result<KeyO
 pub(super) fn create(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let options = options(params, false)?;
     let info = state.engine.create_key(name, options).map_err(request_error)?;
-    with_warnings(describe(&info), params, CREATE_PARAMS, vec![])
+    with_warnings(describe(&info), params, &[KEY_OPTION_PARAMS, CREATE_PARAMS], vec![])
 }
 
 /// Deletes a key. On storage shared with other servers, answers only once every
@@ -172,7 +174,7 @@ pub(super) fn configure(state: &Unsealed, name: &KeyName, params: &Params<'_>) -
         config = config.auto_rotate_period(period);
     }
     match state.engine.configure_key(name, config) {
-        Ok(info) => with_warnings(describe(&info), params, CONFIG_PARAMS, warnings),
+        Ok(info) => with_warnings(describe(&info), params, &[CONFIG_PARAMS], warnings),
         Err(Error::KeyNotFound { .. }) => Err(ApiError::BadRequest(format!(
             "no existing key named {name} could be found"
         ))),
@@ -198,7 +200,7 @@ pub(super) fn trim(state: &Unsealed, name: &KeyName, params: &Params<'_>) -> Api
         ));
     };
     match state.engine.trim_key(name, min) {
-        Ok(info) => with_warnings(describe(&info), params, TRIM_PARAMS, vec![]),
+        Ok(info) => with_warnings(describe(&info), params, &[TRIM_PARAMS], vec![]),
         Err(Error::KeyNotFound { .. }) => Err(ApiError::BadRequest("invalid key name".into())),
         Err(e) => Err(request_error(e)),
     }

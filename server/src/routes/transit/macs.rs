@@ -66,7 +66,7 @@ pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>
             let tag = state.engine.hmac(name, algorithm, item).map_err(request_error)?;
             Ok(Reply::data(
                 json!({ HMAC: tag.to_string() }),
-                params.ignored_warning(HMAC_PARAMS).into_iter().collect(),
+                params.ignored_warning(&[HMAC_PARAMS]).into_iter().collect(),
             ))
         }
         Some(items) => {
@@ -88,7 +88,7 @@ pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>
             }
             Ok(Reply::data(
                 json!({ BATCH_RESULTS: results }),
-                params.ignored_warning(HMAC_PARAMS).into_iter().collect(),
+                params.ignored_warning(&[HMAC_PARAMS]).into_iter().collect(),
             ))
         }
     }
@@ -116,7 +116,7 @@ pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&st
             let valid = check(params).map_err(ApiError::BadRequest)?;
             Ok(Reply::data(
                 json!({ VALID: valid }),
-                params.ignored_warning(VERIFY_PARAMS).into_iter().collect(),
+                params.ignored_warning(&[VERIFY_PARAMS]).into_iter().collect(),
             ))
         }
         Some(items) => {
@@ -134,7 +134,7 @@ pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&st
             }
             Ok(Reply::data(
                 json!({ BATCH_RESULTS: results }),
-                params.ignored_warning(VERIFY_PARAMS).into_iter().collect(),
+                params.ignored_warning(&[VERIFY_PARAMS]).into_iter().collect(),
             ))
         }
     }
@@ -181,7 +181,7 @@ pub(super) fn random(state: &Unsealed, url: &[&str], params: &Params<'_>) -> Api
     let formatted = format_bytes(&bytes, params.string("format")?, "base64")?;
     Ok(Reply::data(
         json!({ "random_bytes": formatted }),
-        params.ignored_warning(RANDOM_PARAMS).into_iter().collect(),
+        params.ignored_warning(&[RANDOM_PARAMS]).into_iter().collect(),
     ))
 }
 
@@ -194,6 +194,6 @@ pub(super) fn hash(url_algorithm: Option<&str>, params: &Params<'_>) -> ApiResul
     let sum = format_bytes(&algorithm.digest(&input), params.string("format")?, "hex")?;
     Ok(Reply::data(
         json!({ "sum": sum }),
-        params.ignored_warning(HASH_PARAMS).into_iter().collect(),
+        params.ignored_warning(&[HASH_PARAMS]).into_iter().collect(),
     ))
 }
