@@ -343,6 +343,14 @@ fn now() -> String {
     format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
 }
 
+/// Refuses a device name that cannot be a storage path segment (`.`, `..`, empty).
+fn check_device_name(name: &str) -> Result<(), DeviceError> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(DeviceError::Invalid(format!("invalid audit device path {name:?}")));
+    }
+    Ok(())
+}
+
 /// Why a device could not be enabled or disabled.
 #[derive(Debug)]
 pub(crate) enum DeviceError {
@@ -407,6 +415,7 @@ impl Audit {
         description: String,
         file_path: String,
     ) -> Result<(), DeviceError> {
+        check_device_name(name)?;
         let change = self.devices.change();
         if kind != "file" {
             return Err(DeviceError::Invalid(format!(
@@ -431,6 +440,7 @@ impl Audit {
     }
 
     pub(crate) fn disable(&self, name: &str) -> Result<(), DeviceError> {
+        check_device_name(name)?;
         self.devices.change().remove(name)?;
         Ok(())
     }

@@ -36,7 +36,6 @@ pub(crate) fn encode_hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Standard base64 with padding.
 /// Bytes from lowercase or uppercase hex; `None` unless every character is a
 /// hex digit and there is an even number of them.
 pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
@@ -48,6 +47,7 @@ pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Standard base64 with padding.
 pub(crate) fn encode_base64(bytes: &[u8]) -> String {
     BASE64.encode(bytes)
 }

@@ -60,3 +60,17 @@ pub(crate) enum CliError {
     #[error("nothing retired")]
     NothingRetired,
 }
+
+/// The sources of `error`, joined (`Error::Storage` keeps its reason there).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = String::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}

@@ -225,7 +225,7 @@ impl From<encrypted_attr::Error> for ApiError {
         if error.is_user_error() {
             Self::BadRequest(error.to_string())
         } else if is_storage_outage(&error) {
-            tracing::error!(error = %error, cause = error_chain(&error), "storage unavailable");
+            tracing::error!(error = %error, cause = crate::error::error_chain(&error), "storage unavailable");
             Self::StorageUnavailable
         } else {
             // Storage or randomness failed: log the kind, answer a fixed message.
@@ -233,20 +233,6 @@ impl From<encrypted_attr::Error> for ApiError {
             Self::Internal
         }
     }
-}
-
-/// The sources of `error`, joined (`Error::Storage` keeps its reason there).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = String::new();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// The result type of every handler.

@@ -48,7 +48,7 @@ impl MonitoredStorage {
         let was = self.reachable.swap(reached, Ordering::Relaxed);
         if was && !reached {
             if let Err(error) = &result {
-                tracing::error!(error = %error, cause = crate::http::error_chain(error), "storage became unreachable");
+                tracing::error!(error = %error, cause = crate::error::error_chain(error), "storage became unreachable");
             }
         } else if !was && reached {
             tracing::info!("storage is reachable again");

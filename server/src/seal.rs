@@ -84,11 +84,14 @@ impl Unsealed {
             .is_ok()
     }
 
-    /// Re-reads policies and audit devices from storage (in memory, in dev mode,
-    /// there is nothing to re-read), and reopens audit files removed underneath.
+    /// Re-reads policies and audit devices from storage when other servers may
+    /// share it (a dev server's memory has no other writer), and reopens audit
+    /// files removed underneath.
     pub(crate) fn reload_shared_state(&self) {
-        self.policies.reload();
-        self.audit.reload();
+        if !self.shared_cache_lifetime.is_zero() {
+            self.policies.reload();
+            self.audit.reload();
+        }
         self.audit.reopen_moved();
     }
 }
@@ -502,7 +505,7 @@ fn stored_config(storage: &dyn Storage) -> Result<Option<SealConfig>, String> {
     let raw = storage.get(SEAL_CONFIG_PATH).map_err(|e| {
         format!(
             "cannot read the seal configuration: {e}: {}",
-            crate::http::error_chain(&e)
+            crate::error::error_chain(&e)
         )
     })?;
     raw.map(|raw| serde_json::from_slice(&raw).map_err(|_| "the stored seal configuration is damaged".to_owned()))

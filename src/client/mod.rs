@@ -11,10 +11,10 @@
 //! so a page of rows with three encrypted fields may have up to three times
 //! `concurrent_requests` in flight.
 //!
-//! The blocking face waits on that same executor: outside any async runtime, on a
-//! small runtime of its own (one worker thread, made on first use, with its own
-//! connection pool); on a multi-threaded tokio runtime, on the caller's runtime
-//! under `block_in_place` (the runtime's other tasks move to another thread); on a
+//! The blocking face waits on that same executor, run on a small runtime of its
+//! own (one worker thread, made on first use, with its own connection pool): from
+//! plain threads directly, and inside a multi-threaded tokio runtime under
+//! `block_in_place` (the runtime's other tasks move to another thread); on a
 //! current-thread runtime it returns [`Error::BlockingInAsync`], even inside
 //! `spawn_blocking` (which it cannot tell from the runtime's thread). Async code
 //! should use the async face.
@@ -149,16 +149,14 @@ pub struct RemoteEngine {
     config: ClientConfig,
     /// `X-Vault-Token`, sensitive.
     token_header: reqwest::header::HeaderValue,
-    /// The client of calls made on the caller's runtime (the async face, and the
-    /// blocking face inside a multi-threaded runtime).
+    /// The client of the async face's calls, made on the caller's runtime.
     async_client: reqwest::Client,
-    /// The blocking face's own runtime and client, for calls from outside any
-    /// runtime; made on first use.
+    /// The blocking face's own runtime and client; made on first use.
     own_runtime: OnceLock<std::result::Result<OwnRuntime, String>>,
 }
 
-/// A runtime for the blocking face outside any async runtime, and a client whose
-/// connections live on it (a connection's task stays on the runtime that opened it).
+/// A runtime for the blocking face, and a client whose connections live on it (a
+/// connection's task stays on the runtime that opened it).
 struct OwnRuntime {
     /// Always `Some` until dropped.
     runtime: Option<tokio::runtime::Runtime>,
@@ -272,25 +270,25 @@ impl RemoteEngine {
         }
     }
 
-    /// Runs an exchange on the blocking face, waiting for the async executor.
-    ///
-    /// Outside any runtime it runs on the engine's own runtime. Inside a
-    /// multi-threaded tokio runtime it runs on that runtime under `block_in_place`,
-    /// so the runtime moves its other tasks to another thread meanwhile (and inside
-    /// `spawn_blocking` it simply waits). On a current-thread runtime the runtime's
+    /// Runs an exchange on the blocking face, waiting for the async executor on the
+    /// engine's own runtime (never on the caller's, which may lack IO or timers, or
+    /// be shutting down). Inside a multi-threaded tokio runtime it waits under
+    /// `block_in_place`, so the runtime moves its other tasks to another thread
+    /// meanwhile (and inside `spawn_blocking` it simply waits). On a current-thread runtime the runtime's
     /// own thread cannot be told apart from a `spawn_blocking` thread (both see the
     /// runtime), and blocking the former would stall every task: the blocking face
     /// refuses there with [`Error::BlockingInAsync`] — use the async face, a
     /// multi-threaded runtime, or a plain `std::thread`.
     fn run<T>(&self, exchange: Exchange<T>) -> Result<T> {
+        let wait = |exchange| {
+            let own = self.own_runtime()?;
+            let runtime = own.runtime.as_ref().ok_or(Error::BlockingInAsync)?;
+            runtime.block_on(self.execute(&own.client, exchange))
+        };
         match tokio::runtime::Handle::try_current() {
-            Err(_) => {
-                let own = self.own_runtime()?;
-                let runtime = own.runtime.as_ref().ok_or(Error::BlockingInAsync)?;
-                runtime.block_on(self.execute(&own.client, exchange))
-            }
+            Err(_) => wait(exchange),
             Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| runtime.block_on(self.execute(&self.async_client, exchange)))
+                tokio::task::block_in_place(|| wait(exchange))
             }
             Ok(_) => Err(Error::BlockingInAsync),
         }

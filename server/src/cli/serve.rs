@@ -164,7 +164,7 @@ pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(
         }
         StorageChoice::Postgres(url) => {
             let storage = crate::PostgresStorage::connect(url.expose())
-                .map_err(|e| StartError::Storage(format!("{e}: {}", crate::http::error_chain(&e))))?;
+                .map_err(|e| StartError::Storage(format!("{e}: {}", crate::error::error_chain(&e))))?;
             (AppState::persistent(Arc::new(storage), "postgresql")?, None)
         }
     };

@@ -58,6 +58,15 @@ impl Mirrored for Stored {
     }
 }
 
+/// Letters, digits, `-`, `_` and `.`, but not `.` or `..` alone (a storage path
+/// segment cannot be either).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 /// Why a policy could not be written or deleted.
 #[derive(Debug)]
 pub(crate) enum PolicyError {
@@ -120,7 +129,7 @@ impl PolicyStore {
         if name == "root" {
             return Err(PolicyError::Invalid("cannot update \"root\" policy".into()));
         }
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        if !valid_name(name) {
             return Err(PolicyError::Invalid("invalid policy name".into()));
         }
         let policy = parse(text).map_err(PolicyError::Invalid)?;
@@ -135,6 +144,9 @@ impl PolicyStore {
     pub(crate) fn delete(&self, name: &str) -> Result<(), PolicyError> {
         if name == "root" || name == "default" {
             return Err(PolicyError::Invalid(format!("cannot delete {name:?} policy")));
+        }
+        if !valid_name(name) {
+            return Err(PolicyError::Invalid("invalid policy name".into()));
         }
         self.stored.change().remove(name)?;
         Ok(())
@@ -190,5 +202,19 @@ mod tests {
         assert!(matches!(store.delete("web"), Err(PolicyError::Storage(_))));
         assert!(store.text("web").is_none(), "nothing kept that storage refused");
         assert!(matches!(store.put("web", "not hcl {"), Err(PolicyError::Invalid(_))));
+    }
+
+    #[test]
+    fn names_that_cannot_be_a_path_segment_are_the_callers_mistake() {
+        let store = PolicyStore::open(super::super::memory_barrier().expect("barrier")).expect("opens");
+        let text = "path \"x\" { capabilities = [\"read\"] }";
+        for name in [".", "..", "", "a/b"] {
+            assert!(
+                matches!(store.put(name, text), Err(PolicyError::Invalid(_))),
+                "{name:?}"
+            );
+        }
+        assert!(matches!(store.delete(".."), Err(PolicyError::Invalid(_))));
+        assert!(store.put("a.b-c_d", text).is_ok());
     }
 }

@@ -69,6 +69,12 @@ mod tests {
             ),
             ApiError::BadRequest(_)
         ));
+        for name in [".", ".."] {
+            let refused = audit
+                .enable(name, "file", String::new(), "/tmp/x.log".into())
+                .unwrap_err();
+            assert!(matches!(ApiError::from(refused), ApiError::BadRequest(_)), "{name}");
+        }
         let _ = std::fs::remove_file(file);
     }
 }
