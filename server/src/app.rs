@@ -496,6 +496,7 @@ fn authenticated_request(
     };
     let (op, path) = (request.op, request.path);
     // Audit first: with devices enabled, nothing runs unless a device recorded it.
+    let mount_type = crate::routes::mount_type(&open, path);
     let audited = crate::audit::AuditRequest {
         id: request.request_id,
         operation: match op {
@@ -505,6 +506,7 @@ fn authenticated_request(
             Operation::Delete => "delete",
         },
         path: path.trim_end_matches('/'),
+        mount_type: &mount_type,
         token,
         accessor: &entry.accessor,
         policies: &entry.policies,

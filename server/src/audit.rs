@@ -313,7 +313,7 @@ struct LineAuth<'a> {
 struct LineRequest<'a> {
     id: &'a str,
     operation: &'static str,
-    mount_type: &'static str,
+    mount_type: &'a str,
     client_token: &'a str,
     client_token_accessor: &'a str,
     path: &'a str,
@@ -325,6 +325,8 @@ pub(crate) struct AuditRequest<'a> {
     pub(crate) id: &'a str,
     pub(crate) operation: &'static str,
     pub(crate) path: &'a str,
+    /// The type of the engine serving the path (`transit`, `kv`, `system`, `token`).
+    pub(crate) mount_type: &'a str,
     pub(crate) token: &'a str,
     pub(crate) accessor: &'a str,
     pub(crate) policies: &'a [String],
@@ -491,11 +493,7 @@ impl Audit {
             request: LineRequest {
                 id: request.id,
                 operation: request.operation,
-                mount_type: if request.path.starts_with("transit/") {
-                    "transit"
-                } else {
-                    ""
-                },
+                mount_type: request.mount_type,
                 client_token: &token,
                 client_token_accessor: &accessor,
                 path: request.path,

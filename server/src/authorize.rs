@@ -1,6 +1,6 @@
 //! Whether a token's policies allow a request: the capability its operation needs
-//! on its path, `create` versus `update` for an encrypt, `sudo` on root-protected
-//! paths.
+//! on its path, `create` versus `update` for an encrypt or a KV write, `sudo` on
+//! root-protected paths.
 
 use crate::http::ApiError;
 use crate::policy::Capability;
@@ -25,7 +25,18 @@ pub(crate) fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &Toke
                 Err(encrypted_attr::Error::KeyNotFound { .. }) => Capability::Create,
                 Err(error) => return Err(ApiError::from(error)),
             },
-            _ => Capability::Update,
+            _ => match open.mounts.find(path) {
+                // A write that creates a KV entry needs `create`, as in Vault.
+                Some((mount_path, mount)) if mount.kind == "kv" => {
+                    let rest = path.strip_prefix(mount_path.as_str()).unwrap_or_default();
+                    if crate::routes::kv::write_creates(open, &mount, rest.trim_start_matches('/'))? {
+                        Capability::Create
+                    } else {
+                        Capability::Update
+                    }
+                }
+                _ => Capability::Update,
+            },
         },
     };
     let caps = open.policies.check(&entry.policies, path);

@@ -31,6 +31,8 @@ pub(crate) enum Reply {
         data: Value,
         warnings: Vec<String>,
     },
+    /// The envelope with `data` and the lease a read grants (a KV v1 read), 200.
+    Leased { data: Value, lease_duration: u64 },
     /// 204, empty body.
     NoContent,
     /// A bare JSON object (`sys/health`, `sys/seal-status`), no envelope.
@@ -79,6 +81,11 @@ fn written_envelope(data: &dyn HandWritten, warnings: &[String]) -> String {
 }
 
 impl Reply {
+    /// `data` with the lease a read grants, in seconds.
+    pub(crate) fn leased(data: Value, lease_duration: u64) -> Self {
+        Self::Leased { data, lease_duration }
+    }
+
     pub(crate) fn data(data: Value, warnings: Vec<String>) -> Self {
         Self::Data {
             status: StatusCode::OK,
@@ -92,7 +99,7 @@ impl Reply {
     /// What the audit log records of this answer (strings get hashed there).
     pub(crate) fn audit_view(&self) -> Value {
         match self {
-            Self::Data { data, .. } | Self::SysData(data) => json!({ "data": data }),
+            Self::Data { data, .. } | Self::SysData(data) | Self::Leased { data, .. } => json!({ "data": data }),
             Self::NoContent => json!({}),
             Self::Bare(_, body) => body.clone(),
             Self::Written { data, .. } => json!({ "data": data.audit_value() }),
@@ -115,6 +122,19 @@ impl IntoResponse for Reply {
                     "auth": null,
                 });
                 (status, axum::Json(body)).into_response()
+            }
+            Self::Leased { data, lease_duration } => {
+                let body = json!({
+                    "request_id": request_id(),
+                    "lease_id": "",
+                    "renewable": false,
+                    "lease_duration": lease_duration,
+                    "data": data,
+                    "wrap_info": null,
+                    "warnings": null,
+                    "auth": null,
+                });
+                (StatusCode::OK, axum::Json(body)).into_response()
             }
             Self::NoContent => StatusCode::NO_CONTENT.into_response(),
             Self::Written { status, data, warnings } => {
@@ -150,6 +170,8 @@ pub(crate) enum ApiError {
     UnsupportedPath(String),
     /// 403, Vault's exact wording.
     PermissionDenied,
+    /// 404 for a path under no mount at all, in Vault's words.
+    NoRoute(String),
     /// 405: the path exists but not for this method.
     UnsupportedOperation,
     /// 500; the message is fixed, details go to the log only.
@@ -176,6 +198,10 @@ impl IntoResponse for ApiError {
                 StatusCode::FORBIDDEN,
                 vec!["1 error occurred:\n\t* permission denied\n\n".to_owned()],
             ),
+            Self::NoRoute(path) => (
+                StatusCode::NOT_FOUND,
+                vec![format!("no handler for route {path:?}. route entry not found.")],
+            ),
             Self::UnsupportedOperation => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 vec!["1 error occurred:\n\t* unsupported operation\n\n".to_owned()],
@@ -197,6 +223,7 @@ impl ApiError {
             Self::NotFound => "not found".into(),
             Self::UnsupportedPath(p) => format!("unsupported path: {p}"),
             Self::PermissionDenied => "permission denied".into(),
+            Self::NoRoute(p) => format!("no handler for route {p:?}. route entry not found."),
             Self::UnsupportedOperation => "unsupported operation".into(),
             Self::Internal => "internal error".into(),
             Self::Sealed => "Vault is sealed".into(),

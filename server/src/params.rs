@@ -171,6 +171,15 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// Every top-level parameter as sent (what a KV write stores).
+    ///
+    /// # Errors
+    /// The body cannot be parsed again in full (see [`Params::audit_fields`]).
+    pub(crate) fn fields_as_sent(&self) -> Result<Cow<'_, Map<String, Value>>, ApiError> {
+        self.audit_fields()
+            .map_err(|()| ApiError::BadRequest("failed to parse JSON input".into()))
+    }
+
     /// Whether the parameter was sent at all (and is not `null`).
     pub(crate) fn has(&self, name: &'static str) -> bool {
         self.get(name).is_some()

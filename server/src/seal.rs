@@ -21,6 +21,7 @@ use crate::audit::Audit;
 use crate::error::StartError;
 use crate::monitored::MonitoredStorage;
 use crate::shamir;
+use crate::stores::mounts::MountTable;
 use crate::stores::policies::PolicyStore;
 use crate::stores::tokens::{NewTokenRequest, TokenStore};
 
@@ -35,7 +36,11 @@ pub(crate) struct Unsealed {
     pub(crate) tokens: TokenStore,
     pub(crate) policies: PolicyStore,
     pub(crate) audit: Audit,
-    /// When policies and audit devices are next re-read from storage (milliseconds
+    /// The secrets engines mounted besides the built-in transit.
+    pub(crate) mounts: MountTable,
+    /// What the mounted engines keep their data in.
+    pub(crate) barrier: Arc<Barrier>,
+    /// When policies, audit devices and mounts are next re-read from storage (milliseconds
     /// since this value was made; persistent servers only).
     next_refresh: AtomicU64,
     born: Instant,
@@ -46,8 +51,8 @@ pub(crate) struct Unsealed {
 }
 
 /// How often a persistent server re-reads what other servers sharing its storage
-/// may change: keys (through the engine's `refresh_interval`), policies and audit
-/// devices; token entries are re-read on use after [`crate::stores::tokens::TOKEN_RECHECK`].
+/// may change: keys (through the engine's `refresh_interval`), policies, audit
+/// devices and mounts; token entries are re-read on use after [`crate::stores::tokens::TOKEN_RECHECK`].
 pub(crate) const SHARED_STATE_REFRESH: Duration = Duration::from_secs(2);
 
 impl Unsealed {
@@ -62,13 +67,15 @@ impl Unsealed {
             tokens: TokenStore::open(barrier.clone())?,
             policies: PolicyStore::open(barrier.clone())?,
             audit: Audit::open(barrier.clone())?,
+            mounts: MountTable::open(barrier.clone())?,
+            barrier: barrier.clone(),
             next_refresh: AtomicU64::new(0),
             born: Instant::now(),
             shared_cache_lifetime,
         })
     }
 
-    /// Claims the re-read of policies and audit devices if [`SHARED_STATE_REFRESH`]
+    /// Claims the re-read of policies, audit devices and mounts if [`SHARED_STATE_REFRESH`]
     /// has passed: true for exactly one caller, which must then call
     /// [`reload_shared_state`](Self::reload_shared_state); the others go on with
     /// the current view. Cheap when not due: one atomic load.
@@ -84,13 +91,14 @@ impl Unsealed {
             .is_ok()
     }
 
-    /// Re-reads policies and audit devices from storage when other servers may
+    /// Re-reads policies, audit devices and mounts from storage when other servers may
     /// share it (a dev server's memory has no other writer), and reopens audit
     /// files removed underneath.
     pub(crate) fn reload_shared_state(&self) {
         if !self.shared_cache_lifetime.is_zero() {
             self.policies.reload();
             self.audit.reload();
+            self.mounts.reload();
         }
         self.audit.reopen_moved();
     }

@@ -520,6 +520,32 @@ fn differential_against_openbao() {
             "auth/token/revoke-orphan",
             Some(r#"{"token": "hvs.unknown"}"#.into()),
         ),
+        // Mounts and KV version 1.
+        (
+            "POST",
+            "sys/mounts/kv1",
+            Some(r#"{"type": "kv", "description": "d"}"#.into()),
+        ),
+        ("POST", "sys/mounts/kv1", Some(r#"{"type": "kv"}"#.into())),
+        ("POST", "sys/mounts/kv1/inner", Some(r#"{"type": "kv"}"#.into())),
+        ("POST", "sys/mounts/sys/inner", Some(r#"{"type": "kv"}"#.into())),
+        ("POST", "sys/mounts/kvx", Some("{}".into())),
+        ("GET", "sys/mounts/kv1", None),
+        ("GET", "sys/mounts/none", None),
+        ("GET", "sys/mounts/kv1/tune", None),
+        ("POST", "kv1/hello", Some(r#"{"value": "world", "n": 3}"#.into())),
+        ("POST", "kv1/team/a", Some(r#"{"x": "y"}"#.into())),
+        ("GET", "kv1/hello", None),
+        ("GET", "kv1/missing", None),
+        ("POST", "kv1/empty", Some("{}".into())),
+        ("LIST", "kv1", None),
+        ("LIST", "kv1/team", None),
+        ("LIST", "kv1/nope", None),
+        ("DELETE", "kv1/hello", None),
+        ("GET", "kv1/hello", None),
+        ("DELETE", "sys/mounts/kv1", None),
+        ("GET", "kv1/team/a", None),
+        ("DELETE", "sys/mounts/never", None),
     ];
     // Known, documented differences (docs/server.md): (path, what).
     let mut mismatches = Vec::new();
@@ -683,6 +709,21 @@ fn bao_cli_operates_this_server() {
     assert!(token["auth"]["client_token"].as_str().unwrap().starts_with("hvs."));
     let status = run("", &["status", "-format=json"], None);
     assert_eq!(serde_json::from_str::<Value>(&status).unwrap()["sealed"], false);
+    // A KV version 1 mount, as the guides make one.
+    run(&root, &["secrets", "enable", "-path=secret", "kv"], None);
+    let mounts: Value = serde_json::from_str(&run(&root, &["secrets", "list", "-format=json"], None)).unwrap();
+    assert_eq!(mounts["secret/"]["type"], "kv");
+    run(&root, &["write", "secret/hello", "value=world"], None);
+    let read: Value = serde_json::from_str(&run(&root, &["read", "-format=json", "secret/hello"], None)).unwrap();
+    assert_eq!(read["data"]["value"], "world");
+    assert_eq!(read["lease_duration"], 768 * 3600);
+    let listed: Value = serde_json::from_str(&run(&root, &["list", "-format=json", "secret/"], None)).unwrap();
+    assert_eq!(listed, serde_json::json!(["hello"]));
+    run(&root, &["kv", "put", "secret/other", "a=b"], None);
+    let got: Value = serde_json::from_str(&run(&root, &["kv", "get", "-format=json", "secret/other"], None)).unwrap();
+    assert_eq!(got["data"]["a"], "b");
+    run(&root, &["delete", "secret/hello"], None);
+    run(&root, &["secrets", "disable", "secret"], None);
     stop.send(()).unwrap();
     server.join().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

@@ -132,8 +132,33 @@ async fn init_unseal_restart_seal() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let ct = body["data"]["ciphertext"].clone();
+    // A KV mount and a secret in it: both kept sealed.
+    let (status, _) = call(
+        &s,
+        "POST",
+        "/v1/sys/mounts/team/kv",
+        Some(&root),
+        json!({"type": "kv", "description": "mount-description-sealed?"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(
+        &s,
+        "POST",
+        "/v1/team/kv/db",
+        Some(&root),
+        json!({"password": "kv-value-in-clear?"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     let raw = std::fs::read_to_string(&path).unwrap();
     assert!(!raw.contains(&root), "tokens are stored hashed, sealed");
+    assert!(!raw.contains("kv-value-in-clear?"), "KV values are stored sealed");
+    // Paths name entries in clear (as a key's name does); what they hold is sealed.
+    assert!(
+        !raw.contains("mount-description-sealed?"),
+        "mount entries are stored sealed"
+    );
 
     // Restart: sealed again; unseal; the key, its ciphertext and the root token work.
     drop(s);
@@ -161,6 +186,12 @@ async fn init_unseal_restart_seal() {
         (status, body["data"]["plaintext"].clone()),
         (StatusCode::OK, json!("c2VjcmV0")),
         "{body}"
+    );
+    let (status, body) = call(&s, "GET", "/v1/team/kv/db", Some(&root), Value::Null).await;
+    assert_eq!(
+        (status, body["data"]["password"].clone()),
+        (StatusCode::OK, json!("kv-value-in-clear?")),
+        "the mount and its data survive a restart"
     );
 
     // Seal needs a root token; then everything is refused again.
@@ -301,6 +332,7 @@ async fn two_servers_share_postgresql_and_rotate_concurrently() {
     assert_eq!(status, StatusCode::OK, "{body}");
 
     shared_tokens_policies_and_audit(&a, &b, &root).await;
+    shared_mounts_and_kv(&a, &b, &root).await;
 
     let rotations = 15;
     let rotate = |server: axum::Router, root: String| {
@@ -376,6 +408,38 @@ where
 /// What one server sharing PostgreSQL does, the other sees: a token made on A works
 /// on B, a policy written on A applies on B, a token revoked on A stops working on
 /// B, and an audit device enabled on A records B's requests.
+/// A mount made on one server, and a value written through it, are seen by the
+/// other within its re-read interval; so is the mount's removal.
+async fn shared_mounts_and_kv(a: &axum::Router, b: &axum::Router, root: &str) {
+    let (status, _) = call(a, "POST", "/v1/sys/mounts/shared-kv", Some(root), json!({"type": "kv"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(a, "POST", "/v1/shared-kv/app", Some(root), json!({"k": "v"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let mut seen = false;
+    for _ in 0..40 {
+        let (status, body) = call(b, "GET", "/v1/shared-kv/app", Some(root), Value::Null).await;
+        if status == StatusCode::OK {
+            assert_eq!(body["data"]["k"], "v");
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the other server sees the mount and its value");
+    let (status, _) = call(b, "DELETE", "/v1/sys/mounts/shared-kv", Some(root), Value::Null).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let mut gone = false;
+    for _ in 0..40 {
+        let (status, _) = call(a, "GET", "/v1/shared-kv/app", Some(root), Value::Null).await;
+        if status == StatusCode::NOT_FOUND {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the other server sees the mount removed");
+}
+
 async fn shared_tokens_policies_and_audit(a: &axum::Router, b: &axum::Router, root: &str) {
     let policy = r#"path "transit/encrypt/shared" { capabilities = ["update"] }"#;
     let (status, _) = call(

@@ -6,6 +6,7 @@
 //! `sys/seal` after it.
 
 mod auth;
+pub(crate) mod kv;
 pub(crate) mod sys;
 pub(crate) mod transit;
 
@@ -29,6 +30,24 @@ pub(crate) fn route(
         ["transit", rest @ ..] => transit::route(state, op, rest, params),
         ["auth", "token", rest @ ..] => auth::token::route(state, op, rest, params, token, entry),
         ["sys", rest @ ..] => sys::route(state, op, path, rest, params, entry),
-        _ => Err(crate::http::ApiError::UnsupportedPath(path.to_owned())),
+        _ => match state.mounts.find(path) {
+            Some((mount_path, mount)) if mount.kind == "kv" => {
+                let rest = path.strip_prefix(mount_path.as_str()).unwrap_or_default();
+                kv::route(state, op, &mount_path, &mount, rest.trim_start_matches('/'), params)
+            }
+            _ => Err(crate::http::ApiError::NoRoute(path.trim_end_matches('/').to_owned())),
+        },
+    }
+}
+
+/// The type of the secrets engine serving `path` (`transit`, `kv`, `system`…), as
+/// the audit log records it; empty for paths no engine serves (`auth/`).
+pub(crate) fn mount_type(state: &Unsealed, path: &str) -> String {
+    let first = path.split('/').next().unwrap_or_default();
+    match first {
+        "transit" => "transit".to_owned(),
+        "sys" => "system".to_owned(),
+        "auth" => "token".to_owned(),
+        _ => state.mounts.find(path).map(|(_, mount)| mount.kind).unwrap_or_default(),
     }
 }

@@ -7,6 +7,7 @@
 //! key, its path as associated data). In dev mode the stores sit on an in-memory
 //! storage behind a barrier of its own, so both modes run the same code.
 
+pub(crate) mod mounts;
 pub(crate) mod policies;
 pub(crate) mod tokens;
 
@@ -51,13 +52,14 @@ pub(crate) enum Change<R> {
 /// The records of one family: `<prefix><name>` in the barrier, each a `R`.
 pub(crate) struct SealedRecords<R> {
     barrier: Arc<Barrier>,
-    prefix: &'static str,
+    prefix: std::borrow::Cow<'static, str>,
     record: PhantomData<fn() -> R>,
 }
 
 impl<R: Record> SealedRecords<R> {
     /// The records under `prefix`, which ends in `/`.
-    pub(crate) fn new(barrier: Arc<Barrier>, prefix: &'static str) -> Self {
+    pub(crate) fn new(barrier: Arc<Barrier>, prefix: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        let prefix = prefix.into();
         debug_assert!(prefix.ends_with('/'));
         Self {
             barrier,
@@ -108,7 +110,7 @@ impl<R: Record> SealedRecords<R> {
             .barrier
             .list(&self.path(under))?
             .into_iter()
-            .filter_map(|path| path.strip_prefix(self.prefix).map(str::to_owned))
+            .filter_map(|path| path.strip_prefix(&*self.prefix).map(str::to_owned))
             .collect())
     }
 

@@ -27,4 +27,17 @@ assert "transit/encrypt/x" in c.sys.read_policy(name="p")["data"]["rules"]
 assert c.sys.read_health_status(method="GET")["sealed"] is False
 token = c.auth.token.create(policies=["p"], ttl="1h")["auth"]["client_token"]
 assert hvac.Client(url=os.environ["EA_ADDR"], token=token).auth.token.lookup_self()["data"]["policies"] == ["default", "p"]
+c.sys.enable_secrets_engine(backend_type="kv", path="kv1", options={"version": "1"})
+assert "kv1/" in c.sys.list_mounted_secrets_engines()["data"]
+kv1 = c.secrets.kv.v1
+kv1.create_or_update_secret(path="app/db", secret={"user": "u", "password": "p"}, mount_point="kv1")
+assert kv1.read_secret(path="app/db", mount_point="kv1")["data"] == {"user": "u", "password": "p"}
+assert kv1.list_secrets(path="app", mount_point="kv1")["data"]["keys"] == ["db"]
+kv1.delete_secret(path="app/db", mount_point="kv1")
+try:
+    kv1.read_secret(path="app/db", mount_point="kv1")
+    raise AssertionError("a deleted secret was read")
+except hvac.exceptions.InvalidPath:
+    pass
+c.sys.disable_secrets_engine(path="kv1")
 print("hvac ok")

@@ -1,10 +1,11 @@
 //! `sys/*`: seal and status (`seal`, answered without a token except `sys/seal`),
 //! `health`, ACL policies (`policy`), audit devices and `audit-hash` (`audit`),
-//! `capabilities-self` (`capabilities`).
+//! `capabilities-self` (`capabilities`), secrets engines (`mounts`).
 
 mod audit;
 mod capabilities;
 pub(crate) mod health;
+mod mounts;
 mod policy;
 pub(crate) mod seal;
 
@@ -33,6 +34,9 @@ pub(super) fn route(
         (["audit", name], _) => audit::device(state, op, name, params),
         (["audit-hash", name], Update) => audit::hash(state, name, params),
         (["capabilities-self"], Update) => capabilities::capabilities_self(state, params, entry),
+        (["mounts"], Read) => Ok(mounts::list(state)),
+        (["mounts", .., "tune"], Read) => mounts::tune(state, &rest[1..rest.len() - 1].join("/")),
+        (["mounts", mount @ ..], _) if !mount.is_empty() => mounts::mount(state, op, &mount.join("/"), params),
         _ => Err(ApiError::UnsupportedPath(path.to_owned())),
     }
 }

@@ -1,0 +1,138 @@
+//! `sys/mounts` and `sys/mounts/:path` (and `/tune`): list, read, enable and
+//! disable secrets engines. `kv` (versions 1 and 2) can be mounted at any free
+//! path; transit is served at `transit/` (another transit mount is refused).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::http::{ApiError, ApiResult, Reply};
+use crate::params::Params;
+use crate::request::Operation;
+use crate::seal::Unsealed;
+use crate::stores::mounts::{MountEntry, MountError};
+
+/// `GET sys/mounts`: every mount by path.
+pub(super) fn list(state: &Unsealed) -> Reply {
+    let mounts: Map<String, Value> = state
+        .mounts
+        .list()
+        .into_iter()
+        .map(|(path, entry)| (path, describe(&entry)))
+        .collect();
+    Reply::SysData(Value::Object(mounts))
+}
+
+/// `sys/mounts/:path`: read, enable (`PUT`/`POST`) or disable (`DELETE`).
+pub(super) fn mount(state: &Unsealed, op: Operation, path: &str, params: &Params<'_>) -> ApiResult {
+    let path = path.trim_matches('/');
+    match op {
+        Operation::Read => match state.mounts.get(path) {
+            Some(entry) => Ok(Reply::SysData(describe(&entry))),
+            None => Err(ApiError::BadRequest(format!("No secret engine mount at {path}/"))),
+        },
+        Operation::Update => enable(state, path, params),
+        Operation::Delete => {
+            if let Some(removed) = state.mounts.disable(path)? {
+                // The data goes with the mount: a later mount at the same path
+                // starts empty (it has another uuid, so another storage prefix).
+                let values = super::super::kv::values(&state.barrier, &removed);
+                for name in values.names_under("")? {
+                    values.delete(&name)?;
+                }
+            }
+            Ok(Reply::NoContent)
+        }
+        Operation::List => Err(ApiError::UnsupportedOperation),
+    }
+}
+
+/// `GET sys/mounts/:path/tune`: the mount's lease settings.
+pub(super) fn tune(state: &Unsealed, path: &str) -> ApiResult {
+    let entry = state
+        .mounts
+        .get(path.trim_matches('/'))
+        .ok_or_else(|| ApiError::BadRequest(format!("cannot fetch sysview for path {:?}", format!("{path}/"))))?;
+    let mut data = describe(&entry)["config"].clone();
+    if let (Value::Object(data), Some(options)) = (&mut data, &entry.options) {
+        data.insert("options".into(), json!(options));
+    }
+    data["description"] = json!(entry.description);
+    Ok(Reply::SysData(data))
+}
+
+fn enable(state: &Unsealed, path: &str, params: &Params<'_>) -> ApiResult {
+    let kind = params.string("type")?.unwrap_or_default();
+    let description = params.string("description")?.unwrap_or_default();
+    let mut options: Option<BTreeMap<String, String>> = match params.raw("options") {
+        Some(Value::Object(map)) => Some(
+            map.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                .collect(),
+        ),
+        _ => None,
+    };
+    let kind = match kind.as_str() {
+        "" => {
+            return Err(ApiError::BadRequest(
+                "backend type must be specified as a string".into(),
+            ));
+        }
+        "kv-v1" | "kv-v2" => {
+            let version = if kind == "kv-v2" { "2" } else { "1" };
+            options
+                .get_or_insert_with(BTreeMap::new)
+                .insert("version".into(), version.into());
+            "kv"
+        }
+        "kv" | "generic" => "kv",
+        "transit" => {
+            return Err(ApiError::BadRequest(
+                "transit is served at transit/ only; mounting it at another path is not supported yet".into(),
+            ));
+        }
+        other => return Err(ApiError::BadRequest(format!("unknown backend type: {other:?}"))),
+    };
+    if let Some(version) = options.as_ref().and_then(|o| o.get("version")) {
+        if !matches!(version.as_str(), "1" | "2") {
+            return Err(ApiError::BadRequest(format!("invalid KV version {version:?}")));
+        }
+        if version == "2" {
+            return Err(ApiError::BadRequest("KV version 2 is not supported yet".into()));
+        }
+    }
+    state.mounts.enable(path, MountEntry::new(kind, description, options))?;
+    Ok(Reply::NoContent)
+}
+
+/// A mount as `sys/mounts` describes it.
+fn describe(entry: &MountEntry) -> Value {
+    json!({
+        "type": entry.kind,
+        "description": entry.description,
+        "accessor": entry.accessor,
+        "local": entry.local,
+        "seal_wrap": entry.seal_wrap,
+        "external_entropy_access": false,
+        "options": entry.options,
+        "uuid": entry.uuid,
+        "plugin_version": "",
+        "running_plugin_version": "",
+        "running_sha256": "",
+        "deprecation_status": matches!(entry.kind.as_str(), "kv" | "transit").then_some("supported"),
+        "config": {
+            "default_lease_ttl": entry.config.default_lease_ttl,
+            "max_lease_ttl": entry.config.max_lease_ttl,
+            "force_no_cache": entry.config.force_no_cache,
+        },
+    })
+}
+
+impl From<MountError> for ApiError {
+    fn from(error: MountError) -> Self {
+        match error {
+            MountError::Invalid(message) => Self::BadRequest(message),
+            MountError::Storage(error) => Self::from(error),
+        }
+    }
+}
