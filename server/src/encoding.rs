@@ -128,6 +128,18 @@ pub(crate) fn format_rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// `2026-11-23T12:00:00.123456789Z`: RFC 3339 with the nanoseconds Go's
+/// `RFC3339Nano` prints (trailing zeros dropped, none at all on a whole second).
+pub(crate) fn format_rfc3339_nanos(t: SystemTime) -> String {
+    let whole = format_rfc3339(t);
+    let nanos = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    if nanos == 0 {
+        return whole;
+    }
+    let fraction = format!("{nanos:09}");
+    format!("{}.{}Z", whole.trim_end_matches('Z'), fraction.trim_end_matches('0'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +157,17 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(768 * 3600 - 1)), "767h59m59s");
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn rfc3339_with_nanoseconds_as_go_prints_them() {
+        let t = UNIX_EPOCH + Duration::new(1_795_439_529, 120_000_000);
+        assert_eq!(format_rfc3339_nanos(t), "2026-11-23T13:12:09.12Z");
+        assert_eq!(
+            format_rfc3339_nanos(UNIX_EPOCH + Duration::new(5, 7)),
+            "1970-01-01T00:00:05.000000007Z"
+        );
+        assert_eq!(format_rfc3339_nanos(UNIX_EPOCH), "1970-01-01T00:00:00Z");
     }
 
     #[test]

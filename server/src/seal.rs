@@ -21,7 +21,7 @@ use crate::audit::Audit;
 use crate::error::StartError;
 use crate::monitored::MonitoredStorage;
 use crate::shamir;
-use crate::stores::mounts::MountTable;
+use crate::stores::mounts::{MountEntry, MountError, MountTable};
 use crate::stores::policies::PolicyStore;
 use crate::stores::tokens::{NewTokenRequest, TokenStore};
 
@@ -206,6 +206,13 @@ impl Seal {
     pub(crate) fn dev(engine: Arc<LocalEngine>, root_token_id: Option<&str>) -> Result<(Self, RootToken), StartError> {
         let barrier = crate::stores::memory_barrier().map_err(StartError::Stores)?;
         let open = Unsealed::open(engine, &barrier, Duration::ZERO).map_err(StartError::Stores)?;
+        // As Vault's dev mode: a KV version 2 mount at `secret/`.
+        let options = std::collections::BTreeMap::from([("version".to_owned(), "2".to_owned())]);
+        let secret = MountEntry::new("kv", "key/value secret storage".to_owned(), Some(options));
+        open.mounts.enable("secret", secret).map_err(|e| match e {
+            MountError::Storage(e) => StartError::Stores(e),
+            MountError::Invalid(reason) => StartError::Config(reason),
+        })?;
         let root = open
             .tokens
             .create(root_token_request(root_token_id))

@@ -297,6 +297,44 @@ async fn vaultrs_against_this_server() {
     assert_eq!(keys.keys, vec!["vrs".to_owned()]);
     let me = vaultrs::token::lookup_self(&client).await.unwrap();
     assert_eq!(me.policies, vec!["root".to_owned()]);
+
+    // KV version 2 at the dev server's `secret/`.
+    let secret = std::collections::HashMap::from([("user", "u"), ("password", "p")]);
+    let written = vaultrs::kv2::set(&client, "secret", "vrs/app", &secret).await.unwrap();
+    assert_eq!(written.version, 1);
+    vaultrs::kv2::set(
+        &client,
+        "secret",
+        "vrs/app",
+        &std::collections::HashMap::from([("user", "u2")]),
+    )
+    .await
+    .unwrap();
+    let read: std::collections::HashMap<String, String> =
+        vaultrs::kv2::read(&client, "secret", "vrs/app").await.unwrap();
+    assert_eq!(read["user"], "u2");
+    let first: std::collections::HashMap<String, String> = vaultrs::kv2::read_version(&client, "secret", "vrs/app", 1)
+        .await
+        .unwrap();
+    assert_eq!(first["password"], "p");
+    assert_eq!(
+        vaultrs::kv2::list(&client, "secret", "vrs").await.unwrap(),
+        vec!["app".to_owned()]
+    );
+    let metadata = vaultrs::kv2::read_metadata(&client, "secret", "vrs/app").await.unwrap();
+    assert_eq!(metadata.current_version, 2);
+    vaultrs::kv2::delete_latest(&client, "secret", "vrs/app").await.unwrap();
+    assert!(
+        vaultrs::kv2::read::<std::collections::HashMap<String, String>>(&client, "secret", "vrs/app")
+            .await
+            .is_err()
+    );
+    vaultrs::kv2::destroy_versions(&client, "secret", "vrs/app", vec![1])
+        .await
+        .unwrap();
+    vaultrs::kv2::delete_metadata(&client, "secret", "vrs/app")
+        .await
+        .unwrap();
     stop.send(()).unwrap();
 }
 
@@ -546,6 +584,43 @@ fn differential_against_openbao() {
         ("DELETE", "sys/mounts/kv1", None),
         ("GET", "kv1/team/a", None),
         ("DELETE", "sys/mounts/never", None),
+        // KV version 2 at `secret/`, which both dev servers mount.
+        ("POST", "secret/data/d1", Some(r#"{"data": {"a": "b"}}"#.into())),
+        ("GET", "secret/data/d1", None),
+        (
+            "POST",
+            "secret/data/d1",
+            Some(r#"{"data": {"a": "c"}, "options": {"cas": 5}}"#.into()),
+        ),
+        (
+            "POST",
+            "secret/data/d1",
+            Some(r#"{"data": {"a": "c"}, "options": {"cas": 1}}"#.into()),
+        ),
+        ("POST", "secret/data/d1", Some("{}".into())),
+        ("GET", "secret/data/d1?version=1", None),
+        ("GET", "secret/data/nope", None),
+        ("GET", "secret/metadata/d1", None),
+        ("LIST", "secret/metadata", None),
+        ("LIST", "secret/metadata/none", None),
+        ("DELETE", "secret/data/d1", None),
+        ("GET", "secret/data/d1", None),
+        ("POST", "secret/undelete/d1", Some(r#"{"versions": [2]}"#.into())),
+        ("GET", "secret/data/d1", None),
+        ("POST", "secret/destroy/d1", Some(r#"{"versions": [1]}"#.into())),
+        ("GET", "secret/data/d1?version=1", None),
+        ("POST", "secret/delete/d1", Some(r#"{"versions": [2]}"#.into())),
+        ("POST", "secret/delete/d1", Some("{}".into())),
+        (
+            "POST",
+            "secret/metadata/d1",
+            Some(r#"{"max_versions": 3, "custom_metadata": {"team": "a"}}"#.into()),
+        ),
+        ("GET", "secret/metadata/d1", None),
+        ("GET", "secret/config", None),
+        ("GET", "sys/internal/ui/mounts/secret", None),
+        ("DELETE", "secret/metadata/d1", None),
+        ("GET", "secret/metadata/d1", None),
     ];
     // Known, documented differences (docs/server.md): (path, what).
     let mut mismatches = Vec::new();
@@ -724,6 +799,30 @@ fn bao_cli_operates_this_server() {
     assert_eq!(got["data"]["a"], "b");
     run(&root, &["delete", "secret/hello"], None);
     run(&root, &["secrets", "disable", "secret"], None);
+    // KV version 2, through the `kv` commands.
+    run(&root, &["secrets", "enable", "-path=kv", "kv-v2"], None);
+    run(&root, &["kv", "put", "kv/app", "user=u", "password=p"], None);
+    run(&root, &["kv", "put", "kv/app", "user=u2", "password=p2"], None);
+    let latest: Value = serde_json::from_str(&run(&root, &["kv", "get", "-format=json", "kv/app"], None)).unwrap();
+    assert_eq!(latest["data"]["data"]["user"], "u2");
+    assert_eq!(latest["data"]["metadata"]["version"], 2);
+    let first: Value = serde_json::from_str(&run(
+        &root,
+        &["kv", "get", "-format=json", "-version=1", "kv/app"],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(first["data"]["data"]["user"], "u");
+    let listed: Value = serde_json::from_str(&run(&root, &["kv", "list", "-format=json", "kv/"], None)).unwrap();
+    assert_eq!(listed, serde_json::json!(["app"]));
+    run(&root, &["kv", "delete", "kv/app"], None);
+    run(&root, &["kv", "undelete", "-versions=2", "kv/app"], None);
+    run(&root, &["kv", "destroy", "-versions=1", "kv/app"], None);
+    let meta: Value =
+        serde_json::from_str(&run(&root, &["kv", "metadata", "get", "-format=json", "kv/app"], None)).unwrap();
+    assert_eq!(meta["data"]["versions"]["1"]["destroyed"], true);
+    assert_eq!(meta["data"]["versions"]["2"]["deletion_time"], "");
+    run(&root, &["kv", "metadata", "delete", "kv/app"], None);
     stop.send(()).unwrap();
     server.join().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

@@ -40,4 +40,18 @@ try:
 except hvac.exceptions.InvalidPath:
     pass
 c.sys.disable_secrets_engine(path="kv1")
+kv2 = c.secrets.kv.v2  # the dev server's `secret/` mount
+kv2.create_or_update_secret(path="svc", secret={"k": "v1"})
+kv2.create_or_update_secret(path="svc", secret={"k": "v2"}, cas=1)
+assert kv2.read_secret_version(path="svc", raise_on_deleted_version=True)["data"]["data"] == {"k": "v2"}
+assert kv2.read_secret_version(path="svc", version=1, raise_on_deleted_version=True)["data"]["data"] == {"k": "v1"}
+assert kv2.list_secrets(path="")["data"]["keys"] == ["svc"]
+kv2.delete_latest_version_of_secret(path="svc")
+kv2.undelete_secret_versions(path="svc", versions=[2])
+kv2.destroy_secret_versions(path="svc", versions=[1])
+meta = kv2.read_secret_metadata(path="svc")["data"]
+assert meta["current_version"] == 2 and meta["versions"]["1"]["destroyed"] is True
+kv2.update_metadata(path="svc", max_versions=5, custom_metadata={"team": "a"})
+assert kv2.read_secret_metadata(path="svc")["data"]["custom_metadata"] == {"team": "a"}
+kv2.delete_metadata_and_all_versions(path="svc")
 print("hvac ok")

@@ -1,8 +1,10 @@
-//! The KV secrets engine at any path it is mounted on: version 1 (`v1`), values
-//! kept sealed under the barrier at `logical/<mount uuid>/<path>`, never in clear
-//! in storage, logs or the audit log (where strings are HMAC'd).
+//! The KV secrets engine at any path it is mounted on: version 1 (`v1`) and
+//! version 2 (`v2`), values kept sealed under the barrier below
+//! `logical/<mount uuid>/`, never in clear in storage, logs or the audit log
+//! (where strings are HMAC'd).
 
 mod v1;
+mod v2;
 
 use std::sync::Arc;
 
@@ -28,7 +30,7 @@ impl Record for KvData {
     }
 }
 
-/// The values of one mount.
+/// Everything one mount stores (version 1: its values).
 pub(crate) fn values(barrier: &Arc<Barrier>, mount: &MountEntry) -> SealedRecords<KvData> {
     SealedRecords::new(barrier.clone(), mount.storage_prefix())
 }
@@ -44,6 +46,7 @@ pub(crate) fn route(
 ) -> ApiResult {
     match mount.kv_version() {
         1 => v1::route(&values(&state.barrier, mount), op, rest, params),
+        2 => v2::route(&v2::Store::new(&state.barrier, mount), op, rest, params),
         _ => Err(ApiError::UnsupportedPath(format!("{mount_path}/{rest}"))),
     }
 }
@@ -53,6 +56,7 @@ pub(crate) fn route(
 pub(crate) fn write_creates(state: &Unsealed, mount: &MountEntry, rest: &str) -> Result<bool, ApiError> {
     match mount.kv_version() {
         1 => Ok(!values(&state.barrier, mount).exists(rest.trim_end_matches('/'))?),
+        2 => v2::Store::new(&state.barrier, mount).write_creates(rest),
         _ => Ok(false),
     }
 }

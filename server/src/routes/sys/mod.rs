@@ -35,6 +35,9 @@ pub(super) fn route(
         (["audit-hash", name], Update) => audit::hash(state, name, params),
         (["capabilities-self"], Update) => capabilities::capabilities_self(state, params, entry),
         (["mounts"], Read) => Ok(mounts::list(state)),
+        (["internal", "ui", "mounts", mount @ ..], Read) if !mount.is_empty() => {
+            mounts::ui_mount(state, &mount.join("/"))
+        }
         (["mounts", .., "tune"], Read) => mounts::tune(state, &rest[1..rest.len() - 1].join("/")),
         (["mounts", mount @ ..], _) if !mount.is_empty() => mounts::mount(state, op, &mount.join("/"), params),
         _ => Err(ApiError::UnsupportedPath(path.to_owned())),

@@ -1,5 +1,6 @@
 //! `sys/mounts` and `sys/mounts/:path` (and `/tune`): list, read, enable and
-//! disable secrets engines. `kv` (versions 1 and 2) can be mounted at any free
+//! disable secrets engines; `sys/internal/ui/mounts/:path`, which Vault's CLI asks
+//! for a KV mount's version. `kv` (versions 1 and 2) can be mounted at any free
 //! path; transit is served at `transit/` (another transit mount is refused).
 
 use std::collections::BTreeMap;
@@ -45,6 +46,26 @@ pub(super) fn mount(state: &Unsealed, op: Operation, path: &str, params: &Params
         }
         Operation::List => Err(ApiError::UnsupportedOperation),
     }
+}
+
+/// `GET sys/internal/ui/mounts/:path`: the mount serving `path`, its type and
+/// options (how the CLI tells a KV version 2 mount).
+pub(super) fn ui_mount(state: &Unsealed, path: &str) -> ApiResult {
+    let path = path.trim_matches('/');
+    let (mount_path, entry) = match state.mounts.find(path) {
+        Some(found) => found,
+        None => match path.split('/').next() {
+            Some(first @ ("transit" | "sys")) => (first.to_owned(), state.mounts.get(first).ok_or(ApiError::NotFound)?),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "preflight capability check returned 403, please ensure client's policies grant access to path \"{path}/\""
+                )));
+            }
+        },
+    };
+    let mut data = describe(&entry);
+    data["path"] = json!(format!("{mount_path}/"));
+    Ok(Reply::data(data, vec![]))
 }
 
 /// `GET sys/mounts/:path/tune`: the mount's lease settings.
@@ -93,13 +114,10 @@ fn enable(state: &Unsealed, path: &str, params: &Params<'_>) -> ApiResult {
         }
         other => return Err(ApiError::BadRequest(format!("unknown backend type: {other:?}"))),
     };
-    if let Some(version) = options.as_ref().and_then(|o| o.get("version")) {
-        if !matches!(version.as_str(), "1" | "2") {
-            return Err(ApiError::BadRequest(format!("invalid KV version {version:?}")));
-        }
-        if version == "2" {
-            return Err(ApiError::BadRequest("KV version 2 is not supported yet".into()));
-        }
+    if let Some(version) = options.as_ref().and_then(|o| o.get("version"))
+        && !matches!(version.as_str(), "1" | "2")
+    {
+        return Err(ApiError::BadRequest(format!("invalid KV version {version:?}")));
     }
     state.mounts.enable(path, MountEntry::new(kind, description, options))?;
     Ok(Reply::NoContent)

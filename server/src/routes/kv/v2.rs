@@ -1,0 +1,477 @@
+//! KV version 2: versioned values with check-and-set, soft delete, undelete and
+//! destroy, and per-path metadata (`data/`, `metadata/`, `delete/`, `undelete/`,
+//! `destroy/`, `config`).
+//!
+//! A path's metadata and all its kept versions are one sealed record, changed in
+//! one atomic storage update: two writers (on one server or several) never take
+//! the same version number, and a reader never sees metadata without its data.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use encrypted_attr::storage::Barrier;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::children;
+use crate::encoding::{format_duration, format_rfc3339_nanos, parse_duration};
+use crate::http::{ApiError, ApiResult, Reply};
+use crate::params::Params;
+use crate::request::Operation;
+use crate::stores::mounts::MountEntry;
+use crate::stores::{Change, Record, SealedRecords, decode_json, encode_json};
+
+/// Versions kept per path when neither the path nor the mount says (Vault's).
+const DEFAULT_MAX_VERSIONS: u64 = 10;
+
+/// One version of a path.
+#[derive(Clone, Serialize, Deserialize)]
+struct Version {
+    /// Nanoseconds since the Unix epoch.
+    created: u128,
+    /// When it was (or will be) soft-deleted.
+    deleted: Option<u128>,
+    destroyed: bool,
+    /// `None` once destroyed.
+    data: Option<Map<String, Value>>,
+}
+
+/// A path: its metadata and its kept versions.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Secret {
+    current_version: u64,
+    oldest_version: u64,
+    /// 0: the mount's setting.
+    max_versions: u64,
+    cas_required: bool,
+    /// Seconds; 0: never.
+    delete_version_after: u64,
+    custom_metadata: Option<BTreeMap<String, String>>,
+    created: u128,
+    updated: u128,
+    metadata_version: u64,
+    versions: BTreeMap<u64, Version>,
+}
+
+impl Record for Secret {
+    fn encode(&self) -> Result<Vec<u8>, encrypted_attr::Error> {
+        encode_json(self)
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        decode_json(bytes)
+    }
+}
+
+/// The mount's settings (`config`).
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub(crate) struct MountSettings {
+    max_versions: u64,
+    cas_required: bool,
+    delete_version_after: u64,
+}
+
+impl Record for MountSettings {
+    fn encode(&self) -> Result<Vec<u8>, encrypted_attr::Error> {
+        encode_json(self)
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        decode_json(bytes)
+    }
+}
+
+/// A KV version 2 mount's storage.
+pub(crate) struct Store {
+    secrets: SealedRecords<Secret>,
+    settings: SealedRecords<MountSettings>,
+}
+
+impl Store {
+    pub(crate) fn new(barrier: &Arc<Barrier>, mount: &MountEntry) -> Self {
+        let prefix = mount.storage_prefix();
+        Self {
+            secrets: SealedRecords::new(barrier.clone(), format!("{prefix}secrets/")),
+            settings: SealedRecords::new(barrier.clone(), format!("{prefix}settings/")),
+        }
+    }
+
+    fn settings(&self) -> Result<MountSettings, ApiError> {
+        Ok(self.settings.get("config")?.unwrap_or_default())
+    }
+
+    /// Whether a write to `path` (below `data/` or `metadata/`) would create it.
+    pub(crate) fn write_creates(&self, path: &str) -> Result<bool, ApiError> {
+        let path = path.trim_end_matches('/');
+        let inner = path.strip_prefix("data/").or_else(|| path.strip_prefix("metadata/"));
+        match inner {
+            Some(inner) => Ok(!self.secrets.exists(inner)?),
+            None => Ok(false),
+        }
+    }
+}
+
+fn now() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+fn time_text(nanos: Option<u128>) -> String {
+    match nanos {
+        None => String::new(),
+        Some(n) => {
+            let secs = u64::try_from(n / 1_000_000_000).unwrap_or(u64::MAX);
+            let sub = u32::try_from(n % 1_000_000_000).unwrap_or(0);
+            format_rfc3339_nanos(UNIX_EPOCH + Duration::new(secs, sub))
+        }
+    }
+}
+
+fn version_metadata(secret: &Secret, number: u64, version: &Version) -> Value {
+    json!({
+        "version": number,
+        "created_time": time_text(Some(version.created)),
+        "deletion_time": time_text(version.deleted),
+        "destroyed": version.destroyed,
+        "custom_metadata": secret.custom_metadata,
+    })
+}
+
+/// Serves `rest` (the path inside the mount) on a KV version 2 mount.
+pub(super) fn route(store: &Store, op: Operation, rest: &str, params: &Params<'_>) -> ApiResult {
+    let (area, path) = rest.split_once('/').unwrap_or((rest, ""));
+    use Operation::{Delete, List, Read, Update};
+    match (area, op) {
+        ("config", Read) if path.is_empty() => read_config(store),
+        ("config", Update) if path.is_empty() => write_config(store, params),
+        ("data", Read) => read_data(store, path, params),
+        ("data", Update) => write_data(store, path, params),
+        ("data", Delete) => delete_latest(store, path),
+        ("delete", Update) => change_versions(store, path, params, VersionChange::Delete),
+        ("undelete", Update) => change_versions(store, path, params, VersionChange::Undelete),
+        ("destroy", Update) => change_versions(store, path, params, VersionChange::Destroy),
+        ("metadata", Read) => read_metadata(store, path),
+        ("metadata", List) => list(store, path),
+        ("metadata", Update) => write_metadata(store, path, params),
+        ("metadata", Delete) => delete_metadata(store, path),
+        ("config" | "data" | "delete" | "undelete" | "destroy", _) => Err(ApiError::UnsupportedOperation),
+        _ => Err(ApiError::UnsupportedPath(rest.to_owned())),
+    }
+}
+
+fn read_config(store: &Store) -> ApiResult {
+    let settings = store.settings()?;
+    Ok(Reply::data(
+        json!({
+            "max_versions": settings.max_versions,
+            "cas_required": settings.cas_required,
+            "metadata_cas_required": false,
+            "delete_version_after": format_duration(Duration::from_secs(settings.delete_version_after)),
+        }),
+        vec![],
+    ))
+}
+
+fn write_config(store: &Store, params: &Params<'_>) -> ApiResult {
+    let mut settings = store.settings()?;
+    if let Some(max) = params.int("max_versions")? {
+        settings.max_versions =
+            u64::try_from(max).map_err(|_| ApiError::BadRequest("max_versions cannot be negative".into()))?;
+    }
+    if let Some(cas) = params.bool("cas_required")? {
+        settings.cas_required = cas;
+    }
+    if let Some(after) = params.duration("delete_version_after")? {
+        settings.delete_version_after = after.as_secs();
+    }
+    store.settings.put("config", &settings)?;
+    Ok(Reply::NoContent)
+}
+
+fn read_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
+    let Some(secret) = store.secrets.get(path)? else {
+        return Err(ApiError::NotFound);
+    };
+    let number = match params.int("version")? {
+        Some(v) if v > 0 => u64::try_from(v).unwrap_or(0),
+        _ => secret.current_version,
+    };
+    let Some(version) = secret.versions.get(&number) else {
+        return Err(ApiError::NotFound);
+    };
+    let metadata = version_metadata(&secret, number, version);
+    let gone = version.destroyed || version.deleted.is_some_and(|at| at <= now());
+    match (&version.data, gone) {
+        (Some(data), false) => Ok(Reply::data(json!({ "data": data, "metadata": metadata }), vec![])),
+        // Deleted or destroyed: 404, with the version's metadata, as Vault answers.
+        _ => Ok(Reply::Data {
+            status: StatusCode::NOT_FOUND,
+            data: json!({ "data": null, "metadata": metadata }),
+            warnings: vec![],
+        }),
+    }
+}
+
+/// The `cas` option of a write, if sent.
+fn cas_option(params: &Params<'_>) -> Result<Option<u64>, ApiError> {
+    let Some(Value::Object(options)) = params.raw("options") else {
+        return Ok(None);
+    };
+    match options.get("cas") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| ApiError::BadRequest("error parsing check-and-set parameter".into())),
+        Some(Value::String(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::BadRequest("error parsing check-and-set parameter".into())),
+        Some(_) => Err(ApiError::BadRequest("error parsing check-and-set parameter".into())),
+    }
+}
+
+fn write_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
+    if path.is_empty() {
+        return Err(ApiError::BadRequest("missing path".into()));
+    }
+    let data = match params.raw("data") {
+        Some(Value::Object(map)) => map.clone(),
+        _ => return Err(ApiError::BadRequest("no data provided".into())),
+    };
+    let cas = cas_option(params)?;
+    let settings = store.settings()?;
+    let created = now();
+    let mut outcome: Result<Value, ApiError> = Err(ApiError::Internal);
+    store.secrets.update(path, &mut |current| {
+        let mut secret = current.unwrap_or_else(|| Secret {
+            created,
+            ..Secret::default()
+        });
+        match cas {
+            Some(cas) if cas != secret.current_version => {
+                outcome = Err(ApiError::BadRequest(
+                    "check-and-set parameter did not match the current version".into(),
+                ));
+                return Change::Keep;
+            }
+            None if settings.cas_required || secret.cas_required => {
+                outcome = Err(ApiError::BadRequest(
+                    "check-and-set parameter required for this call".into(),
+                ));
+                return Change::Keep;
+            }
+            _ => {}
+        }
+        let number = secret.current_version + 1;
+        let after = match (secret.delete_version_after, settings.delete_version_after) {
+            (0, 0) => None,
+            (0, mount) => Some(mount),
+            (own, _) => Some(own),
+        };
+        let version = Version {
+            created,
+            deleted: after.map(|secs| created + u128::from(secs) * 1_000_000_000),
+            destroyed: false,
+            data: Some(data.clone()),
+        };
+        outcome = Ok(version_metadata(&secret, number, &version));
+        secret.versions.insert(number, version);
+        secret.current_version = number;
+        secret.updated = created;
+        if secret.oldest_version == 0 {
+            secret.oldest_version = 1;
+        }
+        let max = match (secret.max_versions, settings.max_versions) {
+            (0, 0) => DEFAULT_MAX_VERSIONS,
+            (0, mount) => mount,
+            (own, _) => own,
+        };
+        while u64::try_from(secret.versions.len()).unwrap_or(u64::MAX) > max {
+            if let Some((&oldest, _)) = secret.versions.iter().next() {
+                secret.versions.remove(&oldest);
+            }
+        }
+        secret.oldest_version = secret.versions.keys().next().copied().unwrap_or(number);
+        Change::Put(secret)
+    })?;
+    Ok(Reply::data(outcome?, vec![]))
+}
+
+fn delete_latest(store: &Store, path: &str) -> ApiResult {
+    let deleted = now();
+    store.secrets.update(path, &mut |current| {
+        let Some(mut secret) = current else { return Change::Keep };
+        let latest = secret.current_version;
+        match secret.versions.get_mut(&latest) {
+            Some(version) if version.deleted.is_none() && !version.destroyed => {
+                version.deleted = Some(deleted);
+                Change::Put(secret)
+            }
+            _ => Change::Keep,
+        }
+    })?;
+    Ok(Reply::NoContent)
+}
+
+#[derive(Clone, Copy)]
+enum VersionChange {
+    Delete,
+    Undelete,
+    Destroy,
+}
+
+/// The `versions` parameter: numbers, or their text (the CLI sends `"1,2"`).
+fn versions_param(params: &Params<'_>) -> Result<Vec<u64>, ApiError> {
+    let items: Vec<String> = match params.raw("versions") {
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect(),
+        Some(Value::String(s)) => s.split(',').map(|p| p.trim().to_owned()).collect(),
+        Some(Value::Number(n)) => vec![n.to_string()],
+        _ => Vec::new(),
+    };
+    items
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid version {s:?}")))
+        })
+        .collect()
+}
+
+fn change_versions(store: &Store, path: &str, params: &Params<'_>, change: VersionChange) -> ApiResult {
+    let numbers = versions_param(params)?;
+    if numbers.is_empty() {
+        return Err(ApiError::BadRequest("No version number provided".into()));
+    }
+    let at = now();
+    store.secrets.update(path, &mut |current| {
+        let Some(mut secret) = current else { return Change::Keep };
+        for number in &numbers {
+            let Some(version) = secret.versions.get_mut(number) else {
+                continue;
+            };
+            match change {
+                VersionChange::Delete if version.deleted.is_none() && !version.destroyed => {
+                    version.deleted = Some(at);
+                }
+                VersionChange::Undelete if !version.destroyed => version.deleted = None,
+                VersionChange::Destroy => {
+                    version.destroyed = true;
+                    version.data = None;
+                }
+                _ => {}
+            }
+        }
+        Change::Put(secret)
+    })?;
+    Ok(Reply::NoContent)
+}
+
+fn read_metadata(store: &Store, path: &str) -> ApiResult {
+    let Some(secret) = store.secrets.get(path)? else {
+        return Err(ApiError::NotFound);
+    };
+    let versions: Map<String, Value> = secret
+        .versions
+        .iter()
+        .map(|(number, version)| {
+            (
+                number.to_string(),
+                json!({
+                    "created_time": time_text(Some(version.created)),
+                    "deletion_time": time_text(version.deleted),
+                    "destroyed": version.destroyed,
+                }),
+            )
+        })
+        .collect();
+    Ok(Reply::data(
+        json!({
+            "versions": versions,
+            "current_version": secret.current_version,
+            "current_metadata_version": secret.metadata_version,
+            "oldest_version": secret.oldest_version,
+            "created_time": time_text(Some(secret.created)),
+            "updated_time": time_text(Some(secret.updated)),
+            "max_versions": secret.max_versions,
+            "cas_required": secret.cas_required,
+            "metadata_cas_required": false,
+            "delete_version_after": format_duration(Duration::from_secs(secret.delete_version_after)),
+            "custom_metadata": secret.custom_metadata,
+        }),
+        vec![],
+    ))
+}
+
+fn write_metadata(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
+    if path.is_empty() {
+        return Err(ApiError::BadRequest("missing path".into()));
+    }
+    let max_versions = params
+        .int("max_versions")?
+        .map(|m| u64::try_from(m).map_err(|_| ApiError::BadRequest("max_versions cannot be negative".into())))
+        .transpose()?;
+    let cas_required = params.bool("cas_required")?;
+    let delete_after = params
+        .raw("delete_version_after")
+        .map(|v| match v {
+            Value::Number(n) => n.as_u64().ok_or(()),
+            Value::String(s) => parse_duration(s).map(|d| d.as_secs()).ok_or(()),
+            _ => Err(()),
+        })
+        .transpose()
+        .map_err(|()| ApiError::BadRequest("invalid delete_version_after".into()))?;
+    let custom = match params.raw("custom_metadata") {
+        None => None,
+        Some(Value::Object(map)) => Some(
+            map.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        Some(_) => return Err(ApiError::BadRequest("custom_metadata must be a map of strings".into())),
+    };
+    let at = now();
+    store.secrets.update(path, &mut |current| {
+        let mut secret = current.unwrap_or_else(|| Secret {
+            created: at,
+            ..Secret::default()
+        });
+        if let Some(max) = max_versions {
+            secret.max_versions = max;
+        }
+        if let Some(cas) = cas_required {
+            secret.cas_required = cas;
+        }
+        if let Some(after) = delete_after {
+            secret.delete_version_after = after;
+        }
+        if let Some(custom) = &custom {
+            secret.custom_metadata = Some(custom.clone());
+        }
+        secret.metadata_version += 1;
+        secret.updated = at;
+        Change::Put(secret)
+    })?;
+    Ok(Reply::NoContent)
+}
+
+fn delete_metadata(store: &Store, path: &str) -> ApiResult {
+    store.secrets.delete(path.trim_end_matches('/'))?;
+    Ok(Reply::NoContent)
+}
+
+fn list(store: &Store, path: &str) -> ApiResult {
+    let folder = if path.is_empty() || path.ends_with('/') {
+        path.to_owned()
+    } else {
+        format!("{path}/")
+    };
+    let keys = children(store.secrets.names_under(&folder)?, &folder);
+    if keys.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Reply::data(json!({ "keys": keys }), vec![]))
+}
