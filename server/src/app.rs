@@ -256,7 +256,9 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
         query.remove("list");
         return crate::routes::sys::health::health(&state.seal, &Params::new(query), parts.method == Method::HEAD);
     }
-    let unauthenticated = seal_routes::is_unauthenticated(&bare_path, op);
+    // Logins come without a token too, but are audited like any other request.
+    let login = crate::routes::auth::is_login(&bare_path, op);
+    let unauthenticated = login || seal_routes::is_unauthenticated(&bare_path, op);
     let limits = state.limits;
     let mut token = None;
     if !unauthenticated {
@@ -341,6 +343,7 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
                 request_id: &request_id,
             };
             match token {
+                None if login => login_request(&state, &request),
                 None => unauthenticated_request(&state, &request),
                 Some(token) => authenticated_request(&state, &request, &token, rechecked, reload_shared_state),
             }
@@ -460,6 +463,45 @@ fn unauthenticated_request(state: &AppState, request: &Incoming<'_>) -> Response
         Err(error) => return error.into_response(),
     };
     seal_routes::unauthenticated(&state.seal, request.op, request.path.trim_end_matches('/'), &params).into_response()
+}
+
+/// A login: no token to check; audited (the new token HMAC'd in the response
+/// line), then served by the auth method.
+fn login_request(state: &AppState, request: &Incoming<'_>) -> Response {
+    let Some(open) = state.seal.unsealed() else {
+        return ApiError::Sealed.into_response();
+    };
+    let params = match request.params(&state.limits) {
+        Ok(params) => params,
+        Err(error) => return error.into_response(),
+    };
+    let path = request.path.trim_end_matches('/');
+    let mount_type = crate::routes::mount_type(&open, path);
+    let audited = crate::audit::AuditRequest {
+        id: request.request_id,
+        operation: "update",
+        path,
+        mount_type: &mount_type,
+        token: "",
+        accessor: "",
+        policies: &[],
+        data: &params,
+    };
+    if !open.audit.log_request(&audited) {
+        return ApiError::Internal.into_response();
+    }
+    let result = crate::routes::auth::login(&open, path, &params);
+    let logged = match &result {
+        Ok(reply) => open.audit.log_response(&audited, || reply.audit_view(), ""),
+        Err(error) => open.audit.log_response(&audited, || json!({}), &error.audit_message()),
+    };
+    if !logged {
+        return ApiError::Internal.into_response();
+    }
+    match result {
+        Ok(reply) => reply.into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// A request whose token was accepted: audit, policy, route, audit. `rechecked`

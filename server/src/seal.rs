@@ -38,6 +38,10 @@ pub(crate) struct Unsealed {
     pub(crate) audit: Audit,
     /// The secrets engines mounted besides the built-in transit.
     pub(crate) mounts: MountTable,
+    /// The auth methods enabled besides tokens.
+    pub(crate) auth_methods: MountTable,
+    /// Failed logins per user, and the users locked out for them.
+    pub(crate) logins: crate::stores::lockout::Lockouts,
     /// What the mounted engines keep their data in.
     pub(crate) barrier: Arc<Barrier>,
     /// When policies, audit devices and mounts are next re-read from storage (milliseconds
@@ -67,7 +71,9 @@ impl Unsealed {
             tokens: TokenStore::open(barrier.clone())?,
             policies: PolicyStore::open(barrier.clone())?,
             audit: Audit::open(barrier.clone())?,
-            mounts: MountTable::open(barrier.clone())?,
+            mounts: MountTable::secrets(barrier.clone())?,
+            auth_methods: MountTable::auth_methods(barrier.clone())?,
+            logins: crate::stores::lockout::Lockouts::default(),
             barrier: barrier.clone(),
             next_refresh: AtomicU64::new(0),
             born: Instant::now(),
@@ -99,6 +105,7 @@ impl Unsealed {
             self.policies.reload();
             self.audit.reload();
             self.mounts.reload();
+            self.auth_methods.reload();
         }
         self.audit.reopen_moved();
     }

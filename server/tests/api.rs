@@ -916,3 +916,73 @@ async fn request_log_lines_carry_no_secrets() {
         assert!(!text.contains(secret), "{secret} in the request log: {text}");
     }
 }
+
+/// Five wrong passwords lock a userpass user out (403, even with the right
+/// password), as Vault 1.13+ does by default; other users are not affected; the
+/// login is audited with the password and the new token HMAC'd.
+#[tokio::test]
+async fn userpass_logins_lock_out_after_repeated_failures() {
+    let s = Server::new();
+    let dir = std::env::temp_dir().join(format!("ea-userpass-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("audit.log");
+    let (status, _) = s
+        .call(
+            "PUT",
+            "/v1/sys/audit/file",
+            Some(ROOT),
+            Some(json!({"type": "file", "options": {"file_path": log.to_str().unwrap()}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s.post("/v1/sys/auth/userpass", json!({"type": "userpass"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for user in ["locked", "other"] {
+        let (status, _) = s
+            .post(
+                &format!("/v1/auth/userpass/users/{user}"),
+                json!({"password": "right-password", "policies": "default"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let login = |user: &'static str, password: &'static str| {
+        let s = &s;
+        async move {
+            s.call(
+                "POST",
+                &format!("/v1/auth/userpass/login/{user}"),
+                None,
+                Some(json!({ "password": password })),
+            )
+            .await
+        }
+    };
+    let (status, body) = login("locked", "right-password").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["auth"]["client_token"].as_str().unwrap().to_owned();
+    assert_eq!(body["auth"]["metadata"]["username"], "locked");
+    for _ in 0..5 {
+        let (status, body) = login("locked", "wrong").await;
+        assert_eq!(
+            (status, body),
+            (
+                StatusCode::BAD_REQUEST,
+                json!({"errors": ["invalid username or password"]})
+            )
+        );
+    }
+    let (status, _) = login("locked", "right-password").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "locked out");
+    let (status, _) = login("other", "right-password").await;
+    assert_eq!(status, StatusCode::OK, "only that user");
+    let (status, _) = s.call("GET", "/v1/auth/token/lookup-self", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK, "the token from the login works");
+    let audit = std::fs::read_to_string(&log).unwrap();
+    assert!(audit.contains("auth/userpass/login/locked"));
+    assert!(
+        !audit.contains("right-password") && !audit.contains(&token),
+        "secrets are HMAC'd"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -335,6 +335,26 @@ async fn vaultrs_against_this_server() {
     vaultrs::kv2::delete_metadata(&client, "secret", "vrs/app")
         .await
         .unwrap();
+
+    // A userpass login.
+    vaultrs::sys::auth::enable(&client, "vrs-users", "userpass", None)
+        .await
+        .unwrap();
+    vaultrs::auth::userpass::user::set(&client, "vrs-users", "carol", "carol-pass", None)
+        .await
+        .unwrap();
+    let users = vaultrs::auth::userpass::user::list(&client, "vrs-users").await.unwrap();
+    assert_eq!(users.keys, vec!["carol".to_owned()]);
+    let auth = vaultrs::auth::userpass::login(&client, "vrs-users", "carol", "carol-pass")
+        .await
+        .unwrap();
+    assert!(auth.client_token.starts_with("hvs."));
+    assert!(auth.policies.contains(&"default".to_owned()));
+    assert!(
+        vaultrs::auth::userpass::login(&client, "vrs-users", "carol", "wrong")
+            .await
+            .is_err()
+    );
     stop.send(()).unwrap();
 }
 
@@ -621,6 +641,37 @@ fn differential_against_openbao() {
         ("GET", "sys/internal/ui/mounts/secret", None),
         ("DELETE", "secret/metadata/d1", None),
         ("GET", "secret/metadata/d1", None),
+        // Auth methods and userpass.
+        ("POST", "sys/auth/up", Some(r#"{"type": "userpass"}"#.into())),
+        ("POST", "sys/auth/up", Some(r#"{"type": "userpass"}"#.into())),
+        ("POST", "sys/auth/bad", Some("{}".into())),
+        ("GET", "sys/auth", None),
+        (
+            "POST",
+            "auth/up/users/alice",
+            Some(r#"{"password": "pw1", "token_policies": "web,db", "token_ttl": "1h"}"#.into()),
+        ),
+        ("GET", "auth/up/users/alice", None),
+        ("POST", "auth/up/users/nopass", Some("{}".into())),
+        ("LIST", "auth/up/users", None),
+        ("POST", "auth/up/login/alice", Some(r#"{"password": "wrong"}"#.into())),
+        ("POST", "auth/up/login/alice", Some(r#"{"password": "pw1"}"#.into())),
+        ("POST", "auth/up/login/nobody", Some(r#"{"password": "x"}"#.into())),
+        (
+            "POST",
+            "auth/up/users/alice/password",
+            Some(r#"{"password": "pw2"}"#.into()),
+        ),
+        (
+            "POST",
+            "auth/up/users/alice/policies",
+            Some(r#"{"token_policies": "web"}"#.into()),
+        ),
+        ("POST", "auth/up/login/alice", Some(r#"{"password": "pw2"}"#.into())),
+        ("DELETE", "auth/up/users/alice", None),
+        ("GET", "auth/up/users/alice", None),
+        ("DELETE", "sys/auth/up", None),
+        ("GET", "auth/up/users/alice", None),
     ];
     // Known, documented differences (docs/server.md): (path, what).
     let mut mismatches = Vec::new();
@@ -823,6 +874,47 @@ fn bao_cli_operates_this_server() {
     assert_eq!(meta["data"]["versions"]["1"]["destroyed"], true);
     assert_eq!(meta["data"]["versions"]["2"]["deletion_time"], "");
     run(&root, &["kv", "metadata", "delete", "kv/app"], None);
+    // A userpass login, as the guides set one up.
+    run(&root, &["auth", "enable", "userpass"], None);
+    let methods: Value = serde_json::from_str(&run(&root, &["auth", "list", "-format=json"], None)).unwrap();
+    assert_eq!(methods["userpass/"]["type"], "userpass");
+    run(
+        &root,
+        &["write", "auth/userpass/users/web", "password=web-pass", "policies=app"],
+        None,
+    );
+    let login: Value = serde_json::from_str(&run(
+        "",
+        &[
+            "login",
+            "-method=userpass",
+            "-format=json",
+            "-no-store",
+            "username=web",
+            "password=web-pass",
+        ],
+        None,
+    ))
+    .unwrap();
+    let web_token = login["auth"]["client_token"].as_str().unwrap().to_owned();
+    assert!(
+        login["auth"]["policies"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("app"))
+    );
+    let sealed: Value = serde_json::from_str(&run(
+        &web_token,
+        &[
+            "write",
+            "-format=json",
+            "transit/encrypt/cli_key",
+            &format!("plaintext={}", b64("from a userpass login")),
+        ],
+        None,
+    ))
+    .unwrap();
+    assert!(sealed["data"]["ciphertext"].as_str().unwrap().starts_with("vault:v"));
     stop.send(()).unwrap();
     server.join().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

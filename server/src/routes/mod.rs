@@ -5,7 +5,7 @@
 //! `sys/health` and the unauthenticated `sys/` paths before any token check, and
 //! `sys/seal` after it.
 
-mod auth;
+pub(crate) mod auth;
 pub(crate) mod kv;
 pub(crate) mod sys;
 pub(crate) mod transit;
@@ -29,6 +29,7 @@ pub(crate) fn route(
     match segments.as_slice() {
         ["transit", rest @ ..] => transit::route(state, op, rest, params),
         ["auth", "token", rest @ ..] => auth::token::route(state, op, rest, params, token, entry),
+        ["auth", _, ..] => auth::route(state, op, path.strip_prefix("auth/").unwrap_or_default(), params),
         ["sys", rest @ ..] => sys::route(state, op, path, rest, params, entry),
         _ => match state.mounts.find(path) {
             Some((mount_path, mount)) if mount.kind == "kv" => {
@@ -47,7 +48,13 @@ pub(crate) fn mount_type(state: &Unsealed, path: &str) -> String {
     match first {
         "transit" => "transit".to_owned(),
         "sys" => "system".to_owned(),
-        "auth" => "token".to_owned(),
+        "auth" => {
+            let below = path.strip_prefix("auth/").unwrap_or_default();
+            state
+                .auth_methods
+                .find(below)
+                .map_or_else(|| "token".to_owned(), |(_, mount)| mount.kind)
+        }
         _ => state.mounts.find(path).map(|(_, mount)| mount.kind).unwrap_or_default(),
     }
 }

@@ -7,6 +7,7 @@
 //! key, its path as associated data). In dev mode the stores sit on an in-memory
 //! storage behind a barrier of its own, so both modes run the same code.
 
+pub(crate) mod lockout;
 pub(crate) mod mounts;
 pub(crate) mod policies;
 pub(crate) mod tokens;

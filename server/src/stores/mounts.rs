@@ -1,6 +1,8 @@
-//! The mount table: which secrets engine serves which path. Stored sealed under
-//! `sys/mounts/<path>`; `sys/` and `transit/` are built in (transit at its usual
-//! path is the server's own engine, as it has always been).
+//! Mount tables: which secrets engine serves which path (`sys/mounts`, stored
+//! sealed under `sys/mounts/<path>`; `sys/` and `transit/` built in, transit at its
+//! usual path being the server's own engine), and which auth method serves which
+//! path below `auth/` (`sys/auth`, under `sys/auth-methods/<path>`; `token/` built
+//! in).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{Mirror, Mirrored, Record, SealedRecords, decode_json, encode_json};
 
 const MOUNTS_PREFIX: &str = "sys/mounts/";
+const AUTH_METHODS_PREFIX: &str = "sys/auth-methods/";
 
 /// The path of the built-in transit mount.
 pub(crate) const TRANSIT_PATH: &str = "transit";
@@ -106,36 +109,61 @@ impl From<encrypted_attr::Error> for MountError {
     }
 }
 
-/// Paths no mount may take, or start with.
+/// Secret mount paths no mount may take, or start with.
 const PROTECTED: [&str; 5] = ["audit/", "auth/", "sys/", "cubbyhole/", "identity/"];
 
-/// The secrets engines mounted by the operator, and the built-in ones.
+/// The mounts of one table: the operator's, and the built-in ones.
 pub(crate) struct MountTable {
     stored: Mirror<MountEntry>,
-    builtin_transit: MountEntry,
-    builtin_system: MountEntry,
+    /// Built in, by path (no trailing `/`): never stored, never disabled.
+    builtins: Vec<(&'static str, MountEntry)>,
+    /// Paths no mount may take or start with (with their trailing `/`).
+    protected: &'static [&'static str],
+}
+
+fn builtin(kind: &str, description: &str, accessor: &str) -> MountEntry {
+    MountEntry {
+        kind: kind.to_owned(),
+        description: description.to_owned(),
+        accessor: accessor.to_owned(),
+        uuid: String::new(),
+        options: None,
+        config: MountConfig::default(),
+        local: false,
+        seal_wrap: false,
+    }
 }
 
 impl MountTable {
-    pub(crate) fn open(barrier: Arc<Barrier>) -> Result<Self, encrypted_attr::Error> {
-        let builtin = |kind: &str, description: &str, accessor: &str| MountEntry {
-            kind: kind.to_owned(),
-            description: description.to_owned(),
-            accessor: accessor.to_owned(),
-            uuid: String::new(),
-            options: None,
-            config: MountConfig::default(),
-            local: false,
-            seal_wrap: false,
-        };
+    /// The secrets engines (`sys/mounts`).
+    pub(crate) fn secrets(barrier: Arc<Barrier>) -> Result<Self, encrypted_attr::Error> {
+        let system = builtin(
+            "system",
+            "system endpoints used for control, policy and debugging",
+            "system_builtin",
+        );
         Ok(Self {
             stored: Mirror::open(SealedRecords::new(barrier, MOUNTS_PREFIX))?,
-            builtin_transit: builtin("transit", "the transit engine", "transit_builtin"),
-            builtin_system: builtin(
-                "system",
-                "system endpoints used for control, policy and debugging",
-                "system_builtin",
-            ),
+            builtins: vec![
+                ("sys", system),
+                (
+                    TRANSIT_PATH,
+                    builtin("transit", "the transit engine", "transit_builtin"),
+                ),
+            ],
+            protected: &PROTECTED,
+        })
+    }
+
+    /// The auth methods (`sys/auth`), by path relative to `auth/`.
+    pub(crate) fn auth_methods(barrier: Arc<Barrier>) -> Result<Self, encrypted_attr::Error> {
+        Ok(Self {
+            stored: Mirror::open(SealedRecords::new(barrier, AUTH_METHODS_PREFIX))?,
+            builtins: vec![(
+                "token",
+                builtin("token", "token based credentials", "auth_token_builtin"),
+            )],
+            protected: &[],
         })
     }
 
@@ -148,10 +176,11 @@ impl MountTable {
 
     /// Every mount, by path with its trailing `/`.
     pub(crate) fn list(&self) -> Vec<(String, MountEntry)> {
-        let mut all: Vec<(String, MountEntry)> = vec![
-            ("sys/".to_owned(), self.builtin_system.clone()),
-            (format!("{TRANSIT_PATH}/"), self.builtin_transit.clone()),
-        ];
+        let mut all: Vec<(String, MountEntry)> = self
+            .builtins
+            .iter()
+            .map(|(path, entry)| (format!("{path}/"), entry.clone()))
+            .collect();
         all.extend(
             self.stored
                 .read()
@@ -177,17 +206,17 @@ impl MountTable {
 
     /// The entry mounted exactly at `path` (built-ins included).
     pub(crate) fn get(&self, path: &str) -> Option<MountEntry> {
-        match path.trim_end_matches('/') {
-            "sys" => Some(self.builtin_system.clone()),
-            TRANSIT_PATH => Some(self.builtin_transit.clone()),
-            other => self.stored.read().get(other).cloned(),
+        let path = path.trim_end_matches('/');
+        match self.builtins.iter().find(|(builtin, _)| *builtin == path) {
+            Some((_, entry)) => Some(entry.clone()),
+            None => self.stored.read().get(path).cloned(),
         }
     }
 
     /// Mounts `entry` at `path` (no trailing `/`).
     pub(crate) fn enable(&self, path: &str, entry: MountEntry) -> Result<(), MountError> {
         let with_slash = format!("{path}/");
-        if PROTECTED.iter().any(|p| with_slash.starts_with(p)) {
+        if self.protected.iter().any(|p| with_slash.starts_with(p)) {
             return Err(MountError::Invalid(format!("cannot mount {with_slash:?}")));
         }
         if path.is_empty()
@@ -216,7 +245,9 @@ impl MountTable {
     /// its data can be deleted.
     pub(crate) fn disable(&self, path: &str) -> Result<Option<MountEntry>, MountError> {
         let with_slash = format!("{path}/");
-        if PROTECTED.iter().any(|p| with_slash.starts_with(p)) || path == TRANSIT_PATH {
+        if self.protected.iter().any(|p| with_slash.starts_with(p))
+            || self.builtins.iter().any(|(builtin, _)| *builtin == path)
+        {
             return Err(MountError::Invalid(format!("cannot unmount {with_slash:?}")));
         }
         let change = self.stored.change();

@@ -54,4 +54,18 @@ assert meta["current_version"] == 2 and meta["versions"]["1"]["destroyed"] is Tr
 kv2.update_metadata(path="svc", max_versions=5, custom_metadata={"team": "a"})
 assert kv2.read_secret_metadata(path="svc")["data"]["custom_metadata"] == {"team": "a"}
 kv2.delete_metadata_and_all_versions(path="svc")
+c.sys.enable_auth_method(method_type="userpass", path="people")
+assert "people/" in c.sys.list_auth_methods()["data"]
+c.auth.userpass.create_or_update_user(username="ann", password="ann-pass", policies=["p"], mount_point="people")
+assert "ann" in c.auth.userpass.list_user(mount_point="people")["data"]["keys"]
+logged_in = hvac.Client(url=os.environ["EA_ADDR"])
+auth = logged_in.auth.userpass.login(username="ann", password="ann-pass", mount_point="people")["auth"]
+assert "p" in auth["policies"] and logged_in.is_authenticated()
+try:
+    hvac.Client(url=os.environ["EA_ADDR"]).auth.userpass.login(username="ann", password="nope", mount_point="people")
+    raise AssertionError("a wrong password logged in")
+except hvac.exceptions.InvalidRequest:
+    pass
+c.auth.userpass.delete_user(username="ann", mount_point="people")
+c.sys.disable_auth_method(path="people")
 print("hvac ok")

@@ -49,6 +49,11 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
 
 /// The `auth` block Vault returns on token creation and renewal.
 fn auth_reply(client_token: &str, entry: &TokenEntry, warnings: Vec<String>) -> Reply {
+    auth_reply_with(client_token, entry, warnings, Value::Null)
+}
+
+/// The `auth` block of a token just made, with the auth method's `metadata`.
+pub(crate) fn auth_reply_with(client_token: &str, entry: &TokenEntry, warnings: Vec<String>, metadata: Value) -> Reply {
     let body = json!({
         "request_id": crate::http::request_id(),
         "lease_id": "", "renewable": false, "lease_duration": 0, "data": null,
@@ -59,7 +64,7 @@ fn auth_reply(client_token: &str, entry: &TokenEntry, warnings: Vec<String>) -> 
             "accessor": entry.accessor,
             "policies": entry.policies,
             "token_policies": entry.policies,
-            "metadata": null,
+            "metadata": metadata,
             "lease_duration": entry.ttl.map_or(0, |d| d.as_secs()),
             "renewable": entry.renewable,
             "entity_id": "",

@@ -3,6 +3,7 @@
 //! `capabilities-self` (`capabilities`), secrets engines (`mounts`).
 
 mod audit;
+mod auth;
 mod capabilities;
 pub(crate) mod health;
 mod mounts;
@@ -35,6 +36,8 @@ pub(super) fn route(
         (["audit-hash", name], Update) => audit::hash(state, name, params),
         (["capabilities-self"], Update) => capabilities::capabilities_self(state, params, entry),
         (["mounts"], Read) => Ok(mounts::list(state)),
+        (["auth"], Read) => Ok(auth::list(state)),
+        (["auth", method @ ..], _) if !method.is_empty() => auth::method(state, op, &method.join("/"), params),
         (["internal", "ui", "mounts", mount @ ..], Read) if !mount.is_empty() => {
             mounts::ui_mount(state, &mount.join("/"))
         }

@@ -1,0 +1,262 @@
+//! The userpass auth method at any path below `auth/`: users (create, read,
+//! update, delete, list, password and policies changes) and login. Passwords are
+//! kept only as argon2id hashes (sealed under the barrier like everything else),
+//! checked in constant time; an unknown user costs a login the same hash check.
+//! Logins are locked out after repeated failures (`crate::stores::lockout`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use encrypted_attr::storage::Barrier;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::token::auth_reply_with;
+use crate::http::{ApiError, ApiResult, Reply};
+use crate::params::Params;
+use crate::request::Operation;
+use crate::seal::Unsealed;
+use crate::stores::mounts::MountEntry;
+use crate::stores::tokens::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, NewTokenRequest};
+use crate::stores::{Record, SealedRecords, decode_json, encode_json};
+
+/// A user as stored.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct User {
+    /// PHC string of an argon2id hash; never the password.
+    password_hash: String,
+    token_policies: Vec<String>,
+    /// Seconds; 0: the system's.
+    token_ttl: u64,
+    token_max_ttl: u64,
+}
+
+impl Record for User {
+    fn encode(&self) -> Result<Vec<u8>, encrypted_attr::Error> {
+        encode_json(self)
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        decode_json(bytes)
+    }
+}
+
+fn users(barrier: &Arc<Barrier>, mount: &MountEntry) -> SealedRecords<User> {
+    SealedRecords::new(barrier.clone(), format!("{}users/", mount.storage_prefix()))
+}
+
+/// A hash made once, checked against when the user does not exist, so that an
+/// unknown name takes as long to refuse as a wrong password.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("not a password anyone has").unwrap_or_default())
+}
+
+fn hash_password(password: &str) -> Result<String, ApiError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|_| ApiError::Internal)?;
+    let salt = SaltString::encode_b64(&salt).map_err(|_| ApiError::Internal)?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|_| ApiError::Internal)
+}
+
+fn password_matches(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// Serves an authorised request below a userpass mount.
+pub(super) fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &str, params: &Params<'_>) -> ApiResult {
+    let store = users(&state.barrier, mount);
+    let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    match (segments.as_slice(), op) {
+        (["users"], Operation::List) => {
+            let mut names = store.names_under("")?;
+            names.sort();
+            if names.is_empty() {
+                return Err(ApiError::NotFound);
+            }
+            Ok(Reply::data(json!({ "keys": names }), vec![]))
+        }
+        (["users", name], Operation::Read) => read_user(&store, &name.to_lowercase()),
+        (["users", name], Operation::Update) => write_user(&store, &name.to_lowercase(), params),
+        (["users", name], Operation::Delete) => {
+            store.delete(&name.to_lowercase())?;
+            Ok(Reply::NoContent)
+        }
+        (["users", name, "password"], Operation::Update) => {
+            let name = name.to_lowercase();
+            let mut user = store
+                .get(&name)?
+                .ok_or_else(|| ApiError::BadRequest("username does not exist".into()))?;
+            let password = params.string("password")?.unwrap_or_default();
+            if password.is_empty() {
+                return Err(ApiError::BadRequest("missing password".into()));
+            }
+            user.password_hash = hash_password(&password)?;
+            store.put(&name, &user)?;
+            Ok(Reply::NoContent)
+        }
+        (["users", name, "policies"], Operation::Update) => {
+            let name = name.to_lowercase();
+            let mut user = store
+                .get(&name)?
+                .ok_or_else(|| ApiError::BadRequest("username does not exist".into()))?;
+            user.token_policies = policies_param(params)?.unwrap_or_default();
+            store.put(&name, &user)?;
+            Ok(Reply::NoContent)
+        }
+        (["users", ..] | ["login", ..], _) => Err(ApiError::UnsupportedOperation),
+        _ => Err(ApiError::UnsupportedPath(rest.to_owned())),
+    }
+}
+
+/// `token_policies` (or the older `policies`): a list, or comma-separated text.
+fn policies_param(params: &Params<'_>) -> Result<Option<Vec<String>>, ApiError> {
+    let raw = params.raw("token_policies").or_else(|| params.raw("policies"));
+    Ok(raw.map(|value| {
+        let names: Vec<String> = match value {
+            Value::Array(list) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            Value::String(text) => text.split(',').map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        let mut names: Vec<String> = names
+            .into_iter()
+            .map(|n| n.trim().to_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }))
+}
+
+fn seconds_param(params: &Params<'_>, names: [&'static str; 2]) -> Result<Option<u64>, ApiError> {
+    for name in names {
+        if let Some(duration) = params.duration(name)? {
+            return Ok(Some(duration.as_secs()));
+        }
+    }
+    Ok(None)
+}
+
+fn write_user(store: &SealedRecords<User>, name: &str, params: &Params<'_>) -> ApiResult {
+    let existing = store.get(name)?;
+    let password = params.string("password")?.filter(|p| !p.is_empty());
+    let mut user = match (existing, &password) {
+        (Some(user), _) => user,
+        (None, Some(_)) => User::default(),
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "must provide either password or password_hash".into(),
+            ));
+        }
+    };
+    if let Some(password) = &password {
+        user.password_hash = hash_password(password)?;
+    }
+    if let Some(policies) = policies_param(params)? {
+        user.token_policies = policies;
+    }
+    if let Some(ttl) = seconds_param(params, ["token_ttl", "ttl"])? {
+        user.token_ttl = ttl;
+    }
+    if let Some(max) = seconds_param(params, ["token_max_ttl", "max_ttl"])? {
+        user.token_max_ttl = max;
+    }
+    if user.token_max_ttl > 0 && user.token_ttl > user.token_max_ttl {
+        return Err(ApiError::BadRequest(
+            "\"token_ttl\" value must be less than \"token_max_ttl\" value".into(),
+        ));
+    }
+    store.put(name, &user)?;
+    Ok(Reply::NoContent)
+}
+
+fn read_user(store: &SealedRecords<User>, name: &str) -> ApiResult {
+    let user = store.get(name)?.ok_or(ApiError::NotFound)?;
+    Ok(Reply::data(
+        json!({
+            "token_policies": user.token_policies,
+            "policies": user.token_policies,
+            "token_ttl": user.token_ttl,
+            "ttl": user.token_ttl,
+            "token_max_ttl": user.token_max_ttl,
+            "max_ttl": user.token_max_ttl,
+            "token_explicit_max_ttl": 0,
+            "token_no_default_policy": false,
+            "token_num_uses": 0,
+            "token_period": 0,
+            "period": 0,
+            "token_type": "default",
+            "token_bound_cidrs": [],
+            "token_strictly_bind_ip": false,
+            "bound_cidrs": [],
+        }),
+        vec![],
+    ))
+}
+
+/// `POST auth/<mount>/login/<username>` (answered without a token).
+pub(super) fn login(
+    state: &Unsealed,
+    mount_path: &str,
+    mount: &MountEntry,
+    rest: &str,
+    params: &Params<'_>,
+) -> ApiResult {
+    let name = match rest.trim_end_matches('/').split_once('/') {
+        Some(("login", name)) if !name.is_empty() => name.to_lowercase(),
+        _ => params.string("username")?.unwrap_or_default().to_lowercase(),
+    };
+    let password = params.string("password")?.unwrap_or_default();
+    if password.is_empty() {
+        return Err(ApiError::BadRequest("missing password".into()));
+    }
+    let lockout_key = format!("{}/{name}", mount.accessor);
+    if state.logins.is_locked(&lockout_key) {
+        return Err(ApiError::PermissionDenied);
+    }
+    let user = users(&state.barrier, mount).get(&name)?;
+    let hash = user.as_ref().map_or_else(|| dummy_hash(), |u| u.password_hash.as_str());
+    let matches = password_matches(hash, &password);
+    let Some(user) = user.filter(|_| matches) else {
+        state.logins.failed(&lockout_key);
+        return Err(ApiError::BadRequest("invalid username or password".into()));
+    };
+    state.logins.succeeded(&lockout_key);
+    let mut policies = user.token_policies.clone();
+    if !policies.iter().any(|p| p == "default") {
+        policies.push("default".into());
+    }
+    policies.sort();
+    let ttl = match user.token_ttl {
+        0 => DEFAULT_TOKEN_TTL,
+        secs => Duration::from_secs(secs),
+    }
+    .min(match user.token_max_ttl {
+        0 => MAX_TOKEN_TTL,
+        secs => Duration::from_secs(secs),
+    });
+    let path = format!("auth/{mount_path}/login/{name}");
+    let made = state.tokens.create(NewTokenRequest {
+        policies,
+        ttl: Some(ttl),
+        renewable: true,
+        id: None,
+        parent: None,
+        path: &path,
+    })?;
+    let client_token = String::from_utf8_lossy(made.token.expose_secret()).into_owned();
+    Ok(auth_reply_with(
+        &client_token,
+        &made.entry,
+        vec![],
+        json!({ "username": name }),
+    ))
+}

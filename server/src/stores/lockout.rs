@@ -1,0 +1,97 @@
+//! Failed logins per user, and the lockout they lead to, with Vault's defaults
+//! (1.13+): 5 failed logins, counted over 15 minutes, lock the user out for 15
+//! minutes; a successful login clears the count. Kept in each server's memory.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Failed logins that lock a user out.
+pub(crate) const LOCKOUT_THRESHOLD: u32 = 5;
+/// How long a lockout lasts.
+pub(crate) const LOCKOUT_DURATION: Duration = Duration::from_secs(15 * 60);
+/// How long failures are counted before the count starts again.
+pub(crate) const COUNTER_RESET: Duration = Duration::from_secs(15 * 60);
+/// Users tracked at once: past this, entries no longer counting anything go first.
+const MAX_TRACKED: usize = 10_000;
+
+struct Failures {
+    count: u32,
+    first: Instant,
+    locked_until: Option<Instant>,
+}
+
+/// Failed logins by `<mount accessor>/<user>`.
+#[derive(Default)]
+pub(crate) struct Lockouts {
+    users: Mutex<HashMap<String, Failures>>,
+}
+
+impl Lockouts {
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failures>> {
+        self.users.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `user` is locked out now.
+    pub(crate) fn is_locked(&self, user: &str) -> bool {
+        self.users()
+            .get(user)
+            .and_then(|f| f.locked_until)
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Records a failed login; the one that reaches the threshold locks the user.
+    pub(crate) fn failed(&self, user: &str) {
+        let now = Instant::now();
+        let mut users = self.users();
+        if users.len() >= MAX_TRACKED {
+            users.retain(|_, f| {
+                f.locked_until.is_some_and(|until| now < until) || now.duration_since(f.first) < COUNTER_RESET
+            });
+        }
+        let failures = users.entry(user.to_owned()).or_insert(Failures {
+            count: 0,
+            first: now,
+            locked_until: None,
+        });
+        let lock_over = failures.locked_until.is_some_and(|until| now >= until);
+        if lock_over || (failures.locked_until.is_none() && now.duration_since(failures.first) >= COUNTER_RESET) {
+            *failures = Failures {
+                count: 0,
+                first: now,
+                locked_until: None,
+            };
+        }
+        failures.count += 1;
+        if failures.count >= LOCKOUT_THRESHOLD && failures.locked_until.is_none() {
+            failures.locked_until = Some(now + LOCKOUT_DURATION);
+        }
+    }
+
+    /// A successful login: the count starts again.
+    pub(crate) fn succeeded(&self, user: &str) {
+        self.users().remove(user);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fifth_failure_locks_and_a_success_clears_the_count() {
+        let logins = Lockouts::default();
+        for _ in 0..LOCKOUT_THRESHOLD - 1 {
+            logins.failed("m/alice");
+        }
+        assert!(!logins.is_locked("m/alice"));
+        logins.succeeded("m/alice");
+        for _ in 0..LOCKOUT_THRESHOLD - 1 {
+            logins.failed("m/alice");
+        }
+        assert!(!logins.is_locked("m/alice"), "the count started again after a success");
+        logins.failed("m/alice");
+        assert!(logins.is_locked("m/alice"));
+        assert!(!logins.is_locked("m/bob"), "per user");
+    }
+}
