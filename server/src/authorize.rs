@@ -48,7 +48,10 @@ pub(crate) fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &Toke
     // For LIST, `transit/keys` and `transit/keys/` are the same path.
     let list_caps = (op == Operation::List).then(|| open.policies.check(&entry.policies, &format!("{path}/")));
     let allowed = caps.allows(needed) || list_caps.is_some_and(|c| c.allows(needed));
-    let root_protected = path == "sys/seal" || path == "sys/audit" || path.starts_with("sys/audit/");
+    let root_protected = path == "sys/seal"
+        || path == "sys/audit"
+        || path.starts_with("sys/audit/")
+        || path.starts_with("sys/leases/revoke-prefix/");
     if allowed && (!root_protected || caps.allows(Capability::Sudo)) {
         Ok(())
     } else {

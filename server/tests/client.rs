@@ -672,6 +672,19 @@ fn differential_against_openbao() {
         ("GET", "auth/up/users/alice", None),
         ("DELETE", "sys/auth/up", None),
         ("GET", "auth/up/users/alice", None),
+        // Token accessors and revocation by path.
+        ("POST", "auth/token/lookup-accessor", Some("{}".into())),
+        (
+            "POST",
+            "auth/token/lookup-accessor",
+            Some(r#"{"accessor": "nope"}"#.into()),
+        ),
+        (
+            "POST",
+            "auth/token/revoke-accessor",
+            Some(r#"{"accessor": "nope"}"#.into()),
+        ),
+        ("POST", "sys/leases/revoke-prefix/auth/up/login", Some("{}".into())),
     ];
     // Known, documented differences (docs/server.md): (path, what).
     let mut mismatches = Vec::new();
@@ -915,6 +928,53 @@ fn bao_cli_operates_this_server() {
     ))
     .unwrap();
     assert!(sealed["data"]["ciphertext"].as_str().unwrap().starts_with("vault:v"));
+    // Accessors, and revocation of every token a login path made.
+    let accessor = login["auth"]["accessor"].as_str().unwrap().to_owned();
+    let looked_up: Value = serde_json::from_str(&run(
+        &root,
+        &["token", "lookup", "-format=json", "-accessor", &accessor],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(looked_up["data"]["path"], "auth/userpass/login/web");
+    assert_eq!(
+        looked_up["data"]["id"], "",
+        "a lookup by accessor never shows the token"
+    );
+    run(
+        &root,
+        &["token", "revoke", "-mode=path", "auth/userpass/login/web"],
+        None,
+    );
+    let refused = std::process::Command::new(&bao)
+        .args(["token", "lookup", "-format=json"])
+        .env("BAO_ADDR", &address)
+        .env("BAO_TOKEN", &web_token)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "the login's token was revoked with its path");
+    let other: Value = serde_json::from_str(&run(
+        "",
+        &[
+            "login",
+            "-method=userpass",
+            "-format=json",
+            "-no-store",
+            "username=web",
+            "password=web-pass",
+        ],
+        None,
+    ))
+    .unwrap();
+    let other_accessor = other["auth"]["accessor"].as_str().unwrap().to_owned();
+    run(&root, &["token", "revoke", "-accessor", &other_accessor], None);
+    let gone = std::process::Command::new(&bao)
+        .args(["token", "lookup", "-accessor", &other_accessor])
+        .env("BAO_ADDR", &address)
+        .env("BAO_TOKEN", &root)
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "revoked by accessor");
     stop.send(()).unwrap();
     server.join().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

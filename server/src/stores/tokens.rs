@@ -106,6 +106,18 @@ impl Record for StoredToken {
 /// name is damaged: the entry is removed all the same).
 type ChildEntry = (String, Option<[u8; 32]>);
 
+/// A token's accessor, pointing at the token's salted hash (hex).
+pub(crate) struct AccessorLink(String);
+
+impl Record for AccessorLink {
+    fn encode(&self) -> Result<Vec<u8>, encrypted_attr::Error> {
+        Ok(self.0.as_bytes().to_vec())
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        std::str::from_utf8(bytes).ok().map(|s| Self(s.to_owned()))
+    }
+}
+
 /// An entry of the token tree's index: its presence is the link.
 pub(crate) struct ChildLink;
 
@@ -201,6 +213,8 @@ pub(crate) struct TokenStore {
     entries: SealedRecords<StoredToken>,
     /// `sys/token-children/<parent>/<child>`.
     children: SealedRecords<ChildLink>,
+    /// `sys/token-accessors/<accessor>`: the token each accessor names.
+    accessors: SealedRecords<AccessorLink>,
 }
 
 /// Most unknown-token hashes remembered at once (then the memory is cleared).
@@ -210,6 +224,8 @@ const SALT_PATH: &str = "sys/token-salt";
 const TOKENS_PREFIX: &str = "sys/tokens/";
 /// The tree's index, for revocation.
 const CHILDREN_PREFIX: &str = "sys/token-children/";
+/// Accessors, for `lookup-accessor` and `revoke-accessor`.
+const ACCESSORS_PREFIX: &str = "sys/token-accessors/";
 
 impl std::fmt::Debug for TokenStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -268,7 +284,8 @@ impl TokenStore {
             misses: Mutex::new(HashMap::new()),
             revocations: AtomicU64::new(0),
             entries: SealedRecords::new(barrier.clone(), TOKENS_PREFIX),
-            children: SealedRecords::new(barrier, CHILDREN_PREFIX),
+            children: SealedRecords::new(barrier.clone(), CHILDREN_PREFIX),
+            accessors: SealedRecords::new(barrier, ACCESSORS_PREFIX),
         })
     }
 
@@ -447,6 +464,7 @@ impl TokenStore {
             let link = format!("{}/{}", Self::name(parent), Self::name(&hash));
             self.children.put(&link, &ChildLink)?;
         }
+        self.accessors.put(&entry.accessor, &AccessorLink(Self::name(&hash)))?;
         self.entries.put(&Self::name(&hash), &StoredToken::from(&entry))?;
         self.cache(&entry);
         self.misses_lock().remove(&hash);
@@ -532,6 +550,51 @@ impl TokenStore {
         Ok(known)
     }
 
+    /// The token an accessor names, if it names one still stored.
+    fn hash_of_accessor(&self, accessor: &str) -> Result<Option<[u8; 32]>, encrypted_attr::Error> {
+        if accessor.is_empty() || accessor.contains('/') || accessor == "." || accessor == ".." {
+            return Ok(None);
+        }
+        Ok(self.accessors.get(accessor)?.and_then(|link| parse_hash(&link.0)))
+    }
+
+    /// The entry of the valid token an accessor names (`lookup-accessor`).
+    pub(crate) fn lookup_accessor(&self, accessor: &str) -> Result<Option<TokenEntry>, encrypted_attr::Error> {
+        match self.hash_of_accessor(accessor)? {
+            Some(hash) => self.valid(&hash),
+            None => Ok(None),
+        }
+    }
+
+    /// Revokes the token an accessor names, and its descendants: true if known.
+    pub(crate) fn revoke_accessor(&self, accessor: &str) -> Result<bool, encrypted_attr::Error> {
+        let Some(hash) = self.hash_of_accessor(accessor)? else {
+            return Ok(false);
+        };
+        self.forget(&hash)?;
+        self.revoke_descendants(&hash, 0)?;
+        Ok(true)
+    }
+
+    /// Revokes every token made on a path starting with `prefix` (a login mount's
+    /// tokens, say), and their descendants; returns how many. Reads every stored
+    /// token: an operator's action, not a request path.
+    pub(crate) fn revoke_prefix(&self, prefix: &str) -> Result<usize, encrypted_attr::Error> {
+        let mut revoked = 0;
+        for name in self.entries.names_under("")? {
+            let Some(stored) = self.entries.get(&name)? else {
+                continue;
+            };
+            let Some(hash) = parse_hash(&name) else { continue };
+            if stored.path.starts_with(prefix) {
+                self.forget(&hash)?;
+                self.revoke_descendants(&hash, 0)?;
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
     /// Revokes a token but not its children, which become orphans (`revoke-orphan`).
     pub(crate) fn revoke_orphan(&self, token: &str) -> Result<bool, encrypted_attr::Error> {
         let hash = self.hash(token.as_bytes());
@@ -561,7 +624,11 @@ impl TokenStore {
 
     /// Deletes one token's entry from storage and the cache.
     fn forget(&self, hash: &[u8; 32]) -> Result<(), encrypted_attr::Error> {
+        let accessor = self.entries.get(&Self::name(hash))?.map(|stored| stored.accessor);
         self.entries.delete(&Self::name(hash))?;
+        if let Some(accessor) = accessor.filter(|a| !a.is_empty()) {
+            self.accessors.delete(&accessor)?;
+        }
         // After the delete, so a storage read racing it either misses the entry or
         // sees the generation change and does not cache it (see `fetch`).
         self.revocations.fetch_add(1, Ordering::SeqCst);

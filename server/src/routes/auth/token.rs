@@ -190,6 +190,37 @@ pub(crate) fn route(
             }
             renew_token(state, &other, params)
         }
+        (["lookup-accessor"], Operation::Update) => {
+            let accessor = params.string("accessor")?.unwrap_or_default();
+            if accessor.is_empty() {
+                return Err(ApiError::BadRequest(
+                    "1 error occurred:\n\t* missing accessor\n\n".into(),
+                ));
+            }
+            match state.tokens.lookup_accessor(&accessor)? {
+                Some(found) => Ok(Reply::data(lookup_data(&found, None), vec![])),
+                None => Err(ApiError::BadRequest(
+                    "1 error occurred:\n\t* invalid accessor\n\n".into(),
+                )),
+            }
+        }
+        (["revoke-accessor"], Operation::Update) => {
+            let accessor = params.string("accessor")?.unwrap_or_default();
+            if accessor.is_empty() {
+                return Err(ApiError::BadRequest(
+                    "1 error occurred:\n\t* missing accessor\n\n".into(),
+                ));
+            }
+            if state.tokens.revoke_accessor(&accessor)? {
+                Ok(Reply::NoContent)
+            } else {
+                // Vault answers 200 with a warning, not an error.
+                Ok(Reply::data(
+                    Value::Null,
+                    vec!["No token found with this accessor".into()],
+                ))
+            }
+        }
         (["lookup"], Operation::Update) => {
             let other = params.string("token")?.unwrap_or_default();
             match state.tokens.check(&other)? {

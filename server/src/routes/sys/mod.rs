@@ -35,6 +35,10 @@ pub(super) fn route(
         (["audit", name], _) => audit::device(state, op, name, params),
         (["audit-hash", name], Update) => audit::hash(state, name, params),
         (["capabilities-self"], Update) => capabilities::capabilities_self(state, params, entry),
+        (["leases", "revoke-prefix", prefix @ ..], Update) if !prefix.is_empty() => {
+            state.tokens.revoke_prefix(&prefix.join("/"))?;
+            Ok(crate::http::Reply::NoContent)
+        }
         (["mounts"], Read) => Ok(mounts::list(state)),
         (["auth"], Read) => Ok(auth::list(state)),
         (["auth", method @ ..], _) if !method.is_empty() => auth::method(state, op, &method.join("/"), params),
