@@ -170,6 +170,8 @@ pub(crate) enum ApiError {
     UnsupportedPath(String),
     /// 403, Vault's exact wording.
     PermissionDenied,
+    /// 404 with a message: the object named in the path does not exist.
+    Missing(String),
     /// 404 for a path under no mount at all, in Vault's words.
     NoRoute(String),
     /// 405: the path exists but not for this method.
@@ -198,6 +200,7 @@ impl IntoResponse for ApiError {
                 StatusCode::FORBIDDEN,
                 vec!["1 error occurred:\n\t* permission denied\n\n".to_owned()],
             ),
+            Self::Missing(message) => (StatusCode::NOT_FOUND, vec![message]),
             Self::NoRoute(path) => (
                 StatusCode::NOT_FOUND,
                 vec![format!("no handler for route {path:?}. route entry not found.")],
@@ -223,6 +226,7 @@ impl ApiError {
             Self::NotFound => "not found".into(),
             Self::UnsupportedPath(p) => format!("unsupported path: {p}"),
             Self::PermissionDenied => "permission denied".into(),
+            Self::Missing(m) => m.clone(),
             Self::NoRoute(p) => format!("no handler for route {p:?}. route entry not found."),
             Self::UnsupportedOperation => "unsupported operation".into(),
             Self::Internal => "internal error".into(),

@@ -355,6 +355,30 @@ async fn vaultrs_against_this_server() {
             .await
             .is_err()
     );
+
+    // An AppRole login.
+    vaultrs::sys::auth::enable(&client, "vrs-apps", "approle", None)
+        .await
+        .unwrap();
+    vaultrs::auth::approle::role::set(&client, "vrs-apps", "worker", None)
+        .await
+        .unwrap();
+    let role_id = vaultrs::auth::approle::role::read_id(&client, "vrs-apps", "worker")
+        .await
+        .unwrap()
+        .role_id;
+    let secret = vaultrs::auth::approle::role::secret::generate(&client, "vrs-apps", "worker", None)
+        .await
+        .unwrap();
+    let auth = vaultrs::auth::approle::login(&client, "vrs-apps", &role_id, &secret.secret_id)
+        .await
+        .unwrap();
+    assert!(auth.client_token.starts_with("hvs."));
+    assert!(
+        vaultrs::auth::approle::login(&client, "vrs-apps", &role_id, "not-the-secret-id")
+            .await
+            .is_err()
+    );
     stop.send(()).unwrap();
 }
 
@@ -685,6 +709,38 @@ fn differential_against_openbao() {
             Some(r#"{"accessor": "nope"}"#.into()),
         ),
         ("POST", "sys/leases/revoke-prefix/auth/up/login", Some("{}".into())),
+        // AppRole (logins with real IDs are in the client tests).
+        ("POST", "sys/auth/approle", Some(r#"{"type": "approle"}"#.into())),
+        (
+            "POST",
+            "auth/approle/role/app",
+            Some(r#"{"token_policies": "web", "secret_id_num_uses": 2, "token_ttl": "1h"}"#.into()),
+        ),
+        ("GET", "auth/approle/role/app", None),
+        ("LIST", "auth/approle/role", None),
+        ("GET", "auth/approle/role/app/role-id", None),
+        ("GET", "auth/approle/role/none/role-id", None),
+        ("POST", "auth/approle/role/app/secret-id", Some("{}".into())),
+        ("LIST", "auth/approle/role/app/secret-id", None),
+        ("POST", "auth/approle/role/none/secret-id", Some("{}".into())),
+        (
+            "POST",
+            "auth/approle/login",
+            Some(r#"{"role_id": "nope", "secret_id": "x"}"#.into()),
+        ),
+        (
+            "POST",
+            "auth/approle/role/app/secret-id/lookup",
+            Some(r#"{"secret_id": "nope"}"#.into()),
+        ),
+        (
+            "POST",
+            "auth/approle/role/app/secret-id-accessor/lookup",
+            Some(r#"{"secret_id_accessor": "nope"}"#.into()),
+        ),
+        ("DELETE", "auth/approle/role/app", None),
+        ("GET", "auth/approle/role/app", None),
+        ("DELETE", "sys/auth/approle", None),
     ];
     // Known, documented differences (docs/server.md): (path, what).
     let mut mismatches = Vec::new();
@@ -975,6 +1031,45 @@ fn bao_cli_operates_this_server() {
         .output()
         .unwrap();
     assert!(!gone.status.success(), "revoked by accessor");
+    // AppRole: an application's login without a hand-made token.
+    run(&root, &["auth", "enable", "approle"], None);
+    run(
+        &root,
+        &[
+            "write",
+            "auth/approle/role/ci",
+            "token_policies=app",
+            "secret_id_num_uses=1",
+        ],
+        None,
+    );
+    let role_id = run(&root, &["read", "-field=role_id", "auth/approle/role/ci/role-id"], None);
+    let secret_id = run(
+        &root,
+        &["write", "-f", "-field=secret_id", "auth/approle/role/ci/secret-id"],
+        None,
+    );
+    let role_login = [
+        "write",
+        "-format=json",
+        "auth/approle/login",
+        &format!("role_id={}", role_id.trim()),
+        &format!("secret_id={}", secret_id.trim()),
+    ];
+    let approle: Value = serde_json::from_str(&run("", &role_login, None)).unwrap();
+    assert_eq!(approle["auth"]["metadata"]["role_name"], "ci");
+    assert!(
+        approle["auth"]["policies"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("app"))
+    );
+    let again = std::process::Command::new(&bao)
+        .args(role_login)
+        .env("BAO_ADDR", &address)
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a secret ID with one use logs in once");
     stop.send(()).unwrap();
     server.join().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

@@ -68,4 +68,21 @@ except hvac.exceptions.InvalidRequest:
     pass
 c.auth.userpass.delete_user(username="ann", mount_point="people")
 c.sys.disable_auth_method(path="people")
+c.sys.enable_auth_method(method_type="approle")
+c.auth.approle.create_or_update_approle(role_name="svc", token_policies=["p"], token_ttl="1h")
+role_id = c.auth.approle.read_role_id(role_name="svc")["data"]["role_id"]
+made = c.auth.approle.generate_secret_id(role_name="svc")["data"]
+looked = c.auth.approle.read_secret_id(role_name="svc", secret_id=made["secret_id"])["data"]
+assert looked["secret_id_accessor"] == made["secret_id_accessor"]
+app = hvac.Client(url=os.environ["EA_ADDR"])
+assert "p" in app.auth.approle.login(role_id=role_id, secret_id=made["secret_id"])["auth"]["policies"]
+assert app.is_authenticated()
+c.auth.approle.destroy_secret_id(role_name="svc", secret_id=made["secret_id"])
+try:
+    hvac.Client(url=os.environ["EA_ADDR"]).auth.approle.login(role_id=role_id, secret_id=made["secret_id"])
+    raise AssertionError("a destroyed secret ID logged in")
+except hvac.exceptions.InvalidRequest:
+    pass
+c.auth.approle.delete_role(role_name="svc")
+c.sys.disable_auth_method(path="approle")
 print("hvac ok")

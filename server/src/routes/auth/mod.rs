@@ -1,7 +1,8 @@
 //! `auth/*`: the token API (`auth/token/*`, in [`token`]) and the auth methods
-//! enabled at other paths (`userpass`), including their logins, which are
-//! answered without a token.
+//! enabled at other paths (`userpass`, `approle`), including their logins, which
+//! are answered without a token.
 
+mod approle;
 pub(super) mod token;
 mod userpass;
 
@@ -31,6 +32,7 @@ pub(super) fn route(state: &Unsealed, op: Operation, path: &str, params: &Params
         .trim_start_matches('/');
     match mount.kind.as_str() {
         "userpass" => userpass::route(state, op, &mount, rest, params),
+        "approle" => approle::route(state, op, &mount, rest, params),
         _ => Err(ApiError::UnsupportedPath(format!("auth/{path}"))),
     }
 }
@@ -47,6 +49,7 @@ pub(crate) fn login(state: &Unsealed, path: &str, params: &Params<'_>) -> ApiRes
         .trim_start_matches('/');
     match mount.kind.as_str() {
         "userpass" => userpass::login(state, &mount_path, &mount, rest, params),
+        "approle" if rest == "login" => approle::login(state, &mount_path, &mount, params),
         _ => Err(ApiError::UnsupportedPath(path.to_owned())),
     }
 }

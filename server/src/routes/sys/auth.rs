@@ -1,5 +1,5 @@
 //! `sys/auth` and `sys/auth/:path`: list, read, enable and disable auth methods
-//! (`userpass`; `token/` is built in).
+//! (`userpass`, `approle`; `token/` is built in).
 
 use serde_json::{Map, Value};
 
@@ -38,12 +38,7 @@ pub(super) fn method(state: &Unsealed, op: Operation, path: &str, params: &Param
                         "backend type must be specified as a string".into(),
                     ));
                 }
-                "userpass" => {}
-                "approle" => {
-                    return Err(ApiError::BadRequest(
-                        "the approle auth method is not supported yet".into(),
-                    ));
-                }
+                "userpass" | "approle" => {}
                 other => return Err(ApiError::BadRequest(format!("unknown backend type: {other:?}"))),
             }
             state

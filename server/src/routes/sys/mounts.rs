@@ -137,7 +137,7 @@ pub(super) fn describe(entry: &MountEntry) -> Value {
         "plugin_version": "",
         "running_plugin_version": "",
         "running_sha256": "",
-        "deprecation_status": matches!(entry.kind.as_str(), "kv" | "transit" | "userpass").then_some("supported"),
+        "deprecation_status": matches!(entry.kind.as_str(), "kv" | "transit" | "userpass" | "approle").then_some("supported"),
         "config": {
             "default_lease_ttl": entry.config.default_lease_ttl,
             "max_lease_ttl": entry.config.max_lease_ttl,

@@ -1,0 +1,500 @@
+//! The AppRole auth method at any path below `auth/`: roles, their role ID, secret
+//! IDs (generate, list, look up, destroy, by value or accessor) and login with a
+//! role ID and a secret ID. Secret IDs are stored only as SHA-256 hashes (they are
+//! 128 random bits, so a fast hash cannot be searched), sealed like everything
+//! else; a secret ID with a use limit is spent in one atomic storage update.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use encrypted_attr::HashAlgorithm;
+use encrypted_attr::storage::Barrier;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::token::auth_reply_with;
+use crate::encoding::{encode_hex, format_rfc3339_nanos};
+use crate::http::{ApiError, ApiResult, Reply};
+use crate::params::Params;
+use crate::request::Operation;
+use crate::seal::Unsealed;
+use crate::stores::mounts::MountEntry;
+use crate::stores::tokens::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, NewTokenRequest};
+use crate::stores::{Change, Record, SealedRecords, decode_json, encode_json};
+
+/// A role as stored.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct Role {
+    role_id: String,
+    token_policies: Vec<String>,
+    token_ttl: u64,
+    token_max_ttl: u64,
+    secret_id_ttl: u64,
+    secret_id_num_uses: u64,
+    bind_secret_id: bool,
+}
+
+/// A secret ID as stored (under its hash).
+#[derive(Clone, Serialize, Deserialize)]
+struct SecretId {
+    accessor: String,
+    /// Seconds since the Unix epoch.
+    created: u64,
+    /// 0: never expires.
+    expires: u64,
+    /// Uses left; 0: unlimited.
+    uses_left: u64,
+    num_uses: u64,
+    ttl: u64,
+    metadata: BTreeMap<String, String>,
+}
+
+/// What an index entry points at: a role name, or a secret ID's hash.
+struct Pointer(String);
+
+macro_rules! json_record {
+    ($type:ty) => {
+        impl Record for $type {
+            fn encode(&self) -> Result<Vec<u8>, encrypted_attr::Error> {
+                encode_json(self)
+            }
+            fn decode(bytes: &[u8]) -> Option<Self> {
+                decode_json(bytes)
+            }
+        }
+    };
+}
+json_record!(Role);
+json_record!(SecretId);
+
+impl Record for Pointer {
+    fn encode(&self) -> Result<Vec<u8>, encrypted_attr::Error> {
+        Ok(self.0.as_bytes().to_vec())
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        std::str::from_utf8(bytes).ok().map(|s| Self(s.to_owned()))
+    }
+}
+
+/// One AppRole mount's storage.
+struct Store {
+    roles: SealedRecords<Role>,
+    /// `role-id/<role id>` → role name.
+    role_ids: SealedRecords<Pointer>,
+    /// `secret-id/<role>/<hash>`.
+    secret_ids: SealedRecords<SecretId>,
+    /// `secret-id-accessor/<accessor>` → `<role>/<hash>`.
+    accessors: SealedRecords<Pointer>,
+}
+
+impl Store {
+    fn new(barrier: &Arc<Barrier>, mount: &MountEntry) -> Self {
+        let prefix = mount.storage_prefix();
+        Self {
+            roles: SealedRecords::new(barrier.clone(), format!("{prefix}role/")),
+            role_ids: SealedRecords::new(barrier.clone(), format!("{prefix}role-id/")),
+            secret_ids: SealedRecords::new(barrier.clone(), format!("{prefix}secret-id/")),
+            accessors: SealedRecords::new(barrier.clone(), format!("{prefix}secret-id-accessor/")),
+        }
+    }
+
+    fn role(&self, name: &str) -> Result<Role, ApiError> {
+        self.roles
+            .get(name)?
+            .ok_or_else(|| ApiError::Missing(format!("role {name:?} does not exist")))
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn time_text(seconds: u64) -> String {
+    format_rfc3339_nanos(UNIX_EPOCH + Duration::from_secs(seconds))
+}
+
+fn random_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn hash_secret_id(secret_id: &str) -> String {
+    encode_hex(&HashAlgorithm::Sha2_256.digest(secret_id.as_bytes()))
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+}
+
+/// Serves an authorised request below an AppRole mount.
+pub(super) fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &str, params: &Params<'_>) -> ApiResult {
+    let store = Store::new(&state.barrier, mount);
+    let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    use Operation::{Delete, List, Read, Update};
+    match (segments.as_slice(), op) {
+        (["role"], List) => {
+            let mut names = store.roles.names_under("")?;
+            names.sort();
+            if names.is_empty() {
+                return Err(ApiError::NotFound);
+            }
+            Ok(Reply::data(json!({ "keys": names }), vec![]))
+        }
+        (["role", name], Read) => read_role(&store, &name.to_lowercase()),
+        (["role", name], Update) => write_role(&store, &name.to_lowercase(), params),
+        (["role", name], Delete) => delete_role(&store, &name.to_lowercase()),
+        (["role", name, "role-id"], Read) => {
+            let role = store.roles.get(&name.to_lowercase())?.ok_or(ApiError::NotFound)?;
+            Ok(Reply::data(json!({ "role_id": role.role_id }), vec![]))
+        }
+        (["role", name, "secret-id"], Update) => generate_secret_id(&store, &name.to_lowercase(), params),
+        (["role", name, "secret-id"], List) => list_secret_ids(&store, &name.to_lowercase()),
+        (["role", name, "secret-id", "lookup"], Update) => {
+            let (role, hash) = by_value(&store, &name.to_lowercase(), params)?;
+            lookup_secret_id(&store, &role, &hash)
+        }
+        (["role", name, "secret-id", "destroy"], Update | Delete) => {
+            let (role, hash) = by_value(&store, &name.to_lowercase(), params)?;
+            destroy_secret_id(&store, &role, &hash)
+        }
+        (["role", name, "secret-id-accessor", "lookup"], Update) => {
+            match by_accessor(&store, &name.to_lowercase(), params)? {
+                Ok((role, hash)) => lookup_secret_id(&store, &role, &hash),
+                Err(reply) => Ok(reply),
+            }
+        }
+        (["role", name, "secret-id-accessor", "destroy"], Update | Delete) => {
+            match by_accessor(&store, &name.to_lowercase(), params)? {
+                Ok((role, hash)) => destroy_secret_id(&store, &role, &hash),
+                Err(reply) => Ok(reply),
+            }
+        }
+        (["role", ..] | ["login"], _) => Err(ApiError::UnsupportedOperation),
+        _ => Err(ApiError::UnsupportedPath(rest.to_owned())),
+    }
+}
+
+/// `token_policies` (or `policies`): a list, or comma-separated text.
+fn policies_param(params: &Params<'_>) -> Option<Vec<String>> {
+    let raw = params.raw("token_policies").or_else(|| params.raw("policies"))?;
+    let names: Vec<String> = match raw {
+        Value::Array(list) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        Value::String(text) => text.split(',').map(str::to_owned).collect(),
+        _ => Vec::new(),
+    };
+    let mut names: Vec<String> = names
+        .into_iter()
+        .map(|n| n.trim().to_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    Some(names)
+}
+
+fn seconds(params: &Params<'_>, name: &'static str) -> Result<Option<u64>, ApiError> {
+    Ok(params.duration(name)?.map(|d| d.as_secs()))
+}
+
+fn write_role(store: &Store, name: &str, params: &Params<'_>) -> ApiResult {
+    if !valid_name(name) {
+        return Err(ApiError::BadRequest("invalid role name".into()));
+    }
+    let existing = store.roles.get(name)?;
+    let creating = existing.is_none();
+    let mut role = existing.unwrap_or_else(|| Role {
+        role_id: random_uuid(),
+        bind_secret_id: true,
+        ..Role::default()
+    });
+    if let Some(policies) = policies_param(params) {
+        role.token_policies = policies;
+    }
+    if let Some(v) = seconds(params, "token_ttl")?.or(seconds(params, "ttl")?) {
+        role.token_ttl = v;
+    }
+    if let Some(v) = seconds(params, "token_max_ttl")?.or(seconds(params, "max_ttl")?) {
+        role.token_max_ttl = v;
+    }
+    if let Some(v) = seconds(params, "secret_id_ttl")? {
+        role.secret_id_ttl = v;
+    }
+    if let Some(v) = params.int("secret_id_num_uses")? {
+        role.secret_id_num_uses =
+            u64::try_from(v).map_err(|_| ApiError::BadRequest("secret_id_num_uses cannot be negative".into()))?;
+    }
+    if let Some(bind) = params.bool("bind_secret_id")? {
+        role.bind_secret_id = bind;
+    }
+    if role.token_max_ttl > 0 && role.token_ttl > role.token_max_ttl {
+        return Err(ApiError::BadRequest(
+            "\"token_ttl\" value must be less than \"token_max_ttl\" value".into(),
+        ));
+    }
+    if !role.bind_secret_id {
+        return Err(ApiError::BadRequest(
+            "at least one constraint should be enabled on the role".into(),
+        ));
+    }
+    if creating {
+        store.role_ids.put(&role.role_id, &Pointer(name.to_owned()))?;
+    }
+    store.roles.put(name, &role)?;
+    Ok(Reply::NoContent)
+}
+
+fn read_role(store: &Store, name: &str) -> ApiResult {
+    let role = store.roles.get(name)?.ok_or(ApiError::NotFound)?;
+    Ok(Reply::data(
+        json!({
+            "bind_secret_id": role.bind_secret_id,
+            "secret_id_bound_cidrs": [],
+            "secret_id_num_uses": role.secret_id_num_uses,
+            "secret_id_ttl": role.secret_id_ttl,
+            "local_secret_ids": false,
+            "token_policies": role.token_policies,
+            "policies": role.token_policies,
+            "token_ttl": role.token_ttl,
+            "token_max_ttl": role.token_max_ttl,
+            "token_explicit_max_ttl": 0,
+            "token_no_default_policy": false,
+            "token_num_uses": 0,
+            "token_period": 0,
+            "period": 0,
+            "token_type": "default",
+            "token_bound_cidrs": [],
+            "token_strictly_bind_ip": false,
+        }),
+        vec![],
+    ))
+}
+
+fn delete_role(store: &Store, name: &str) -> ApiResult {
+    let Some(role) = store.roles.get(name)? else {
+        return Ok(Reply::NoContent);
+    };
+    for entry in store.secret_ids.names_under(&format!("{name}/"))? {
+        if let Some(secret) = store.secret_ids.get(&entry)? {
+            store.accessors.delete(&secret.accessor)?;
+        }
+        store.secret_ids.delete(&entry)?;
+    }
+    store.role_ids.delete(&role.role_id)?;
+    store.roles.delete(name)?;
+    Ok(Reply::NoContent)
+}
+
+fn generate_secret_id(store: &Store, name: &str, params: &Params<'_>) -> ApiResult {
+    let role = store.role(name)?;
+    let metadata: BTreeMap<String, String> = match params.raw("metadata") {
+        Some(Value::String(text)) if !text.is_empty() => serde_json::from_str(text)
+            .map_err(|_| ApiError::BadRequest("failed to parse metadata: not a JSON object of strings".into()))?,
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    let ttl = seconds(params, "ttl")?.unwrap_or(role.secret_id_ttl);
+    let num_uses = match params.int("num_uses")? {
+        Some(n) => u64::try_from(n).map_err(|_| ApiError::BadRequest("num_uses cannot be negative".into()))?,
+        None => role.secret_id_num_uses,
+    };
+    let secret_id = random_uuid();
+    let accessor = random_uuid();
+    let created = now();
+    let entry = SecretId {
+        accessor: accessor.clone(),
+        created,
+        expires: if ttl == 0 { 0 } else { created + ttl },
+        uses_left: num_uses,
+        num_uses,
+        ttl,
+        metadata,
+    };
+    let key = format!("{name}/{}", hash_secret_id(&secret_id));
+    store.accessors.put(&accessor, &Pointer(key.clone()))?;
+    store.secret_ids.put(&key, &entry)?;
+    Ok(Reply::data(
+        json!({
+            "secret_id": secret_id,
+            "secret_id_accessor": accessor,
+            "secret_id_ttl": ttl,
+            "secret_id_num_uses": num_uses,
+        }),
+        vec![],
+    ))
+}
+
+fn list_secret_ids(store: &Store, name: &str) -> ApiResult {
+    store.role(name)?;
+    let mut accessors = Vec::new();
+    for entry in store.secret_ids.names_under(&format!("{name}/"))? {
+        if let Some(secret) = store.secret_ids.get(&entry)? {
+            accessors.push(secret.accessor);
+        }
+    }
+    accessors.sort();
+    if accessors.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Reply::data(json!({ "keys": accessors }), vec![]))
+}
+
+/// The role and hash of the `secret_id` parameter.
+fn by_value(store: &Store, name: &str, params: &Params<'_>) -> Result<(String, String), ApiError> {
+    store.role(name)?;
+    let secret_id = params.string("secret_id")?.unwrap_or_default();
+    if secret_id.is_empty() {
+        return Err(ApiError::BadRequest("missing secret_id".into()));
+    }
+    Ok((name.to_owned(), hash_secret_id(&secret_id)))
+}
+
+/// The role and hash of the secret ID named by the `secret_id_accessor` parameter;
+/// an unknown accessor is Vault's 404 with the error in `data`.
+fn by_accessor(store: &Store, name: &str, params: &Params<'_>) -> Result<Result<(String, String), Reply>, ApiError> {
+    store.role(name)?;
+    let accessor = params.string("secret_id_accessor")?.unwrap_or_default();
+    if accessor.is_empty() {
+        return Err(ApiError::BadRequest("missing secret_id_accessor".into()));
+    }
+    let target = if valid_name(&accessor) {
+        store.accessors.get(&accessor)?
+    } else {
+        None
+    };
+    let Some(Pointer(key)) = target.filter(|Pointer(key)| key.starts_with(&format!("{name}/"))) else {
+        return Ok(Err(Reply::Data {
+            status: axum::http::StatusCode::NOT_FOUND,
+            data: json!({ "error": format!("failed to find accessor entry for secret_id_accessor: {accessor:?}") }),
+            warnings: vec![],
+        }));
+    };
+    let hash = key.rsplit('/').next().unwrap_or_default().to_owned();
+    Ok(Ok((name.to_owned(), hash)))
+}
+
+fn lookup_secret_id(store: &Store, role: &str, hash: &str) -> ApiResult {
+    let Some(secret) = store.secret_ids.get(&format!("{role}/{hash}"))? else {
+        // Vault answers an unknown secret ID with an empty 204.
+        return Ok(Reply::NoContent);
+    };
+    Ok(Reply::data(
+        json!({
+            "secret_id_accessor": secret.accessor,
+            "creation_time": time_text(secret.created),
+            "last_updated_time": time_text(secret.created),
+            "expiration_time": if secret.expires == 0 { "0001-01-01T00:00:00Z".to_owned() } else { time_text(secret.expires) },
+            "secret_id_num_uses": secret.uses_left,
+            "secret_id_ttl": secret.ttl,
+            "metadata": secret.metadata,
+            "cidr_list": [],
+            "token_bound_cidrs": [],
+        }),
+        vec![],
+    ))
+}
+
+fn destroy_secret_id(store: &Store, role: &str, hash: &str) -> ApiResult {
+    let key = format!("{role}/{hash}");
+    if let Some(secret) = store.secret_ids.get(&key)? {
+        store.accessors.delete(&secret.accessor)?;
+        store.secret_ids.delete(&key)?;
+    }
+    Ok(Reply::NoContent)
+}
+
+/// `POST auth/<mount>/login` with `role_id` and `secret_id` (answered without a
+/// token).
+pub(super) fn login(state: &Unsealed, mount_path: &str, mount: &MountEntry, params: &Params<'_>) -> ApiResult {
+    let store = Store::new(&state.barrier, mount);
+    let role_id = params.string("role_id")?.unwrap_or_default();
+    if role_id.is_empty() {
+        return Err(ApiError::BadRequest("missing role_id".into()));
+    }
+    let invalid = || ApiError::BadRequest("invalid role or secret ID".into());
+    let name = if valid_name(&role_id) {
+        store.role_ids.get(&role_id)?
+    } else {
+        None
+    };
+    let Some(Pointer(name)) = name else {
+        return Err(invalid());
+    };
+    let Some(role) = store.roles.get(&name)? else {
+        return Err(invalid());
+    };
+    let secret_id = params.string("secret_id")?.unwrap_or_default();
+    if secret_id.is_empty() {
+        return Err(ApiError::BadRequest("missing secret_id".into()));
+    }
+    let key = format!("{name}/{}", hash_secret_id(&secret_id));
+    let at = now();
+    // Checked and spent in one atomic update: a secret ID with N uses logs in N
+    // times at most, however many servers race for it.
+    let mut accepted = false;
+    let mut spent_accessor = None;
+    store.secret_ids.update(&key, &mut |current| {
+        accepted = false;
+        spent_accessor = None;
+        let Some(mut secret) = current else { return Change::Keep };
+        if secret.expires != 0 && at >= secret.expires {
+            return Change::Keep;
+        }
+        accepted = true;
+        match secret.uses_left {
+            0 => Change::Keep,
+            1 => {
+                spent_accessor = Some(secret.accessor.clone());
+                secret.uses_left = 0;
+                // A spent secret ID is kept no longer than this update: see below.
+                secret.expires = at;
+                Change::Put(secret)
+            }
+            n => {
+                secret.uses_left = n - 1;
+                Change::Put(secret)
+            }
+        }
+    })?;
+    if let Some(accessor) = spent_accessor {
+        store.accessors.delete(&accessor)?;
+        store.secret_ids.delete(&key)?;
+    }
+    if !accepted {
+        return Err(invalid());
+    }
+    let mut policies = role.token_policies.clone();
+    if !policies.iter().any(|p| p == "default") {
+        policies.push("default".into());
+    }
+    policies.sort();
+    let ttl = match role.token_ttl {
+        0 => DEFAULT_TOKEN_TTL,
+        secs => Duration::from_secs(secs),
+    }
+    .min(match role.token_max_ttl {
+        0 => MAX_TOKEN_TTL,
+        secs => Duration::from_secs(secs),
+    });
+    let path = format!("auth/{mount_path}/login");
+    let made = state.tokens.create(NewTokenRequest {
+        policies,
+        ttl: Some(ttl),
+        renewable: true,
+        id: None,
+        parent: None,
+        path: &path,
+    })?;
+    let client_token = String::from_utf8_lossy(made.token.expose_secret()).into_owned();
+    Ok(auth_reply_with(
+        &client_token,
+        &made.entry,
+        vec![],
+        json!({ "role_name": name }),
+    ))
+}
