@@ -7,6 +7,10 @@ audit device; reports requests/s, items/s and the server's CPU time per request
 (from /proc/<pid>/stat). Usage: python3 scripts/bench_server.py  (needs wrk, bao,
 and `cargo build --release -p encrypted-attr-server --examples --bins`).
 
+`python3 scripts/bench_server.py --vault-scenarios` measures what the Vault guides
+add, side by side with OpenBao in the same run: KV version 2 reads, and AppRole
+logins (each makes a token).
+
 `python3 scripts/bench_server.py --compare OLD_BINARY [ROUNDS] [--new-first]`
 instead runs two builds of this server side by side (OLD_BINARY, and the current
 release build), each workload on one then the other, alternating for ROUNDS rounds
@@ -48,10 +52,11 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def wrk(url, token, body):
+def wrk(url, token, body, method="POST"):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
-        lua.write('wrk.method = "POST"\n')
-        lua.write(f'wrk.body = {json.dumps(json.dumps(body))}\n')
+        lua.write(f'wrk.method = "{method}"\n')
+        if body is not None:
+            lua.write(f'wrk.body = {json.dumps(json.dumps(body))}\n')
         lua.write(f'wrk.headers["Content-Type"] = "application/json"\nwrk.headers["X-Vault-Token"] = "{token}"\n')
     out = subprocess.run(["wrk", "-t2", "-c64", "-d" + DURATION, "-s", lua.name, url],
                          capture_output=True, text=True).stdout
@@ -62,9 +67,9 @@ def wrk(url, token, body):
     return rps, total, int(non2xx.group(1)) if non2xx else 0
 
 
-def measure(name, proc, url, token, body, items):
+def measure(name, proc, url, token, body, items, method="POST"):
     before = cpu_seconds(proc.pid)
-    rps, total, errors = wrk(url, token, body)
+    rps, total, errors = wrk(url, token, body, method)
     cpu = cpu_seconds(proc.pid) - before
     us = cpu / total * 1e6 if total else 0
     print(f"| {name} | {rps:,.0f} | {rps * items:,.0f} | {us:.1f} | {errors} |", flush=True)
@@ -137,6 +142,49 @@ def main():
             p.wait()
 
 
+def vault_scenarios():
+    """KV v2 reads and AppRole logins on this server and on OpenBao, dev mode both."""
+    procs = []
+    try:
+        ours = subprocess.Popen([SERVER, "server", "--dev", "--listen", "127.0.0.1:8291", "--dev-root-token-id", "root"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "ENCRYPTED_ATTR_LOG": "warn"})
+        procs.append(ours)
+        bao = subprocess.Popen(["bao", "server", "-dev", "-dev-root-token-id=root", "-dev-listen-address=127.0.0.1:8292",
+                                "-log-level=error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(bao)
+        targets = (("encrypted-attr", 8291, ours), ("OpenBao 2.7.2", 8292, bao))
+        for _, port, _ in targets:
+            wait(f"http://127.0.0.1:{port}/v1/sys/health")
+        time.sleep(0.5)
+        logins = {}
+        for label, port, _ in targets:
+            base = f"http://127.0.0.1:{port}/v1"
+            http("POST", f"{base}/secret/data/bench", "root", {"data": {"user": "app", "password": "x" * 32}})
+            http("POST", f"{base}/sys/auth/approle", "root", {"type": "approle"})
+            http("POST", f"{base}/auth/approle/role/bench", "root", {"token_policies": "default", "token_ttl": "10m"})
+            role_id = json.loads(http("GET", f"{base}/auth/approle/role/bench/role-id", "root"))["data"]["role_id"]
+            secret_id = json.loads(http("POST", f"{base}/auth/approle/role/bench/secret-id", "root", {}))["data"]["secret_id"]
+            logins[label] = {"role_id": role_id, "secret_id": secret_id}
+        print(f"| target ({DURATION}, 64 connections) | requests/s | items/s | server CPU µs/request | non-2xx |")
+        print("|---|---|---|---|---|")
+        rates = {}
+        for label, port, proc in targets:
+            rates[label, "kv"] = measure(f"{label}: KV v2 read", proc, f"http://127.0.0.1:{port}/v1/secret/data/bench",
+                                         "root", None, 1, method="GET")
+            rates[label, "login"] = measure(f"{label}: AppRole login", proc, f"http://127.0.0.1:{port}/v1/auth/approle/login",
+                                            "", logins[label], 1)
+        print()
+        print("| workload | encrypted-attr ÷ OpenBao (requests/s) |")
+        print("|---|---|")
+        for key, name in (("kv", "KV v2 read"), ("login", "AppRole login")):
+            theirs = rates["OpenBao 2.7.2", key]
+            print(f"| {name} | {rates['encrypted-attr', key] / theirs if theirs else float('nan'):.2f}× |")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+
+
 def compare(old_binary, rounds, new_first):
     """Old and new builds of this server, interleaved workload by workload."""
     pt = base64.b64encode(b"x" * 64).decode()
@@ -180,7 +228,9 @@ def compare(old_binary, rounds, new_first):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "--compare":
+    if len(sys.argv) >= 2 and sys.argv[1] == "--vault-scenarios":
+        vault_scenarios()
+    elif len(sys.argv) >= 3 and sys.argv[1] == "--compare":
         rest = [a for a in sys.argv[3:] if a != "--new-first"]
         compare(sys.argv[2], int(rest[0]) if rest else 3, "--new-first" in sys.argv[3:])
     else:
