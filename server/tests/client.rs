@@ -1917,3 +1917,61 @@ fn hvac_against_this_server() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("hvac ok"));
 }
+
+/// `encrypted-attr server --config vault.hcl`: Vault's own configuration file
+/// starts the server (file storage, a plain-HTTP loopback listener), and the
+/// settings it does not apply are named on stderr, never their values.
+#[test]
+fn vaults_configuration_file_starts_the_server() {
+    let dir = std::env::temp_dir().join(format!("ea-vault-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("vault.hcl");
+    std::fs::write(
+        &config,
+        format!(
+            "ui = true\napi_addr = \"http://secret-api-addr:8200\"\n\
+             storage \"file\" {{\n  path = \"{}\"\n}}\n\
+             listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_disable = 1\n}}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_encrypted-attr"))
+        .args(["server", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let health = format!("http://127.0.0.1:{port}/v1/sys/health");
+    let mut status = None;
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::blocking::get(&health) {
+            status = Some(response.status().as_u16());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let init = reqwest::blocking::Client::new()
+        .put(format!("http://127.0.0.1:{port}/v1/sys/init"))
+        .json(&serde_json::json!({"secret_shares": 1, "secret_threshold": 1}))
+        .send()
+        .map(|r| r.status().as_u16());
+    server.kill().unwrap();
+    let output = server.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(status, Some(501), "serving, uninitialised: {stderr}");
+    assert_eq!(init.ok(), Some(200), "initialised");
+    assert!(
+        dir.join("encrypted-attr-storage.json").exists(),
+        "file storage in Vault's directory"
+    );
+    assert!(stderr.contains("api_addr") && stderr.contains("ui"), "{stderr}");
+    assert!(!stderr.contains("secret-api-addr"), "names, not values: {stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

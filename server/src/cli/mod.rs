@@ -10,6 +10,7 @@ mod rewrap;
 mod secret;
 mod serve;
 mod table;
+mod vault_config;
 
 use clap::{Parser, Subcommand};
 

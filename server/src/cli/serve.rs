@@ -14,8 +14,10 @@ use crate::error::StartError;
 #[derive(Debug, clap::Args)]
 pub(super) struct ServerArgs {
     /// A TOML file with the settings below: `listen`, `[storage] file | postgres`,
-    /// `[tls] cert, key` (see `docs/server.md`).
-    #[arg(long, value_name = "TOML")]
+    /// `[tls] cert, key` (see `docs/server.md`); or Vault's own configuration
+    /// file (HCL or JSON: `storage`, `listener "tcp"`), whose other settings are
+    /// named in a warning.
+    #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     /// Development mode: keys in memory, unsealed, a root token printed at start.
     /// Nothing survives a restart.
@@ -50,31 +52,32 @@ pub(super) struct ServerArgs {
     pub(super) dev_root_token_id: Option<SecretArg>,
 }
 
-/// The configuration file.
+/// The configuration file (this server's TOML; Vault's format is read into the
+/// same settings by `super::vault_config`).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ConfigFile {
-    listen: Option<SocketAddr>,
+pub(super) struct ConfigFile {
+    pub(super) listen: Option<SocketAddr>,
     #[serde(default)]
-    storage: StorageConfig,
-    tls: Option<TlsConfig>,
+    pub(super) storage: StorageConfig,
+    pub(super) tls: Option<TlsConfig>,
     /// Request limits and timeouts (`docs/server.md`); unset ones keep defaults.
     #[serde(default)]
-    limits: crate::limits::Limits,
+    pub(super) limits: crate::limits::Limits,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StorageConfig {
-    file: Option<std::path::PathBuf>,
-    postgres: Option<SecretArg>,
+pub(super) struct StorageConfig {
+    pub(super) file: Option<std::path::PathBuf>,
+    pub(super) postgres: Option<SecretArg>,
 }
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TlsConfig {
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
+pub(super) struct TlsConfig {
+    pub(super) cert: std::path::PathBuf,
+    pub(super) key: std::path::PathBuf,
 }
 
 /// Where keys live.
@@ -99,10 +102,21 @@ fn parse_config(text: &str) -> Result<ConfigFile, StartError> {
 impl ServerArgs {
     pub(super) fn settings(&self) -> Result<Settings, StartError> {
         let file = match &self.config {
-            Some(path) => parse_config(&std::fs::read_to_string(path).map_err(|source| StartError::Io {
-                doing: format!("cannot read {}", path.display()),
-                source,
-            })?)?,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| StartError::Io {
+                    doing: format!("cannot read {}", path.display()),
+                    source,
+                })?;
+                if super::vault_config::is_vault_format(path, &text) {
+                    let read = super::vault_config::parse(&text)?;
+                    for setting in &read.ignored {
+                        tracing::warn!(setting = %setting, "Vault configuration setting not supported; ignored");
+                    }
+                    read.file
+                } else {
+                    parse_config(&text)?
+                }
+            }
             None => ConfigFile::default(),
         };
         if file.storage.file.is_some() && file.storage.postgres.is_some() {

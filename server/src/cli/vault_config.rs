@@ -1,0 +1,269 @@
+//! Vault's server configuration file (HCL or JSON), read into this server's
+//! settings: `storage` (or the older word `backend`) `"postgresql" {
+//! connection_url }` and `"file" { path }`, and `listener "tcp" { address,
+//! tls_disable, tls_cert_file, tls_key_file }`. Every other setting is named in a
+//! warning at start-up, never silently dropped; values are never printed.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use super::secret::SecretArg;
+use super::serve::{ConfigFile, StorageConfig, TlsConfig};
+use crate::error::StartError;
+
+/// What a Vault configuration file gave, and the settings it named that this
+/// server does not apply.
+pub(super) struct VaultConfig {
+    pub(super) file: ConfigFile,
+    pub(super) ignored: Vec<String>,
+}
+
+/// Whether `path` and `text` look like Vault's format rather than this server's
+/// TOML: a `.hcl` or `.json` file, or blocks such as `storage "file" {`.
+pub(super) fn is_vault_format(path: &std::path::Path, text: &str) -> bool {
+    let by_name = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("hcl") || e.eq_ignore_ascii_case("json"));
+    let by_text = ["storage \"", "backend \"", "listener \""]
+        .iter()
+        .any(|block| text.contains(block));
+    by_name || by_text
+}
+
+/// Reads a Vault configuration file's text.
+pub(super) fn parse(text: &str) -> Result<VaultConfig, StartError> {
+    let invalid = |reason: String| StartError::Config(format!("invalid configuration: {reason}"));
+    let value: Value = if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?
+    } else {
+        hcl::from_str(text).map_err(|e| invalid(e.to_string()))?
+    };
+    let Value::Object(top) = value else {
+        return Err(invalid("expected blocks and settings".into()));
+    };
+    let mut file = ConfigFile::default();
+    let mut ignored = Vec::new();
+    let mut storages = 0;
+    for (name, body) in top {
+        match name.as_str() {
+            "storage" | "backend" => {
+                for (kind, settings) in blocks(&body) {
+                    storages += 1;
+                    read_storage(&kind, &settings, &mut file.storage, &mut ignored)?;
+                }
+            }
+            "listener" => {
+                let listeners = blocks(&body);
+                if listeners.len() > 1 {
+                    ignored.push("listener (all but the first)".to_owned());
+                }
+                if let Some((kind, settings)) = listeners.into_iter().next() {
+                    read_listener(&kind, &settings, &mut file, &mut ignored)?;
+                }
+            }
+            other => ignored.push(other.to_owned()),
+        }
+    }
+    if storages > 1 {
+        return Err(StartError::Config(
+            "the configuration names two storages; keep one".into(),
+        ));
+    }
+    Ok(VaultConfig { file, ignored })
+}
+
+/// `kind "label" { … }` blocks: HCL gives `{label: {…}}`, or a list of them when
+/// a block appears more than once.
+fn blocks(body: &Value) -> Vec<(String, Map<String, Value>)> {
+    let objects: Vec<&Map<String, Value>> = match body {
+        Value::Object(map) => vec![map],
+        Value::Array(list) => list.iter().filter_map(Value::as_object).collect(),
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for object in objects {
+        for (label, settings) in object {
+            let settings = match settings {
+                Value::Object(map) => map.clone(),
+                Value::Array(list) => list.iter().filter_map(Value::as_object).flat_map(Map::clone).collect(),
+                _ => Map::new(),
+            };
+            out.push((label.clone(), settings));
+        }
+    }
+    out
+}
+
+fn text(settings: &Map<String, Value>, name: &str) -> Option<String> {
+    match settings.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn read_storage(
+    kind: &str,
+    settings: &Map<String, Value>,
+    storage: &mut StorageConfig,
+    ignored: &mut Vec<String>,
+) -> Result<(), StartError> {
+    let known: &[&str] = match kind {
+        "postgresql" => {
+            let url = text(settings, "connection_url")
+                .ok_or_else(|| StartError::Config("storage \"postgresql\" needs connection_url".into()))?;
+            storage.postgres = Some(url.parse::<SecretArg>().unwrap_or_else(|never| match never {}));
+            &["connection_url"]
+        }
+        "file" => {
+            let path =
+                text(settings, "path").ok_or_else(|| StartError::Config("storage \"file\" needs path".into()))?;
+            // Vault's file storage is a directory; this server keeps one file in it.
+            let path = PathBuf::from(path);
+            let file = if path.is_dir() || path.extension().is_none() {
+                path.join("encrypted-attr-storage.json")
+            } else {
+                path
+            };
+            storage.file = Some(file);
+            &["path"]
+        }
+        other => {
+            return Err(StartError::Config(format!(
+                "storage {other:?} is not supported: use \"postgresql\" or \"file\""
+            )));
+        }
+    };
+    ignored.extend(
+        settings
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .map(|k| format!("storage \"{kind}\" {k}")),
+    );
+    Ok(())
+}
+
+fn read_listener(
+    kind: &str,
+    settings: &Map<String, Value>,
+    file: &mut ConfigFile,
+    ignored: &mut Vec<String>,
+) -> Result<(), StartError> {
+    if kind != "tcp" {
+        return Err(StartError::Config(format!(
+            "listener {kind:?} is not supported: use \"tcp\""
+        )));
+    }
+    if let Some(address) = text(settings, "address") {
+        file.listen = Some(
+            address
+                .parse()
+                .map_err(|_| StartError::Config(format!("listener \"tcp\" address {address:?} is not host:port")))?,
+        );
+    }
+    let tls_disabled = text(settings, "tls_disable").is_some_and(|v| matches!(v.as_str(), "true" | "1"));
+    let cert = text(settings, "tls_cert_file");
+    let key = text(settings, "tls_key_file");
+    if !tls_disabled {
+        let (Some(cert), Some(key)) = (cert, key) else {
+            return Err(StartError::Config(
+                "listener \"tcp\": give tls_cert_file and tls_key_file, or tls_disable = true".into(),
+            ));
+        };
+        file.tls = Some(TlsConfig {
+            cert: cert.into(),
+            key: key.into(),
+        });
+    }
+    let known = ["address", "tls_disable", "tls_cert_file", "tls_key_file"];
+    ignored.extend(
+        settings
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .map(|k| format!("listener \"tcp\" {k}")),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vaults_own_configuration_is_read_and_the_rest_named() {
+        let config = parse(
+            r#"
+            ui = true
+            disable_mlock = true
+            api_addr = "https://vault.example:8200"
+            storage "postgresql" {
+              connection_url = "postgres://vault:secret-pw@db:5432/vault"
+              max_parallel = 4
+            }
+            listener "tcp" {
+              address     = "0.0.0.0:8200"
+              tls_disable = "true"
+              proxy_protocol_behavior = "use_always"
+            }
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(config.file.listen.map(|a| a.port()), Some(8200));
+        assert!(config.file.tls.is_none());
+        assert_eq!(
+            config.file.storage.postgres.as_ref().map(SecretArg::expose),
+            Some("postgres://vault:secret-pw@db:5432/vault")
+        );
+        let mut ignored = config.ignored.clone();
+        ignored.sort();
+        assert_eq!(
+            ignored,
+            [
+                "api_addr",
+                "disable_mlock",
+                "listener \"tcp\" proxy_protocol_behavior",
+                "storage \"postgresql\" max_parallel",
+                "ui"
+            ]
+        );
+        assert!(
+            !config.ignored.iter().any(|i| i.contains("secret-pw")),
+            "names only, never values"
+        );
+    }
+
+    #[test]
+    fn the_old_word_backend_json_and_tls() {
+        let config = parse(
+            "backend \"file\" {\n  path = \"/var/lib/vault/data\"\n}\n\
+             listener \"tcp\" {\n  address = \"127.0.0.1:8201\"\n  tls_cert_file = \"c.pem\"\n  tls_key_file = \"k.pem\"\n}\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            config.file.storage.file,
+            Some(PathBuf::from("/var/lib/vault/data/encrypted-attr-storage.json"))
+        );
+        assert!(config.file.tls.is_some());
+        let json = parse(r#"{"storage": {"file": {"path": "/tmp/x.json"}}, "listener": {"tcp": {"address": "127.0.0.1:8202", "tls_disable": true}}}"#)
+            .expect("JSON parses");
+        assert_eq!(json.file.storage.file, Some(PathBuf::from("/tmp/x.json")));
+        assert!(
+            parse(r#"listener "tcp" { address = "127.0.0.1:1" }"#).is_err(),
+            "TLS or tls_disable"
+        );
+        assert!(parse(r#"storage "consul" { address = "x" }"#).is_err());
+        assert!(parse("storage \"file\" {\n  path = \"a\"\n}\nbackend \"file\" {\n  path = \"b\"\n}\n").is_err());
+        assert!(is_vault_format(std::path::Path::new("vault.hcl"), ""));
+        assert!(is_vault_format(
+            std::path::Path::new("server.conf"),
+            "storage \"file\" {"
+        ));
+        assert!(!is_vault_format(
+            std::path::Path::new("server.toml"),
+            "[storage]\nfile = \"x\""
+        ));
+    }
+}
