@@ -1975,3 +1975,68 @@ fn vaults_configuration_file_starts_the_server() {
     assert!(!stderr.contains("secret-api-addr"), "names, not values: {stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `encrypted-attr operator …` without the Vault CLI: init with Vault's
+/// single-dash flags, unseal share by share, status (exit 2 while sealed), seal.
+#[test]
+fn operator_commands_init_unseal_and_seal() {
+    let exe = env!("CARGO_BIN_EXE_encrypted-attr");
+    let dir = std::env::temp_dir().join(format!("ea-operator-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("http://127.0.0.1:{port}");
+    let storage = dir.join("storage.json");
+    let mut server = std::process::Command::new(exe)
+        .args(["server", "--storage-file", storage.to_str().unwrap(), "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let operator = |args: &[&str]| {
+        let out = std::process::Command::new(exe)
+            .arg("operator")
+            .args(args)
+            .env("VAULT_ADDR", &address)
+            .env_remove("VAULT_TOKEN")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(up, "the server listens");
+    let (code, out) = operator(&["status"]);
+    assert_eq!(code, Some(2), "sealed (uninitialised): {out}");
+    assert!(out.contains("Initialized        false"), "{out}");
+    let (code, out) = operator(&["init", "-key-shares=3", "-key-threshold=2", "-format=json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let init: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(init["unseal_shares"], 3);
+    let keys: Vec<String> = serde_json::from_value(init["unseal_keys_b64"].clone()).unwrap();
+    let root = init["root_token"].as_str().unwrap().to_owned();
+    let (code, out) = operator(&["unseal", &keys[0]]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Unseal Progress    1/2"), "{out}");
+    let (code, out) = operator(&["unseal", &keys[2]]);
+    assert!(code == Some(0) && out.contains("Sealed             false"), "{out}");
+    assert_eq!(operator(&["status"]).0, Some(0), "unsealed");
+    let (code, out) = operator(&["seal", "-token", &root]);
+    assert!(code == Some(0) && out.contains("sealed"), "{out}");
+    assert_eq!(operator(&["status"]).0, Some(2), "sealed again");
+    let (code, _) = operator(&["unseal", "not a share"]);
+    assert_eq!(code, Some(1), "a refused share is an error");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

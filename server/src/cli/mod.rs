@@ -5,6 +5,7 @@
 mod engine;
 mod keys;
 mod migrate;
+mod operator;
 mod retire;
 mod rewrap;
 mod secret;
@@ -71,12 +72,18 @@ enum Command {
     /// --database-url sqlite://app.db --table users --plaintext-column ssn_plain
     /// --column ssn --key users_ssn --verify 100`
     Migrate(migrate::MigrateArgs),
+    /// Initialise, unseal, seal and inspect a server, as `bao operator` does
+    /// (Vault's single-dash flags such as `-key-shares=5` are accepted).
+    ///
+    /// Example: `encrypted-attr operator init -key-shares=5 -key-threshold=3`,
+    /// then `encrypted-attr operator unseal` three times with three shares.
+    Operator(operator::OperatorArgs),
 }
 
 /// Runs the command line; returns the process exit code.
 #[must_use]
 pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(operator::vault_style_flags(std::env::args().collect()));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ENCRYPTED_ATTR_LOG")
@@ -87,6 +94,7 @@ pub fn main() -> std::process::ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
+    let mut sealed = false;
     let outcome: Result<(), CliError> = match &cli.command {
         Command::Server(args) => args
             .settings()
@@ -96,8 +104,13 @@ pub fn main() -> std::process::ExitCode {
         Command::Rewrap(args) => args.run(),
         Command::Migrate(args) => args.run(),
         Command::Retire(args) => args.run(),
+        Command::Operator(args) => args.run().map(|outcome| {
+            sealed = matches!(outcome, operator::Outcome::Sealed);
+        }),
     };
     match outcome {
+        // `status` of a sealed server exits 2, as `vault status` does.
+        Ok(()) if sealed => std::process::ExitCode::from(2),
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("encrypted-attr: {error}");
