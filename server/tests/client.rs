@@ -904,6 +904,14 @@ fn bao_cli_operates_this_server() {
     assert!(token["auth"]["client_token"].as_str().unwrap().starts_with("hvs."));
     let status = run("", &["status", "-format=json"], None);
     assert_eq!(serde_json::from_str::<Value>(&status).unwrap()["sealed"], false);
+    // Logging in with the root token, and an audit device, as the guides do.
+    run("", &["login", "-no-store", &root], None);
+    let audit_log = dir.join("cli-audit.log");
+    run(
+        &root,
+        &["audit", "enable", "file", &format!("file_path={}", audit_log.display())],
+        None,
+    );
     // A KV version 1 mount, as the guides make one.
     run(&root, &["secrets", "enable", "-path=secret", "kv"], None);
     let mounts: Value = serde_json::from_str(&run(&root, &["secrets", "list", "-format=json"], None)).unwrap();
@@ -1070,6 +1078,12 @@ fn bao_cli_operates_this_server() {
         .output()
         .unwrap();
     assert!(!again.status.success(), "a secret ID with one use logs in once");
+    let audited = std::fs::read_to_string(&audit_log).unwrap();
+    assert!(audited.contains("auth/userpass/login/web") && audited.contains("secret/hello"));
+    assert!(
+        !audited.contains("web-pass") && !audited.contains("\"world\"") && !audited.contains(&web_token),
+        "passwords, values and tokens are HMAC'd in the audit log"
+    );
     stop.send(()).unwrap();
     server.join().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

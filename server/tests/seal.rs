@@ -438,6 +438,72 @@ async fn shared_mounts_and_kv(a: &axum::Router, b: &axum::Router, root: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(gone, "the other server sees the mount removed");
+
+    // An auth method, a user and an AppRole secret ID made on one server log in
+    // on the other.
+    for (method, kind) in [("people", "userpass"), ("apps", "approle")] {
+        let (status, _) = call(
+            a,
+            "POST",
+            &format!("/v1/sys/auth/{method}"),
+            Some(root),
+            json!({"type": kind}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (status, _) = call(
+        a,
+        "POST",
+        "/v1/auth/people/users/dana",
+        Some(root),
+        json!({"password": "dana-pass"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(a, "POST", "/v1/auth/apps/role/svc", Some(root), json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = call(a, "GET", "/v1/auth/apps/role/svc/role-id", Some(root), Value::Null).await;
+    let role_id = body["data"]["role_id"].as_str().unwrap().to_owned();
+    let (_, body) = call(a, "POST", "/v1/auth/apps/role/svc/secret-id", Some(root), json!({})).await;
+    let secret_id = body["data"]["secret_id"].as_str().unwrap().to_owned();
+    let mut logged_in = (false, false);
+    for _ in 0..40 {
+        if !logged_in.0 {
+            let (status, _) = call(
+                b,
+                "POST",
+                "/v1/auth/people/login/dana",
+                None,
+                json!({"password": "dana-pass"}),
+            )
+            .await;
+            logged_in.0 = status == StatusCode::OK;
+        }
+        if !logged_in.1 {
+            let (status, _) = call(
+                b,
+                "POST",
+                "/v1/auth/apps/login",
+                None,
+                json!({"role_id": role_id, "secret_id": secret_id}),
+            )
+            .await;
+            logged_in.1 = status == StatusCode::OK;
+        }
+        if logged_in == (true, true) {
+            break;
+        }
+        // The other server sees new auth methods at its next re-read; requests
+        // with a token trigger it.
+        call(b, "GET", "/v1/auth/token/lookup-self", Some(root), Value::Null).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        logged_in,
+        (true, true),
+        "userpass and AppRole logins on the other server"
+    );
 }
 
 async fn shared_tokens_policies_and_audit(a: &axum::Router, b: &axum::Router, root: &str) {
