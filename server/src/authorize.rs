@@ -31,6 +31,21 @@ pub(crate) fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &Toke
                 Err(error) => return Err(ApiError::from(error)),
             },
             _ => match open.mounts.find(path) {
+                // As on `transit/`: an encrypt that would create its key needs `create`.
+                Some((mount_path, mount)) if mount.kind == "transit" => {
+                    let rest = path.strip_prefix(mount_path.as_str()).unwrap_or_default();
+                    match rest.strip_prefix("/encrypt/").map(encrypted_attr::KeyName::new) {
+                        Some(Ok(name)) => {
+                            let engine = open.transit_mounts.engine(&mount).map_err(ApiError::from)?;
+                            match encrypted_attr::TransitEngine::read_key(&*engine, &name) {
+                                Ok(_) => Capability::Update,
+                                Err(encrypted_attr::Error::KeyNotFound { .. }) => Capability::Create,
+                                Err(error) => return Err(ApiError::from(error)),
+                            }
+                        }
+                        _ => Capability::Update,
+                    }
+                }
                 // A write that creates a KV entry needs `create`, as in Vault.
                 Some((mount_path, mount)) if mount.kind == "kv" => {
                     let rest = path.strip_prefix(mount_path.as_str()).unwrap_or_default();

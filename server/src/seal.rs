@@ -24,6 +24,7 @@ use crate::shamir;
 use crate::stores::mounts::{MountEntry, MountError, MountTable};
 use crate::stores::policies::PolicyStore;
 use crate::stores::tokens::{NewTokenRequest, TokenStore};
+use crate::stores::transit_mounts::{EngineSource, TransitMounts};
 
 const SEAL_CONFIG_PATH: &str = "core/seal-config";
 const ROOT_KEY_PATH: &str = "core/root-key";
@@ -44,6 +45,8 @@ pub(crate) struct Unsealed {
     pub(crate) logins: crate::stores::lockout::Lockouts,
     /// What the mounted engines keep their data in.
     pub(crate) barrier: Arc<Barrier>,
+    /// The engines of transit mounts at other paths than `transit/`.
+    pub(crate) transit_mounts: TransitMounts,
     /// When policies, audit devices and mounts are next re-read from storage (milliseconds
     /// since this value was made; persistent servers only).
     next_refresh: AtomicU64,
@@ -64,6 +67,7 @@ impl Unsealed {
     fn open(
         engine: Arc<LocalEngine>,
         barrier: &Arc<Barrier>,
+        engines: EngineSource,
         shared_cache_lifetime: Duration,
     ) -> Result<Self, encrypted_attr::Error> {
         Ok(Self {
@@ -75,6 +79,7 @@ impl Unsealed {
             auth_methods: MountTable::auth_methods(barrier.clone())?,
             logins: crate::stores::lockout::Lockouts::default(),
             barrier: barrier.clone(),
+            transit_mounts: TransitMounts::new(engines),
             next_refresh: AtomicU64::new(0),
             born: Instant::now(),
             shared_cache_lifetime,
@@ -212,7 +217,8 @@ impl Seal {
     /// Unsealed from the start over an in-memory engine (dev mode).
     pub(crate) fn dev(engine: Arc<LocalEngine>, root_token_id: Option<&str>) -> Result<(Self, RootToken), StartError> {
         let barrier = crate::stores::memory_barrier().map_err(StartError::Stores)?;
-        let open = Unsealed::open(engine, &barrier, Duration::ZERO).map_err(StartError::Stores)?;
+        let open =
+            Unsealed::open(engine, &barrier, EngineSource::Memory, Duration::ZERO).map_err(StartError::Stores)?;
         // As Vault's dev mode: a KV version 2 mount at `secret/`.
         let options = std::collections::BTreeMap::from([("version".to_owned(), "2".to_owned())]);
         let secret = MountEntry::new("kv", "key/value secret storage".to_owned(), Some(options));
@@ -377,12 +383,13 @@ impl Seal {
         // marks the server initialised. The barrier's check entry is written only
         // on empty storage, atomically: of two servers initialising one storage at
         // once, the second finds the first's entry and stops here.
-        let engine = LocalEngine::with_storage(storage.clone(), &root, engine_options()).map_err(|e| match e {
-            encrypted_attr::Error::WrongRootKey | encrypted_attr::Error::CorruptStorage { .. } => {
-                SealError::InitializedElsewhere
-            }
-            other => SealError::Storage(other),
-        })?;
+        let engine =
+            LocalEngine::with_storage(storage.clone(), &root, shared_engine_options()).map_err(|e| match e {
+                encrypted_attr::Error::WrongRootKey | encrypted_attr::Error::CorruptStorage { .. } => {
+                    SealError::InitializedElsewhere
+                }
+                other => SealError::Storage(other),
+            })?;
         let tokens = TokenStore::open(Arc::new(Barrier::open(storage.clone(), &root)?))?;
         let token = tokens.create(root_token_request(None))?;
         drop((engine, tokens));
@@ -460,12 +467,13 @@ impl Seal {
         let kek = RootKey::from_bytes(kek_bytes);
         let wrapped = storage.get(ROOT_KEY_PATH)?.ok_or(SealError::RootKeyMissing)?;
         let root = RootKey::unwrap(&wrapped, &kek, ROOT_KEY_PATH).map_err(|_| SealError::WrongShares)?;
-        let engine = LocalEngine::with_storage(storage.clone(), &root, engine_options())?;
-        let barrier = Arc::new(Barrier::open(storage, &root)?);
+        let engine = LocalEngine::with_storage(storage.clone(), &root, shared_engine_options())?;
+        let barrier = Arc::new(Barrier::open(storage.clone(), &root)?);
         // The engine's own refresh interval, plus room for a use that had fetched
         // the key just before its refresh fell due to finish.
         let lifetime = SHARED_STATE_REFRESH + Duration::from_millis(500);
-        Ok(Unsealed::open(Arc::new(engine), &barrier, lifetime)?)
+        let engines = EngineSource::Storage { storage, root };
+        Ok(Unsealed::open(Arc::new(engine), &barrier, engines, lifetime)?)
     }
 
     /// Forgets the keys (they stay sealed in storage).
@@ -518,7 +526,7 @@ pub(crate) fn server_engine_options() -> EngineOptions {
 
 /// Engine options of a persistent server: storage may be shared with other servers,
 /// so keys are also re-read every [`SHARED_STATE_REFRESH`] to see their rotations.
-fn engine_options() -> EngineOptions {
+pub(crate) fn shared_engine_options() -> EngineOptions {
     server_engine_options().refresh_interval(SHARED_STATE_REFRESH)
 }
 

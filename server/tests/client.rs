@@ -741,6 +741,20 @@ fn differential_against_openbao() {
         ("DELETE", "auth/approle/role/app", None),
         ("GET", "auth/approle/role/app", None),
         ("DELETE", "sys/auth/approle", None),
+        // Transit at another path: its own keys.
+        ("POST", "sys/mounts/transit2", Some(r#"{"type": "transit"}"#.into())),
+        ("POST", "transit2/keys/other", Some("{}".into())),
+        (
+            "POST",
+            "transit2/encrypt/other",
+            Some(format!(r#"{{"plaintext": "{p}"}}"#)),
+        ),
+        ("GET", "transit2/keys/other", None),
+        ("LIST", "transit2/keys", None),
+        ("GET", "transit/keys/other", None),
+        ("GET", "sys/mounts/transit2", None),
+        ("DELETE", "sys/mounts/transit2", None),
+        ("GET", "transit2/keys/other", None),
     ];
     // Known, documented differences (docs/server.md): (path, what).
     let mut mismatches = Vec::new();

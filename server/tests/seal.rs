@@ -151,6 +151,28 @@ async fn init_unseal_restart_seal() {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    // Transit at another path: its own keys, kept across the restart below.
+    let (status, _) = call(
+        &s,
+        "POST",
+        "/v1/sys/mounts/payments/transit",
+        Some(&root),
+        json!({"type": "transit"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/v1/payments/transit/encrypt/cards",
+        Some(&root),
+        json!({"plaintext": "c2VjcmV0"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mounted_ct = body["data"]["ciphertext"].clone();
+    let (status, _) = call(&s, "GET", "/v1/transit/keys/cards", Some(&root), Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "each mount has its own keys");
     let raw = std::fs::read_to_string(&path).unwrap();
     assert!(!raw.contains(&root), "tokens are stored hashed, sealed");
     assert!(!raw.contains("kv-value-in-clear?"), "KV values are stored sealed");
@@ -186,6 +208,19 @@ async fn init_unseal_restart_seal() {
         (status, body["data"]["plaintext"].clone()),
         (StatusCode::OK, json!("c2VjcmV0")),
         "{body}"
+    );
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/v1/payments/transit/decrypt/cards",
+        Some(&root),
+        json!({"ciphertext": mounted_ct}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["data"]["plaintext"].clone()),
+        (StatusCode::OK, json!("c2VjcmV0")),
+        "a mounted transit engine's keys survive a restart: {body}"
     );
     let (status, body) = call(&s, "GET", "/v1/team/kv/db", Some(&root), Value::Null).await;
     assert_eq!(

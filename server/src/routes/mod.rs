@@ -27,7 +27,14 @@ pub(crate) fn route(
 ) -> ApiResult {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["transit", rest @ ..] => transit::route(state, op, rest, params),
+        ["transit", rest @ ..] => {
+            let default = transit::Transit {
+                engine: &state.engine,
+                shared_cache_lifetime: state.shared_cache_lifetime,
+                mount_path: "transit",
+            };
+            transit::route(&default, op, rest, params)
+        }
         ["auth", "token", rest @ ..] => auth::token::route(state, op, rest, params, token, entry),
         ["auth", _, ..] => auth::route(state, op, path.strip_prefix("auth/").unwrap_or_default(), params),
         ["sys", rest @ ..] => sys::route(state, op, path, rest, params, entry),
@@ -35,6 +42,21 @@ pub(crate) fn route(
             Some((mount_path, mount)) if mount.kind == "kv" => {
                 let rest = path.strip_prefix(mount_path.as_str()).unwrap_or_default();
                 kv::route(state, op, &mount_path, &mount, rest.trim_start_matches('/'), params)
+            }
+            Some((mount_path, mount)) if mount.kind == "transit" => {
+                let engine = state.transit_mounts.engine(&mount)?;
+                let mounted = transit::Transit {
+                    engine: &engine,
+                    shared_cache_lifetime: state.shared_cache_lifetime,
+                    mount_path: &mount_path,
+                };
+                let rest: Vec<&str> = path
+                    .strip_prefix(mount_path.as_str())
+                    .unwrap_or_default()
+                    .trim_matches('/')
+                    .split('/')
+                    .collect();
+                transit::route(&mounted, op, &rest, params)
             }
             _ => Err(crate::http::ApiError::NoRoute(path.trim_end_matches('/').to_owned())),
         },

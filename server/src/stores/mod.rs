@@ -10,7 +10,9 @@
 pub(crate) mod lockout;
 pub(crate) mod mounts;
 pub(crate) mod policies;
+pub(crate) mod prefixed;
 pub(crate) mod tokens;
+pub(crate) mod transit_mounts;
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;

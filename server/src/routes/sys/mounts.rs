@@ -1,7 +1,7 @@
 //! `sys/mounts` and `sys/mounts/:path` (and `/tune`): list, read, enable and
 //! disable secrets engines; `sys/internal/ui/mounts/:path`, which Vault's CLI asks
-//! for a KV mount's version. `kv` (versions 1 and 2) can be mounted at any free
-//! path; transit is served at `transit/` (another transit mount is refused).
+//! for a KV mount's version. `kv` (versions 1 and 2) and `transit` can be mounted
+//! at any free path; `transit/` itself is built in.
 
 use std::collections::BTreeMap;
 
@@ -37,9 +37,13 @@ pub(super) fn mount(state: &Unsealed, op: Operation, path: &str, params: &Params
             if let Some(removed) = state.mounts.disable(path)? {
                 // The data goes with the mount: a later mount at the same path
                 // starts empty (it has another uuid, so another storage prefix).
-                let values = super::super::kv::values(&state.barrier, &removed);
-                for name in values.names_under("")? {
-                    values.delete(&name)?;
+                if removed.kind == "transit" {
+                    state.transit_mounts.remove(&removed)?;
+                } else {
+                    let values = super::super::kv::values(&state.barrier, &removed);
+                    for name in values.names_under("")? {
+                        values.delete(&name)?;
+                    }
                 }
             }
             Ok(Reply::NoContent)
@@ -107,11 +111,7 @@ fn enable(state: &Unsealed, path: &str, params: &Params<'_>) -> ApiResult {
             "kv"
         }
         "kv" | "generic" => "kv",
-        "transit" => {
-            return Err(ApiError::BadRequest(
-                "transit is served at transit/ only; mounting it at another path is not supported yet".into(),
-            ));
-        }
+        "transit" => "transit",
         other => return Err(ApiError::BadRequest(format!("unknown backend type: {other:?}"))),
     };
     if let Some(version) = options.as_ref().and_then(|o| o.get("version"))

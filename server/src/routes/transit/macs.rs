@@ -8,10 +8,10 @@ use encrypted_attr::wire_names::{
     BATCH_INPUT, BATCH_RESULTS, ERROR, HMAC, INPUT, KEY_VERSION, REFERENCE, SIGNATURE, VALID,
 };
 
+use super::Transit;
 use crate::encoding::{decode_base64, encode_base64};
 use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
-use crate::seal::Unsealed;
 
 /// The parameters `transit/hmac/:name[/:algorithm]` reads.
 const HMAC_PARAMS: &[&str] = &["algorithm", KEY_VERSION, INPUT, BATCH_INPUT];
@@ -46,7 +46,7 @@ fn input(params: &Params<'_>, missing: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>, params: &Params<'_>) -> ApiResult {
+pub(super) fn hmac(state: &Transit<'_>, name: &KeyName, url_algorithm: Option<&str>, params: &Params<'_>) -> ApiResult {
     let algorithm = algorithm(url_algorithm, params, &["algorithm"])?;
     let version = match params.int(KEY_VERSION)? {
         None | Some(0) => None,
@@ -94,7 +94,12 @@ pub(super) fn hmac(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>
     }
 }
 
-pub(super) fn verify(state: &Unsealed, name: &KeyName, url_algorithm: Option<&str>, params: &Params<'_>) -> ApiResult {
+pub(super) fn verify(
+    state: &Transit<'_>,
+    name: &KeyName,
+    url_algorithm: Option<&str>,
+    params: &Params<'_>,
+) -> ApiResult {
     let algorithm = algorithm(url_algorithm, params, &["hash_algorithm", "algorithm"])?;
     state.engine.read_key(name).map_err(request_error)?;
     let check = |item: &Params<'_>| -> Result<bool, String> {
@@ -150,7 +155,7 @@ fn format_bytes(bytes: &[u8], format: Option<String>, default: &str) -> Result<V
     }
 }
 
-pub(super) fn random(state: &Unsealed, url: &[&str], params: &Params<'_>) -> ApiResult {
+pub(super) fn random(state: &Transit<'_>, url: &[&str], params: &Params<'_>) -> ApiResult {
     // URL forms: random, random/<bytes>, random/<source>, random/<source>/<bytes>.
     let (source, bytes_in_url) = match url {
         [] => (None, None),

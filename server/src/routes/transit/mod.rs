@@ -10,10 +10,18 @@ use encrypted_attr::{Error, KeyName};
 use crate::http::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::request::Operation;
-use crate::seal::Unsealed;
 
-/// Dispatches a request below `transit/`.
-pub(crate) fn route(state: &Unsealed, op: Operation, path: &[&str], params: &Params<'_>) -> ApiResult {
+/// One transit mount: its engine (the server's own at `transit/`, or a mount's
+/// at another path), and how long other servers may keep using a deleted key.
+pub(crate) struct Transit<'a> {
+    pub(crate) engine: &'a encrypted_attr::LocalEngine,
+    pub(crate) shared_cache_lifetime: std::time::Duration,
+    /// The mount's path, for Vault's "unsupported path" texts.
+    pub(crate) mount_path: &'a str,
+}
+
+/// Dispatches a request below a transit mount (`path`: the segments after it).
+pub(crate) fn route(state: &Transit<'_>, op: Operation, path: &[&str], params: &Params<'_>) -> ApiResult {
     use Operation::{Delete, List, Read, Update};
     match (path, op) {
         (["keys"] | ["keys", ""], List) => keys::list(state),
@@ -52,7 +60,11 @@ pub(crate) fn route(state: &Unsealed, op: Operation, path: &[&str], params: &Par
             | ["hash", ..],
             _,
         ) => Err(ApiError::UnsupportedOperation),
-        _ => Err(ApiError::UnsupportedPath(format!("transit/{}", path.join("/")))),
+        _ => Err(ApiError::UnsupportedPath(format!(
+            "{}/{}",
+            state.mount_path,
+            path.join("/")
+        ))),
     }
 }
 
