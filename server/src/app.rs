@@ -190,12 +190,14 @@ fn spawn_storage_probe(state: &Arc<AppState>) {
                 state.seal.pick_up_initialization();
                 // Keys re-read here stay fresh for requests, which then never all
                 // re-read one key at once when its refresh interval passes.
-                if let Some(open) = state.seal.unsealed()
-                    && let Err(error) = open
+                if let Some(open) = state.seal.unsealed() {
+                    if let Err(error) = open
                         .engine
                         .refresh_keys_older_than(crate::monitored::PROBE_INTERVAL / 2)
-                {
-                    tracing::warn!(%error, "keys could not be re-read in the background");
+                    {
+                        tracing::warn!(%error, "keys could not be re-read in the background");
+                    }
+                    open.reload_mount_tables();
                 }
             })
             .await;
@@ -256,8 +258,20 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
         query.remove("list");
         return crate::routes::sys::health::health(&state.seal, &Params::new(query), parts.method == Method::HEAD);
     }
+    // A path with an empty, `.` or `..` segment is refused before anything else:
+    // policies match the path as written, so `secret//data/x` must not reach an
+    // engine that reads it as `secret/data/x`.
+    if bare_path
+        .split('/')
+        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
+        return ApiError::UnsupportedPath(bare_path).into_response();
+    }
     // Logins come without a token too, but are audited like any other request.
-    let login = crate::routes::auth::is_login(&bare_path, op);
+    let login = state
+        .seal
+        .unsealed()
+        .is_some_and(|open| crate::routes::auth::is_login(&open, &bare_path, op));
     let unauthenticated = login || seal_routes::is_unauthenticated(&bare_path, op);
     let limits = state.limits;
     let mut token = None;

@@ -13,10 +13,36 @@ use crate::stores::tokens::TokenEntry;
 /// create its key; `sudo` as well on root-protected paths).
 pub(crate) fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &TokenEntry) -> Result<(), ApiError> {
     let path = path.trim_end_matches('/');
-    // Which engine serves a path, and its options, is told to any valid token: it
-    // is how Vault's CLI finds a KV mount's version before the request it makes.
-    if op == Operation::Read && path.starts_with("sys/internal/ui/mounts/") {
-        return Ok(());
+    // Which engine serves a path, and its options, is told to a token that may do
+    // something there: it is how Vault's CLI finds a KV mount's version before the
+    // request it makes (on a KV v2 mount, below `data/` or `metadata/`).
+    if op == Operation::Read
+        && let Some(inner) = path.strip_prefix("sys/internal/ui/mounts/")
+    {
+        let mut candidates = vec![inner.to_owned(), format!("{inner}/")];
+        if let Some((mount_path, _)) = open.mounts.find(inner) {
+            let rest = inner.strip_prefix(mount_path.as_str()).unwrap_or_default();
+            for area in ["data", "metadata"] {
+                candidates.push(format!("{mount_path}/{area}{rest}"));
+                candidates.push(format!("{mount_path}/{area}{rest}/"));
+            }
+        }
+        let any = [
+            Capability::Read,
+            Capability::List,
+            Capability::Update,
+            Capability::Create,
+            Capability::Delete,
+        ];
+        let allowed = candidates.iter().any(|candidate| {
+            let caps = open.policies.check(&entry.policies, candidate);
+            any.iter().any(|c| caps.allows(*c))
+        });
+        return if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::PermissionDenied)
+        };
     }
     let needed = match op {
         Operation::Read => Capability::Read,
@@ -66,7 +92,8 @@ pub(crate) fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &Toke
     let root_protected = path == "sys/seal"
         || path == "sys/audit"
         || path.starts_with("sys/audit/")
-        || path.starts_with("sys/leases/revoke-prefix/");
+        || path.starts_with("sys/leases/revoke-prefix/")
+        || path.starts_with("sys/auth/");
     if allowed && (!root_protected || caps.allows(Capability::Sudo)) {
         Ok(())
     } else {

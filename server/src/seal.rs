@@ -109,10 +109,21 @@ impl Unsealed {
         if !self.shared_cache_lifetime.is_zero() {
             self.policies.reload();
             self.audit.reload();
-            self.mounts.reload();
-            self.auth_methods.reload();
+            self.reload_mount_tables();
         }
         self.audit.reopen_moved();
+    }
+}
+
+impl Unsealed {
+    /// Re-reads the mount tables (the storage probe does it too, so a server that
+    /// only serves logins still sees auth methods enabled elsewhere), and closes
+    /// the engines of transit mounts that are gone.
+    pub(crate) fn reload_mount_tables(&self) {
+        self.mounts.reload();
+        self.auth_methods.reload();
+        let mounted: Vec<MountEntry> = self.mounts.list().into_iter().map(|(_, entry)| entry).collect();
+        self.transit_mounts.retain(&mounted);
     }
 }
 
@@ -556,6 +567,7 @@ fn root_token_request(id: Option<&str>) -> NewTokenRequest<'_> {
         id,
         parent: None,
         path: "auth/token/root",
+        max_ttl: None,
     }
 }
 

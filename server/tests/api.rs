@@ -986,3 +986,136 @@ async fn userpass_logins_lock_out_after_repeated_failures() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// What the review of the auth methods found, each pinned: no root tokens from
+/// auth methods; a path with an empty segment never reaches an engine (policies
+/// match paths as written); `sys/auth` needs sudo; a user named `login` is
+/// administered, not logged in; revocation by path respects segments; a secret
+/// ID cannot loosen its role's limits; disabling a method revokes its tokens.
+#[tokio::test]
+async fn auth_methods_hold_their_security_boundaries() {
+    let s = Server::new();
+    for (path, kind) in [
+        ("userpass", "userpass"),
+        ("userpass2", "userpass"),
+        ("approle", "approle"),
+    ] {
+        let (status, _) = s.post(&format!("/v1/sys/auth/{path}"), json!({ "type": kind })).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (status, body) = s
+        .post(
+            "/v1/auth/userpass/users/eve",
+            json!({"password": "p", "token_policies": "root"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"errors": ["auth methods cannot create root tokens"]})
+        )
+    );
+    let (status, _) = s
+        .post("/v1/auth/approle/role/r", json!({"policies": ["default", "root"]}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // `secret//data/x` is not `secret/data/x`.
+    let (status, _) = s.post("/v1/secret//data/x", json!({"data": {"a": "b"}})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s.post("/v1/secret/./data/x", json!({"data": {"a": "b"}})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A token with `update` but not `sudo` on sys/auth cannot change auth methods.
+    let (status, _) = s
+        .call(
+            "PUT",
+            "/v1/sys/policy/auth-admin",
+            Some(ROOT),
+            Some(json!({"policy": "path \"sys/auth/*\" { capabilities = [\"create\", \"update\", \"delete\"] }"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, made) = s
+        .post("/v1/auth/token/create", json!({"policies": ["auth-admin"]}))
+        .await;
+    let admin = made["auth"]["client_token"].as_str().unwrap().to_owned();
+    let (status, _) = s.call("DELETE", "/v1/sys/auth/userpass", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "sudo is needed");
+
+    // A user named `login` is a user like any other.
+    let (status, _) = s.post("/v1/auth/userpass/users/login", json!({"password": "pw"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = s.get("/v1/auth/userpass/users/login").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = s
+        .call(
+            "POST",
+            "/v1/auth/userpass/users/login",
+            None,
+            Some(json!({"password": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "not taken for a login: it needs a token");
+
+    // Revocation by path takes whole segments.
+    let login = |mount: &'static str| {
+        let s = &s;
+        async move {
+            let (status, _) = s
+                .post(&format!("/v1/auth/{mount}/users/u"), json!({"password": "pw"}))
+                .await;
+            assert_eq!(status, StatusCode::NO_CONTENT);
+            let (status, body) = s
+                .call(
+                    "POST",
+                    &format!("/v1/auth/{mount}/login/u"),
+                    None,
+                    Some(json!({"password": "pw"})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["auth"]["client_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let (first, second) = (login("userpass").await, login("userpass2").await);
+    let (status, _) = s
+        .call(
+            "PUT",
+            "/v1/sys/leases/revoke-prefix/auth/userpass",
+            Some(ROOT),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let lookup = |token: String| {
+        let s = &s;
+        async move { s.call("GET", "/v1/auth/token/lookup-self", Some(&token), None).await.0 }
+    };
+    assert_eq!(lookup(first).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        lookup(second.clone()).await,
+        StatusCode::OK,
+        "auth/userpass2 is another path"
+    );
+
+    // Disabling a method revokes the tokens it made.
+    let (status, _) = s.call("DELETE", "/v1/sys/auth/userpass2", Some(ROOT), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(lookup(second).await, StatusCode::FORBIDDEN);
+
+    // A secret ID can tighten its role's limits, not loosen them.
+    let (status, _) = s
+        .post(
+            "/v1/auth/approle/role/r",
+            json!({"secret_id_num_uses": 1, "secret_id_ttl": "10m"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = s
+        .post("/v1/auth/approle/role/r/secret-id", json!({"num_uses": 0, "ttl": 0}))
+        .await;
+    assert_eq!(body["data"]["secret_id_num_uses"], 1);
+    assert_eq!(body["data"]["secret_id_ttl"], 600);
+}

@@ -38,7 +38,22 @@ pub(super) fn parse(text: &str) -> Result<VaultConfig, StartError> {
     let value: Value = if text.trim_start().starts_with('{') {
         serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?
     } else {
-        hcl::from_str(text).map_err(|e| invalid(e.to_string()))?
+        // The parser's message quotes the offending line, which may hold a
+        // password (`connection_url`): only its position is reported.
+        hcl::from_str(text).map_err(|e| {
+            let message = e.to_string();
+            let line: String = message
+                .split("line ")
+                .nth(1)
+                .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect())
+                .unwrap_or_default();
+            let position = if line.is_empty() {
+                String::new()
+            } else {
+                format!(" (line {line})")
+            };
+            invalid(format!("not valid HCL{position}"))
+        })?
     };
     let Value::Object(top) = value else {
         return Err(invalid("expected blocks and settings".into()));
@@ -62,6 +77,13 @@ pub(super) fn parse(text: &str) -> Result<VaultConfig, StartError> {
                 if let Some((kind, settings)) = listeners.into_iter().next() {
                     read_listener(&kind, &settings, &mut file, &mut ignored)?;
                 }
+            }
+            // A seal this server does not have would leave the storage weaker
+            // than the operator configured: refused, not ignored.
+            "seal" => {
+                return Err(StartError::Config(
+                    "a seal block is not supported: this server seals with Shamir shares only".into(),
+                ));
             }
             other => ignored.push(other.to_owned()),
         }
@@ -177,6 +199,16 @@ fn read_listener(
             cert: cert.into(),
             key: key.into(),
         });
+    }
+    // A TLS setting that cannot be applied (client certificates, versions,
+    // ciphers) would leave the listener weaker than configured: refused.
+    if let Some(tls) = settings
+        .keys()
+        .find(|k| k.starts_with("tls_") && !matches!(k.as_str(), "tls_disable" | "tls_cert_file" | "tls_key_file"))
+    {
+        return Err(StartError::Config(format!(
+            "listener \"tcp\" {tls} is not supported; remove it or use a proxy that applies it"
+        )));
     }
     let known = ["address", "tls_disable", "tls_cert_file", "tls_key_file"];
     ignored.extend(

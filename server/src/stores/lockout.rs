@@ -32,30 +32,39 @@ impl Lockouts {
         self.users.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether `user` is locked out now.
-    pub(crate) fn is_locked(&self, user: &str) -> bool {
-        self.users()
-            .get(user)
-            .and_then(|f| f.locked_until)
-            .is_some_and(|until| Instant::now() < until)
-    }
-
-    /// Records a failed login; the one that reaches the threshold locks the user.
-    pub(crate) fn failed(&self, user: &str) {
+    /// Starts a login attempt for `user`: `false` if the user is locked out.
+    /// The attempt counts as a failure from this moment (a success clears the
+    /// count again), so guesses sent in parallel cannot all slip in before the
+    /// lockout; the attempt that reaches the threshold is still checked.
+    pub(crate) fn attempt(&self, user: &str) -> bool {
         let now = Instant::now();
         let mut users = self.users();
-        if users.len() >= MAX_TRACKED {
+        if users.len() >= MAX_TRACKED && !users.contains_key(user) {
             users.retain(|_, f| {
                 f.locked_until.is_some_and(|until| now < until) || now.duration_since(f.first) < COUNTER_RESET
             });
+            if users.len() >= MAX_TRACKED {
+                // Still full of live counts: make room by dropping one that is
+                // not a lockout, so memory stays bounded.
+                let unlocked = users
+                    .iter()
+                    .find(|(_, f)| f.locked_until.is_none())
+                    .map(|(name, _)| name.clone());
+                if let Some(name) = unlocked {
+                    users.remove(&name);
+                }
+            }
         }
         let failures = users.entry(user.to_owned()).or_insert(Failures {
             count: 0,
             first: now,
             locked_until: None,
         });
-        let lock_over = failures.locked_until.is_some_and(|until| now >= until);
-        if lock_over || (failures.locked_until.is_none() && now.duration_since(failures.first) >= COUNTER_RESET) {
+        if failures.locked_until.is_some_and(|until| now < until) {
+            return false;
+        }
+        let lock_over = failures.locked_until.is_some();
+        if lock_over || now.duration_since(failures.first) >= COUNTER_RESET {
             *failures = Failures {
                 count: 0,
                 first: now,
@@ -63,9 +72,10 @@ impl Lockouts {
             };
         }
         failures.count += 1;
-        if failures.count >= LOCKOUT_THRESHOLD && failures.locked_until.is_none() {
+        if failures.count >= LOCKOUT_THRESHOLD {
             failures.locked_until = Some(now + LOCKOUT_DURATION);
         }
+        true
     }
 
     /// A successful login: the count starts again.
@@ -79,19 +89,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_fifth_failure_locks_and_a_success_clears_the_count() {
+    fn the_fifth_attempt_locks_and_a_success_clears_the_count() {
         let logins = Lockouts::default();
         for _ in 0..LOCKOUT_THRESHOLD - 1 {
-            logins.failed("m/alice");
+            assert!(logins.attempt("m/alice"));
         }
-        assert!(!logins.is_locked("m/alice"));
         logins.succeeded("m/alice");
         for _ in 0..LOCKOUT_THRESHOLD - 1 {
-            logins.failed("m/alice");
+            assert!(logins.attempt("m/alice"), "the count started again after a success");
         }
-        assert!(!logins.is_locked("m/alice"), "the count started again after a success");
-        logins.failed("m/alice");
-        assert!(logins.is_locked("m/alice"));
-        assert!(!logins.is_locked("m/bob"), "per user");
+        assert!(logins.attempt("m/alice"), "the fifth attempt is still checked");
+        assert!(!logins.attempt("m/alice"), "then the user is locked out");
+        assert!(logins.attempt("m/bob"), "per user");
     }
 }

@@ -50,6 +50,7 @@ pub(crate) fn decode_json<R: serde::de::DeserializeOwned>(bytes: &[u8]) -> Optio
 pub(crate) enum Change<R> {
     Keep,
     Put(R),
+    Delete,
 }
 
 /// The records of one family: `<prefix><name>` in the barrier, each a `R`.
@@ -103,8 +104,25 @@ impl<R: Record> SealedRecords<R> {
             &mut |current| match change(current.and_then(R::decode)) {
                 Change::Keep => Ok(Update::Keep),
                 Change::Put(record) => record.encode().map(Update::Put),
+                Change::Delete => Ok(Update::Delete),
             },
         )
+    }
+
+    /// Stores `record` under `name` unless storage holds something there
+    /// already, in one atomic update: whether it was stored.
+    pub(crate) fn put_if_absent(&self, name: &str, record: &R) -> Result<bool, Error> {
+        let bytes = record.encode()?;
+        let mut created = false;
+        self.barrier.update(&self.path(name), &mut |current| {
+            created = current.is_none();
+            Ok(if created {
+                Update::Put(bytes.clone())
+            } else {
+                Update::Keep
+            })
+        })?;
+        Ok(created)
     }
 
     /// The names stored under `<prefix><under>` (whole names, `under` included).
@@ -238,6 +256,21 @@ impl<E: Mirrored> MirrorChange<'_, E> {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(name.to_owned(), entry);
         Ok(())
+    }
+
+    /// Stores `entry`'s record under `name` only if storage holds nothing there
+    /// (another server may have just made one): `false`, and nothing changed,
+    /// if it did.
+    pub(crate) fn insert_new(&self, name: &str, entry: E) -> Result<bool, Error> {
+        let created = self.mirror.records.put_if_absent(name, entry.record())?;
+        if created {
+            self.mirror
+                .entries
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(name.to_owned(), entry);
+        }
+        Ok(created)
     }
 
     /// Deletes record `name` from storage, then from memory.

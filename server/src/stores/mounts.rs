@@ -236,7 +236,11 @@ impl MountTable {
         if let Some(existing) = conflict {
             return Err(MountError::Invalid(format!("path is already in use at {existing}")));
         }
-        change.insert(path, entry)?;
+        // Another server sharing storage may have mounted the same path since
+        // this table was last re-read: only an absent entry is written.
+        if !change.insert_new(path, entry)? {
+            return Err(MountError::Invalid(format!("path is already in use at {with_slash}")));
+        }
         Ok(())
     }
 

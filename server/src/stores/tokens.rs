@@ -60,6 +60,9 @@ pub(crate) struct TokenEntry {
     parent: Option<[u8; 32]>,
     /// The path that made it (`auth/token/create`, `auth/token/create-orphan`).
     pub(crate) path: String,
+    /// The longest it may live from issue, when shorter than the system's (a
+    /// login's user or role `token_max_ttl`): renewals stop there.
+    pub(crate) max_ttl: Option<Duration>,
     /// Salted hash of the token, checked again in constant time after lookup.
     hash: [u8; 32],
 }
@@ -90,6 +93,8 @@ pub(crate) struct StoredToken {
     parent: Option<String>,
     #[serde(default)]
     path: String,
+    #[serde(default)]
+    max_ttl: Option<u64>,
 }
 
 impl Record for StoredToken {
@@ -244,6 +249,8 @@ pub(crate) struct NewTokenRequest<'a> {
     pub(crate) parent: Option<&'a TokenEntry>,
     /// The path that makes it.
     pub(crate) path: &'a str,
+    /// The longest it may live from issue, if shorter than the system's.
+    pub(crate) max_ttl: Option<Duration>,
 }
 
 /// A freshly made token: shown once to whoever asked for it.
@@ -457,6 +464,7 @@ impl TokenStore {
             last_renewal: None,
             parent: request.parent.map(|p| p.hash),
             path: request.path.to_owned(),
+            max_ttl: request.max_ttl,
             hash,
         };
         // The index first: a child in storage is always findable from its parent.
@@ -576,17 +584,20 @@ impl TokenStore {
         Ok(true)
     }
 
-    /// Revokes every token made on a path starting with `prefix` (a login mount's
-    /// tokens, say), and their descendants; returns how many. Reads every stored
-    /// token: an operator's action, not a request path.
+    /// Revokes every token made on `prefix` or a path below it (whole segments:
+    /// `auth/userpass` does not take `auth/userpass2/…`), and their descendants;
+    /// returns how many. Reads every stored token: an operator's action, not a
+    /// request path.
     pub(crate) fn revoke_prefix(&self, prefix: &str) -> Result<usize, encrypted_attr::Error> {
+        let prefix = prefix.trim_end_matches('/');
+        let below = format!("{prefix}/");
         let mut revoked = 0;
         for name in self.entries.names_under("")? {
             let Some(stored) = self.entries.get(&name)? else {
                 continue;
             };
             let Some(hash) = parse_hash(&name) else { continue };
-            if stored.path.starts_with(prefix) {
+            if !prefix.is_empty() && (stored.path == prefix || stored.path.starts_with(&below)) {
                 self.forget(&hash)?;
                 self.revoke_descendants(&hash, 0)?;
                 revoked += 1;
@@ -670,9 +681,8 @@ fn extend(entry: &TokenEntry, increment: Option<Duration>, now: SystemTime) -> R
         return Err(RenewError::NotRenewable);
     };
     let wanted = increment.filter(|d| !d.is_zero()).unwrap_or(last_ttl);
-    let room = (entry.issued + MAX_TOKEN_TTL)
-        .duration_since(now)
-        .unwrap_or(Duration::ZERO);
+    let ceiling = entry.max_ttl.map_or(MAX_TOKEN_TTL, |own| own.min(MAX_TOKEN_TTL));
+    let room = (entry.issued + ceiling).duration_since(now).unwrap_or(Duration::ZERO);
     let granted = wanted.min(room);
     let warning = (granted < wanted).then(|| {
         format!(
@@ -703,6 +713,7 @@ impl From<&TokenEntry> for StoredToken {
             last_renewal: entry.last_renewal.map(unix),
             parent: entry.parent.as_ref().map(|p| crate::encoding::encode_hex(p)),
             path: entry.path.clone(),
+            max_ttl: entry.max_ttl.map(|d| d.as_secs()),
         }
     }
 }
@@ -719,6 +730,7 @@ impl StoredToken {
             last_renewal: self.last_renewal.map(|t| UNIX_EPOCH + Duration::from_secs(t)),
             parent: self.parent.as_deref().and_then(parse_hash),
             path: self.path,
+            max_ttl: self.max_ttl.map(Duration::from_secs),
             hash,
         }
     }
@@ -743,6 +755,7 @@ mod tests {
                 id: Some(id),
                 parent,
                 path: "auth/token/create",
+                max_ttl: None,
             })
             .expect("token")
             .entry
@@ -763,6 +776,7 @@ mod tests {
                 id: None,
                 parent: None,
                 path: "",
+                max_ttl: None,
             })
             .expect("token");
         let token = String::from_utf8(made.token.expose_secret().to_vec()).expect("ascii");
@@ -844,5 +858,26 @@ mod tests {
         assert!(matches!(theirs.renew("t1", None), Err(RenewError::Storage(_))));
         storage.reads_fail.store(false, Ordering::SeqCst);
         assert!(theirs.renew("t1", None).is_ok());
+    }
+
+    #[test]
+    fn a_tokens_own_max_ttl_caps_its_renewals() {
+        let store = TokenStore::open(super::super::memory_barrier().expect("barrier")).expect("store");
+        let made = store
+            .create(NewTokenRequest {
+                policies: vec!["default".into()],
+                ttl: Some(Duration::from_secs(60)),
+                renewable: true,
+                id: Some("capped"),
+                parent: None,
+                path: "auth/userpass/login/u",
+                max_ttl: Some(Duration::from_secs(120)),
+            })
+            .expect("token");
+        let renewed = store.renew("capped", Some(Duration::from_secs(3600))).expect("renews");
+        let granted = renewed.entry.ttl.expect("a TTL");
+        assert!(granted <= Duration::from_secs(120), "{granted:?}");
+        assert!(renewed.warning.is_some(), "Vault's warning when capped");
+        assert_eq!(made.entry.max_ttl, Some(Duration::from_secs(120)));
     }
 }

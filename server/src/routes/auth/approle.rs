@@ -13,14 +13,13 @@ use encrypted_attr::storage::Barrier;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::token::auth_reply_with;
+use super::{login_token, policies_param};
 use crate::encoding::{encode_hex, format_rfc3339_nanos};
 use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
 use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::mounts::MountEntry;
-use crate::stores::tokens::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, NewTokenRequest};
 use crate::stores::{Change, Record, SealedRecords, decode_json, encode_json};
 
 /// A role as stored.
@@ -177,24 +176,6 @@ pub(super) fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &
     }
 }
 
-/// `token_policies` (or `policies`): a list, or comma-separated text.
-fn policies_param(params: &Params<'_>) -> Option<Vec<String>> {
-    let raw = params.raw("token_policies").or_else(|| params.raw("policies"))?;
-    let names: Vec<String> = match raw {
-        Value::Array(list) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-        Value::String(text) => text.split(',').map(str::to_owned).collect(),
-        _ => Vec::new(),
-    };
-    let mut names: Vec<String> = names
-        .into_iter()
-        .map(|n| n.trim().to_lowercase())
-        .filter(|n| !n.is_empty())
-        .collect();
-    names.sort();
-    names.dedup();
-    Some(names)
-}
-
 fn seconds(params: &Params<'_>, name: &'static str) -> Result<Option<u64>, ApiError> {
     Ok(params.duration(name)?.map(|d| d.as_secs()))
 }
@@ -210,7 +191,7 @@ fn write_role(store: &Store, name: &str, params: &Params<'_>) -> ApiResult {
         bind_secret_id: true,
         ..Role::default()
     });
-    if let Some(policies) = policies_param(params) {
+    if let Some(policies) = policies_param(params)? {
         role.token_policies = policies;
     }
     if let Some(v) = seconds(params, "token_ttl")?.or(seconds(params, "ttl")?) {
@@ -298,11 +279,18 @@ fn generate_secret_id(store: &Store, name: &str, params: &Params<'_>) -> ApiResu
             .collect(),
         _ => BTreeMap::new(),
     };
-    let ttl = seconds(params, "ttl")?.unwrap_or(role.secret_id_ttl);
-    let num_uses = match params.int("num_uses")? {
-        Some(n) => u64::try_from(n).map_err(|_| ApiError::BadRequest("num_uses cannot be negative".into()))?,
-        None => role.secret_id_num_uses,
+    // A request may tighten the role's limits, never loosen them (0 = none).
+    let tighter = |asked: Option<u64>, role_limit: u64| match (asked, role_limit) {
+        (None | Some(0), limit) => limit,
+        (Some(asked), 0) => asked,
+        (Some(asked), limit) => asked.min(limit),
     };
+    let ttl = tighter(seconds(params, "ttl")?, role.secret_id_ttl);
+    let asked_uses = params
+        .int("num_uses")?
+        .map(|n| u64::try_from(n).map_err(|_| ApiError::BadRequest("num_uses cannot be negative".into())))
+        .transpose()?;
+    let num_uses = tighter(asked_uses, role.secret_id_num_uses);
     let secret_id = random_uuid();
     let accessor = random_uuid();
     let created = now();
@@ -448,12 +436,10 @@ pub(super) fn login(state: &Unsealed, mount_path: &str, mount: &MountEntry, para
         accepted = true;
         match secret.uses_left {
             0 => Change::Keep,
+            // The last use deletes it in the same update: nothing is left to reuse.
             1 => {
                 spent_accessor = Some(secret.accessor.clone());
-                secret.uses_left = 0;
-                // A spent secret ID is kept no longer than this update: see below.
-                secret.expires = at;
-                Change::Put(secret)
+                Change::Delete
             }
             n => {
                 secret.uses_left = n - 1;
@@ -463,38 +449,16 @@ pub(super) fn login(state: &Unsealed, mount_path: &str, mount: &MountEntry, para
     })?;
     if let Some(accessor) = spent_accessor {
         store.accessors.delete(&accessor)?;
-        store.secret_ids.delete(&key)?;
     }
     if !accepted {
         return Err(invalid());
     }
-    let mut policies = role.token_policies.clone();
-    if !policies.iter().any(|p| p == "default") {
-        policies.push("default".into());
-    }
-    policies.sort();
-    let ttl = match role.token_ttl {
-        0 => DEFAULT_TOKEN_TTL,
-        secs => Duration::from_secs(secs),
-    }
-    .min(match role.token_max_ttl {
-        0 => MAX_TOKEN_TTL,
-        secs => Duration::from_secs(secs),
-    });
     let path = format!("auth/{mount_path}/login");
-    let made = state.tokens.create(NewTokenRequest {
-        policies,
-        ttl: Some(ttl),
-        renewable: true,
-        id: None,
-        parent: None,
-        path: &path,
-    })?;
-    let client_token = String::from_utf8_lossy(made.token.expose_secret()).into_owned();
-    Ok(auth_reply_with(
-        &client_token,
-        &made.entry,
-        vec![],
+    login_token(
+        state,
+        &role.token_policies,
+        (role.token_ttl, role.token_max_ttl),
+        &path,
         json!({ "role_name": name }),
-    ))
+    )
 }

@@ -178,6 +178,7 @@ pub(crate) fn route(
                 } else {
                     "auth/token/create"
                 },
+                max_ttl: None,
             })?;
             let client_token = String::from_utf8_lossy(made.token.expose_secret()).into_owned();
             Ok(auth_reply(&client_token, &made.entry, warnings))

@@ -5,20 +5,18 @@
 //! Logins are locked out after repeated failures (`crate::stores::lockout`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use encrypted_attr::storage::Barrier;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::token::auth_reply_with;
+use super::{login_token, policies_param};
 use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
 use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::mounts::MountEntry;
-use crate::stores::tokens::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, NewTokenRequest};
 use crate::stores::{Record, SealedRecords, decode_json, encode_json};
 
 /// A user as stored.
@@ -116,26 +114,6 @@ pub(super) fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &
     }
 }
 
-/// `token_policies` (or the older `policies`): a list, or comma-separated text.
-fn policies_param(params: &Params<'_>) -> Result<Option<Vec<String>>, ApiError> {
-    let raw = params.raw("token_policies").or_else(|| params.raw("policies"));
-    Ok(raw.map(|value| {
-        let names: Vec<String> = match value {
-            Value::Array(list) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-            Value::String(text) => text.split(',').map(str::to_owned).collect(),
-            _ => Vec::new(),
-        };
-        let mut names: Vec<String> = names
-            .into_iter()
-            .map(|n| n.trim().to_lowercase())
-            .filter(|n| !n.is_empty())
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    }))
-}
-
 fn seconds_param(params: &Params<'_>, names: [&'static str; 2]) -> Result<Option<u64>, ApiError> {
     for name in names {
         if let Some(duration) = params.duration(name)? {
@@ -219,44 +197,22 @@ pub(super) fn login(
         return Err(ApiError::BadRequest("missing password".into()));
     }
     let lockout_key = format!("{}/{name}", mount.accessor);
-    if state.logins.is_locked(&lockout_key) {
+    if !state.logins.attempt(&lockout_key) {
         return Err(ApiError::PermissionDenied);
     }
     let user = users(&state.barrier, mount).get(&name)?;
     let hash = user.as_ref().map_or_else(|| dummy_hash(), |u| u.password_hash.as_str());
     let matches = password_matches(hash, &password);
     let Some(user) = user.filter(|_| matches) else {
-        state.logins.failed(&lockout_key);
         return Err(ApiError::BadRequest("invalid username or password".into()));
     };
     state.logins.succeeded(&lockout_key);
-    let mut policies = user.token_policies.clone();
-    if !policies.iter().any(|p| p == "default") {
-        policies.push("default".into());
-    }
-    policies.sort();
-    let ttl = match user.token_ttl {
-        0 => DEFAULT_TOKEN_TTL,
-        secs => Duration::from_secs(secs),
-    }
-    .min(match user.token_max_ttl {
-        0 => MAX_TOKEN_TTL,
-        secs => Duration::from_secs(secs),
-    });
     let path = format!("auth/{mount_path}/login/{name}");
-    let made = state.tokens.create(NewTokenRequest {
-        policies,
-        ttl: Some(ttl),
-        renewable: true,
-        id: None,
-        parent: None,
-        path: &path,
-    })?;
-    let client_token = String::from_utf8_lossy(made.token.expose_secret()).into_owned();
-    Ok(auth_reply_with(
-        &client_token,
-        &made.entry,
-        vec![],
+    login_token(
+        state,
+        &user.token_policies,
+        (user.token_ttl, user.token_max_ttl),
+        &path,
         json!({ "username": name }),
-    ))
+    )
 }

@@ -303,7 +303,9 @@ fn delete_latest(store: &Store, path: &str) -> ApiResult {
         let Some(mut secret) = current else { return Change::Keep };
         let latest = secret.current_version;
         match secret.versions.get_mut(&latest) {
-            Some(version) if version.deleted.is_none() && !version.destroyed => {
+            // A version whose deletion is only scheduled (`delete_version_after`)
+            // is deleted now.
+            Some(version) if version.deleted.is_none_or(|at| at > deleted) && !version.destroyed => {
                 version.deleted = Some(deleted);
                 Change::Put(secret)
             }
@@ -354,7 +356,7 @@ fn change_versions(store: &Store, path: &str, params: &Params<'_>, change: Versi
                 continue;
             };
             match change {
-                VersionChange::Delete if version.deleted.is_none() && !version.destroyed => {
+                VersionChange::Delete if version.deleted.is_none_or(|when| when > at) && !version.destroyed => {
                     version.deleted = Some(at);
                 }
                 VersionChange::Undelete if !version.destroyed => version.deleted = None,
