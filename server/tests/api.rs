@@ -1119,3 +1119,35 @@ async fn auth_methods_hold_their_security_boundaries() {
     assert_eq!(body["data"]["secret_id_num_uses"], 1);
     assert_eq!(body["data"]["secret_id_ttl"], 600);
 }
+
+/// A mount's tuned lease settings are what a KV version 1 read grants.
+#[tokio::test]
+async fn tuned_lease_settings_shape_kv_reads() {
+    let s = Server::new();
+    let (status, _) = s.post("/v1/sys/mounts/leased", json!({"type": "kv"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    s.post("/v1/leased/a", json!({"k": "v"})).await;
+    s.post("/v1/leased/b", json!({"k": "v", "ttl": "5h"})).await;
+    let (_, body) = s.get("/v1/leased/a").await;
+    assert_eq!(body["lease_duration"], 768 * 3600);
+    let (status, _) = s
+        .post(
+            "/v1/sys/mounts/leased/tune",
+            json!({"default_lease_ttl": "1h", "max_lease_ttl": "2h"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = s.get("/v1/leased/a").await;
+    assert_eq!(body["lease_duration"], 3600, "the mount's default");
+    let (_, body) = s.get("/v1/leased/b").await;
+    assert_eq!(
+        body["lease_duration"], 7200,
+        "the value's own, capped at the mount's maximum"
+    );
+    let (_, body) = s.get("/v1/sys/mounts/leased/tune").await;
+    assert_eq!(body["data"]["default_lease_ttl"], 3600);
+    let (status, _) = s
+        .post("/v1/sys/mounts/transit/tune", json!({"default_lease_ttl": "1h"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "built-in mounts are not tuned");
+}

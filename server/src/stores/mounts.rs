@@ -244,6 +244,21 @@ impl MountTable {
         Ok(())
     }
 
+    /// Changes the settings of the operator's mount at `path` (built-in mounts
+    /// cannot be tuned).
+    pub(crate) fn tune(&self, path: &str, change: impl FnOnce(&mut MountEntry)) -> Result<(), MountError> {
+        let guard = self.stored.change();
+        let Some(mut entry) = self.stored.read().get(path).cloned() else {
+            return Err(MountError::Invalid(format!(
+                "cannot tune {:?}: no such mount, or built in",
+                format!("{path}/")
+            )));
+        };
+        change(&mut entry);
+        guard.insert(path, entry)?;
+        Ok(())
+    }
+
     /// Unmounts `path`; nothing happens if nothing is mounted there (as in Vault,
     /// which does not say whether a mount existed). Returns the entry removed, so
     /// its data can be deleted.

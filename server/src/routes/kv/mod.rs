@@ -45,7 +45,7 @@ pub(crate) fn route(
     params: &Params<'_>,
 ) -> ApiResult {
     match mount.kv_version() {
-        1 => v1::route(&values(&state.barrier, mount), op, rest, params),
+        1 => v1::route(&values(&state.barrier, mount), mount, op, rest, params),
         2 => v2::route(&v2::Store::new(&state.barrier, mount), op, rest, params),
         _ => Err(ApiError::UnsupportedPath(format!("{mount_path}/{rest}"))),
     }

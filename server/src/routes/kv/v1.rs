@@ -8,14 +8,21 @@ use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
 use crate::request::Operation;
 use crate::stores::SealedRecords;
+use crate::stores::mounts::MountEntry;
 
 /// The lease a read reports unless the value carries `ttl` (or `lease`): Vault's
 /// system default, 768 hours.
 const DEFAULT_LEASE_SECONDS: u64 = 768 * 3600;
 
-pub(super) fn route(values: &SealedRecords<KvData>, op: Operation, rest: &str, params: &Params<'_>) -> ApiResult {
+pub(super) fn route(
+    values: &SealedRecords<KvData>,
+    mount: &MountEntry,
+    op: Operation,
+    rest: &str,
+    params: &Params<'_>,
+) -> ApiResult {
     match op {
-        Operation::Read => read(values, rest),
+        Operation::Read => read(values, mount, rest),
         Operation::Update => write(values, rest, params),
         Operation::Delete => {
             values.delete(rest.trim_end_matches('/'))?;
@@ -25,7 +32,10 @@ pub(super) fn route(values: &SealedRecords<KvData>, op: Operation, rest: &str, p
     }
 }
 
-fn read(values: &SealedRecords<KvData>, path: &str) -> ApiResult {
+/// A value, with its lease: its own `ttl` (or `lease`), else the mount's
+/// `default_lease_ttl`, else 768 hours; at most the mount's `max_lease_ttl` (or
+/// 768 hours).
+fn read(values: &SealedRecords<KvData>, mount: &MountEntry, path: &str) -> ApiResult {
     let Some(KvData(data)) = values.get(path)? else {
         return Err(ApiError::NotFound);
     };
@@ -37,8 +47,15 @@ fn read(values: &SealedRecords<KvData>, path: &str) -> ApiResult {
             Value::String(s) => parse_duration(s).map(|d| d.as_secs()),
             _ => None,
         })
-        .unwrap_or(DEFAULT_LEASE_SECONDS);
-    Ok(Reply::leased(Value::Object(data), lease))
+        .unwrap_or(match mount.config.default_lease_ttl {
+            0 => DEFAULT_LEASE_SECONDS,
+            own => own,
+        });
+    let ceiling = match mount.config.max_lease_ttl {
+        0 => DEFAULT_LEASE_SECONDS,
+        own => own,
+    };
+    Ok(Reply::leased(Value::Object(data), lease.min(ceiling)))
 }
 
 fn write(values: &SealedRecords<KvData>, path: &str, params: &Params<'_>) -> ApiResult {

@@ -46,6 +46,9 @@ pub(super) fn route(
             mounts::ui_mount(state, &mount.join("/"))
         }
         (["mounts", .., "tune"], Read) => mounts::tune(state, &rest[1..rest.len() - 1].join("/")),
+        (["mounts", .., "tune"], Update) if rest.len() > 2 => {
+            mounts::write_tune(state, &rest[1..rest.len() - 1].join("/"), params)
+        }
         (["mounts", mount @ ..], _) if !mount.is_empty() => mounts::mount(state, op, &mount.join("/"), params),
         _ => Err(ApiError::UnsupportedPath(path.to_owned())),
     }

@@ -86,6 +86,44 @@ pub(super) fn tune(state: &Unsealed, path: &str) -> ApiResult {
     Ok(Reply::SysData(data))
 }
 
+/// `POST sys/mounts/:path/tune`: `default_lease_ttl`, `max_lease_ttl` (a
+/// duration, or `system` for the system's) and `description`.
+pub(super) fn write_tune(state: &Unsealed, path: &str, params: &Params<'_>) -> ApiResult {
+    let ttl = |name: &'static str| -> Result<Option<u64>, ApiError> {
+        match params.string(name)?.as_deref() {
+            None | Some("") => Ok(None),
+            Some("system") => Ok(Some(0)),
+            Some(text) => crate::encoding::parse_duration(text)
+                .map(|d| Some(d.as_secs()))
+                .ok_or_else(|| ApiError::BadRequest(format!("unable to parse {name}: {text:?}"))),
+        }
+    };
+    let default_ttl = ttl("default_lease_ttl")?;
+    let max_ttl = ttl("max_lease_ttl")?;
+    let description = params.string("description")?;
+    let current = state
+        .mounts
+        .get(path.trim_matches('/'))
+        .ok_or_else(|| ApiError::BadRequest(format!("cannot fetch sysview for path {:?}", format!("{path}/"))))?;
+    let (new_default, new_max) = (
+        default_ttl.unwrap_or(current.config.default_lease_ttl),
+        max_ttl.unwrap_or(current.config.max_lease_ttl),
+    );
+    if new_max != 0 && new_default > new_max {
+        return Err(ApiError::BadRequest(format!(
+            "backend max lease TTL of {new_max} would be less than backend default lease TTL of {new_default}"
+        )));
+    }
+    state.mounts.tune(path.trim_matches('/'), |entry| {
+        entry.config.default_lease_ttl = new_default;
+        entry.config.max_lease_ttl = new_max;
+        if let Some(description) = description {
+            entry.description = description;
+        }
+    })?;
+    Ok(Reply::NoContent)
+}
+
 fn enable(state: &Unsealed, path: &str, params: &Params<'_>) -> ApiResult {
     let kind = params.string("type")?.unwrap_or_default();
     let description = params.string("description")?.unwrap_or_default();
