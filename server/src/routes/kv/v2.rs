@@ -96,6 +96,20 @@ impl Store {
         }
     }
 
+    /// The record of `path`; a record storage holds but that cannot be read is
+    /// an error (500), never "absent": a write would otherwise start the path
+    /// again at version 1 over it.
+    fn load(&self, path: &str) -> Result<Option<Secret>, ApiError> {
+        match self.secrets.get(path)? {
+            Some(secret) => Ok(Some(secret)),
+            None if self.secrets.exists(path)? => {
+                tracing::error!("a KV version 2 record cannot be read; it is left as it is");
+                Err(ApiError::Internal)
+            }
+            None => Ok(None),
+        }
+    }
+
     fn settings(&self) -> Result<MountSettings, ApiError> {
         Ok(self.settings.get("config")?.unwrap_or_default())
     }
@@ -172,23 +186,31 @@ fn read_config(store: &Store) -> ApiResult {
 }
 
 fn write_config(store: &Store, params: &Params<'_>) -> ApiResult {
-    let mut settings = store.settings()?;
-    if let Some(max) = params.int("max_versions")? {
-        settings.max_versions =
-            u64::try_from(max).map_err(|_| ApiError::BadRequest("max_versions cannot be negative".into()))?;
-    }
-    if let Some(cas) = params.bool("cas_required")? {
-        settings.cas_required = cas;
-    }
-    if let Some(after) = params.duration("delete_version_after")? {
-        settings.delete_version_after = after.as_secs();
-    }
-    store.settings.put("config", &settings)?;
+    let max_versions = params
+        .int("max_versions")?
+        .map(|max| u64::try_from(max).map_err(|_| ApiError::BadRequest("max_versions cannot be negative".into())))
+        .transpose()?;
+    let cas_required = params.bool("cas_required")?;
+    let delete_after = params.duration("delete_version_after")?.map(|d| d.as_secs());
+    // One atomic change: a concurrent change to another setting is not lost.
+    store.settings.update("config", &mut |current| {
+        let mut settings = current.unwrap_or_default();
+        if let Some(max) = max_versions {
+            settings.max_versions = max;
+        }
+        if let Some(cas) = cas_required {
+            settings.cas_required = cas;
+        }
+        if let Some(after) = delete_after {
+            settings.delete_version_after = after;
+        }
+        Change::Put(settings)
+    })?;
     Ok(Reply::NoContent)
 }
 
 fn read_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
-    let Some(secret) = store.secrets.get(path)? else {
+    let Some(secret) = store.load(path)? else {
         return Err(ApiError::NotFound);
     };
     let number = match params.int("version")? {
@@ -239,6 +261,7 @@ fn write_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
         _ => return Err(ApiError::BadRequest("no data provided".into())),
     };
     let cas = cas_option(params)?;
+    store.load(path)?;
     let settings = store.settings()?;
     let created = now();
     let mut outcome: Result<Value, ApiError> = Err(ApiError::Internal);
@@ -373,7 +396,7 @@ fn change_versions(store: &Store, path: &str, params: &Params<'_>, change: Versi
 }
 
 fn read_metadata(store: &Store, path: &str) -> ApiResult {
-    let Some(secret) = store.secrets.get(path)? else {
+    let Some(secret) = store.load(path)? else {
         return Err(ApiError::NotFound);
     };
     let versions: Map<String, Value> = secret
@@ -435,6 +458,7 @@ fn write_metadata(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
         ),
         Some(_) => return Err(ApiError::BadRequest("custom_metadata must be a map of strings".into())),
     };
+    store.load(path)?;
     let at = now();
     store.secrets.update(path, &mut |current| {
         let mut secret = current.unwrap_or_else(|| Secret {
@@ -476,4 +500,39 @@ fn list(store: &Store, path: &str) -> ApiResult {
         return Err(ApiError::NotFound);
     }
     Ok(Reply::data(json!({ "keys": keys }), vec![]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes stored as they are.
+    struct Raw(Vec<u8>);
+
+    impl Record for Raw {
+        fn encode(&self) -> Result<Vec<u8>, encrypted_attr::Error> {
+            Ok(self.0.clone())
+        }
+        fn decode(bytes: &[u8]) -> Option<Self> {
+            Some(Self(bytes.to_vec()))
+        }
+    }
+
+    #[test]
+    fn a_damaged_record_is_an_error_never_a_fresh_start() {
+        let barrier = crate::stores::memory_barrier().expect("barrier");
+        let mount = MountEntry::new("kv", String::new(), None);
+        let store = Store::new(&barrier, &mount);
+        let write = |body: &'static [u8]| {
+            let params = Params::from_body(body).expect("parses");
+            write_data(&store, "app", &params)
+        };
+        assert!(write(br#"{"data": {"a": "1"}}"#).is_ok());
+        let raw = SealedRecords::<Raw>::new(barrier.clone(), format!("{}secrets/", mount.storage_prefix()));
+        raw.put("app", &Raw(b"not json".to_vec())).expect("overwrite");
+        assert!(matches!(write(br#"{"data": {"a": "2"}}"#), Err(ApiError::Internal)));
+        let params = Params::from_body(b"{}").expect("parses");
+        assert!(matches!(read_data(&store, "app", &params), Err(ApiError::Internal)));
+        assert!(matches!(read_data(&store, "other", &params), Err(ApiError::NotFound)));
+    }
 }
