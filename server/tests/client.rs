@@ -1791,6 +1791,10 @@ fn migrate_command_encrypts_a_plaintext_column() {
         stdout.contains("990 rows encrypted") && stdout.contains("0 mismatches"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("0 changed by someone else meanwhile") && stdout.contains(" rows/s)"),
+        "the summary line: {stdout}"
+    );
     assert!(stdout.contains("ALTER TABLE users DROP COLUMN ssn_plain;"), "{stdout}");
     // Run again: nothing left to do, nothing encrypted twice.
     let again = migrate(&[]);

@@ -7,7 +7,7 @@ use encrypted_attr::model::row_binding;
 use sqlx::{Connection, Row};
 
 use super::engine::EngineArgs;
-use super::table::{BindingArgs, TableArgs, Target, bind_id, db_error, identifier, progress_bar};
+use super::table::{BindingArgs, TableArgs, Target, bind_id, db_error, identifier, progress_bar, timing};
 use crate::error::CliError;
 
 /// `migrate` arguments: encrypt an existing plaintext column into its ciphertext
@@ -66,7 +66,9 @@ impl MigrateArgs {
             .and_then(|row| row.try_get(0))
             .map_err(db_error)?;
         let bar = progress_bar(total);
+        let started = std::time::Instant::now();
         let mut migrated = 0u64;
+        let mut changed_meanwhile = 0u64;
         loop {
             let rows = runtime
                 .block_on(sqlx::query(sqlx::AssertSqlSafe(select.as_str())).fetch_all(&mut db))
@@ -108,10 +110,15 @@ impl MigrateArgs {
                 ));
             }
             migrated += written;
+            // A row whose ciphertext column someone else filled meanwhile is left.
+            changed_meanwhile += (ids.len() as u64).saturating_sub(written);
             bar.inc(written);
         }
         bar.finish_and_clear();
-        println!("{table}.{plain} → {column}: {migrated} rows encrypted with {key}");
+        println!(
+            "{table}.{plain} → {column}: {migrated} rows encrypted with {key}, {changed_meanwhile} changed by someone else meanwhile (left as they were), {}",
+            timing(started, migrated + changed_meanwhile)
+        );
         let mut verified_ok = true;
         if let Some(sample) = self.verify {
             let check = format!(

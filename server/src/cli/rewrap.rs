@@ -14,7 +14,7 @@ use encrypted_attr::{Ciphertext, RewrapItem};
 use sqlx::{Connection, Row};
 
 use super::engine::EngineArgs;
-use super::table::{BindingArgs, TableArgs, Target, bind_id, db_error, progress_bar};
+use super::table::{BindingArgs, TableArgs, Target, bind_id, db_error, progress_bar, timing};
 use crate::error::CliError;
 
 /// `rewrap` arguments.
@@ -72,6 +72,7 @@ impl RewrapArgs {
             return Ok(());
         }
         let bar = progress_bar(total);
+        let started = std::time::Instant::now();
 
         let select_first = format!(
             "SELECT {}, {column} FROM {table} WHERE {pending_filter} ORDER BY {table}.{id} LIMIT {}",
@@ -176,7 +177,8 @@ impl RewrapArgs {
         }
         bar.finish_and_clear();
         println!(
-            "{table}.{column}: {rewrapped} rewrapped to {key} v{latest}, {failed} failed, {changed_meanwhile} changed by someone else meanwhile (left as they were)"
+            "{table}.{column}: {rewrapped} rewrapped to {key} v{latest}, {failed} failed, {changed_meanwhile} changed by someone else meanwhile (left as they were), {}",
+            timing(started, rewrapped + failed + changed_meanwhile)
         );
         if failed == 0 { Ok(()) } else { Err(CliError::RowsLeft) }
     }

@@ -119,6 +119,27 @@ pub(super) fn identifier(name: &str, what: &str) -> Result<String, CliError> {
     }
 }
 
+/// How long a column command took and its rate, for its summary line:
+/// `in 12.3 s (8,130 rows/s)`.
+pub(super) fn timing(started: std::time::Instant, rows: u64) -> String {
+    let seconds = started.elapsed().as_secs_f64();
+    let rate = if seconds > 0.0 { rows as f64 / seconds } else { 0.0 };
+    format!("in {seconds:.1} s ({} rows/s)", group_thousands(rate.round() as u64))
+}
+
+/// `8130` as `8,130`.
+fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A progress bar over `total` rows (drawn on stderr only when it is a terminal).
 pub(super) fn progress_bar(total: i64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0));
@@ -187,4 +208,15 @@ pub(super) fn db_error(e: sqlx::Error) -> CliError {
             other.to_string().lines().next().unwrap_or("unknown")
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn summary_numbers_are_grouped_by_thousands() {
+        assert_eq!(super::group_thousands(0), "0");
+        assert_eq!(super::group_thousands(999), "999");
+        assert_eq!(super::group_thousands(8130), "8,130");
+        assert_eq!(super::group_thousands(1_234_567), "1,234,567");
+    }
 }
