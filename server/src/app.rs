@@ -26,7 +26,7 @@ use crate::params::Params;
 use crate::request::{Operation, query_params, token_from};
 use crate::routes::sys::seal as seal_routes;
 pub use crate::seal::RootToken;
-use crate::seal::Seal;
+use crate::seal::{Seal, Unsealed};
 use crate::stores::tokens::TokenEntry;
 
 /// The version reported by `sys/health` and `sys/seal-status`.
@@ -505,9 +505,19 @@ fn login_request(state: &AppState, request: &Incoming<'_>) -> Response {
         return ApiError::Internal.into_response();
     }
     let result = crate::routes::auth::login(&open, path, &params);
+    answer_audited(&open, &audited, result)
+}
+
+/// The answer to an audited request, once a device recorded it (withheld with a
+/// 500 when none could: fail closed).
+fn answer_audited(
+    open: &Unsealed,
+    audited: &crate::audit::AuditRequest<'_>,
+    result: crate::http::ApiResult,
+) -> Response {
     let logged = match &result {
-        Ok(reply) => open.audit.log_response(&audited, || reply.audit_view(), ""),
-        Err(error) => open.audit.log_response(&audited, || json!({}), &error.audit_message()),
+        Ok(reply) => open.audit.log_response(audited, || reply.audit_view(), ""),
+        Err(error) => open.audit.log_response(audited, || json!({}), &error.audit_message()),
     };
     if !logged {
         return ApiError::Internal.into_response();
@@ -576,15 +586,5 @@ fn authenticated_request(
         Ok(()) if path.trim_end_matches('/') == "sys/seal" && op == Operation::Update => seal_routes::seal(&state.seal),
         Ok(()) => crate::routes::route(&open, op, path, &params, token, entry),
     };
-    let logged = match &result {
-        Ok(reply) => open.audit.log_response(&audited, || reply.audit_view(), ""),
-        Err(error) => open.audit.log_response(&audited, || json!({}), &error.audit_message()),
-    };
-    if !logged {
-        return ApiError::Internal.into_response();
-    }
-    match result {
-        Ok(reply) => reply.into_response(),
-        Err(error) => error.into_response(),
-    }
+    answer_audited(&open, &audited, result)
 }

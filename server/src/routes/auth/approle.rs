@@ -13,7 +13,7 @@ use encrypted_attr::storage::Barrier;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{login_token, policies_param};
+use super::{login_token, policies_param, token_fields};
 use crate::encoding::{encode_hex, format_rfc3339_nanos};
 use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
@@ -229,28 +229,13 @@ fn write_role(store: &Store, name: &str, params: &Params<'_>) -> ApiResult {
 
 fn read_role(store: &Store, name: &str) -> ApiResult {
     let role = store.roles.get(name)?.ok_or(ApiError::NotFound)?;
-    Ok(Reply::data(
-        json!({
-            "bind_secret_id": role.bind_secret_id,
-            "secret_id_bound_cidrs": [],
-            "secret_id_num_uses": role.secret_id_num_uses,
-            "secret_id_ttl": role.secret_id_ttl,
-            "local_secret_ids": false,
-            "token_policies": role.token_policies,
-            "policies": role.token_policies,
-            "token_ttl": role.token_ttl,
-            "token_max_ttl": role.token_max_ttl,
-            "token_explicit_max_ttl": 0,
-            "token_no_default_policy": false,
-            "token_num_uses": 0,
-            "token_period": 0,
-            "period": 0,
-            "token_type": "default",
-            "token_bound_cidrs": [],
-            "token_strictly_bind_ip": false,
-        }),
-        vec![],
-    ))
+    let mut data = token_fields(&role.token_policies, role.token_ttl, role.token_max_ttl);
+    data.insert("bind_secret_id".into(), json!(role.bind_secret_id));
+    data.insert("secret_id_bound_cidrs".into(), json!([]));
+    data.insert("secret_id_num_uses".into(), json!(role.secret_id_num_uses));
+    data.insert("secret_id_ttl".into(), json!(role.secret_id_ttl));
+    data.insert("local_secret_ids".into(), json!(false));
+    Ok(Reply::data(Value::Object(data), vec![]))
 }
 
 fn delete_role(store: &Store, name: &str) -> ApiResult {

@@ -65,6 +65,29 @@ pub(super) fn policies_param(params: &Params<'_>) -> Result<Option<Vec<String>>,
     Ok(Some(names))
 }
 
+/// The token settings a user or role read shows (those not offered are shown
+/// with Vault's defaults).
+pub(super) fn token_fields(policies: &[String], ttl: u64, max_ttl: u64) -> serde_json::Map<String, serde_json::Value> {
+    let fields = serde_json::json!({
+        "token_policies": policies,
+        "policies": policies,
+        "token_ttl": ttl,
+        "token_max_ttl": max_ttl,
+        "token_explicit_max_ttl": 0,
+        "token_no_default_policy": false,
+        "token_num_uses": 0,
+        "token_period": 0,
+        "period": 0,
+        "token_type": "default",
+        "token_bound_cidrs": [],
+        "token_strictly_bind_ip": false,
+    });
+    match fields {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
 /// The token of a successful login: the user's or role's policies plus
 /// `default` (never `root`), its TTL (or the system's), renewable up to its
 /// `token_max_ttl`, made on `path`; answered with Vault's `auth` block.

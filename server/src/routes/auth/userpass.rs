@@ -11,7 +11,7 @@ use encrypted_attr::storage::Barrier;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{login_token, policies_param};
+use super::{login_token, policies_param, token_fields};
 use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
 use crate::request::Operation;
@@ -158,26 +158,11 @@ fn write_user(store: &SealedRecords<User>, name: &str, params: &Params<'_>) -> A
 
 fn read_user(store: &SealedRecords<User>, name: &str) -> ApiResult {
     let user = store.get(name)?.ok_or(ApiError::NotFound)?;
-    Ok(Reply::data(
-        json!({
-            "token_policies": user.token_policies,
-            "policies": user.token_policies,
-            "token_ttl": user.token_ttl,
-            "ttl": user.token_ttl,
-            "token_max_ttl": user.token_max_ttl,
-            "max_ttl": user.token_max_ttl,
-            "token_explicit_max_ttl": 0,
-            "token_no_default_policy": false,
-            "token_num_uses": 0,
-            "token_period": 0,
-            "period": 0,
-            "token_type": "default",
-            "token_bound_cidrs": [],
-            "token_strictly_bind_ip": false,
-            "bound_cidrs": [],
-        }),
-        vec![],
-    ))
+    let mut data = token_fields(&user.token_policies, user.token_ttl, user.token_max_ttl);
+    data.insert("ttl".into(), json!(user.token_ttl));
+    data.insert("max_ttl".into(), json!(user.token_max_ttl));
+    data.insert("bound_cidrs".into(), json!([]));
+    Ok(Reply::data(serde_json::Value::Object(data), vec![]))
 }
 
 /// `POST auth/<mount>/login/<username>` (answered without a token).
