@@ -231,6 +231,8 @@ const TOKENS_PREFIX: &str = "sys/tokens/";
 const CHILDREN_PREFIX: &str = "sys/token-children/";
 /// Accessors, for `lookup-accessor` and `revoke-accessor`.
 const ACCESSORS_PREFIX: &str = "sys/token-accessors/";
+/// Present once the tokens stored before accessors were indexed have been.
+const ACCESSORS_INDEXED_PATH: &str = "sys/token-accessors-indexed";
 
 impl std::fmt::Debug for TokenStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -285,15 +287,37 @@ impl TokenStore {
                 salt
             }
         };
-        Ok(Self {
+        let indexed = barrier.get(ACCESSORS_INDEXED_PATH)?.is_some();
+        let store = Self {
             salt,
             tokens: RwLock::new(HashMap::new()),
             misses: Mutex::new(HashMap::new()),
             revocations: AtomicU64::new(0),
             entries: SealedRecords::new(barrier.clone(), TOKENS_PREFIX),
             children: SealedRecords::new(barrier.clone(), CHILDREN_PREFIX),
-            accessors: SealedRecords::new(barrier, ACCESSORS_PREFIX),
-        })
+            accessors: SealedRecords::new(barrier.clone(), ACCESSORS_PREFIX),
+        };
+        if !indexed {
+            store.index_accessors()?;
+            barrier.update(ACCESSORS_INDEXED_PATH, &mut |_| Ok(Update::Put(b"1".to_vec())))?;
+        }
+        Ok(store)
+    }
+
+    /// Indexes the accessor of every stored token that has none yet (tokens made
+    /// before accessors were indexed, such as an existing server's root token).
+    /// Runs once per storage: a marker records that it has.
+    fn index_accessors(&self) -> Result<(), encrypted_attr::Error> {
+        for name in self.entries.names_under("")? {
+            let Some(stored) = self.entries.get(&name)? else {
+                continue;
+            };
+            if stored.accessor.is_empty() || stored.accessor.contains('/') {
+                continue;
+            }
+            self.accessors.put_if_absent(&stored.accessor, &AccessorLink(name))?;
+        }
+        Ok(())
     }
 
     /// A token's name in storage: its salted hash in hex.
@@ -879,5 +903,24 @@ mod tests {
         assert!(granted <= Duration::from_secs(120), "{granted:?}");
         assert!(renewed.warning.is_some(), "Vault's warning when capped");
         assert_eq!(made.entry.max_ttl, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn tokens_stored_before_the_accessor_index_are_indexed_once() {
+        let barrier = super::super::memory_barrier().expect("barrier");
+        let first = TokenStore::open(barrier.clone()).expect("store");
+        let old = make(&first, Some(3600), true, "older", None);
+        // As a token stored before accessors were indexed: link and marker gone.
+        first.accessors.delete(&old.accessor).expect("delete link");
+        barrier
+            .update(ACCESSORS_INDEXED_PATH, &mut |_| Ok(Update::Delete))
+            .expect("delete marker");
+        assert!(first.lookup_accessor(&old.accessor).expect("reads").is_none());
+        let reopened = TokenStore::open(barrier).expect("store");
+        let found = reopened
+            .lookup_accessor(&old.accessor)
+            .expect("reads")
+            .expect("indexed");
+        assert_eq!(found.accessor, old.accessor);
     }
 }
