@@ -14,30 +14,18 @@ use crate::stores::tokens::TokenEntry;
 pub(crate) fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &TokenEntry) -> Result<(), ApiError> {
     let path = path.trim_end_matches('/');
     // Which engine serves a path, and its options, is told to a token that may do
-    // something there: it is how Vault's CLI finds a KV mount's version before the
-    // request it makes (on a KV v2 mount, below `data/` or `metadata/`).
+    // something on that mount: it is how Vault's CLI finds a KV mount's version
+    // before the request it makes.
     if op == Operation::Read
         && let Some(inner) = path.strip_prefix("sys/internal/ui/mounts/")
     {
-        let mut candidates = vec![inner.to_owned(), format!("{inner}/")];
-        if let Some((mount_path, _)) = open.mounts.find(inner) {
-            let rest = inner.strip_prefix(mount_path.as_str()).unwrap_or_default();
-            for area in ["data", "metadata"] {
-                candidates.push(format!("{mount_path}/{area}{rest}"));
-                candidates.push(format!("{mount_path}/{area}{rest}/"));
-            }
-        }
-        let any = [
-            Capability::Read,
-            Capability::List,
-            Capability::Update,
-            Capability::Create,
-            Capability::Delete,
-        ];
-        let allowed = candidates.iter().any(|candidate| {
-            let caps = open.policies.check(&entry.policies, candidate);
-            any.iter().any(|c| caps.allows(*c))
-        });
+        // As Vault: any grant on the mount, or below it, will do (the CLI asks
+        // with the mount alone when given `-mount=`).
+        let mount = open
+            .mounts
+            .find(inner)
+            .map_or_else(|| inner.to_owned(), |(path, _)| path);
+        let allowed = open.policies.grants_under(&entry.policies, &mount);
         return if allowed {
             Ok(())
         } else {

@@ -230,6 +230,22 @@ fn priority(pattern: &str) -> (usize, bool, std::cmp::Reverse<usize>, usize, &st
     )
 }
 
+/// Whether `policies` grant anything but `deny` on `prefix` or on some path
+/// below it (how Vault decides that a token may learn a mount's type).
+pub(crate) fn grants_under(policies: &[&Policy], prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    policies.iter().flat_map(|p| p.rules.iter()).any(|(pattern, caps)| {
+        let granting = caps.0 != 0 && caps.0 & Capability::Deny as u8 == 0;
+        let stem = pattern.trim_end_matches('*');
+        let related = pattern == prefix
+            || pattern.starts_with(&format!("{prefix}/"))
+            || (pattern.ends_with('*') && prefix.starts_with(stem))
+            || matches(pattern, prefix)
+            || pattern.split('/').next() == Some("+");
+        granting && related
+    })
+}
+
 /// The capabilities `policies` grant on `path`.
 pub(crate) fn capabilities(policies: &[&Policy], path: &str) -> Capabilities {
     let mut exact = None::<Capabilities>;

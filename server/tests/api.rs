@@ -1150,4 +1150,47 @@ async fn tuned_lease_settings_shape_kv_reads() {
         .post("/v1/sys/mounts/transit/tune", json!({"default_lease_ttl": "1h"}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "built-in mounts are not tuned");
+    let (status, _) = s
+        .post("/v1/sys/mounts/leased/tune", json!({"options": {"version": "2"}}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "options are refused, not ignored");
+    let (status, _) = s
+        .post("/v1/sys/mounts/leased/tune", json!({"default_lease_ttl": "3h"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "default above the maximum");
+}
+
+/// `sys/internal/ui/mounts/<mount>` (what the CLI asks with `-mount=`) answers a
+/// token allowed anything below the mount, and refuses one allowed nothing there.
+#[tokio::test]
+async fn mount_preflight_follows_grants_below_the_mount() {
+    let s = Server::new();
+    let (status, _) = s
+        .call(
+            "PUT",
+            "/v1/sys/policy/app-reader",
+            Some(ROOT),
+            Some(json!({"policy": "path \"secret/data/app/*\" { capabilities = [\"read\"] }"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let token = |policies: Value| {
+        let s = &s;
+        async move {
+            let (_, made) = s.post("/v1/auth/token/create", json!({ "policies": policies })).await;
+            made["auth"]["client_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let reader = token(json!(["app-reader"])).await;
+    let nobody = token(json!(["default"])).await;
+    for path in [
+        "/v1/sys/internal/ui/mounts/secret",
+        "/v1/sys/internal/ui/mounts/secret/app/x",
+    ] {
+        let (status, body) = s.call("GET", path, Some(&reader), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(body["data"]["options"]["version"], "2");
+        let (status, _) = s.call("GET", path, Some(&nobody), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
 }

@@ -200,15 +200,24 @@ fn read_listener(
             key: key.into(),
         });
     }
-    // A TLS setting that cannot be applied (client certificates, versions,
-    // ciphers) would leave the listener weaker than configured: refused.
-    if let Some(tls) = settings
-        .keys()
-        .find(|k| k.starts_with("tls_") && !matches!(k.as_str(), "tls_disable" | "tls_cert_file" | "tls_key_file"))
-    {
-        return Err(StartError::Config(format!(
-            "listener \"tcp\" {tls} is not supported; remove it or use a proxy that applies it"
-        )));
+    // A TLS setting that asks for more than this listener gives (client
+    // certificates, TLS 1.3 only, chosen ciphers) would leave it weaker than
+    // configured: refused. Settings that relax or match what it does are named
+    // in the warning like any other.
+    if !tls_disabled {
+        let demanding = |name: &str| match name {
+            "tls_client_ca_file" | "tls_cipher_suites" => text(settings, name).is_some_and(|v| !v.is_empty()),
+            "tls_require_and_verify_client_cert" => {
+                text(settings, name).is_some_and(|v| matches!(v.as_str(), "true" | "1"))
+            }
+            "tls_min_version" => text(settings, name).is_some_and(|v| v == "tls13"),
+            _ => false,
+        };
+        if let Some(tls) = settings.keys().find(|k| demanding(k)) {
+            return Err(StartError::Config(format!(
+                "listener \"tcp\" {tls} is not supported; remove it or use a proxy that applies it"
+            )));
+        }
     }
     let known = ["address", "tls_disable", "tls_cert_file", "tls_key_file"];
     ignored.extend(
@@ -288,6 +297,20 @@ mod tests {
         );
         assert!(parse(r#"storage "consul" { address = "x" }"#).is_err());
         assert!(parse("storage \"file\" {\n  path = \"a\"\n}\nbackend \"file\" {\n  path = \"b\"\n}\n").is_err());
+        let relaxed = parse(
+            "listener \"tcp\" {\n  address = \"127.0.0.1:1\"\n  tls_cert_file = \"c\"\n  tls_key_file = \"k\"\n  tls_disable_client_certs = true\n  tls_min_version = \"tls12\"\n}\n",
+        )
+        .expect("settings this listener meets are only named");
+        assert_eq!(relaxed.ignored.len(), 2);
+        assert!(
+            parse("listener \"tcp\" {\n  address = \"127.0.0.1:1\"\n  tls_cert_file = \"c\"\n  tls_key_file = \"k\"\n  tls_require_and_verify_client_cert = true\n}\n")
+                .is_err(),
+            "client certificates it cannot ask for stop the start"
+        );
+        assert!(
+            parse("listener \"tcp\" {\n  address = \"127.0.0.1:1\"\n  tls_disable = true\n  tls_client_ca_file = \"ca\"\n}\n").is_ok(),
+            "TLS settings of a listener without TLS change nothing"
+        );
         assert!(is_vault_format(std::path::Path::new("vault.hcl"), ""));
         assert!(is_vault_format(
             std::path::Path::new("server.conf"),

@@ -125,6 +125,22 @@ impl<R: Record> SealedRecords<R> {
         Ok(created)
     }
 
+    /// Stores `record` under `name` only if storage holds something there, in
+    /// one atomic update: whether it was stored.
+    pub(crate) fn put_if_present(&self, name: &str, record: &R) -> Result<bool, Error> {
+        let bytes = record.encode()?;
+        let mut present = false;
+        self.barrier.update(&self.path(name), &mut |current| {
+            present = current.is_some();
+            Ok(if present {
+                Update::Put(bytes.clone())
+            } else {
+                Update::Keep
+            })
+        })?;
+        Ok(present)
+    }
+
     /// The names stored under `<prefix><under>` (whole names, `under` included).
     pub(crate) fn names_under(&self, under: &str) -> Result<Vec<String>, Error> {
         Ok(self
@@ -271,6 +287,19 @@ impl<E: Mirrored> MirrorChange<'_, E> {
                 .insert(name.to_owned(), entry);
         }
         Ok(created)
+    }
+
+    /// Stores `entry`'s record under `name` only if storage still holds one
+    /// there: `false`, and nothing changed, if it does not.
+    pub(crate) fn replace_existing(&self, name: &str, entry: E) -> Result<bool, Error> {
+        let replaced = self.mirror.records.put_if_present(name, entry.record())?;
+        let mut entries = self.mirror.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if replaced {
+            entries.insert(name.to_owned(), entry);
+        } else {
+            entries.remove(name);
+        }
+        Ok(replaced)
     }
 
     /// Deletes record `name` from storage, then from memory.

@@ -246,16 +246,27 @@ impl MountTable {
 
     /// Changes the settings of the operator's mount at `path` (built-in mounts
     /// cannot be tuned).
-    pub(crate) fn tune(&self, path: &str, change: impl FnOnce(&mut MountEntry)) -> Result<(), MountError> {
+    pub(crate) fn tune(
+        &self,
+        path: &str,
+        change: impl FnOnce(&mut MountEntry) -> Result<(), MountError>,
+    ) -> Result<(), MountError> {
         let guard = self.stored.change();
-        let Some(mut entry) = self.stored.read().get(path).cloned() else {
-            return Err(MountError::Invalid(format!(
+        let missing = || {
+            MountError::Invalid(format!(
                 "cannot tune {:?}: no such mount, or built in",
                 format!("{path}/")
-            )));
+            ))
         };
-        change(&mut entry);
-        guard.insert(path, entry)?;
+        let Some(mut entry) = self.stored.read().get(path).cloned() else {
+            return Err(missing());
+        };
+        change(&mut entry)?;
+        // Written only over the record still stored: a mount another server
+        // disabled meanwhile is not brought back.
+        if !guard.replace_existing(path, entry)? {
+            return Err(missing());
+        }
         Ok(())
     }
 

@@ -169,6 +169,23 @@ impl PolicyStore {
         capabilities(&policies, path)
     }
 
+    /// Whether a token with `names` may do something on `prefix` or below it.
+    pub(crate) fn grants_under(&self, names: &[String], prefix: &str) -> bool {
+        if names.iter().any(|n| n == "root") {
+            return true;
+        }
+        let stored = self.stored.read();
+        let policies: Vec<&Policy> = names
+            .iter()
+            .filter_map(|name| match stored.get(name) {
+                Some(stored) => Some(&stored.policy),
+                None if name == "default" => self.builtin_default.as_ref(),
+                None => None,
+            })
+            .collect();
+        crate::policy::grants_under(&policies, prefix)
+    }
+
     /// Capability names for `sys/capabilities-self`.
     pub(crate) fn names_of(&self, names: &[String], path: &str) -> Vec<&'static str> {
         if names.iter().any(|n| n == "root") {

@@ -98,28 +98,35 @@ pub(super) fn write_tune(state: &Unsealed, path: &str, params: &Params<'_>) -> A
                 .ok_or_else(|| ApiError::BadRequest(format!("unable to parse {name}: {text:?}"))),
         }
     };
+    // Options (a KV mount's version, say) are not changed by a tune here: refused
+    // rather than answered as if applied.
+    if params.raw("options").is_some() {
+        return Err(ApiError::BadRequest(
+            "tuning a mount's options is not supported; enable a new mount instead".into(),
+        ));
+    }
     let default_ttl = ttl("default_lease_ttl")?;
     let max_ttl = ttl("max_lease_ttl")?;
     let description = params.string("description")?;
-    let current = state
+    state
         .mounts
         .get(path.trim_matches('/'))
         .ok_or_else(|| ApiError::BadRequest(format!("cannot fetch sysview for path {:?}", format!("{path}/"))))?;
-    let (new_default, new_max) = (
-        default_ttl.unwrap_or(current.config.default_lease_ttl),
-        max_ttl.unwrap_or(current.config.max_lease_ttl),
-    );
-    if new_max != 0 && new_default > new_max {
-        return Err(ApiError::BadRequest(format!(
-            "backend max lease TTL of {new_max} would be less than backend default lease TTL of {new_default}"
-        )));
-    }
+    // Checked inside the change: two tunes at once cannot store default > max.
     state.mounts.tune(path.trim_matches('/'), |entry| {
+        let new_default = default_ttl.unwrap_or(entry.config.default_lease_ttl);
+        let new_max = max_ttl.unwrap_or(entry.config.max_lease_ttl);
+        if new_max != 0 && new_default > new_max {
+            return Err(MountError::Invalid(format!(
+                "backend max lease TTL of {new_max} would be less than backend default lease TTL of {new_default}"
+            )));
+        }
         entry.config.default_lease_ttl = new_default;
         entry.config.max_lease_ttl = new_max;
         if let Some(description) = description {
             entry.description = description;
         }
+        Ok(())
     })?;
     Ok(Reply::NoContent)
 }
