@@ -1968,11 +1968,7 @@ fn hvac_against_this_server() {
 fn vaults_configuration_file_starts_the_server() {
     let dir = std::env::temp_dir().join(format!("ea-vault-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let config = dir.join("vault.hcl");
     std::fs::write(
         &config,
@@ -2026,11 +2022,7 @@ fn operator_commands_init_unseal_and_seal() {
     let exe = env!("CARGO_BIN_EXE_encrypted-attr");
     let dir = std::env::temp_dir().join(format!("ea-operator-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let address = format!("http://127.0.0.1:{port}");
     let storage = dir.join("storage.json");
     let mut server = std::process::Command::new(exe)

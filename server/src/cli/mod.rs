@@ -80,6 +80,17 @@ enum Command {
     Operator(operator::OperatorArgs),
 }
 
+/// A current-thread runtime for a command's own I/O (database, HTTP).
+pub(super) fn command_runtime() -> Result<tokio::runtime::Runtime, crate::error::StartError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| crate::error::StartError::Io {
+            doing: "cannot start the runtime".into(),
+            source,
+        })
+}
+
 /// Runs the command line; returns the process exit code.
 #[must_use]
 pub fn main() -> std::process::ExitCode {

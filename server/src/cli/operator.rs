@@ -280,13 +280,7 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| CliError::Usage(format!("cannot make an HTTP client: {e}")))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| crate::error::StartError::Io {
-                doing: "cannot start the runtime".into(),
-                source,
-            })?;
+        let runtime = super::command_runtime()?;
         Ok(Self {
             base: format!("{address}/v1"),
             http,

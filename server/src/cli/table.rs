@@ -48,13 +48,7 @@ impl TableArgs {
         let key = KeyName::new(&self.key)?;
         let url = self.database_url.expose();
         let dialect = Dialect::of(url)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| crate::error::StartError::Io {
-                doing: "cannot start the runtime".into(),
-                source,
-            })?;
+        let runtime = super::command_runtime()?;
         sqlx::any::install_default_drivers();
         let db = runtime.block_on(AnyConnection::connect(url)).map_err(db_error)?;
         Ok(Target {

@@ -65,18 +65,22 @@ pub(crate) fn route(
 
 /// The type of the secrets engine serving `path` (`transit`, `kv`, `system`…), as
 /// the audit log records it; empty for paths no engine serves (`auth/`).
-pub(crate) fn mount_type(state: &Unsealed, path: &str) -> String {
+pub(crate) fn mount_type(state: &Unsealed, path: &str) -> std::borrow::Cow<'static, str> {
     let first = path.split('/').next().unwrap_or_default();
     match first {
-        "transit" => "transit".to_owned(),
-        "sys" => "system".to_owned(),
+        // Every request asks: the built-in engines answer without a lookup.
+        "transit" => "transit".into(),
+        "sys" => "system".into(),
         "auth" => {
             let below = path.strip_prefix("auth/").unwrap_or_default();
             state
                 .auth_methods
                 .find(below)
-                .map_or_else(|| "token".to_owned(), |(_, mount)| mount.kind)
+                .map_or_else(|| "token".into(), |(_, mount)| mount.kind.into())
         }
-        _ => state.mounts.find(path).map(|(_, mount)| mount.kind).unwrap_or_default(),
+        _ => state
+            .mounts
+            .find(path)
+            .map_or_else(|| "".into(), |(_, mount)| mount.kind.into()),
     }
 }

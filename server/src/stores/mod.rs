@@ -109,36 +109,39 @@ impl<R: Record> SealedRecords<R> {
         )
     }
 
-    /// Stores `record` under `name` unless storage holds something there
-    /// already, in one atomic update: whether it was stored.
-    pub(crate) fn put_if_absent(&self, name: &str, record: &R) -> Result<bool, Error> {
+    /// Stores `record` under `name` only if storage holds something there
+    /// (`present`) or nothing (`!present`), in one atomic update: whether it was
+    /// stored.
+    fn put_if(&self, name: &str, record: &R, present: bool) -> Result<bool, Error> {
         let bytes = record.encode()?;
-        let mut created = false;
+        let mut stored = false;
         self.barrier.update(&self.path(name), &mut |current| {
-            created = current.is_none();
-            Ok(if created {
+            stored = current.is_some() == present;
+            Ok(if stored {
                 Update::Put(bytes.clone())
             } else {
                 Update::Keep
             })
         })?;
-        Ok(created)
+        Ok(stored)
     }
 
-    /// Stores `record` under `name` only if storage holds something there, in
-    /// one atomic update: whether it was stored.
+    /// Stores `record` under `name` unless something is there already.
+    pub(crate) fn put_if_absent(&self, name: &str, record: &R) -> Result<bool, Error> {
+        self.put_if(name, record, false)
+    }
+
+    /// Replaces the record under `name`, only if there is one.
     pub(crate) fn put_if_present(&self, name: &str, record: &R) -> Result<bool, Error> {
-        let bytes = record.encode()?;
-        let mut present = false;
-        self.barrier.update(&self.path(name), &mut |current| {
-            present = current.is_some();
-            Ok(if present {
-                Update::Put(bytes.clone())
-            } else {
-                Update::Keep
-            })
-        })?;
-        Ok(present)
+        self.put_if(name, record, true)
+    }
+
+    /// Deletes every record of the family (a mount's data, when it goes).
+    pub(crate) fn delete_all(&self) -> Result<(), Error> {
+        for name in self.names_under("")? {
+            self.delete(&name)?;
+        }
+        Ok(())
     }
 
     /// The names stored under `<prefix><under>` (whole names, `under` included).

@@ -73,6 +73,24 @@ impl MountEntry {
     }
 }
 
+/// Anything a mount keeps in the barrier, read as bytes: enough to delete it.
+struct MountData;
+
+impl Record for MountData {
+    fn encode(&self) -> Result<Vec<u8>, encrypted_attr::Error> {
+        Ok(Vec::new())
+    }
+    fn decode(_: &[u8]) -> Option<Self> {
+        Some(Self)
+    }
+}
+
+/// Deletes everything `mount` keeps in the barrier (`logical/<uuid>/…`): its
+/// data goes with it, so a later mount at the same path starts empty.
+pub(crate) fn delete_data(barrier: &Arc<Barrier>, mount: &MountEntry) -> Result<(), encrypted_attr::Error> {
+    SealedRecords::<MountData>::new(barrier.clone(), mount.storage_prefix()).delete_all()
+}
+
 impl Record for MountEntry {
     fn encode(&self) -> Result<Vec<u8>, encrypted_attr::Error> {
         encode_json(self)

@@ -152,38 +152,33 @@ impl PolicyStore {
         Ok(())
     }
 
+    /// `answer` asked of the policies named `names` (the built-in `default`
+    /// unless one is stored under that name; unknown names grant nothing).
+    fn with_policies<T>(&self, names: &[String], answer: impl FnOnce(&[&Policy]) -> T) -> T {
+        let stored = self.stored.read();
+        let policies: Vec<&Policy> = names
+            .iter()
+            .filter_map(|name| match stored.get(name) {
+                Some(stored) => Some(&stored.policy),
+                None if name == "default" => self.builtin_default.as_ref(),
+                None => None,
+            })
+            .collect();
+        answer(&policies)
+    }
+
     /// The capabilities of a token with `names` on `path`; `root` allows everything.
     pub(crate) fn check(&self, names: &[String], path: &str) -> Capabilities {
         if names.iter().any(|n| n == "root") {
             return ALL_CAPABILITIES;
         }
-        let stored = self.stored.read();
-        let policies: Vec<&Policy> = names
-            .iter()
-            .filter_map(|name| match stored.get(name) {
-                Some(stored) => Some(&stored.policy),
-                None if name == "default" => self.builtin_default.as_ref(),
-                None => None,
-            })
-            .collect();
-        capabilities(&policies, path)
+        self.with_policies(names, |policies| capabilities(policies, path))
     }
 
     /// Whether a token with `names` may do something on `prefix` or below it.
     pub(crate) fn grants_under(&self, names: &[String], prefix: &str) -> bool {
-        if names.iter().any(|n| n == "root") {
-            return true;
-        }
-        let stored = self.stored.read();
-        let policies: Vec<&Policy> = names
-            .iter()
-            .filter_map(|name| match stored.get(name) {
-                Some(stored) => Some(&stored.policy),
-                None if name == "default" => self.builtin_default.as_ref(),
-                None => None,
-            })
-            .collect();
-        crate::policy::grants_under(&policies, prefix)
+        names.iter().any(|n| n == "root")
+            || self.with_policies(names, |policies| crate::policy::grants_under(policies, prefix))
     }
 
     /// Capability names for `sys/capabilities-self`.

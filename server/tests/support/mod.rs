@@ -79,11 +79,7 @@ pub fn start_openbao() -> Option<OpenBao> {
         eprintln!("SKIPPED: `bao` not found; the OpenBao test did not run");
         return None;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let address = format!("http://127.0.0.1:{port}");
     let child = std::process::Command::new(&bao)
         .args([
@@ -112,4 +108,13 @@ pub fn start_openbao() -> Option<OpenBao> {
         assert!(std::time::Instant::now() < deadline, "OpenBao did not start");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

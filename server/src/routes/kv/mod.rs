@@ -30,8 +30,8 @@ impl Record for KvData {
     }
 }
 
-/// Everything one mount stores (version 1: its values).
-pub(crate) fn values(barrier: &Arc<Barrier>, mount: &MountEntry) -> SealedRecords<KvData> {
+/// A KV version 1 mount's values.
+fn values(barrier: &Arc<Barrier>, mount: &MountEntry) -> SealedRecords<KvData> {
     SealedRecords::new(barrier.clone(), mount.storage_prefix())
 }
 

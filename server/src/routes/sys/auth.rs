@@ -50,10 +50,7 @@ pub(super) fn method(state: &Unsealed, op: Operation, path: &str, params: &Param
             if let Some(removed) = state.auth_methods.disable(path)? {
                 // The method's tokens go with it, as in Vault.
                 state.tokens.revoke_prefix(&format!("auth/{path}"))?;
-                let data = super::super::kv::values(&state.barrier, &removed);
-                for name in data.names_under("")? {
-                    data.delete(&name)?;
-                }
+                crate::stores::mounts::delete_data(&state.barrier, &removed)?;
             }
             Ok(Reply::NoContent)
         }

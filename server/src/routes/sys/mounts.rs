@@ -40,10 +40,7 @@ pub(super) fn mount(state: &Unsealed, op: Operation, path: &str, params: &Params
                 if removed.kind == "transit" {
                     state.transit_mounts.remove(&removed)?;
                 } else {
-                    let values = super::super::kv::values(&state.barrier, &removed);
-                    for name in values.names_under("")? {
-                        values.delete(&name)?;
-                    }
+                    crate::stores::mounts::delete_data(&state.barrier, &removed)?;
                 }
             }
             Ok(Reply::NoContent)
