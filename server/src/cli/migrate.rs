@@ -4,10 +4,11 @@
 use clap::Args;
 use encrypted_attr::Ciphertext;
 use encrypted_attr::model::row_binding;
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
+use super::batch_write::{BatchWrite, Guard, IdType, RowWrite};
 use super::engine::EngineArgs;
-use super::table::{BindingArgs, TableArgs, Target, bind_id, db_error, identifier, progress_bar, timing};
+use super::table::{BindingArgs, TableArgs, Target, db_error, identifier, progress_bar, timing};
 use crate::error::CliError;
 
 /// `migrate` arguments: encrypt an existing plaintext column into its ciphertext
@@ -50,16 +51,22 @@ impl MigrateArgs {
         engine.read_key(&key)?;
         let (binding_table, binding_column) = self.binding.names(&table, &column);
         let binding = |row_id: &str| row_binding(&binding_table, &binding_column, self.binding.row_id(row_id));
-        let select = format!(
-            "SELECT {}, {plain} FROM {table} WHERE {column} IS NULL AND {plain} IS NOT NULL ORDER BY {table}.{id} LIMIT {}",
+        let id_type = runtime.block_on(IdType::of(&mut db, dialect, &table, &id))?;
+        // Keyset pagination: each page starts after the last id of the one before,
+        // so a page costs the same at the end of the table as at its start.
+        let pending = format!("{column} IS NULL AND {plain} IS NOT NULL");
+        let select_first = format!(
+            "SELECT {}, {plain} FROM {table} WHERE {pending} ORDER BY {table}.{id} LIMIT {}",
             dialect.id_as_text(&id),
             self.batch.max(1)
         );
-        let update = format!(
-            "UPDATE {table} SET {column} = {} WHERE {id} = {} AND {column} IS NULL",
-            dialect.param(1),
-            dialect.param(2)
+        let select_after = format!(
+            "SELECT {}, {plain} FROM {table} WHERE {pending} AND {table}.{id} > {} ORDER BY {table}.{id} LIMIT {}",
+            dialect.id_as_text(&id),
+            id_type.param(dialect, 1),
+            self.batch.max(1)
         );
+        let mut writer = BatchWrite::new(dialect, &table, &column, &id, id_type.clone(), Guard::StillNull);
         let count = format!("SELECT COUNT(*) FROM {table} WHERE {column} IS NULL AND {plain} IS NOT NULL");
         let total: i64 = runtime
             .block_on(sqlx::query(sqlx::AssertSqlSafe(count.as_str())).fetch_one(&mut db))
@@ -69,10 +76,13 @@ impl MigrateArgs {
         let started = std::time::Instant::now();
         let mut migrated = 0u64;
         let mut changed_meanwhile = 0u64;
+        let mut last_id: Option<String> = None;
         loop {
-            let rows = runtime
-                .block_on(sqlx::query(sqlx::AssertSqlSafe(select.as_str())).fetch_all(&mut db))
-                .map_err(db_error)?;
+            let query = match &last_id {
+                None => sqlx::query(sqlx::AssertSqlSafe(select_first.as_str())),
+                Some(last) => id_type.bind(sqlx::query(sqlx::AssertSqlSafe(select_after.as_str())), last),
+            };
+            let rows = runtime.block_on(query.fetch_all(&mut db)).map_err(db_error)?;
             if rows.is_empty() {
                 break;
             }
@@ -84,35 +94,23 @@ impl MigrateArgs {
                 items.push(encrypted_attr::EncryptItem::new(value).associated_data(binding(&row_id)));
                 ids.push(row_id);
             }
+            drop(rows);
+            last_id = ids.last().cloned();
             let sealed = engine.encrypt_batch(&key, items)?;
             let sealed: Vec<String> = sealed
                 .into_iter()
                 .map(|r| r.map(Ciphertext::into_string))
                 .collect::<Result<_, _>>()?;
-            let written = runtime
-                .block_on(async {
-                    let mut tx = db.begin().await?;
-                    let mut written = 0u64;
-                    for (row_id, ct) in ids.iter().zip(&sealed) {
-                        let query = bind_id(
-                            sqlx::query(sqlx::AssertSqlSafe(update.as_str())).bind(ct.clone()),
-                            row_id,
-                        );
-                        written += query.execute(&mut *tx).await?.rows_affected();
-                    }
-                    tx.commit().await?;
-                    Ok::<u64, sqlx::Error>(written)
-                })
-                .map_err(db_error)?;
-            if written == 0 {
-                return Err(CliError::Usage(
-                    "no row could be written (are the ciphertext column and id right?)".into(),
-                ));
-            }
+            let updates: Vec<RowWrite> = ids
+                .into_iter()
+                .zip(sealed)
+                .map(|(id, new)| RowWrite { id, old: None, new })
+                .collect();
+            let written = runtime.block_on(writer.write(&mut db, &updates)).map_err(db_error)?;
             migrated += written;
             // A row whose ciphertext column someone else filled meanwhile is left.
-            changed_meanwhile += (ids.len() as u64).saturating_sub(written);
-            bar.inc(written);
+            changed_meanwhile += (updates.len() as u64).saturating_sub(written);
+            bar.inc(updates.len() as u64);
         }
         bar.finish_and_clear();
         println!(

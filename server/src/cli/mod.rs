@@ -2,6 +2,7 @@
 //! `rewrap`, `retire`, `migrate`), what they share (`engine`: where the keys are;
 //! `table`: a database column to walk; `secret`), and the dispatch here.
 
+mod batch_write;
 mod engine;
 mod keys;
 mod migrate;

@@ -3,18 +3,19 @@
 //!
 //! Resumable by construction: each batch selects rows whose ciphertext is not at the
 //! latest version yet (keyset pagination by id), rewraps them in one engine call, and
-//! writes them back in one transaction with a compare-and-swap on the old value (a
-//! row the application changed meanwhile is left alone). Killed at any point, a
+//! writes them back in one set-based statement with a compare-and-swap on the old
+//! value (a row the application changed meanwhile is left alone and counted). Killed at any point, a
 //! batch is either written or not; running the command again finishes the job.
 //! Rewrapping decrypts first, so nothing is ever encrypted twice.
 
 use clap::Args;
 use encrypted_attr::model::{column_binding, row_binding};
 use encrypted_attr::{Ciphertext, RewrapItem};
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
+use super::batch_write::{BatchWrite, Guard, IdType, RowWrite};
 use super::engine::EngineArgs;
-use super::table::{BindingArgs, TableArgs, Target, bind_id, db_error, progress_bar, timing};
+use super::table::{BindingArgs, TableArgs, Target, db_error, progress_bar, timing};
 use crate::error::CliError;
 
 /// `rewrap` arguments.
@@ -74,6 +75,7 @@ impl RewrapArgs {
         let bar = progress_bar(total);
         let started = std::time::Instant::now();
 
+        let id_type = runtime.block_on(IdType::of(&mut db, dialect, &table, &id))?;
         let select_first = format!(
             "SELECT {}, {column} FROM {table} WHERE {pending_filter} ORDER BY {table}.{id} LIMIT {}",
             dialect.id_as_text(&id),
@@ -82,22 +84,17 @@ impl RewrapArgs {
         let select_after = format!(
             "SELECT {}, {column} FROM {table} WHERE {pending_filter} AND {table}.{id} > {} ORDER BY {table}.{id} LIMIT {}",
             dialect.id_as_text(&id),
-            dialect.param(2),
+            id_type.param(dialect, 2),
             self.batch.max(1)
         );
-        let update = format!(
-            "UPDATE {table} SET {column} = {} WHERE {id} = {} AND {column} = {}",
-            dialect.param(1),
-            dialect.param(2),
-            dialect.param(3)
-        );
+        let mut writer = BatchWrite::new(dialect, &table, &column, &id, id_type.clone(), Guard::StillHolds);
         let (mut rewrapped, mut failed, mut changed_meanwhile) = (0u64, 0u64, 0u64);
         let mut last_id: Option<String> = None;
         loop {
             let query = match &last_id {
-                None => sqlx::query(sqlx::AssertSqlSafe(select_first.as_str())).bind(current.clone()),
-                Some(last) => bind_id(
-                    sqlx::query(sqlx::AssertSqlSafe(select_after.as_str())).bind(current.clone()),
+                None => sqlx::query(sqlx::AssertSqlSafe(select_first.as_str())).bind(current.as_str()),
+                Some(last) => id_type.bind(
+                    sqlx::query(sqlx::AssertSqlSafe(select_after.as_str())).bind(current.as_str()),
                     last,
                 ),
             };
@@ -108,7 +105,6 @@ impl RewrapArgs {
             let mut batch = Vec::with_capacity(rows.len());
             for row in &rows {
                 let row_id: String = row.try_get(0).map_err(db_error)?;
-                last_id = Some(row_id.clone());
                 // A cell of another type (a BLOB in SQLite's dynamically typed
                 // TEXT column) is reported and skipped: one bad row must not stop
                 // the column's rewrap.
@@ -119,17 +115,21 @@ impl RewrapArgs {
                         bar.suspend(|| {
                             eprintln!("row {row_id}: the {column} cell is not text ({}); skipped", db_error(e))
                         });
+                        last_id = Some(row_id);
                         continue;
                     }
                 };
                 match text.parse::<Ciphertext>() {
-                    Ok(ct) => batch.push((row_id, text, ct)),
+                    Ok(ct) => batch.push((row_id.clone(), text, ct)),
                     Err(e) => {
                         failed += 1;
                         bar.suspend(|| eprintln!("row {row_id}: not a ciphertext ({e})"));
                     }
                 }
+                last_id = Some(row_id);
             }
+            let read = rows.len() as u64;
+            drop(rows);
             let items = batch
                 .iter()
                 .map(|(row_id, _, ct)| {
@@ -143,37 +143,26 @@ impl RewrapArgs {
                 })
                 .collect();
             let results = engine.rewrap_batch(&key, items)?;
-            let updates: Vec<(String, String, String)> = batch
+            let updates: Vec<RowWrite> = batch
                 .into_iter()
                 .zip(results)
-                .filter_map(|((row_id, old, _), result)| match result {
-                    Ok(new) => Some((row_id, old, new.into_string())),
+                .filter_map(|((id, old, _), result)| match result {
+                    Ok(new) => Some(RowWrite {
+                        id,
+                        old: Some(old),
+                        new: new.into_string(),
+                    }),
                     Err(e) => {
                         failed += 1;
-                        bar.suspend(|| eprintln!("row {row_id}: {e}"));
+                        bar.suspend(|| eprintln!("row {id}: {e}"));
                         None
                     }
                 })
                 .collect();
-            let written = runtime
-                .block_on(async {
-                    let mut tx = db.begin().await?;
-                    let mut written = 0u64;
-                    for (row_id, old, new) in &updates {
-                        let query = bind_id(
-                            sqlx::query(sqlx::AssertSqlSafe(update.as_str())).bind(new.clone()),
-                            row_id,
-                        )
-                        .bind(old.clone());
-                        written += query.execute(&mut *tx).await?.rows_affected();
-                    }
-                    tx.commit().await?;
-                    Ok::<u64, sqlx::Error>(written)
-                })
-                .map_err(db_error)?;
+            let written = runtime.block_on(writer.write(&mut db, &updates)).map_err(db_error)?;
             rewrapped += written;
-            changed_meanwhile += updates.len() as u64 - written.min(updates.len() as u64);
-            bar.inc(rows.len() as u64);
+            changed_meanwhile += (updates.len() as u64).saturating_sub(written);
+            bar.inc(read);
         }
         bar.finish_and_clear();
         println!(

@@ -182,17 +182,6 @@ impl Dialect {
     }
 }
 
-/// Binds an id read as text back with its likely type: integers as integers.
-pub(super) fn bind_id<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    id: &str,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    match id.parse::<i64>() {
-        Ok(n) => query.bind(n),
-        Err(_) => query.bind(id.to_owned()),
-    }
-}
-
 pub(super) fn db_error(e: sqlx::Error) -> CliError {
     // Never the URL or values: the kind of failure only.
     CliError::Database(match e {
