@@ -50,8 +50,8 @@ pub(crate) enum CliError {
     /// The server could not start, or stopped on an error.
     #[error(transparent)]
     Start(#[from] StartError),
-    /// `rewrap` left rows below the latest version (each was reported).
-    #[error("some rows could not be rewrapped (listed above)")]
+    /// `rewrap` or `migrate` skipped rows it could not convert (each was reported).
+    #[error("some rows were skipped and left as they were (listed above)")]
     RowsLeft,
     /// `migrate --verify` found rows that do not decrypt to their plaintext.
     #[error("verification failed: some rows do not decrypt to their plaintext")]

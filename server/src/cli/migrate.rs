@@ -2,12 +2,13 @@
 //! ciphertext column, in batches, resumably; never drops the plaintext column.
 
 use clap::Args;
-use encrypted_attr::Ciphertext;
 use encrypted_attr::model::row_binding;
+use encrypted_attr::{Ciphertext, SecretBytes};
 use sqlx::Row;
 
 use super::batch_write::{BatchWrite, Guard, IdType, RowWrite};
 use super::engine::EngineArgs;
+use super::field_type::FieldType;
 use super::table::{BindingArgs, TableArgs, Target, db_error, identifier, progress_bar, timing};
 use crate::error::CliError;
 
@@ -24,6 +25,10 @@ pub(crate) struct MigrateArgs {
     plaintext_column: String,
     #[command(flatten)]
     binding: BindingArgs,
+    /// The model field's Rust type: the value is read from the plaintext column and
+    /// encrypted as the bytes the derive's codec makes of that type.
+    #[arg(long, value_enum, default_value = "string")]
+    field_type: FieldType,
     /// Rows per batch.
     #[arg(long, default_value_t = 1000)]
     batch: u32,
@@ -56,13 +61,15 @@ impl MigrateArgs {
         // so a page costs the same at the end of the table as at its start.
         let pending = format!("{column} IS NULL AND {plain} IS NOT NULL");
         let select_first = format!(
-            "SELECT {}, {plain} FROM {table} WHERE {pending} ORDER BY {table}.{id} LIMIT {}",
+            "SELECT {}, {} FROM {table} WHERE {pending} ORDER BY {table}.{id} LIMIT {}",
             dialect.id_as_text(&id),
+            self.field_type.select(dialect, &plain),
             self.batch.max(1)
         );
         let select_after = format!(
-            "SELECT {}, {plain} FROM {table} WHERE {pending} AND {table}.{id} > {} ORDER BY {table}.{id} LIMIT {}",
+            "SELECT {}, {} FROM {table} WHERE {pending} AND {table}.{id} > {} ORDER BY {table}.{id} LIMIT {}",
             dialect.id_as_text(&id),
+            self.field_type.select(dialect, &plain),
             id_type.param(dialect, 1),
             self.batch.max(1)
         );
@@ -74,8 +81,7 @@ impl MigrateArgs {
             .map_err(db_error)?;
         let bar = progress_bar(total);
         let started = std::time::Instant::now();
-        let mut migrated = 0u64;
-        let mut changed_meanwhile = 0u64;
+        let (mut migrated, mut skipped, mut changed_meanwhile) = (0u64, 0u64, 0u64);
         let mut last_id: Option<String> = None;
         loop {
             let query = match &last_id {
@@ -90,12 +96,22 @@ impl MigrateArgs {
             let mut items = Vec::with_capacity(rows.len());
             for row in &rows {
                 let row_id: String = row.try_get(0).map_err(db_error)?;
-                let value: String = row.try_get(1).map_err(db_error)?;
-                items.push(encrypted_attr::EncryptItem::new(value).associated_data(binding(&row_id)));
-                ids.push(row_id);
+                // A value the field's type cannot hold is reported (never shown) and
+                // left: one bad row must not stop the column's migration.
+                match self.field_type.encode(row, 1) {
+                    Ok(plaintext) => {
+                        items.push(encrypted_attr::EncryptItem::new(plaintext).associated_data(binding(&row_id)));
+                        ids.push(row_id.clone());
+                    }
+                    Err(problem) => {
+                        skipped += 1;
+                        bar.suspend(|| eprintln!("row {row_id}: {problem}; skipped"));
+                    }
+                }
+                last_id = Some(row_id);
             }
+            let read = rows.len() as u64;
             drop(rows);
-            last_id = ids.last().cloned();
             let sealed = engine.encrypt_batch(&key, items)?;
             let sealed: Vec<String> = sealed
                 .into_iter()
@@ -110,18 +126,19 @@ impl MigrateArgs {
             migrated += written;
             // A row whose ciphertext column someone else filled meanwhile is left.
             changed_meanwhile += (updates.len() as u64).saturating_sub(written);
-            bar.inc(updates.len() as u64);
+            bar.inc(read);
         }
         bar.finish_and_clear();
         println!(
-            "{table}.{plain} → {column}: {migrated} rows encrypted with {key}, {changed_meanwhile} changed by someone else meanwhile (left as they were), {}",
-            timing(started, migrated + changed_meanwhile)
+            "{table}.{plain} → {column}: {migrated} rows encrypted with {key}, {skipped} skipped (reported above), {changed_meanwhile} changed by someone else meanwhile (left as they were), {}",
+            timing(started, migrated + skipped + changed_meanwhile)
         );
         let mut verified_ok = true;
         if let Some(sample) = self.verify {
             let check = format!(
-                "SELECT {}, {plain}, {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY {table}.{id} LIMIT {}",
+                "SELECT {}, {}, {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY {table}.{id} LIMIT {}",
                 dialect.id_as_text(&id),
+                self.field_type.select(dialect, &plain),
                 sample.max(1)
             );
             let rows = runtime
@@ -131,7 +148,9 @@ impl MigrateArgs {
             let mut items = Vec::with_capacity(rows.len());
             for row in &rows {
                 let row_id: String = row.try_get(0).map_err(db_error)?;
-                let value: Option<String> = row.try_get(1).map_err(db_error)?;
+                // A plaintext cell that is NULL now, or no longer the field's type,
+                // counts as a mismatch.
+                let value = self.field_type.encode(row, 1).ok();
                 let text: String = row.try_get(2).map_err(db_error)?;
                 let ct: Ciphertext = text.parse()?;
                 items.push(encrypted_attr::DecryptItem::new(ct).associated_data(binding(&row_id)));
@@ -142,7 +161,7 @@ impl MigrateArgs {
                 .iter()
                 .zip(opened)
                 .filter(|((_, value), opened)| match opened {
-                    Ok(p) => value.as_deref().map(str::as_bytes) != Some(p.expose_secret()),
+                    Ok(p) => value.as_ref().map(SecretBytes::expose_secret) != Some(p.expose_secret()),
                     Err(_) => true,
                 })
                 .count();
@@ -151,6 +170,9 @@ impl MigrateArgs {
         }
         if !verified_ok {
             return Err(CliError::VerificationFailed);
+        }
+        if skipped > 0 {
+            return Err(CliError::RowsLeft);
         }
         println!(
             "the plaintext column is still there; once the application reads {column}, drop it with:\n  ALTER TABLE {table} DROP COLUMN {plain};"

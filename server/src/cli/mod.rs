@@ -4,6 +4,7 @@
 
 mod batch_write;
 mod engine;
+mod field_type;
 mod keys;
 mod migrate;
 mod operator;

@@ -166,7 +166,7 @@ impl RewrapArgs {
         }
         bar.finish_and_clear();
         println!(
-            "{table}.{column}: {rewrapped} rewrapped to {key} v{latest}, {failed} failed, {changed_meanwhile} changed by someone else meanwhile (left as they were), {}",
+            "{table}.{column}: {rewrapped} rewrapped to {key} v{latest}, {failed} skipped (reported above), {changed_meanwhile} changed by someone else meanwhile (left as they were), {}",
             timing(started, rewrapped + failed + changed_meanwhile)
         );
         if failed == 0 { Ok(()) } else { Err(CliError::RowsLeft) }
