@@ -141,9 +141,13 @@ impl Ciphertext {
     /// Parses a string it may keep (no copy when the string is canonical).
     fn parse_owned(text: String) -> Result<Self, Error> {
         let (version, payload) = parse_envelope(&text, &CIPHERTEXT_ERRORS)?;
-        // Keep the text only if it is the canonical form (`v0`, `v01` are rewritten).
-        let canonical_len = PREFIX.len() + decimal_len(version.get()) + 1 + payload.len().div_ceil(3) * 4;
-        if text.len() == canonical_len && text[PREFIX.len()..].starts_with(&format!("{}:", version.get())) {
+        // Keep the text only if it is the canonical form (`v0`, `v01` are rewritten):
+        // its version digits are exactly the number's, with no leading zero.
+        let digits = decimal_len(version.get());
+        let canonical_len = PREFIX.len() + digits + 1 + payload.len().div_ceil(3) * 4;
+        let version_text = text.as_bytes().get(PREFIX.len()..PREFIX.len() + digits + 1);
+        let canonical = text.len() == canonical_len && version_text.is_some_and(|v| v[0] != b'0' && v[digits] == b':');
+        if canonical {
             Ok(Self::new(version, payload, text))
         } else {
             Ok(Self::from_parts(version, payload))
@@ -201,10 +205,23 @@ pub(crate) fn parse_envelope(s: &str, errors: &EnvelopeErrors) -> Result<(KeyVer
         .parse()
         .map_err(|_| Error::MalformedCiphertext(errors.version))?;
     let version = KeyVersion::new(number.max(1)).unwrap_or(KeyVersion::FIRST);
-    let payload = BASE64
-        .decode(payload)
-        .map_err(|_| Error::MalformedCiphertext(errors.base64))?;
-    Ok((version, payload))
+    Ok((
+        version,
+        decode_exact(payload).ok_or(Error::MalformedCiphertext(errors.base64))?,
+    ))
+}
+
+/// Decodes padded base64 into a buffer of exactly the decoded length: the payload is
+/// kept as a boxed slice, and a larger buffer would be copied again to shrink it.
+fn decode_exact(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let padding = bytes.iter().rev().take(2).take_while(|&&b| b == b'=').count();
+    let mut out = vec![0u8; bytes.len() / 4 * 3 - padding];
+    let written = BASE64.decode_slice(bytes, &mut out).ok()?;
+    (written == out.len()).then_some(out)
 }
 
 /// Appends `vault:v<N>:<base64(payload)>` to `out`.

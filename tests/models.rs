@@ -789,3 +789,24 @@ fn upgrade_on_read_without_key_access_still_loads() {
     let loaded = AccountRow::decrypt_all_upgrading(rows, &engine).unwrap();
     assert_eq!((loaded.upgrades.len(), loaded.index_upgrades.len()), (12, 6));
 }
+
+/// A load writes each row's id into one reused buffer: the same text `row_id`
+/// returns, for an integer id and a text id, and the buffer's old contents are gone.
+#[test]
+fn a_records_row_id_is_written_as_it_is_returned() {
+    use encrypted_attr::EncryptedRecord;
+
+    let engine = LocalEngine::ephemeral().unwrap();
+    Person::ensure_keys(&engine).unwrap();
+    Everything::ensure_keys(&engine).unwrap();
+    let mut buffer = String::from("left over from another row");
+    let person = Person::encrypt_all(&[person(-42, None)], &engine).unwrap().remove(0);
+    assert!(person.write_row_id(&mut buffer));
+    assert_eq!(Some(buffer.clone()), person.row_id());
+    assert_eq!(buffer, "-42");
+    let everything = Everything::encrypt_all(&[everything_sample()], &engine)
+        .unwrap()
+        .remove(0);
+    assert!(everything.write_row_id(&mut buffer));
+    assert_eq!(Some(buffer.clone()), everything.row_id());
+}

@@ -289,6 +289,18 @@ fn record_impl(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> Token
         }
         None => quote!(#p::Option::None),
     };
+    // The same text as `row_id` (both `Display`), written into the caller's buffer.
+    let write_row_id = model.id_field().map(|id| {
+        let ident = &id.ident;
+        quote! {
+            fn write_row_id(&self, out: &mut #p::String) -> bool {
+                out.clear();
+                // Writing to a String cannot fail.
+                let _ = ::core::fmt::Write::write_fmt(out, ::core::format_args!("{}", self.#ident));
+                true
+            }
+        }
+    });
     let _ = record_ty;
     let ct_arms = model.encrypted().map(|(i, _, enc)| {
         let column = &enc.column;
@@ -366,6 +378,8 @@ fn record_impl(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> Token
             #row_id
         }
 
+        #write_row_id
+
         #field_tenant
 
         #field_blind_index
@@ -377,8 +391,7 @@ fn record_impl(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> Token
             }
         }
 
-        fn into_model(self, opened: #p::Vec<#p::Option<#p::Plaintext>>) -> #p::Result<#model_ident> {
-            let mut __opened = opened.into_iter();
+        fn into_model(self, __opened: &mut dyn ::core::iter::Iterator<Item = #p::Option<#p::Plaintext>>) -> #p::Result<#model_ident> {
             #(#takes)*
             ::core::result::Result::Ok(#model_ident { #(#model_fields)* })
         }

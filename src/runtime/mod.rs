@@ -108,6 +108,14 @@ pub trait EncryptedRecord: Sized {
     /// The row identity, in the same text form as the model's.
     fn row_id(&self) -> Option<String>;
 
+    /// Writes [`row_id`](Self::row_id) into `out` (cleared first) and says whether
+    /// there is one: a load formats every row's id into one reused buffer instead of
+    /// allocating a string per row.
+    fn write_row_id(&self, out: &mut String) -> bool {
+        out.clear();
+        self.row_id().map(|id| out.push_str(&id)).is_some()
+    }
+
     /// The ciphertext of field `index`; `None` for NULL.
     fn field_ciphertext(&self, index: usize) -> Option<&Ciphertext>;
 
@@ -123,12 +131,14 @@ pub trait EncryptedRecord: Sized {
         None
     }
 
-    /// Builds the model from the decrypted bytes of every field, in order.
+    /// Builds the model from the decrypted bytes of every field, in order: `opened`
+    /// yields one entry per field of [`SPEC`](Self::SPEC) (an iterator, so that a
+    /// whole result set's plaintexts sit in one allocation, not one per row).
     ///
     /// # Errors
     /// [`Error::InvalidFieldValue`] when bytes do not decode into the field's type,
     /// or a NULL column for a field that is not an `Option`.
-    fn into_model(self, opened: Vec<Option<Plaintext>>) -> Result<Self::Model>;
+    fn into_model(self, opened: &mut dyn Iterator<Item = Option<Plaintext>>) -> Result<Self::Model>;
 }
 
 /// Where a value sits: its row's identity and, for a per-tenant field, its tenant.
@@ -327,15 +337,16 @@ struct DecryptPlan<R> {
 impl<R: EncryptedRecord> DecryptPlan<R> {
     fn calls(&self) -> Result<(Vec<EngineCall>, Vec<Route>)> {
         let spec = &R::SPEC;
-        let row_ids: Vec<Option<String>> = self.records.iter().map(EncryptedRecord::row_id).collect();
         let (mut calls, mut routes) = (Vec::new(), Vec::new());
+        let mut row_id = String::new();
         for (index, field) in spec.fields.iter().enumerate() {
             let (mut items, mut owners) = (Vec::new(), Vec::new());
             for (r, record) in self.records.iter().enumerate() {
                 if let Some(ct) = record.field_ciphertext(index) {
                     let tenant = tenant_of(field, record.field_tenant(index))?;
+                    let has_id = record.write_row_id(&mut row_id);
                     let place = Place {
-                        row_id: row_ids[r].as_deref(),
+                        row_id: has_id.then_some(row_id.as_str()),
                         tenant: tenant.as_deref(),
                     };
                     items.push(decrypt_item(spec, field, place, ct.clone()));
@@ -353,10 +364,10 @@ impl<R: EncryptedRecord> DecryptPlan<R> {
     fn models(&mut self, routes: Vec<Route>, answers: Vec<EngineAnswer>) -> Result<Vec<R::Model>> {
         let spec = &R::SPEC;
         let records = std::mem::take(&mut self.records);
-        let mut plaintexts: Vec<Vec<Option<Plaintext>>> = records
-            .iter()
-            .map(|_| spec.fields.iter().map(|_| None).collect())
-            .collect();
+        // Row r's field f at r * fields + f: one allocation for the whole result set.
+        let fields = spec.fields.len();
+        let mut plaintexts: Vec<Option<Plaintext>> =
+            std::iter::repeat_with(|| None).take(records.len() * fields).collect();
         if routes.len() != answers.len() {
             return Err(driver::mismatch());
         }
@@ -365,14 +376,20 @@ impl<R: EncryptedRecord> DecryptPlan<R> {
                 return Err(driver::mismatch());
             };
             for (r, result) in owners.into_iter().zip(results) {
-                plaintexts[r][field] = Some(result.map_err(|e| field_error(spec, field, r, e))?);
+                plaintexts[r * fields + field] = Some(result.map_err(|e| field_error(spec, field, r, e))?);
             }
         }
+        let mut opened = plaintexts.into_iter();
         records
             .into_iter()
-            .zip(plaintexts)
             .enumerate()
-            .map(|(r, (record, fields))| record.into_model(fields).map_err(|e| field_error(spec, 0, r, e)))
+            .map(|(r, record)| {
+                let mut row = opened.by_ref().take(fields);
+                let model = record.into_model(&mut row).map_err(|e| field_error(spec, 0, r, e));
+                // Whatever the record left belongs to its row, never to the next.
+                row.for_each(drop);
+                model
+            })
             .collect()
     }
 }
