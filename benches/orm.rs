@@ -1,8 +1,10 @@
-//! Insert and load 10,000 rows with 2 encrypted fields through diesel on SQLite,
+//! Insert and load 10,000 rows with 2 encrypted fields through diesel on SQLite (and PostgreSQL),
 //! against the same rows with plaintext columns, interleaved in rounds; medians and
 //! ratios. Results in `BENCHMARKS.md`.
 //!
-//! Run: `cargo bench --bench orm`
+//! Run: `cargo bench --bench orm` (SQLite in memory); with
+//! `--features postgres` and `ENCRYPTED_ATTR_BENCH_POSTGRES_URL=postgres://…` also
+//! PostgreSQL over loopback.
 
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // benchmark harness
 
@@ -64,6 +66,58 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Inserts and loads both tables on a fresh connection per round; medians per phase:
+/// (insert plaintext, insert encrypted, load plaintext, load encrypted).
+macro_rules! rounds {
+    ($connect:expr, $users:expr, $plain:expr, $engine:expr) => {{
+        let (users, plain, engine) = ($users, $plain, $engine);
+        let (mut p_ins, mut e_ins, mut p_load, mut e_load) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..ROUNDS {
+            let mut db = $connect;
+            for t in ["plain_users", "users"] {
+                diesel::sql_query(format!("DROP TABLE IF EXISTS {t}")).execute(&mut db).unwrap();
+                diesel::sql_query(format!(
+                    "CREATE TABLE {t} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, ssn TEXT NOT NULL, email TEXT NOT NULL)"
+                ))
+                .execute(&mut db)
+                .unwrap();
+            }
+            let start = Instant::now();
+            db.transaction(|db| {
+                for chunk in plain.chunks(1000) {
+                    diesel::insert_into(plain_users::table).values(chunk).execute(db)?;
+                }
+                diesel::QueryResult::Ok(())
+            })
+            .unwrap();
+            p_ins.push(millis(start));
+
+            let start = Instant::now();
+            let records = User::encrypt_all(users, engine).unwrap();
+            db.transaction(|db| {
+                for chunk in records.chunks(1000) {
+                    diesel::insert_into(users::table).values(chunk).execute(db)?;
+                }
+                diesel::QueryResult::Ok(())
+            })
+            .unwrap();
+            e_ins.push(millis(start));
+
+            let start = Instant::now();
+            let loaded: Vec<PlainUser> = plain_users::table.select(PlainUser::as_select()).load(&mut db).unwrap();
+            p_load.push(millis(start));
+            assert_eq!(loaded.len(), ROWS as usize);
+
+            let start = Instant::now();
+            let loaded: Vec<UserRecord> = users::table.select(UserRecord::as_select()).load(&mut db).unwrap();
+            let loaded = UserRecord::decrypt_all(loaded, engine).unwrap();
+            e_load.push(millis(start));
+            assert_eq!(loaded.len(), ROWS as usize);
+        }
+        (median(p_ins), median(e_ins), median(p_load), median(e_load))
+    }};
+}
+
 fn main() {
     let engine = LocalEngine::ephemeral().unwrap();
     User::ensure_keys(&engine).unwrap();
@@ -85,52 +139,30 @@ fn main() {
         })
         .collect();
 
-    let (mut p_ins, mut e_ins, mut p_load, mut e_load) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..ROUNDS {
-        let mut db = SqliteConnection::establish(":memory:").unwrap();
-        for t in ["plain_users", "users"] {
-            diesel::sql_query(format!(
-                "CREATE TABLE {t} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, ssn TEXT NOT NULL, email TEXT NOT NULL)"
-            ))
-            .execute(&mut db)
-            .unwrap();
-        }
-        let start = Instant::now();
-        db.transaction(|db| {
-            for chunk in plain.chunks(1000) {
-                diesel::insert_into(plain_users::table).values(chunk).execute(db)?;
-            }
-            diesel::QueryResult::Ok(())
-        })
-        .unwrap();
-        p_ins.push(millis(start));
-
-        let start = Instant::now();
-        let records = User::encrypt_all(&users, &engine).unwrap();
-        db.transaction(|db| {
-            for chunk in records.chunks(1000) {
-                diesel::insert_into(users::table).values(chunk).execute(db)?;
-            }
-            diesel::QueryResult::Ok(())
-        })
-        .unwrap();
-        e_ins.push(millis(start));
-
-        let start = Instant::now();
-        let loaded: Vec<PlainUser> = plain_users::table.select(PlainUser::as_select()).load(&mut db).unwrap();
-        p_load.push(millis(start));
-        assert_eq!(loaded.len(), ROWS as usize);
-
-        let start = Instant::now();
-        let loaded: Vec<UserRecord> = users::table.select(UserRecord::as_select()).load(&mut db).unwrap();
-        let loaded = UserRecord::decrypt_all(loaded, &engine).unwrap();
-        e_load.push(millis(start));
-        assert_eq!(loaded.len(), ROWS as usize);
+    let mut results = vec![(
+        "SQLite (memory)",
+        rounds!(
+            SqliteConnection::establish(":memory:").unwrap(),
+            &users,
+            &plain,
+            &engine
+        ),
+    )];
+    #[cfg(feature = "postgres")]
+    match std::env::var("ENCRYPTED_ATTR_BENCH_POSTGRES_URL") {
+        Ok(url) => results.push((
+            "PostgreSQL (loopback)",
+            rounds!(PgConnection::establish(&url).unwrap(), &users, &plain, &engine),
+        )),
+        Err(_) => eprintln!("ENCRYPTED_ATTR_BENCH_POSTGRES_URL is not set: PostgreSQL not measured"),
     }
+    #[cfg(not(feature = "postgres"))]
+    eprintln!("built without the `postgres` feature: PostgreSQL not measured");
     println!("| 10,000 rows, 2 encrypted fields | plaintext columns | encrypted | ratio |");
     println!("|---|---|---|---|");
-    for (what, p, e) in [("insert", p_ins, e_ins), ("load", p_load, e_load)] {
-        let (p, e) = (median(p), median(e));
-        println!("| {what} | {p:.1} ms | {e:.1} ms | {:.2}× |", e / p);
+    for (database, (p_ins, e_ins, p_load, e_load)) in results {
+        for (what, p, e) in [("insert", p_ins, e_ins), ("load", p_load, e_load)] {
+            println!("| {database}: {what} | {p:.1} ms | {e:.1} ms | {:.2}× |", e / p);
+        }
     }
 }

@@ -340,7 +340,8 @@ impl<R: EncryptedRecord> DecryptPlan<R> {
         let (mut calls, mut routes) = (Vec::new(), Vec::new());
         let mut row_id = String::new();
         for (index, field) in spec.fields.iter().enumerate() {
-            let (mut items, mut owners) = (Vec::new(), Vec::new());
+            let rows = self.records.len();
+            let (mut items, mut owners) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
             for (r, record) in self.records.iter().enumerate() {
                 if let Some(ct) = record.field_ciphertext(index) {
                     let tenant = tenant_of(field, record.field_tenant(index))?;
