@@ -15,13 +15,14 @@ mariadb clients; databases come from BENCH_POSTGRES_URL (default
 postgres://postgres@127.0.0.1:5432/ea_bench) and BENCH_MYSQL_URL (default
 mysql://root@127.0.0.1:3306/ea_bench), both created if missing. BENCH_BATCH sets
 the batch size (default the commands' 1,000); BENCH_DATABASES picks some of
-postgres, mariadb, sqlite.
+postgres, mariadb, sqlite; BENCH_BINARY runs another build (an older one, to
+compare in the same session).
 """
 import base64, os, socket, sqlite3, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-BINARY = os.path.join(TARGET, "release", "encrypted-attr")
+BINARY = os.environ.get("BENCH_BINARY", os.path.join(TARGET, "release", "encrypted-attr"))
 PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/ea_bench")
 MY_URL = os.environ.get("BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/ea_bench")
 BATCH = os.environ.get("BENCH_BATCH")

@@ -9,6 +9,7 @@ use sqlx::Row;
 use super::batch_write::{BatchWrite, Guard, IdType, RowWrite};
 use super::engine::EngineArgs;
 use super::field_type::FieldType;
+use super::pages::{PageQueries, PageReader};
 use super::table::{BindingArgs, TableArgs, Target, db_error, identifier, progress_bar, timing};
 use crate::error::CliError;
 
@@ -82,36 +83,42 @@ impl MigrateArgs {
         let bar = progress_bar(total);
         let started = std::time::Instant::now();
         let (mut migrated, mut skipped, mut changed_meanwhile) = (0u64, 0u64, 0u64);
-        let mut last_id: Option<String> = None;
-        loop {
-            let query = match &last_id {
-                None => sqlx::query(sqlx::AssertSqlSafe(select_first.as_str())),
-                Some(last) => id_type.bind(sqlx::query(sqlx::AssertSqlSafe(select_after.as_str())), last),
-            };
-            let rows = runtime.block_on(query.fetch_all(&mut db)).map_err(db_error)?;
-            if rows.is_empty() {
-                break;
-            }
-            let mut ids = Vec::with_capacity(rows.len());
-            let mut items = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let row_id: String = row.try_get(0).map_err(db_error)?;
-                // A value the field's type cannot hold is reported (never shown) and
-                // left: one bad row must not stop the column's migration.
-                match self.field_type.encode(row, 1) {
+        // The next page is read (and its values encoded) on the reader's own
+        // connection while this one is encrypted and written.
+        let field_type = self.field_type;
+        let pages = PageReader::start(
+            self.target.database_url.expose(),
+            PageQueries {
+                first: select_first,
+                after: select_after,
+                leading: None,
+                id_type,
+            },
+            // A value the field's type cannot hold is reported (never shown) and
+            // left: one bad row must not stop the column's migration.
+            move |row| {
+                field_type
+                    .encode(row, 1)
+                    .map_err(|problem| format!("{problem}; skipped"))
+            },
+        )?;
+        for page in pages {
+            let page = page?;
+            let read = page.len() as u64;
+            let mut ids = Vec::with_capacity(page.len());
+            let mut items = Vec::with_capacity(page.len());
+            for (row_id, value) in page {
+                match value {
                     Ok(plaintext) => {
                         items.push(encrypted_attr::EncryptItem::new(plaintext).associated_data(binding(&row_id)));
-                        ids.push(row_id.clone());
+                        ids.push(row_id);
                     }
                     Err(problem) => {
                         skipped += 1;
-                        bar.suspend(|| eprintln!("row {row_id}: {problem}; skipped"));
+                        bar.suspend(|| eprintln!("row {row_id}: {problem}"));
                     }
                 }
-                last_id = Some(row_id);
             }
-            let read = rows.len() as u64;
-            drop(rows);
             let sealed = engine.encrypt_batch(&key, items)?;
             let sealed: Vec<String> = sealed
                 .into_iter()

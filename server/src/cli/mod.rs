@@ -8,6 +8,7 @@ mod field_type;
 mod keys;
 mod migrate;
 mod operator;
+mod pages;
 mod retire;
 mod rewrap;
 mod secret;

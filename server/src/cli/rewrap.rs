@@ -15,6 +15,7 @@ use sqlx::Row;
 
 use super::batch_write::{BatchWrite, Guard, IdType, RowWrite};
 use super::engine::EngineArgs;
+use super::pages::{PageQueries, PageReader};
 use super::table::{BindingArgs, TableArgs, Target, db_error, progress_bar, timing};
 use crate::error::CliError;
 
@@ -89,47 +90,43 @@ impl RewrapArgs {
         );
         let mut writer = BatchWrite::new(dialect, &table, &column, &id, id_type.clone(), Guard::StillHolds);
         let (mut rewrapped, mut failed, mut changed_meanwhile) = (0u64, 0u64, 0u64);
-        let mut last_id: Option<String> = None;
-        loop {
-            let query = match &last_id {
-                None => sqlx::query(sqlx::AssertSqlSafe(select_first.as_str())).bind(current.as_str()),
-                Some(last) => id_type.bind(
-                    sqlx::query(sqlx::AssertSqlSafe(select_after.as_str())).bind(current.as_str()),
-                    last,
-                ),
-            };
-            let rows = runtime.block_on(query.fetch_all(&mut db)).map_err(db_error)?;
-            if rows.is_empty() {
-                break;
-            }
-            let mut batch = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let row_id: String = row.try_get(0).map_err(db_error)?;
-                // A cell of another type (a BLOB in SQLite's dynamically typed
-                // TEXT column) is reported and skipped: one bad row must not stop
-                // the column's rewrap.
-                let text: String = match row.try_get(1) {
-                    Ok(text) => text,
-                    Err(e) => {
+        // The next page is read (and its ciphertexts parsed) on the reader's own
+        // connection while this one is rewrapped and written.
+        let cell = column.clone();
+        let pages = PageReader::start(
+            self.target.database_url.expose(),
+            PageQueries {
+                first: select_first,
+                after: select_after,
+                leading: Some(current),
+                id_type,
+            },
+            move |row| {
+                // A cell of another type (a BLOB in SQLite's dynamically typed TEXT
+                // column) is reported and skipped: one bad row must not stop the
+                // column's rewrap.
+                let text: String = row
+                    .try_get(1)
+                    .map_err(|e| format!("the {cell} cell is not text ({}); skipped", db_error(e)))?;
+                let ct = text
+                    .parse::<Ciphertext>()
+                    .map_err(|e| format!("not a ciphertext ({e}); skipped"))?;
+                Ok((text, ct))
+            },
+        )?;
+        for page in pages {
+            let page = page?;
+            let read = page.len() as u64;
+            let mut batch = Vec::with_capacity(page.len());
+            for (row_id, item) in page {
+                match item {
+                    Ok((text, ct)) => batch.push((row_id, text, ct)),
+                    Err(problem) => {
                         failed += 1;
-                        bar.suspend(|| {
-                            eprintln!("row {row_id}: the {column} cell is not text ({}); skipped", db_error(e))
-                        });
-                        last_id = Some(row_id);
-                        continue;
-                    }
-                };
-                match text.parse::<Ciphertext>() {
-                    Ok(ct) => batch.push((row_id.clone(), text, ct)),
-                    Err(e) => {
-                        failed += 1;
-                        bar.suspend(|| eprintln!("row {row_id}: not a ciphertext ({e})"));
+                        bar.suspend(|| eprintln!("row {row_id}: {problem}"));
                     }
                 }
-                last_id = Some(row_id);
             }
-            let read = rows.len() as u64;
-            drop(rows);
             let items = batch
                 .iter()
                 .map(|(row_id, _, ct)| {
