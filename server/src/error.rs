@@ -50,8 +50,9 @@ pub(crate) enum CliError {
     /// The server could not start, or stopped on an error.
     #[error(transparent)]
     Start(#[from] StartError),
-    /// `rewrap` or `migrate` skipped rows it could not convert (each was reported).
-    #[error("some rows were skipped and left as they were (listed above)")]
+    /// `rewrap` or `migrate` left rows unfinished: skipped (each was reported) or
+    /// written meanwhile by someone else without the encrypted column.
+    #[error("some rows were left as they were (see above); run the command again once they are fixed")]
     RowsLeft,
     /// `migrate --verify` found rows that do not decrypt to their plaintext.
     #[error("verification failed: some rows do not decrypt to their plaintext")]

@@ -127,6 +127,20 @@ fn cases() -> Vec<Case> {
             expected: codec(at.and_utc()),
         },
         Case {
+            field: "local_instant_f",
+            field_type: "datetime-utc",
+            sql_type: ["TEXT", "TIMESTAMP", "DATETIME(6)"],
+            literal: ["'2024-02-29 12:34:56.123456'"; 3],
+            expected: codec(at.and_utc()),
+        },
+        Case {
+            field: "text_double_f",
+            field_type: "f64",
+            sql_type: ["TEXT", "TEXT", "TEXT"],
+            literal: ["'-2.5e-3'"; 3],
+            expected: codec(-2.5e-3f64),
+        },
+        Case {
             field: "uuid_f",
             field_type: "uuid",
             sql_type: ["TEXT", "UUID", "CHAR(36)"],
@@ -204,11 +218,11 @@ fn migrate_encrypts_every_field_type_as_the_derive_would() {
             for sql in [
                 format!("DROP TABLE IF EXISTS {table}"),
                 format!(
-                    "CREATE TABLE {table} (id BIGINT PRIMARY KEY, narrow INTEGER, narrow_ct TEXT, {})",
+                    "CREATE TABLE {table} (id BIGINT PRIMARY KEY, narrow INTEGER, narrow_ct TEXT, junk TEXT, junk_ct TEXT, {})",
                     columns.join(", ")
                 ),
                 format!(
-                    "INSERT INTO {table} (id, narrow, {}) VALUES (1, 5, {})",
+                    "INSERT INTO {table} (id, narrow, junk, {}) VALUES (1, 5, '2.5', {})",
                     cases
                         .iter()
                         .map(|c| format!("{}_plain", c.field))
@@ -217,7 +231,7 @@ fn migrate_encrypts_every_field_type_as_the_derive_would() {
                     cases.iter().map(|c| c.literal[slot]).collect::<Vec<_>>().join(", ")
                 ),
                 format!("INSERT INTO {table} (id) VALUES (2)"),
-                format!("INSERT INTO {table} (id, narrow) VALUES (3, 70000)"),
+                format!("INSERT INTO {table} (id, narrow, junk) VALUES (3, 70000, '12abc')"),
             ] {
                 sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
             }
@@ -266,6 +280,21 @@ fn migrate_encrypts_every_field_type_as_the_derive_would() {
         );
         assert!(
             !stderr.contains("70000"),
+            "{db:?}: the value must not be shown: {stderr}"
+        );
+
+        // Text that is not a number is reported, never encrypted as 0 or 12.
+        let out = migrate("junk_ct", "junk", "f64", "double_f");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{db:?}: {stdout}{stderr}");
+        assert!(
+            stdout.contains("1 rows encrypted") && stdout.contains("1 skipped"),
+            "{db:?}: {stdout}"
+        );
+        assert!(stderr.contains("row 3: the value is not a number"), "{db:?}: {stderr}");
+        assert!(
+            !stderr.contains("12abc"),
             "{db:?}: the value must not be shown: {stderr}"
         );
 

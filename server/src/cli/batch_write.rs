@@ -28,6 +28,20 @@ pub(super) enum IdType {
     PostgresCast(String),
     /// An integer column (MariaDB, SQLite): bound as an integer.
     Integer,
+    /// An unsigned integer column on MariaDB: bound as text, cast back to
+    /// `UNSIGNED` (an id above `i64::MAX` would otherwise compare as a double).
+    MySqlUnsigned,
+    /// A text column on MariaDB: bound as text in the column's own character set
+    /// and collation, so the join and the page order agree with the column's.
+    MySqlText {
+        /// The column's character set (checked: letters, digits, `_`).
+        charset: String,
+        /// The column's collation (checked likewise).
+        collation: String,
+    },
+    /// A SQLite column without a declared type (no affinity, so an integer never
+    /// equals text): each id bound as an integer when it reads as one.
+    Guess,
     /// Any other column: bound as text.
     Text,
 }
@@ -63,7 +77,8 @@ impl IdType {
             }
             Dialect::MySql => {
                 let row = sqlx::query(
-                    "SELECT CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS \
+                    "SELECT CAST(DATA_TYPE AS CHAR), CAST(COLUMN_TYPE AS CHAR), CAST(CHARACTER_SET_NAME AS CHAR), \
+                     CAST(COLLATION_NAME AS CHAR) FROM information_schema.COLUMNS \
                      WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?",
                 )
                 .bind(table.to_owned())
@@ -73,9 +88,21 @@ impl IdType {
                 .map_err(db_error)?
                 .ok_or_else(missing)?;
                 let data_type: String = row.try_get(0).map_err(db_error)?;
+                let column_type: String = row.try_get(1).map_err(db_error)?;
+                let charset: Option<String> = row.try_get(2).map_err(db_error)?;
+                let collation: Option<String> = row.try_get(3).map_err(db_error)?;
                 let integer = ["tinyint", "smallint", "mediumint", "int", "bigint"]
                     .contains(&data_type.to_ascii_lowercase().as_str());
-                Ok(if integer { Self::Integer } else { Self::Text })
+                let plain =
+                    |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                Ok(match (integer, charset, collation) {
+                    (true, _, _) if column_type.to_ascii_lowercase().contains("unsigned") => Self::MySqlUnsigned,
+                    (true, _, _) => Self::Integer,
+                    (false, Some(charset), Some(collation)) if plain(&charset) && plain(&collation) => {
+                        Self::MySqlText { charset, collation }
+                    }
+                    _ => Self::Text,
+                })
             }
             Dialect::Sqlite => {
                 let row = sqlx::query("SELECT type FROM pragma_table_info(?) WHERE name = ? COLLATE NOCASE")
@@ -86,9 +113,14 @@ impl IdType {
                     .map_err(db_error)?
                     .ok_or_else(missing)?;
                 let declared: String = row.try_get(0).map_err(db_error)?;
-                // SQLite's own rule: a declared type containing "INT" has integer affinity.
-                Ok(if declared.to_ascii_uppercase().contains("INT") {
+                // SQLite's own rules: a declared type containing "INT" has integer
+                // affinity; none, or "BLOB", has no affinity (no conversion when
+                // compared); any other converts a text operand as needed.
+                let declared = declared.to_ascii_uppercase();
+                Ok(if declared.contains("INT") {
                     Self::Integer
+                } else if declared.trim().is_empty() || declared.contains("BLOB") {
+                    Self::Guess
                 } else {
                     Self::Text
                 })
@@ -100,18 +132,22 @@ impl IdType {
     pub(super) fn param(&self, dialect: Dialect, n: usize) -> String {
         match self {
             Self::PostgresCast(sql_type) => format!("CAST(${n} AS {sql_type})"),
-            Self::Integer | Self::Text => dialect.param(n),
+            Self::MySqlUnsigned => "CAST(? AS UNSIGNED)".into(),
+            Self::MySqlText { charset, collation } => format!("CONVERT(? USING {charset}) COLLATE {collation}"),
+            Self::Integer | Self::Guess | Self::Text => dialect.param(n),
         }
     }
 
     /// Binds an id read as text.
     pub(super) fn bind<'q>(&self, query: Query<'q, Any, AnyArguments>, id: &str) -> Query<'q, Any, AnyArguments> {
         match self {
-            Self::Integer => match id.parse::<i64>() {
+            Self::Integer | Self::Guess => match id.parse::<i64>() {
                 Ok(n) => query.bind(n),
                 Err(_) => query.bind(id.to_owned()),
             },
-            Self::PostgresCast(_) | Self::Text => query.bind(id.to_owned()),
+            Self::PostgresCast(_) | Self::MySqlUnsigned | Self::MySqlText { .. } | Self::Text => {
+                query.bind(id.to_owned())
+            }
         }
     }
 }
@@ -240,14 +276,19 @@ impl BatchWrite {
                 // takes names in the alias.
                 let (alias, row_id, old, new) = match (dialect, holds) {
                     (Dialect::Postgres, true) => (
-                        "v(row_id, old_value, new_value)",
-                        "v.row_id",
-                        "v.old_value",
-                        "v.new_value",
+                        "ea_batch(row_id, old_value, new_value)",
+                        "ea_batch.row_id",
+                        "ea_batch.old_value",
+                        "ea_batch.new_value",
                     ),
-                    (Dialect::Postgres, false) => ("v(row_id, new_value)", "v.row_id", "", "v.new_value"),
-                    (_, true) => ("v", "v.column1", "v.column2", "v.column3"),
-                    (_, false) => ("v", "v.column1", "", "v.column2"),
+                    (Dialect::Postgres, false) => (
+                        "ea_batch(row_id, new_value)",
+                        "ea_batch.row_id",
+                        "",
+                        "ea_batch.new_value",
+                    ),
+                    (_, true) => ("ea_batch", "ea_batch.column1", "ea_batch.column2", "ea_batch.column3"),
+                    (_, false) => ("ea_batch", "ea_batch.column1", "", "ea_batch.column2"),
                 };
                 format!(
                     "UPDATE {table} SET {column} = {new} FROM (VALUES {}) AS {alias} WHERE {table}.{id} = {row_id} AND {}",
@@ -276,12 +317,12 @@ impl BatchWrite {
                 // The comparison is binary: the old value must be exactly what was
                 // read, whatever the column's collation.
                 let guard = if holds {
-                    format!("{table}.{column} = BINARY v.old_value")
+                    format!("{table}.{column} = BINARY ea_batch.old_value")
                 } else {
                     still("")
                 };
                 format!(
-                    "UPDATE {table} JOIN ({}) AS v ON {table}.{id} = v.row_id SET {table}.{column} = v.new_value WHERE {guard}",
+                    "UPDATE {table} JOIN ({}) AS ea_batch ON {table}.{id} = ea_batch.row_id SET {table}.{column} = ea_batch.new_value WHERE {guard}",
                     selects.join(" UNION ALL ")
                 )
             }
@@ -360,7 +401,7 @@ mod tests {
                 Dialect::Postgres => "UUID",
                 Dialect::MySql | Dialect::Sqlite => "CHAR(36)",
             };
-            let cases = [
+            let mut cases = vec![
                 ("BIGINT", ["1", "2", "3", "9"], IdType::Integer),
                 ("VARCHAR(20)", ["007", "7", "x", "nine"], IdType::Text),
                 (
@@ -374,6 +415,33 @@ mod tests {
                     IdType::Text,
                 ),
             ];
+            match dialect {
+                // No declared type: no affinity, an integer never equals its text.
+                Dialect::Sqlite => cases.push(("", ["1", "2", "3", "9"], IdType::Guess)),
+                Dialect::MySql => {
+                    // A collation other than the connection's (error 1267 if mixed).
+                    cases.push((
+                        "VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+                        ["a", "B", "c", "d"],
+                        IdType::MySqlText {
+                            charset: "utf8mb4".into(),
+                            collation: "utf8mb4_bin".into(),
+                        },
+                    ));
+                    // Ids above i64::MAX.
+                    cases.push((
+                        "BIGINT UNSIGNED",
+                        [
+                            "18446744073709551613",
+                            "18446744073709551614",
+                            "18446744073709551615",
+                            "9",
+                        ],
+                        IdType::MySqlUnsigned,
+                    ));
+                }
+                Dialect::Postgres => {}
+            }
             for (case, (id_sql_type, ids, expected_type)) in cases.into_iter().enumerate() {
                 let table = format!("ea_batch_write_{}_{case}", std::process::id());
                 runtime.block_on(async {
@@ -387,7 +455,12 @@ mod tests {
                     for (n, id) in ids[..3].iter().enumerate() {
                         execute(
                             &mut db,
-                            &format!("INSERT INTO {table} (id, cell) VALUES ('{id}', 'old{n}')"),
+                            &if id_sql_type.is_empty() {
+                                // Stored as an integer: a column without a type keeps what it is given.
+                                format!("INSERT INTO {table} (id, cell) VALUES ({id}, 'old{n}')")
+                            } else {
+                                format!("INSERT INTO {table} (id, cell) VALUES ('{id}', 'old{n}')")
+                            },
                         )
                         .await;
                     }
@@ -399,6 +472,7 @@ mod tests {
                                 id_sql_type
                             )
                         }
+                        (IdType::MySqlText { .. }, Dialect::MySql) if expected_type == IdType::Text => {}
                         (found, _) => assert_eq!(found, &expected_type, "{url} {id_sql_type}"),
                     }
 

@@ -33,7 +33,8 @@ pub(crate) enum FieldType {
     U32,
     /// `u64`.
     U64,
-    /// `f32`.
+    /// `f32` (only values an f32 holds exactly: `0.1` from a `double` column is
+    /// refused, not rounded).
     F32,
     /// `f64`.
     F64,
@@ -43,8 +44,8 @@ pub(crate) enum FieldType {
     Date,
     /// `chrono::NaiveDateTime`.
     Datetime,
-    /// `chrono::DateTime<Utc>` (PostgreSQL `timestamptz` is read in UTC; other
-    /// databases' values are taken as UTC).
+    /// `chrono::DateTime<Utc>` (a value with an offset, as PostgreSQL writes
+    /// `timestamptz`, is moved to UTC; one without is taken as UTC).
     DatetimeUtc,
     /// `uuid::Uuid` (PostgreSQL `uuid`, or its text form).
     Uuid,
@@ -63,18 +64,13 @@ impl FieldType {
             Dialect::Postgres | Dialect::Sqlite => "TEXT",
         };
         match self {
-            Self::String | Self::Bytes => column.to_owned(),
-            Self::F32 | Self::F64 => match dialect {
-                Dialect::Postgres => format!("CAST({column} AS DOUBLE PRECISION)"),
-                Dialect::MySql => format!("CAST({column} AS DOUBLE)"),
-                Dialect::Sqlite => format!("CAST({column} AS REAL)"),
-            },
-            // The stored instant, written out in UTC whatever the session's time zone.
-            Self::DatetimeUtc if matches!(dialect, Dialect::Postgres) => {
-                format!("CAST(({column} AT TIME ZONE 'UTC') AS TEXT)")
-            }
+            // Read as stored: a cast in SQL would turn text that is not a number
+            // into 0 on SQLite and MariaDB, and fail the whole page on PostgreSQL
+            // with the value in the message.
+            Self::String | Self::Bytes | Self::F32 | Self::F64 => column.to_owned(),
             // Everything else through its text form, exact for integers of any
-            // width, dates, times, uuids and JSON alike.
+            // width, dates, times (with their offset), uuids and JSON alike; casting
+            // to text never fails.
             _ => format!("CAST({column} AS {text})"),
         }
     }
@@ -87,12 +83,9 @@ impl FieldType {
                 .try_get::<Vec<u8>, _>(index)
                 .map(SecretBytes::new)
                 .map_err(|_| NOT_READ),
-            Self::F64 => row
-                .try_get::<f64, _>(index)
-                .map(|v| v.encode_field())
-                .map_err(|_| NOT_READ),
+            Self::F64 => read_float(row, index).map(|v| v.encode_field()),
             Self::F32 => {
-                let wide = row.try_get::<f64, _>(index).map_err(|_| NOT_READ)?;
+                let wide = read_float(row, index)?;
                 let narrow = wide as f32;
                 // Only values an f32 holds exactly (what a `real` column holds).
                 if f64::from(narrow) == wide || wide.is_nan() {
@@ -139,9 +132,16 @@ impl FieldType {
             Self::Datetime => naive_datetime(text)
                 .map(|v| v.encode_field())
                 .ok_or("the value is not a date and time (YYYY-MM-DD HH:MM:SS[.fraction])"),
+            // With an offset (PostgreSQL writes `timestamptz` in the session's zone,
+            // `+00` or `+05:30`), or without one (taken as UTC).
             Self::DatetimeUtc => chrono::DateTime::parse_from_rfc3339(text)
-                .map(|v| v.to_utc())
                 .ok()
+                .or_else(|| {
+                    ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"]
+                        .iter()
+                        .find_map(|format| chrono::DateTime::parse_from_str(text, format).ok())
+                })
+                .map(|v| v.to_utc())
                 .or_else(|| naive_datetime(text).map(|v| v.and_utc()))
                 .map(|v| v.encode_field())
                 .ok_or("the value is not a date and time"),
@@ -154,6 +154,30 @@ impl FieldType {
             Self::String | Self::Bytes | Self::F32 | Self::F64 => Err("read natively, not as text"),
         }
     }
+}
+
+/// A float cell as stored: a floating-point column, an integer column (exact up to
+/// 2^53), or text that is a number; anything else is a problem, never a 0.
+fn read_float(row: &AnyRow, index: usize) -> Result<f64, CellProblem> {
+    const MAX_EXACT: i64 = 1 << 53;
+    if let Ok(v) = row.try_get::<f64, _>(index) {
+        return Ok(v);
+    }
+    if let Ok(v) = row.try_get::<f32, _>(index) {
+        return Ok(f64::from(v));
+    }
+    if let Ok(v) = row.try_get::<i64, _>(index) {
+        return if (-MAX_EXACT..=MAX_EXACT).contains(&v) {
+            Ok(v as f64)
+        } else {
+            Err("the integer does not fit a float exactly")
+        };
+    }
+    let text = zeroize::Zeroizing::new(
+        row.try_get::<String, _>(index)
+            .map_err(|_| "the cell could not be read as the field's type")?,
+    );
+    text.trim().parse::<f64>().map_err(|_| "the value is not a number")
 }
 
 /// `2024-01-31 12:34:56[.123456]`, with a space or a `T`, as the databases write it.
@@ -196,10 +220,18 @@ mod tests {
                 Some(at.encode_field().expose_secret().to_vec())
             );
         }
-        assert_eq!(
-            bytes(FieldType::DatetimeUtc, "2024-02-29T14:34:56.123456+02:00"),
-            Some(at.and_utc().encode_field().expose_secret().to_vec())
-        );
+        for text in [
+            "2024-02-29T14:34:56.123456+02:00",
+            "2024-02-29 14:34:56.123456+02",
+            "2024-02-29 18:04:56.123456+05:30",
+            "2024-02-29 12:34:56.123456",
+        ] {
+            assert_eq!(
+                bytes(FieldType::DatetimeUtc, text),
+                Some(at.and_utc().encode_field().expose_secret().to_vec()),
+                "{text}"
+            );
+        }
         let id = uuid::Uuid::from_u128(0x0b9b_3c1e_64a4_4d0b_9d35_6f8f_1d1d_0001);
         assert_eq!(
             bytes(FieldType::Uuid, "0b9b3c1e-64a4-4d0b-9d35-6f8f1d1d0001"),

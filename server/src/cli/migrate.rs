@@ -60,7 +60,8 @@ impl MigrateArgs {
         let id_type = runtime.block_on(IdType::of(&mut db, dialect, &table, &id))?;
         // Keyset pagination: each page starts after the last id of the one before,
         // so a page costs the same at the end of the table as at its start.
-        let pending = format!("{column} IS NULL AND {plain} IS NOT NULL");
+        // A row without an id cannot be bound or written back: not pending.
+        let pending = format!("{column} IS NULL AND {plain} IS NOT NULL AND {table}.{id} IS NOT NULL");
         let select_first = format!(
             "SELECT {}, {} FROM {table} WHERE {pending} ORDER BY {table}.{id} LIMIT {}",
             dialect.id_as_text(&id),
@@ -75,7 +76,7 @@ impl MigrateArgs {
             self.batch.max(1)
         );
         let mut writer = BatchWrite::new(dialect, &table, &column, &id, id_type.clone(), Guard::StillNull);
-        let count = format!("SELECT COUNT(*) FROM {table} WHERE {column} IS NULL AND {plain} IS NOT NULL");
+        let count = format!("SELECT COUNT(*) FROM {table} WHERE {pending}");
         let total: i64 = runtime
             .block_on(sqlx::query(sqlx::AssertSqlSafe(count.as_str())).fetch_one(&mut db))
             .and_then(|row| row.try_get(0))
@@ -179,6 +180,18 @@ impl MigrateArgs {
             return Err(CliError::VerificationFailed);
         }
         if skipped > 0 {
+            return Err(CliError::RowsLeft);
+        }
+        // Rows inserted (or emptied) since the pages went past them are still plain
+        // only: never suggest dropping the column while any is left.
+        let left: i64 = runtime
+            .block_on(sqlx::query(sqlx::AssertSqlSafe(count.as_str())).fetch_one(&mut db))
+            .and_then(|row| row.try_get(0))
+            .map_err(db_error)?;
+        if left > 0 {
+            println!(
+                "{left} rows still have {plain} but no {column} (written meanwhile without it): run migrate again"
+            );
             return Err(CliError::RowsLeft);
         }
         println!(

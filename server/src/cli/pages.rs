@@ -8,8 +8,8 @@
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Connection, Row};
 use zeroize::Zeroizing;
 
 use super::batch_write::IdType;
@@ -30,9 +30,12 @@ pub(super) struct PageQueries {
 }
 
 /// The pages, in id order; the iterator ends after the last page or at the first
-/// database error (yielded).
+/// database error (yielded). The reader says when it has sent the last page (an
+/// empty one): a reader that stops without saying so failed, and that is an error,
+/// never a quiet end.
 pub(super) struct PageReader<T> {
     pages: Receiver<Result<Vec<RowRead<T>>, CliError>>,
+    finished: bool,
 }
 
 impl<T: Send + 'static> PageReader<T> {
@@ -63,7 +66,7 @@ impl<T: Send + 'static> PageReader<T> {
                     source,
                 })
             })?;
-        Ok(Self { pages })
+        Ok(Self { pages, finished: false })
     }
 }
 
@@ -71,9 +74,26 @@ impl<T> Iterator for PageReader<T> {
     type Item = Result<Vec<RowRead<T>>, CliError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        // A closed channel is the end: the reader stops after the last page, or
-        // after sending its error.
-        self.pages.recv().ok()
+        if self.finished {
+            return None;
+        }
+        match self.pages.recv() {
+            Ok(Ok(page)) if page.is_empty() => {
+                self.finished = true;
+                None
+            }
+            Ok(Err(e)) => {
+                self.finished = true;
+                Some(Err(e))
+            }
+            Ok(page) => Some(page),
+            Err(_) => {
+                self.finished = true;
+                Some(Err(CliError::Database(
+                    "the page reader stopped before the last page".into(),
+                )))
+            }
+        }
     }
 }
 
@@ -83,7 +103,7 @@ async fn read_pages<T>(
     read: &(impl Fn(&AnyRow) -> Result<T, String> + Send),
     sender: &SyncSender<Result<Vec<RowRead<T>>, CliError>>,
 ) {
-    let mut db = match AnyConnection::connect(url).await {
+    let mut db = match super::table::connect(url).await {
         Ok(db) => db,
         Err(e) => {
             let _ = sender.send(Err(db_error(e)));
@@ -110,6 +130,8 @@ async fn read_pages<T>(
             }
         };
         if rows.is_empty() {
+            // The end, said explicitly.
+            let _ = sender.send(Ok(Vec::new()));
             return;
         }
         let mut page = Vec::with_capacity(rows.len());

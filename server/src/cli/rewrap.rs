@@ -59,7 +59,11 @@ impl RewrapArgs {
 
         // Table, column and id names are interpolated only after `identifier` checked
         // them (letters, digits, `_`); every value goes through a bind parameter.
-        let pending_filter = format!("{column} IS NOT NULL AND {column} NOT LIKE {}", dialect.param(1));
+        // A row without an id cannot be bound or written back: not pending.
+        let pending_filter = format!(
+            "{column} IS NOT NULL AND {column} NOT LIKE {} AND {table}.{id} IS NOT NULL",
+            dialect.param(1)
+        );
         let count_sql = format!("SELECT COUNT(*) FROM {table} WHERE {pending_filter}");
         let total: i64 = runtime
             .block_on(

@@ -50,7 +50,7 @@ impl TableArgs {
         let dialect = Dialect::of(url)?;
         let runtime = super::command_runtime()?;
         sqlx::any::install_default_drivers();
-        let db = runtime.block_on(AnyConnection::connect(url)).map_err(db_error)?;
+        let db = runtime.block_on(connect(url)).map_err(db_error)?;
         Ok(Target {
             table,
             column,
@@ -60,6 +60,16 @@ impl TableArgs {
             db,
         })
     }
+}
+
+/// Connects, and fixes the session settings the commands read values through: on
+/// PostgreSQL, dates in ISO order whatever the server's `DateStyle`.
+pub(super) async fn connect(url: &str) -> Result<AnyConnection, sqlx::Error> {
+    let mut db = AnyConnection::connect(url).await?;
+    if matches!(Dialect::of(url), Ok(Dialect::Postgres)) {
+        sqlx::query("SET DateStyle = 'ISO, YMD'").execute(&mut db).await?;
+    }
+    Ok(db)
 }
 
 /// How the column's ciphertexts are bound to their row (`docs/derive.md`): the
