@@ -11,6 +11,7 @@ use super::engine::EngineArgs;
 use super::field_type::FieldType;
 use super::pages::{PageQueries, PageReader};
 use super::table::{BindingArgs, TableArgs, Target, db_error, identifier, progress_bar, timing};
+use super::write_behind::WriteBehind;
 use crate::error::CliError;
 
 /// `migrate` arguments: encrypt an existing plaintext column into its ciphertext
@@ -75,7 +76,12 @@ impl MigrateArgs {
             id_type.param(dialect, 1),
             self.batch.max(1)
         );
-        let mut writer = BatchWrite::new(dialect, &table, &column, &id, id_type.clone(), Guard::StillNull);
+        // Batches are written on a connection of their own while the engine works
+        // on the next one.
+        let mut writes = WriteBehind::start(
+            self.target.database_url.expose(),
+            BatchWrite::new(dialect, &table, &column, &id, id_type.clone(), Guard::StillNull),
+        )?;
         let count = format!("SELECT COUNT(*) FROM {table} WHERE {pending}");
         let total: i64 = runtime
             .block_on(sqlx::query(sqlx::AssertSqlSafe(count.as_str())).fetch_one(&mut db))
@@ -83,7 +89,7 @@ impl MigrateArgs {
             .map_err(db_error)?;
         let bar = progress_bar(total);
         let started = std::time::Instant::now();
-        let (mut migrated, mut skipped, mut changed_meanwhile) = (0u64, 0u64, 0u64);
+        let mut skipped = 0u64;
         // The next page is read (and its values encoded) on the reader's own
         // connection while this one is encrypted and written.
         let field_type = self.field_type;
@@ -130,12 +136,12 @@ impl MigrateArgs {
                 .zip(sealed)
                 .map(|(id, new)| RowWrite { id, old: None, new })
                 .collect();
-            let written = runtime.block_on(writer.write(&mut db, &updates)).map_err(db_error)?;
-            migrated += written;
-            // A row whose ciphertext column someone else filled meanwhile is left.
-            changed_meanwhile += (updates.len() as u64).saturating_sub(written);
+            writes.write(updates)?;
             bar.inc(read);
         }
+        // A row whose ciphertext column someone else filled meanwhile is left.
+        let written = writes.finish()?;
+        let (migrated, changed_meanwhile) = (written.changed, written.sent.saturating_sub(written.changed));
         bar.finish_and_clear();
         println!(
             "{table}.{plain} → {column}: {migrated} rows encrypted with {key}, {skipped} skipped (reported above), {changed_meanwhile} changed by someone else meanwhile (left as they were), {}",

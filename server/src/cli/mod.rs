@@ -15,6 +15,7 @@ mod secret;
 mod serve;
 mod table;
 mod vault_config;
+mod write_behind;
 
 use clap::{Parser, Subcommand};
 

@@ -17,6 +17,7 @@ use super::batch_write::{BatchWrite, Guard, IdType, RowWrite};
 use super::engine::EngineArgs;
 use super::pages::{PageQueries, PageReader};
 use super::table::{BindingArgs, TableArgs, Target, db_error, progress_bar, timing};
+use super::write_behind::WriteBehind;
 use crate::error::CliError;
 
 /// `rewrap` arguments.
@@ -92,8 +93,13 @@ impl RewrapArgs {
             id_type.param(dialect, 2),
             self.batch.max(1)
         );
-        let mut writer = BatchWrite::new(dialect, &table, &column, &id, id_type.clone(), Guard::StillHolds);
-        let (mut rewrapped, mut failed, mut changed_meanwhile) = (0u64, 0u64, 0u64);
+        // Batches are written on a connection of their own while the engine works
+        // on the next one.
+        let mut writes = WriteBehind::start(
+            self.target.database_url.expose(),
+            BatchWrite::new(dialect, &table, &column, &id, id_type.clone(), Guard::StillHolds),
+        )?;
+        let mut failed = 0u64;
         // The next page is read (and its ciphertexts parsed) on the reader's own
         // connection while this one is rewrapped and written.
         let cell = column.clone();
@@ -160,11 +166,11 @@ impl RewrapArgs {
                     }
                 })
                 .collect();
-            let written = runtime.block_on(writer.write(&mut db, &updates)).map_err(db_error)?;
-            rewrapped += written;
-            changed_meanwhile += (updates.len() as u64).saturating_sub(written);
+            writes.write(updates)?;
             bar.inc(read);
         }
+        let written = writes.finish()?;
+        let (rewrapped, changed_meanwhile) = (written.changed, written.sent.saturating_sub(written.changed));
         bar.finish_and_clear();
         println!(
             "{table}.{column}: {rewrapped} rewrapped to {key} v{latest}, {failed} skipped (reported above), {changed_meanwhile} changed by someone else meanwhile (left as they were), {}",
