@@ -195,6 +195,20 @@ impl BatchWrite {
         }
     }
 
+    /// Readies a connection that only this writer uses. A batch is a few thousand
+    /// rows of a table of any size: each must be found through the id's index.
+    /// PostgreSQL's planner otherwise prefers hashing the batch and scanning the
+    /// whole table once the table is small enough (seen at 100,000 rows: a third of
+    /// the speed at a million), and a scan per batch makes the command quadratic.
+    pub(super) async fn prepare(&self, db: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        if matches!(self.dialect, Dialect::Postgres) {
+            for setting in ["SET enable_hashjoin = off", "SET enable_mergejoin = off"] {
+                sqlx::query(setting).execute(&mut *db).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `rows` in one transaction and returns how many changed; the others
     /// had changed since they were read and are left as they are.
     pub(super) async fn write(&mut self, db: &mut AnyConnection, rows: &[RowWrite]) -> Result<u64, sqlx::Error> {
@@ -203,16 +217,6 @@ impl BatchWrite {
             .map(|c| self.statement(c.len()))
             .collect();
         let mut tx = db.begin().await?;
-        if matches!(self.dialect, Dialect::Postgres) {
-            // A batch is a few thousand rows of a table of any size: each must be
-            // found through the id's index. PostgreSQL's planner otherwise prefers
-            // hashing the batch and scanning the whole table once the table is small
-            // enough (seen at 100,000 rows: a third of the speed at a million), and
-            // a scan per batch makes the command quadratic. For this transaction only.
-            for setting in ["SET LOCAL enable_hashjoin = off", "SET LOCAL enable_mergejoin = off"] {
-                sqlx::query(setting).execute(&mut *tx).await?;
-            }
-        }
         let mut written = 0;
         for (chunk, sql) in rows.chunks(ROWS_PER_STATEMENT).zip(statements) {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));

@@ -63,19 +63,6 @@ impl MigrateArgs {
         // so a page costs the same at the end of the table as at its start.
         // A row without an id cannot be bound or written back: not pending.
         let pending = format!("{column} IS NULL AND {plain} IS NOT NULL AND {table}.{id} IS NOT NULL");
-        let select_first = format!(
-            "SELECT {}, {} FROM {table} WHERE {pending} ORDER BY {table}.{id} LIMIT {}",
-            dialect.id_as_text(&id),
-            self.field_type.select(dialect, &plain),
-            self.batch.max(1)
-        );
-        let select_after = format!(
-            "SELECT {}, {} FROM {table} WHERE {pending} AND {table}.{id} > {} ORDER BY {table}.{id} LIMIT {}",
-            dialect.id_as_text(&id),
-            self.field_type.select(dialect, &plain),
-            id_type.param(dialect, 1),
-            self.batch.max(1)
-        );
         // Batches are written on a connection of their own while the engine works
         // on the next one.
         let mut writes = WriteBehind::start(
@@ -95,12 +82,15 @@ impl MigrateArgs {
         let field_type = self.field_type;
         let pages = PageReader::start(
             self.target.database_url.expose(),
-            PageQueries {
-                first: select_first,
-                after: select_after,
-                leading: None,
-                id_type,
-            },
+            PageQueries::keyset(
+                dialect,
+                &table,
+                (&id, id_type),
+                &self.field_type.select(dialect, &plain),
+                &pending,
+                None,
+                self.batch,
+            ),
             // A value the field's type cannot hold is reported (never shown) and
             // left: one bad row must not stop the column's migration.
             move |row| {

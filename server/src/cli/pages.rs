@@ -13,7 +13,7 @@ use sqlx::any::AnyRow;
 use zeroize::Zeroizing;
 
 use super::batch_write::IdType;
-use super::table::db_error;
+use super::table::{Dialect, db_error};
 use crate::error::CliError;
 
 /// One row read: its id (as text) and what the command's reader made of its cells,
@@ -27,6 +27,32 @@ pub(super) struct PageQueries {
     pub(super) after: String,
     pub(super) leading: Option<String>,
     pub(super) id_type: IdType,
+}
+
+impl PageQueries {
+    /// Pages of `cells` (selected after the id column, as text) from the rows of `table`
+    /// where `filter` holds, in id order, `limit` rows each. `leading` is bound first
+    /// (as parameter 1 of `filter`, when given). The names must already be checked
+    /// identifiers: they are interpolated.
+    pub(super) fn keyset(
+        dialect: Dialect,
+        table: &str,
+        (id, id_type): (&str, IdType),
+        cells: &str,
+        filter: &str,
+        leading: Option<String>,
+        limit: u32,
+    ) -> Self {
+        let select = format!("SELECT {}, {cells} FROM {table} WHERE {filter}", dialect.id_as_text(id));
+        let after_param = id_type.param(dialect, if leading.is_some() { 2 } else { 1 });
+        let limit = limit.max(1);
+        Self {
+            first: format!("{select} ORDER BY {table}.{id} LIMIT {limit}"),
+            after: format!("{select} AND {table}.{id} > {after_param} ORDER BY {table}.{id} LIMIT {limit}"),
+            leading,
+            id_type,
+        }
+    }
 }
 
 /// The pages, in id order; the iterator ends after the last page or at the first

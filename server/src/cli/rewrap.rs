@@ -82,17 +82,6 @@ impl RewrapArgs {
         let started = std::time::Instant::now();
 
         let id_type = runtime.block_on(IdType::of(&mut db, dialect, &table, &id))?;
-        let select_first = format!(
-            "SELECT {}, {column} FROM {table} WHERE {pending_filter} ORDER BY {table}.{id} LIMIT {}",
-            dialect.id_as_text(&id),
-            self.batch.max(1)
-        );
-        let select_after = format!(
-            "SELECT {}, {column} FROM {table} WHERE {pending_filter} AND {table}.{id} > {} ORDER BY {table}.{id} LIMIT {}",
-            dialect.id_as_text(&id),
-            id_type.param(dialect, 2),
-            self.batch.max(1)
-        );
         // Batches are written on a connection of their own while the engine works
         // on the next one.
         let mut writes = WriteBehind::start(
@@ -105,12 +94,15 @@ impl RewrapArgs {
         let cell = column.clone();
         let pages = PageReader::start(
             self.target.database_url.expose(),
-            PageQueries {
-                first: select_first,
-                after: select_after,
-                leading: Some(current),
-                id_type,
-            },
+            PageQueries::keyset(
+                dialect,
+                &table,
+                (&id, id_type),
+                &column,
+                &pending_filter,
+                Some(current),
+                self.batch,
+            ),
             move |row| {
                 // A cell of another type (a BLOB in SQLite's dynamically typed TEXT
                 // column) is reported and skipped: one bad row must not stop the

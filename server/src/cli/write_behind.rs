@@ -42,6 +42,7 @@ impl WriteBehind {
                 let runtime = super::command_runtime()?;
                 runtime.block_on(async {
                     let mut db = super::table::connect(&url).await.map_err(db_error)?;
+                    writer.prepare(&mut db).await.map_err(db_error)?;
                     let mut done = Written::default();
                     // Ends when the command has handed over its last batch.
                     while let Ok(rows) = incoming.recv() {
