@@ -41,6 +41,8 @@ pub struct AppState {
     work: tokio::sync::Semaphore,
     /// Token lookups in storage running at once (see `handle`).
     token_lookups: tokio::sync::Semaphore,
+    /// What `sys/metrics` reports.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for AppState {
@@ -62,7 +64,9 @@ impl AppState {
 
     fn over(seal: Seal) -> Self {
         let limits = Limits::default();
+        let storage_latency = seal.storage().map(|storage| storage.latency_histogram());
         Self {
+            metrics: crate::metrics::Metrics::new(storage_latency, true),
             seal,
             limits,
             work: tokio::sync::Semaphore::new(limits.max_concurrent_requests),
@@ -75,6 +79,15 @@ impl AppState {
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.work = tokio::sync::Semaphore::new(limits.max_concurrent_requests.max(1));
         self.limits = limits;
+        self
+    }
+
+    /// The same state, with transit metrics labelled by key name (`true`, the
+    /// default) or not (for operators who treat key names as sensitive).
+    #[must_use]
+    pub fn with_metrics_key_names(mut self, key_names: bool) -> Self {
+        let storage_latency = self.seal.storage().map(|storage| storage.latency_histogram());
+        self.metrics = crate::metrics::Metrics::new(storage_latency, key_names);
         self
     }
 
@@ -104,9 +117,15 @@ impl AppState {
 /// The router: every path under `/v1/` goes to the dispatcher. Every answer says
 /// `Cache-Control: no-store`: tokens, keys and plaintexts must never sit in a cache.
 pub fn app(state: Arc<AppState>) -> Router {
+    router(state, crate::ui::UiSettings { secure_cookies: false })
+}
+
+/// [`app`], with the UI's cookies `Secure` when the server speaks TLS.
+fn router(state: Arc<AppState>, ui: crate::ui::UiSettings) -> Router {
     let timeout = state.limits.request_timeout;
     Router::new()
         .route("/v1/{*path}", axum::routing::any(dispatch))
+        .merge(crate::ui::routes(ui))
         .fallback(|| async { ApiError::UnsupportedPath(String::new()) })
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -158,7 +177,12 @@ pub(crate) async fn serve(
 ) -> std::io::Result<()> {
     spawn_storage_probe(&state);
     let limits = state.limits;
-    let mut router = app(state);
+    let mut router = router(
+        state,
+        crate::ui::UiSettings {
+            secure_cookies: tls.is_some(),
+        },
+    );
     if tls.is_some() {
         router = router.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
             header::STRICT_TRANSPORT_SECURITY,
@@ -213,6 +237,30 @@ pub const REQUEST_LOG_TARGET: &str = "encrypted_attr::request";
 /// path (never the query string), status, duration and the id its audit entries
 /// carry. Never a parameter, a token or a body.
 async fn dispatch(State(state): State<Arc<AppState>>, request: axum::extract::Request) -> Response {
+    answer(state, request).await
+}
+
+/// Answers one `/v1/…` request (also the UI's, made on its person's behalf).
+pub(crate) async fn answer(state: Arc<AppState>, request: axum::extract::Request) -> Response {
+    let started = std::time::Instant::now();
+    let family = {
+        let path = request.uri().path().strip_prefix("/v1/").unwrap_or_default();
+        // Only mounts and auth methods need the mount tables (and the seal's lock).
+        let open = if path.starts_with("transit/") || path.starts_with("sys/") {
+            None
+        } else {
+            state.seal.unsealed()
+        };
+        crate::metrics::family(open.as_deref(), path)
+    };
+    let response = answer_unmeasured(state.clone(), request).await;
+    state
+        .metrics
+        .request(family, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+async fn answer_unmeasured(state: Arc<AppState>, request: axum::extract::Request) -> Response {
     let request_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let handled = handle(state, request, request_id.clone());
@@ -502,15 +550,17 @@ fn login_request(state: &AppState, request: &Incoming<'_>) -> Response {
         data: &params,
     };
     if !open.audit.log_request(&audited) {
+        state.metrics.audit_failure();
         return ApiError::Internal.into_response();
     }
     let result = crate::routes::auth::login(&open, path, &params);
-    answer_audited(&open, &audited, result)
+    answer_audited(state, &open, &audited, result)
 }
 
 /// The answer to an audited request, once a device recorded it (withheld with a
 /// 500 when none could: fail closed).
 fn answer_audited(
+    state: &AppState,
     open: &Unsealed,
     audited: &crate::audit::AuditRequest<'_>,
     result: crate::http::ApiResult,
@@ -520,6 +570,7 @@ fn answer_audited(
         Err(error) => open.audit.log_response(audited, || json!({}), &error.audit_message()),
     };
     if !logged {
+        state.metrics.audit_failure();
         return ApiError::Internal.into_response();
     }
     match result {
@@ -579,12 +630,113 @@ fn authenticated_request(
         data: &params,
     };
     if !open.audit.log_request(&audited) {
+        state.metrics.audit_failure();
         return ApiError::Internal.into_response();
     }
     let result = match authorize(&open, op, path, entry) {
         Err(error) => Err(error),
         Ok(()) if path.trim_end_matches('/') == "sys/seal" && op == Operation::Update => seal_routes::seal(&state.seal),
+        Ok(()) if path.trim_end_matches('/') == "sys/metrics" && op == Operation::Read => {
+            Ok(metrics_reply(state, &params))
+        }
         Ok(()) => crate::routes::route(&open, op, path, &params, token, entry),
     };
-    answer_audited(&open, &audited, result)
+    if result.is_ok() && op == Operation::Update && mount_type == "transit" {
+        count_transit_items(state, &open, path, &params);
+    }
+    answer_audited(state, &open, &audited, result)
+}
+
+/// `GET sys/metrics`: Prometheus's text with `format=prometheus`, Vault's texts for
+/// any other format (this server keeps no in-memory JSON summary; see
+/// `docs/server.md`).
+fn metrics_reply(state: &AppState, params: &Params<'_>) -> crate::http::Reply {
+    let format = params.string("format").ok().flatten().unwrap_or_default();
+    if format != "prometheus" {
+        let body = if format.is_empty() {
+            "metric response format \"\" unknown: this server gives its metrics with format=prometheus".to_owned()
+        } else {
+            format!("metric response format {format:?} unknown")
+        };
+        return crate::http::Reply::Text {
+            status: StatusCode::BAD_REQUEST,
+            content_type: "text/plain",
+            body,
+        };
+    }
+    let initialized = state.seal.is_initialized();
+    crate::http::Reply::Text {
+        status: StatusCode::OK,
+        content_type: crate::metrics::PROMETHEUS_CONTENT_TYPE,
+        body: state
+            .metrics
+            .prometheus_text(state.seal.unsealed().is_none(), initialized),
+    }
+}
+
+/// Counts the items of a successful transit data request (`path` below a transit
+/// mount) for the metrics: its operation, its key, how many.
+fn count_transit_items(state: &AppState, open: &Unsealed, path: &str, params: &Params<'_>) {
+    let below = match path.strip_prefix("transit/") {
+        Some(below) => below,
+        None => match open.mounts.find(path) {
+            Some((mount_path, _)) => path.get(mount_path.len()..).unwrap_or_default().trim_start_matches('/'),
+            None => return,
+        },
+    };
+    let mut segments = below.trim_end_matches('/').split('/');
+    let operation = segments.next().unwrap_or_default();
+    // `datakey/:type/:name`; every other data operation is `op/:name[/…]`.
+    let key = if operation == "datakey" {
+        segments.nth(1)
+    } else {
+        segments.next()
+    };
+    let Some(key) = key else { return };
+    let batch = params.batch_len();
+    state.metrics.transit(operation, key, batch.max(1), batch > 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    const ROOT: &str = "metrics-root";
+
+    async fn status_of(router: &Router, method: &str, path: &str, body: &str) -> StatusCode {
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("X-Vault-Token", ROOT)
+            .body(axum::body::Body::from(body.to_owned()))
+            .expect("a valid request");
+        router.clone().oneshot(request).await.expect("answered").status()
+    }
+
+    #[tokio::test]
+    async fn a_request_no_audit_device_records_is_refused_and_counted() {
+        let engine = Arc::new(LocalEngine::ephemeral().expect("engine"));
+        let (state, _) = AppState::new(engine, Some(ROOT)).expect("state");
+        let state = Arc::new(state);
+        let router = app(state.clone());
+        // /dev/full takes the open and refuses every write: the device is enabled,
+        // and already the answer to that cannot be recorded.
+        let enable = r#"{"type": "file", "options": {"file_path": "/dev/full"}}"#;
+        assert_eq!(
+            status_of(&router, "PUT", "/v1/sys/audit/full", enable).await,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let encrypt = r#"{"plaintext": "eA=="}"#;
+        assert_eq!(
+            status_of(&router, "POST", "/v1/transit/encrypt/k", encrypt).await,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let text = state.metrics.prometheus_text(false, true);
+        assert!(text.contains("encrypted_attr_audit_failures_total 2"), "{text}");
+        assert!(text.contains("encrypted_attr_requests_total{family=\"transit/encrypt\",status=\"500\"} 1"));
+        // Nothing was encrypted: no items counted.
+        assert!(!text.contains("encrypted_attr_transit_items_total{"), "{text}");
+    }
 }

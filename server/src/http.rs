@@ -44,6 +44,12 @@ pub(crate) enum Reply {
         data: Box<dyn HandWritten>,
         warnings: Vec<String>,
     },
+    /// A body that is not JSON (`sys/metrics`), with its content type.
+    Text {
+        status: StatusCode,
+        content_type: &'static str,
+        body: String,
+    },
     /// The envelope with `data`, whose keys are also copied to the top level, as
     /// Vault does for some `sys/` paths that old clients read that way.
     SysData(Value),
@@ -100,7 +106,7 @@ impl Reply {
     pub(crate) fn audit_view(&self) -> Value {
         match self {
             Self::Data { data, .. } | Self::SysData(data) | Self::Leased { data, .. } => json!({ "data": data }),
-            Self::NoContent => json!({}),
+            Self::NoContent | Self::Text { .. } => json!({}),
             Self::Bare(_, body) => body.clone(),
             Self::Written { data, .. } => json!({ "data": data.audit_value() }),
         }
@@ -137,6 +143,11 @@ impl IntoResponse for Reply {
                 (StatusCode::OK, axum::Json(body)).into_response()
             }
             Self::NoContent => StatusCode::NO_CONTENT.into_response(),
+            Self::Text {
+                status,
+                content_type,
+                body,
+            } => (status, [(axum::http::header::CONTENT_TYPE, content_type)], body).into_response(),
             Self::Written { status, data, warnings } => {
                 let body = written_envelope(&*data, &warnings);
                 (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()

@@ -15,6 +15,7 @@ pub mod fuzzing;
 mod http;
 mod limits;
 mod listener;
+mod metrics;
 mod monitored;
 mod params;
 mod pg_storage;
@@ -24,6 +25,7 @@ mod routes;
 mod seal;
 mod shamir;
 mod stores;
+mod ui;
 
 pub use app::{
     AppState, Limits, MAX_REQUEST_BYTES, REQUEST_LOG_TARGET, REQUEST_TIMEOUT, RootToken, VERSION, app, run, run_tls,

@@ -14,18 +14,38 @@ use encrypted_attr::storage::{Storage, UpdateFn};
 /// keys it holds, well within their 2-second refresh interval).
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A storage whose reachability is recorded on every call.
+/// A storage whose reachability and latency are recorded on every call.
 pub(crate) struct MonitoredStorage {
     inner: Arc<dyn Storage>,
     reachable: AtomicBool,
+    /// Latency per operation, registered into the server's metrics.
+    seconds: prometheus::HistogramVec,
+    /// `seconds`' series for get, list and update, looked up once.
+    latency: [prometheus::Histogram; 3],
 }
 
 impl MonitoredStorage {
     pub(crate) fn new(inner: Arc<dyn Storage>) -> Self {
+        let seconds = crate::metrics::storage_histogram();
+        let latency = ["get", "list", "update"].map(|operation| seconds.with_label_values(&[operation]));
         Self {
             inner,
             reachable: AtomicBool::new(true),
+            seconds,
+            latency,
         }
+    }
+
+    /// The latency histogram, for the server's metrics.
+    pub(crate) fn latency_histogram(&self) -> prometheus::HistogramVec {
+        self.seconds.clone()
+    }
+
+    fn timed<T>(&self, operation: usize, call: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+        let started = std::time::Instant::now();
+        let result = call();
+        self.latency[operation].observe(started.elapsed().as_secs_f64());
+        self.record(result)
     }
 
     /// Whether the last storage call reached the backend.
@@ -59,16 +79,16 @@ impl MonitoredStorage {
 
 impl Storage for MonitoredStorage {
     fn get(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.record(self.inner.get(path))
+        self.timed(0, || self.inner.get(path))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
-        self.record(self.inner.list(prefix))
+        self.timed(1, || self.inner.list(prefix))
     }
 
     fn update(&self, path: &str, change: &mut UpdateFn<'_>) -> Result<(), Error> {
         // A closure's own error (a refused change) says nothing about the backend;
         // `record` only counts outage kinds.
-        self.record(self.inner.update(path, change))
+        self.timed(2, || self.inner.update(path, change))
     }
 }

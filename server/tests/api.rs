@@ -1194,3 +1194,90 @@ async fn mount_preflight_follows_grants_below_the_mount() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
     }
 }
+
+/// The raw answer to a `GET`: status, content type and body text.
+async fn get_text(router: &axum::Router, path: &str, token: Option<&str>) -> (StatusCode, String, String) {
+    let mut request = Request::builder().method("GET").uri(path);
+    if let Some(token) = token {
+        request = request.header("X-Vault-Token", token);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, content_type, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_items_and_failures_in_prometheus_text() {
+    let s = Server::new();
+    s.post("/v1/transit/keys/metered", json!({})).await;
+    let pt = b64("x");
+    let (status, _) = s.post("/v1/transit/encrypt/metered", json!({"plaintext": pt})).await;
+    assert_eq!(status, StatusCode::OK);
+    let batch = json!({"batch_input": [{"plaintext": pt}, {"plaintext": pt}, {"plaintext": pt}]});
+    let (status, _) = s.post("/v1/transit/encrypt/metered", batch).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = s.post("/v1/transit/encrypt/metered", json!({"plaintext": "!!"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, content_type, text) = get_text(&s.router, "/v1/sys/metrics?format=prometheus", Some(ROOT)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    for line in [
+        "encrypted_attr_requests_total{family=\"transit/encrypt\",status=\"200\"} 2",
+        "encrypted_attr_requests_total{family=\"transit/encrypt\",status=\"400\"} 1",
+        "encrypted_attr_request_seconds_count{family=\"transit/encrypt\"} 3",
+        // One item, then a batch of three; the refused request counts none.
+        "encrypted_attr_transit_items_total{key=\"metered\",operation=\"encrypt\"} 4",
+        "encrypted_attr_batch_items_count{operation=\"encrypt\"} 1",
+        "encrypted_attr_batch_items_sum{operation=\"encrypt\"} 3",
+        "encrypted_attr_sealed 0",
+        "encrypted_attr_initialized 1",
+        "encrypted_attr_audit_failures_total 0",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    // Paths and plaintexts never become labels.
+    assert!(!text.contains(&pt) && !text.contains("\"!!\""));
+
+    // Vault's answers for other formats, as text.
+    let (status, content_type, text) = get_text(&s.router, "/v1/sys/metrics?format=xml", Some(ROOT)).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::BAD_REQUEST, "text/plain"));
+    assert_eq!(text, "metric response format \"xml\" unknown");
+
+    // A token needs `read` on sys/metrics; none at all is refused.
+    let (status, _, _) = get_text(&s.router, "/v1/sys/metrics?format=prometheus", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, made) = s.post("/v1/auth/token/create", json!({"policies": ["default"]})).await;
+    let plain = made["auth"]["client_token"].as_str().unwrap();
+    let (status, _, _) = get_text(&s.router, "/v1/sys/metrics?format=prometheus", Some(plain)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn metrics_can_leave_key_names_out() {
+    let engine = Arc::new(LocalEngine::ephemeral().unwrap());
+    let (state, _) = AppState::new(engine, Some(ROOT)).unwrap();
+    let router = app(Arc::new(state.with_metrics_key_names(false)));
+    let s = Server {
+        router,
+        engine: Arc::new(LocalEngine::ephemeral().unwrap()),
+    };
+    s.post("/v1/transit/keys/customer-email", json!({})).await;
+    let (status, _) = s
+        .post("/v1/transit/encrypt/customer-email", json!({"plaintext": b64("x")}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, text) = get_text(&s.router, "/v1/sys/metrics?format=prometheus", Some(ROOT)).await;
+    assert!(!text.contains("customer-email"), "{text}");
+    assert!(text.contains("encrypted_attr_transit_items_total{key=\"\",operation=\"encrypt\"} 1"));
+}

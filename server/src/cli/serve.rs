@@ -50,6 +50,10 @@ pub(super) struct ServerArgs {
     /// Fix the root token's value (dev mode), like Vault's `-dev-root-token-id`.
     #[arg(long, env = "ENCRYPTED_ATTR_DEV_ROOT_TOKEN_ID", hide_env_values = true)]
     pub(super) dev_root_token_id: Option<SecretArg>,
+    /// Leave key names out of `sys/metrics` (transit items are then counted per
+    /// operation only), for operators who treat key names as sensitive.
+    #[arg(long)]
+    metrics_without_key_names: bool,
 }
 
 /// The configuration file (this server's TOML; Vault's format is read into the
@@ -64,6 +68,27 @@ pub(super) struct ConfigFile {
     /// Request limits and timeouts (`docs/server.md`); unset ones keep defaults.
     #[serde(default)]
     pub(super) limits: crate::limits::Limits,
+    /// What `sys/metrics` reports.
+    #[serde(default)]
+    pub(super) metrics: MetricsConfig,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MetricsConfig {
+    /// Whether transit items are labelled with their key's name (default: yes).
+    #[serde(default = "yes")]
+    pub(super) key_names: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { key_names: true }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -93,6 +118,7 @@ pub(super) struct Settings {
     storage: StorageChoice,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     limits: crate::limits::Limits,
+    metrics_key_names: bool,
 }
 
 fn parse_config(text: &str) -> Result<ConfigFile, StartError> {
@@ -148,6 +174,7 @@ impl ServerArgs {
             storage,
             tls,
             limits: file.limits,
+            metrics_key_names: file.metrics.key_names && !self.metrics_without_key_names,
         })
     }
 }
@@ -158,6 +185,7 @@ pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(
         storage,
         tls,
         limits,
+        metrics_key_names,
     } = settings;
     if tls.is_none() && !listen.ip().is_loopback() {
         return Err(StartError::Config(
@@ -208,7 +236,7 @@ pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(
             doing: "cannot read the listening address".into(),
             source,
         })?;
-        let state = Arc::new(state.with_limits(limits));
+        let state = Arc::new(state.with_limits(limits).with_metrics_key_names(metrics_key_names));
         listen_for_hangups(&state, tls.clone())?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!("encrypted-attr server listening on {scheme}://{addr}");
@@ -318,6 +346,7 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             dev_root_token_id: None,
+            metrics_without_key_names: false,
         };
         let settings = args.settings().expect("settings");
         assert_eq!(settings.listen.port(), 9000, "flags win");

@@ -1,0 +1,339 @@
+//! The server's metrics at `GET /v1/sys/metrics?format=prometheus` (Vault's path):
+//! requests per route family and status, their latency, batch sizes, transit items
+//! per key and operation, seal state, audit failures and storage latency.
+//!
+//! Labels hold only values from fixed sets — route families, statuses, operation
+//! names — and key names, which an operator can leave out (`metrics_key_names =
+//! false`). Never a path, a token or a parameter: a label made from what a client
+//! sends would let any client grow the server's memory without bound.
+
+use prometheus::{
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::seal::Unsealed;
+
+/// Bucket bounds of request and storage latencies, in seconds: 50 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Bucket bounds of batch sizes, in items.
+const BATCH_BUCKETS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10_000.0];
+
+/// The transit operations whose items are counted per key.
+const COUNTED_OPERATIONS: &[&str] = &["encrypt", "decrypt", "rewrap", "datakey", "hmac", "verify"];
+
+/// Every metric the server keeps, in a registry of its own (two servers in one
+/// process, as in tests, keep theirs apart).
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_seconds: HistogramVec,
+    batch_items: HistogramVec,
+    transit_items: IntCounterVec,
+    audit_failures: IntCounter,
+    sealed: IntGauge,
+    initialized: IntGauge,
+    /// Whether transit items are labelled with their key's name.
+    key_names: bool,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// The storage latency histogram, made before the server's registry (storage is
+/// opened first) and registered into it.
+pub(crate) fn storage_histogram() -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(
+            "encrypted_attr_storage_seconds",
+            "Time storage took to answer, by operation.",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec()),
+        &["operation"],
+    )
+    .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"))
+}
+
+impl Metrics {
+    /// The metrics of a server; `storage_seconds` is its storage's latency
+    /// histogram, if it has persistent storage.
+    pub(crate) fn new(storage_seconds: Option<HistogramVec>, key_names: bool) -> Self {
+        // Every definition below is fixed and valid, and each name is registered
+        // once into a registry of its own: none of these calls can fail.
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "encrypted_attr_requests_total",
+                "Requests answered, by route family and HTTP status.",
+            ),
+            &["family", "status"],
+        )
+        .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"));
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "encrypted_attr_request_seconds",
+                "Time from a request's arrival to its answer, by route family.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["family"],
+        )
+        .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"));
+        let batch_items = HistogramVec::new(
+            HistogramOpts::new(
+                "encrypted_attr_batch_items",
+                "Items in each transit batch request, by operation.",
+            )
+            .buckets(BATCH_BUCKETS.to_vec()),
+            &["operation"],
+        )
+        .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"));
+        let transit_items = IntCounterVec::new(
+            Opts::new(
+                "encrypted_attr_transit_items_total",
+                "Transit items processed in successful requests, by operation and key (empty when key names are left out).",
+            ),
+            &["operation", "key"],
+        )
+        .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"));
+        let audit_failures = IntCounter::new(
+            "encrypted_attr_audit_failures_total",
+            "Requests refused because no audit device could record them.",
+        )
+        .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"));
+        let sealed = IntGauge::new("encrypted_attr_sealed", "1 while the server is sealed.")
+            .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"));
+        let initialized = IntGauge::new("encrypted_attr_initialized", "1 once the server is initialised.")
+            .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"));
+        let storage_seconds = storage_seconds.unwrap_or_else(storage_histogram);
+        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+            Box::new(requests.clone()),
+            Box::new(request_seconds.clone()),
+            Box::new(batch_items.clone()),
+            Box::new(transit_items.clone()),
+            Box::new(audit_failures.clone()),
+            Box::new(sealed.clone()),
+            Box::new(initialized.clone()),
+            Box::new(storage_seconds),
+        ];
+        for collector in collectors {
+            registry
+                .register(collector)
+                .unwrap_or_else(|_| unreachable!("each name is registered once"));
+        }
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            batch_items,
+            transit_items,
+            audit_failures,
+            sealed,
+            initialized,
+            key_names,
+        }
+    }
+
+    /// Records one answered request.
+    pub(crate) fn request(&self, family: &str, status: u16, seconds: f64) {
+        let digits = itoa_status(status);
+        let status = std::str::from_utf8(&digits).unwrap_or("000");
+        self.requests.with_label_values(&[family, status]).inc();
+        self.request_seconds.with_label_values(&[family]).observe(seconds);
+    }
+
+    /// Records a successful transit data request on `key`, of `items` items
+    /// (`batch`: sent as `batch_input`).
+    pub(crate) fn transit(&self, operation: &str, key: &str, items: usize, batch: bool) {
+        let Some(&operation) = COUNTED_OPERATIONS.iter().find(|o| **o == operation) else {
+            return;
+        };
+        let key = if self.key_names { key } else { "" };
+        self.transit_items
+            .with_label_values(&[operation, key])
+            .inc_by(u64::try_from(items).unwrap_or(u64::MAX));
+        if batch {
+            #[allow(clippy::cast_precision_loss)] // a batch has at most millions of items
+            self.batch_items.with_label_values(&[operation]).observe(items as f64);
+        }
+    }
+
+    /// Records a request refused because no audit device recorded it.
+    pub(crate) fn audit_failure(&self) {
+        self.audit_failures.inc();
+    }
+
+    /// The metrics in Prometheus's text format (version 0.0.4, Vault's format),
+    /// with the seal state read now.
+    pub(crate) fn prometheus_text(&self, sealed: bool, initialized: bool) -> String {
+        self.sealed.set(i64::from(sealed));
+        self.initialized.set(i64::from(initialized));
+        let mut out = Vec::new();
+        // Encoding into memory fails only on a malformed family, which fixed
+        // definitions never make; a failure leaves what was written.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The content type of [`Metrics::prometheus_text`], as Vault sends it.
+pub(crate) const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn itoa_status(status: u16) -> [u8; 3] {
+    let status = status.min(999);
+    // Three ASCII digits: `status / 100` is at most 9.
+    #[allow(clippy::cast_possible_truncation)]
+    [
+        b'0' + (status / 100) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ]
+}
+
+/// The route family of a request for `path`: the mount's type and the operation
+/// below it, from fixed sets only (`transit/encrypt`, `kv/data`, `auth/userpass/login`,
+/// `sys/policies`…); anything else is `other`.
+pub(crate) fn family(open: Option<&Unsealed>, path: &str) -> &'static str {
+    let mut segments = path.trim_end_matches('/').split('/');
+    let first = segments.next().unwrap_or_default();
+    let second = segments.next().unwrap_or_default();
+    match first {
+        "transit" => transit_family(second),
+        "sys" => SYS_FAMILIES
+            .iter()
+            .find(|(segment, _)| *segment == second)
+            .map_or("sys/other", |(_, family)| family),
+        "auth" => {
+            let kind = if second == "token" {
+                "token"
+            } else {
+                let below = path.strip_prefix("auth/").unwrap_or_default();
+                let kind = open.and_then(|open| open.auth_methods.find(below).map(|(_, mount)| mount.kind));
+                match kind.as_deref() {
+                    Some("userpass") => "userpass",
+                    Some("approle") => "approle",
+                    Some("token") => "token",
+                    _ => "other",
+                }
+            };
+            let login = path.split('/').any(|s| s == "login");
+            match (kind, login) {
+                ("userpass", true) => "auth/userpass/login",
+                ("userpass", false) => "auth/userpass",
+                ("approle", true) => "auth/approle/login",
+                ("approle", false) => "auth/approle",
+                ("token", _) => "auth/token",
+                _ => "auth/other",
+            }
+        }
+        _ => match open.and_then(|open| open.mounts.find(path)) {
+            Some((mount_path, mount)) => {
+                let below = path
+                    .strip_prefix(mount_path.as_str())
+                    .unwrap_or_default()
+                    .trim_start_matches('/');
+                let operation = below.split('/').next().unwrap_or_default();
+                match mount.kind.as_str() {
+                    "transit" => transit_family(operation),
+                    "kv" => match operation {
+                        "data" => "kv/data",
+                        "metadata" => "kv/metadata",
+                        "delete" | "undelete" | "destroy" => "kv/versions",
+                        "config" => "kv/config",
+                        _ => "kv",
+                    },
+                    _ => "other",
+                }
+            }
+            None => "other",
+        },
+    }
+}
+
+/// The family of a transit request whose first segment below the mount is
+/// `operation`.
+fn transit_family(operation: &str) -> &'static str {
+    match operation {
+        "encrypt" => "transit/encrypt",
+        "decrypt" => "transit/decrypt",
+        "rewrap" => "transit/rewrap",
+        "datakey" => "transit/datakey",
+        "hmac" => "transit/hmac",
+        "verify" => "transit/verify",
+        "keys" => "transit/keys",
+        "export" => "transit/export",
+        "random" => "transit/random",
+        "hash" => "transit/hash",
+        _ => "transit/other",
+    }
+}
+
+/// `sys/<segment>` paths and their families.
+const SYS_FAMILIES: &[(&str, &str)] = &[
+    ("health", "sys/health"),
+    ("seal-status", "sys/seal"),
+    ("seal", "sys/seal"),
+    ("unseal", "sys/seal"),
+    ("init", "sys/init"),
+    ("policy", "sys/policies"),
+    ("policies", "sys/policies"),
+    ("audit", "sys/audit"),
+    ("audit-hash", "sys/audit"),
+    ("capabilities-self", "sys/capabilities"),
+    ("mounts", "sys/mounts"),
+    ("auth", "sys/auth"),
+    ("leases", "sys/leases"),
+    ("internal", "sys/internal"),
+    ("metrics", "sys/metrics"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_come_from_fixed_sets_never_from_the_path() {
+        assert_eq!(family(None, "transit/encrypt/customer-email"), "transit/encrypt");
+        assert_eq!(family(None, "transit/keys/x/rotate"), "transit/keys");
+        assert_eq!(family(None, "transit/made-up-1234"), "transit/other");
+        assert_eq!(family(None, "sys/seal-status"), "sys/seal");
+        assert_eq!(family(None, "sys/anything-else"), "sys/other");
+        assert_eq!(family(None, "auth/token/lookup-self"), "auth/token");
+        assert_eq!(family(None, "secret/data/a/b"), "other");
+        assert_eq!(family(None, "9f8e7d"), "other");
+    }
+
+    #[test]
+    fn key_names_can_be_left_out() {
+        let named = Metrics::new(None, true);
+        named.transit("encrypt", "customer-email", 3, true);
+        named.transit("made-up", "customer-email", 3, false);
+        let text = named.prometheus_text(false, true);
+        assert!(text.contains("encrypted_attr_transit_items_total{key=\"customer-email\",operation=\"encrypt\"} 3"));
+        assert!(text.contains("encrypted_attr_batch_items_count{operation=\"encrypt\"} 1"));
+        assert!(!text.contains("made-up"));
+
+        let anonymous = Metrics::new(None, false);
+        anonymous.transit("decrypt", "customer-email", 2, false);
+        let text = anonymous.prometheus_text(true, true);
+        assert!(!text.contains("customer-email"));
+        assert!(text.contains("encrypted_attr_transit_items_total{key=\"\",operation=\"decrypt\"} 2"));
+        assert!(text.contains("encrypted_attr_sealed 1"));
+    }
+
+    #[test]
+    fn requests_are_counted_by_family_and_status() {
+        let metrics = Metrics::new(None, true);
+        metrics.request("transit/encrypt", 200, 0.001);
+        metrics.request("transit/encrypt", 200, 0.002);
+        metrics.request("transit/encrypt", 400, 0.000_1);
+        let text = metrics.prometheus_text(false, true);
+        assert!(text.contains("encrypted_attr_requests_total{family=\"transit/encrypt\",status=\"200\"} 2"));
+        assert!(text.contains("encrypted_attr_requests_total{family=\"transit/encrypt\",status=\"400\"} 1"));
+        assert!(text.contains("encrypted_attr_request_seconds_count{family=\"transit/encrypt\"} 3"));
+    }
+}

@@ -1,0 +1,502 @@
+//! The web UI at `/ui/`: its pages, embedded in the binary, and the three endpoints
+//! that make a browser a client of the same API as everyone else — a login that
+//! keeps the token in an `HttpOnly` cookie, a logout that revokes it, and
+//! `/ui/v1/…`, a `/v1/…` request whose token comes from that cookie.
+//!
+//! The browser never holds the token where a script could read it. What it holds
+//! instead is a CSRF value in a readable cookie, which every request must echo in
+//! a header (a page on another site can neither read the cookie nor set the
+//! header); with `SameSite=Strict` and the origin checks below, a request another
+//! site makes the browser send is refused before it reaches the API.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::app::{AppState, answer};
+
+/// The cookie that holds the session's token (`HttpOnly`: no script reads it).
+const TOKEN_COOKIE: &str = "ea_ui_token";
+/// The cookie whose value every request must repeat in [`CSRF_HEADER`].
+const CSRF_COOKIE: &str = "ea_ui_csrf";
+const CSRF_HEADER: &str = "x-csrf-token";
+/// Sent by the UI's own requests; a plain form on another site cannot send it,
+/// and a script there cannot without the server's consent (CORS preflight).
+const REQUESTED_WITH: &str = "encrypted-attr-ui";
+
+/// Largest login body: a few names and secrets.
+const MAX_LOGIN_BYTES: usize = 16 * 1024;
+/// Largest API answer a login reads back (its token and policies).
+const MAX_LOGIN_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// What every UI answer says to the browser: run only this server's own scripts
+/// and styles, talk only to this server, never be framed, leak no referrer.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Whether the server speaks TLS (the cookies are then `Secure`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UiSettings {
+    pub(crate) secure_cookies: bool,
+}
+
+/// The UI's routes, merged into the server's router.
+pub(crate) fn routes(settings: UiSettings) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", axum::routing::get(|| async { Redirect::temporary("/ui/") }))
+        .route("/ui", axum::routing::get(|| async { Redirect::temporary("/ui/") }))
+        .route("/ui/", axum::routing::get(|| async { asset("index.html") }))
+        .route(
+            "/ui/assets/{file}",
+            axum::routing::get(|axum::extract::Path(file): axum::extract::Path<String>| async move { asset(&file) }),
+        )
+        .route("/ui/login", axum::routing::post(login))
+        .route("/ui/logout", axum::routing::post(logout))
+        .route("/ui/v1/{*path}", axum::routing::any(api))
+        .layer(axum::Extension(settings))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// The UI's files: written by hand, no build step, embedded at compile time.
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("../ui/index.html"),
+    ),
+    ("app.js", "text/javascript; charset=utf-8", include_str!("../ui/app.js")),
+    ("app.css", "text/css; charset=utf-8", include_str!("../ui/app.css")),
+];
+
+fn asset(name: &str) -> Response {
+    let Some(&(name, content_type, embedded)) = ASSETS.iter().find(|(n, _, _)| *n == name) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let body = from_disk(name).unwrap_or_else(|| embedded.to_owned());
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// A debug build serves the UI's files from `ENCRYPTED_ATTR_UI_DIR` when it is set,
+/// so the pages can be changed without rebuilding; a release build never reads
+/// them from disk.
+#[cfg(debug_assertions)]
+fn from_disk(name: &str) -> Option<String> {
+    let dir = std::env::var_os("ENCRYPTED_ATTR_UI_DIR")?;
+    std::fs::read_to_string(std::path::Path::new(&dir).join(name)).ok()
+}
+
+#[cfg(not(debug_assertions))]
+fn from_disk(_name: &str) -> Option<String> {
+    None
+}
+
+/// How a person logs in: the three methods the UI offers.
+#[derive(serde::Deserialize)]
+#[serde(tag = "method", rename_all = "lowercase", deny_unknown_fields)]
+enum LoginForm {
+    Token {
+        token: Zeroizing<String>,
+    },
+    Userpass {
+        #[serde(default = "userpass_mount")]
+        mount: String,
+        username: String,
+        password: Zeroizing<String>,
+    },
+    Approle {
+        #[serde(default = "approle_mount")]
+        mount: String,
+        role_id: String,
+        secret_id: Zeroizing<String>,
+    },
+}
+
+fn userpass_mount() -> String {
+    "userpass".to_owned()
+}
+
+fn approle_mount() -> String {
+    "approle".to_owned()
+}
+
+/// `POST /ui/login`: logs in through the API's own login path (audited, locked out
+/// after failures, as any login), keeps the token in the cookie and answers who
+/// logged in — never the token.
+async fn login(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(settings): axum::Extension<UiSettings>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    if !from_this_ui(&parts.headers) {
+        return refused("this request did not come from the UI");
+    }
+    let Ok(body) = axum::body::to_bytes(body, MAX_LOGIN_BYTES).await else {
+        return ui_error(StatusCode::PAYLOAD_TOO_LARGE, "the login request is too large");
+    };
+    let form: LoginForm = match serde_json::from_slice(&body) {
+        Ok(form) => form,
+        Err(_) => return ui_error(StatusCode::BAD_REQUEST, "the login form is not valid"),
+    };
+    let token = match form {
+        LoginForm::Token { token } => token,
+        LoginForm::Userpass {
+            mount,
+            username,
+            password,
+        } => {
+            if !is_mount_path(&mount) || !is_plain_name(&username) {
+                return ui_error(StatusCode::BAD_REQUEST, "the mount path or user name is not valid");
+            }
+            let body = Zeroizing::new(json!({ "password": password.as_str() }).to_string());
+            match login_token(&state, &format!("/v1/auth/{mount}/login/{username}"), body).await {
+                Ok(token) => token,
+                Err(response) => return response,
+            }
+        }
+        LoginForm::Approle {
+            mount,
+            role_id,
+            secret_id,
+        } => {
+            if !is_mount_path(&mount) {
+                return ui_error(StatusCode::BAD_REQUEST, "the mount path is not valid");
+            }
+            let body = Zeroizing::new(json!({ "role_id": role_id, "secret_id": secret_id.as_str() }).to_string());
+            match login_token(&state, &format!("/v1/auth/{mount}/login"), body).await {
+                Ok(token) => token,
+                Err(response) => return response,
+            }
+        }
+    };
+    if token.is_empty() || !token.bytes().all(is_cookie_value_byte) {
+        return ui_error(StatusCode::BAD_REQUEST, "this token cannot be used by the UI");
+    }
+    // Who the token is, through the API (this also checks a pasted token).
+    let (status, lookup) = call(&state, Method::GET, "/v1/auth/token/lookup-self", Some(&token), None).await;
+    if status != StatusCode::OK {
+        return (status, axum::Json(lookup)).into_response();
+    }
+    let data = &lookup["data"];
+    let who = json!({
+        "display_name": data["display_name"],
+        "policies": data["policies"],
+        "ttl": data["ttl"],
+    });
+    let mut csrf = [0u8; 32];
+    if getrandom::fill(&mut csrf).is_err() {
+        return crate::http::ApiError::Internal.into_response();
+    }
+    let csrf: String = csrf.iter().map(|b| format!("{b:02x}")).collect();
+    let mut response = axum::Json(who).into_response();
+    let secure = if settings.secure_cookies { "; Secure" } else { "" };
+    for cookie in [
+        Zeroizing::new(format!(
+            "{TOKEN_COOKIE}={}; Path=/ui; HttpOnly; SameSite=Strict{secure}",
+            token.as_str()
+        )),
+        Zeroizing::new(format!("{CSRF_COOKIE}={csrf}; Path=/ui; SameSite=Strict{secure}")),
+    ] {
+        match HeaderValue::from_str(&cookie) {
+            Ok(value) => response.headers_mut().append(header::SET_COOKIE, value),
+            Err(_) => return crate::http::ApiError::Internal.into_response(),
+        };
+    }
+    response
+}
+
+/// Runs a login request through the API; its token, or the API's refusal.
+async fn login_token(
+    state: &Arc<AppState>,
+    path: &str,
+    body: Zeroizing<String>,
+) -> Result<Zeroizing<String>, Response> {
+    let (status, answer) = call(state, Method::POST, path, None, Some(body)).await;
+    if status != StatusCode::OK {
+        return Err((status, axum::Json(answer)).into_response());
+    }
+    match answer["auth"]["client_token"].as_str() {
+        Some(token) => Ok(Zeroizing::new(token.to_owned())),
+        None => Err(crate::http::ApiError::Internal.into_response()),
+    }
+}
+
+/// `POST /ui/logout`: revokes the session's token and forgets the cookies. If the
+/// revocation cannot be recorded (storage down), says so and keeps the session, so
+/// the person can try again rather than believe a live token is gone.
+async fn logout(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(settings): axum::Extension<UiSettings>,
+    headers: HeaderMap,
+) -> Response {
+    if !from_this_ui(&headers) || !csrf_matches(&headers) {
+        return refused("this request did not come from the UI");
+    }
+    if let Some(token) = cookie(&headers, TOKEN_COOKIE) {
+        let token = Zeroizing::new(token.to_owned());
+        let (status, answer) = call(&state, Method::POST, "/v1/auth/token/revoke-self", Some(&token), None).await;
+        // 403: the token was already revoked or expired; the session ends either way.
+        if !status.is_success() && status != StatusCode::FORBIDDEN {
+            return (status, axum::Json(answer)).into_response();
+        }
+    }
+    let secure = if settings.secure_cookies { "; Secure" } else { "" };
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    for name in [TOKEN_COOKIE, CSRF_COOKIE] {
+        if let Ok(value) = HeaderValue::from_str(&format!(
+            "{name}=; Path=/ui; Max-Age=0; HttpOnly; SameSite=Strict{secure}"
+        )) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// `/ui/v1/<path>`: the request `/v1/<path>` would be, with the session's token,
+/// answered by the same dispatcher (the same policies, audit and limits).
+async fn api(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    if !from_this_ui(&parts.headers) || !csrf_matches(&parts.headers) {
+        return refused("this request did not come from the UI (missing or wrong CSRF token)");
+    }
+    let token = cookie(&parts.headers, TOKEN_COOKIE).map(|t| Zeroizing::new(t.to_owned()));
+    let Some(rest) = parts.uri.path().strip_prefix("/ui").map(str::to_owned) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let uri = match parts.uri.query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.clone(),
+    };
+    let Ok(uri) = uri.parse::<Uri>() else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    parts.uri = uri;
+    // Only the cookie's token counts here; nothing else of the browser's reaches
+    // the API as a credential.
+    for name in [header::COOKIE, header::AUTHORIZATION] {
+        parts.headers.remove(name);
+    }
+    parts.headers.remove("x-vault-token");
+    if let Some(token) = token {
+        match HeaderValue::from_str(&token) {
+            Ok(value) => {
+                parts.headers.insert("x-vault-token", value);
+            }
+            Err(_) => return refused("the session's token is not valid"),
+        }
+    }
+    let looks_up_itself = rest.trim_end_matches('/') == "/v1/auth/token/lookup-self";
+    let response = answer(state, Request::from_parts(parts, body)).await;
+    if looks_up_itself && response.status() == StatusCode::OK {
+        return without_token_id(response).await;
+    }
+    response
+}
+
+/// A `lookup-self` answer without the token itself (`data.id`): the page needs who
+/// is logged in, and a script on it must never be able to read the token.
+async fn without_token_id(response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_LOGIN_ANSWER_BYTES).await else {
+        return crate::http::ApiError::Internal.into_response();
+    };
+    let bytes = Zeroizing::new(bytes.to_vec());
+    let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
+        return crate::http::ApiError::Internal.into_response();
+    };
+    if let Some(data) = value.get_mut("data").and_then(Value::as_object_mut)
+        && let Some(Value::String(mut id)) = data.remove("id")
+    {
+        zeroize::Zeroize::zeroize(&mut id);
+    }
+    let mut response = axum::Json(value).into_response();
+    *response.status_mut() = parts.status;
+    response
+}
+
+/// One API request made by the UI's server side, answered by the dispatcher;
+/// its status and JSON body (`{}` when it has none).
+async fn call(
+    state: &Arc<AppState>,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Zeroizing<String>>,
+) -> (StatusCode, Value) {
+    let mut builder = Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        builder = builder.header("x-vault-token", token);
+    }
+    let body = body.map_or_else(axum::body::Body::empty, |b| {
+        axum::body::Body::from(b.as_bytes().to_vec())
+    });
+    let Ok(request) = builder.body(body) else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "errors": ["internal error"] }),
+        );
+    };
+    let response = answer(state.clone(), request).await;
+    let status = response.status();
+    let body = match axum::body::to_bytes(response.into_body(), MAX_LOGIN_ANSWER_BYTES).await {
+        Ok(bytes) => Zeroizing::new(bytes.to_vec()),
+        Err(_) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({ "errors": ["internal error"] }),
+            );
+        }
+    };
+    let value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).unwrap_or_else(|_| json!({}))
+    };
+    (status, value)
+}
+
+/// Whether the request says it is the UI's own and, where the browser tells,
+/// comes from this origin.
+fn from_this_ui(headers: &HeaderMap) -> bool {
+    let said = headers
+        .get("x-requested-with")
+        .is_some_and(|v| v.as_bytes() == REQUESTED_WITH.as_bytes());
+    let same_site = headers
+        .get("sec-fetch-site")
+        .is_none_or(|v| v.as_bytes() == b"same-origin");
+    let same_origin = match (headers.get(header::ORIGIN), headers.get(header::HOST)) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .is_some_and(|(_, origin_host)| origin_host.as_bytes() == host.as_bytes()),
+        (Some(_), None) => false,
+    };
+    said && same_site && same_origin
+}
+
+/// Whether the CSRF header repeats the CSRF cookie (compared in constant time).
+fn csrf_matches(headers: &HeaderMap) -> bool {
+    use subtle::ConstantTimeEq as _;
+    let (Some(cookie), Some(header)) = (
+        cookie(headers, CSRF_COOKIE),
+        headers.get(CSRF_HEADER).map(HeaderValue::as_bytes),
+    ) else {
+        return false;
+    };
+    !cookie.is_empty() && bool::from(cookie.as_bytes().ct_eq(header))
+}
+
+/// The value of cookie `name`, if the request carries it.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value)
+}
+
+/// Bytes a cookie value may hold unquoted (RFC 6265's `cookie-octet`).
+fn is_cookie_value_byte(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+}
+
+/// A mount path as the UI may put it into a login path: segments of letters,
+/// digits, `-`, `_` and `.`.
+fn is_mount_path(path: &str) -> bool {
+    !path.is_empty() && path.len() <= 256 && path.split('/').all(|s| is_plain_name(s) && s != "." && s != "..")
+}
+
+/// A name that can stand in a path as it is: letters, digits, `-`, `_`, `.`, `@`.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+}
+
+fn refused(message: &str) -> Response {
+    ui_error(StatusCode::FORBIDDEN, message)
+}
+
+fn ui_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "errors": [message] }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn csrf_needs_the_cookie_and_the_same_value_in_the_header() {
+        let ok = headers(&[("cookie", "a=b; ea_ui_csrf=abc123"), ("x-csrf-token", "abc123")]);
+        assert!(csrf_matches(&ok));
+        assert!(!csrf_matches(&headers(&[
+            ("cookie", "ea_ui_csrf=abc123"),
+            ("x-csrf-token", "abc124")
+        ])));
+        assert!(!csrf_matches(&headers(&[("x-csrf-token", "abc123")])));
+        assert!(!csrf_matches(&headers(&[
+            ("cookie", "ea_ui_csrf="),
+            ("x-csrf-token", "")
+        ])));
+    }
+
+    #[test]
+    fn only_same_origin_requests_that_say_so_are_the_uis() {
+        let base = [("x-requested-with", REQUESTED_WITH), ("host", "127.0.0.1:8200")];
+        assert!(from_this_ui(&headers(&base)));
+        let mut other_site = base.to_vec();
+        other_site.push(("origin", "https://evil.example"));
+        assert!(!from_this_ui(&headers(&other_site)));
+        let mut same = base.to_vec();
+        same.push(("origin", "http://127.0.0.1:8200"));
+        same.push(("sec-fetch-site", "same-origin"));
+        assert!(from_this_ui(&headers(&same)));
+        let mut cross = base.to_vec();
+        cross.push(("sec-fetch-site", "cross-site"));
+        assert!(!from_this_ui(&headers(&cross)));
+        assert!(!from_this_ui(&headers(&[("host", "127.0.0.1:8200")])));
+    }
+
+    #[test]
+    fn login_paths_take_plain_names_only() {
+        assert!(is_mount_path("userpass") && is_mount_path("team/userpass"));
+        for bad in ["", "a/../b", "a//b", "a?b", "a b", "..", "a/./b"] {
+            assert!(!is_mount_path(bad), "{bad:?}");
+        }
+        assert!(is_plain_name("alice@example.com"));
+        assert!(!is_plain_name("alice/x") && !is_plain_name("a%2e"));
+    }
+}
