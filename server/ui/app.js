@@ -380,13 +380,19 @@ function initForm() {
 function unsealForm(s) {
   const box = errorBox("unseal-error");
   const progress = h("p", { id: "unseal-progress", "data-test": "unseal-progress", "aria-live": "polite" }, `${s.progress} of ${s.t} shares given`);
+  // The form's line and the status table above both follow each answer.
+  const showProgress = (r) => {
+    progress.textContent = `${r.progress} of ${r.t} shares given`;
+    const cell = $('[data-test="seal-progress"]');
+    if (cell) cell.textContent = `${r.progress} of ${r.t}`;
+  };
   const f = form({ id: "unseal-form", "data-test": "unseal-form", autocomplete: "off" }, [
     h("p", {}, `The server is sealed. Give ${s.t} of the ${s.n} key shares, one at a time.`),
     field("Key share", h("input", { id: "unseal-key", type: "password", autocomplete: "off", spellcheck: "false", required: true })),
     h("div", { class: "buttons" }, h("button", { type: "submit", id: "unseal-submit" }, "Give share"),
       button("Reset progress", { id: "unseal-reset", class: "secondary", onclick: async () => {
         box.clear();
-        try { const r = await sys("PUT", "sys/unseal", { reset: true }); progress.textContent = `${r.progress} of ${r.t} shares given`; } catch (err) { box.show(err); }
+        try { showProgress(await sys("PUT", "sys/unseal", { reset: true })); } catch (err) { box.show(err); }
       } })),
     progress, box,
   ], async () => {
@@ -394,7 +400,7 @@ function unsealForm(s) {
     let r;
     try { r = await sys("PUT", "sys/unseal", { key: input.value.trim() }); } finally { input.value = ""; }
     if (!r.sealed) { go("#/seal", "Unsealed."); return; }
-    progress.textContent = `${r.progress} of ${r.t} shares given`;
+    showProgress(r);
     if (r.progress === 0) box.show("The shares did not open the server; progress was reset.");
     input.focus();
   }, box);

@@ -25,7 +25,7 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
         "accessor": entry.accessor,
         "creation_time": unix(entry.issued),
         "creation_ttl": creation_ttl,
-        "display_name": "token",
+        "display_name": display_name(&entry.path),
         "entity_id": "",
         "expire_time": entry.expires.map(rfc3339),
         "explicit_max_ttl": 0,
@@ -45,6 +45,28 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
         data["last_renewal"] = json!(rfc3339(renewed));
     }
     data
+}
+
+/// The name Vault shows for a token, from the path that made it: `root` for a root
+/// token, `<mount>-<user>` for a login that names a user (`userpass-alice`), the
+/// mount for one that does not (`approle`), `token` for one made with the token API.
+fn display_name(made_by: &str) -> String {
+    if made_by == "auth/token/root" {
+        return "root".to_owned();
+    }
+    let Some((mount, user)) = made_by.strip_prefix("auth/").and_then(|below| {
+        below
+            .split_once("/login")
+            .map(|(mount, rest)| (mount, rest.trim_start_matches('/')))
+    }) else {
+        return "token".to_owned();
+    };
+    let source = mount.replace('/', "-");
+    if user.is_empty() {
+        source
+    } else {
+        format!("{source}-{user}")
+    }
 }
 
 /// The `auth` block Vault returns on token creation and renewal.
@@ -257,5 +279,19 @@ pub(crate) fn route(
             Ok(Reply::NoContent)
         }
         _ => Err(ApiError::UnsupportedPath(format!("auth/token/{}", rest.join("/")))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_name;
+
+    #[test]
+    fn display_names_follow_vaults() {
+        assert_eq!(display_name("auth/token/root"), "root");
+        assert_eq!(display_name("auth/token/create"), "token");
+        assert_eq!(display_name("auth/userpass/login/alice"), "userpass-alice");
+        assert_eq!(display_name("auth/team/users/login/bob"), "team-users-bob");
+        assert_eq!(display_name("auth/approle/login"), "approle");
     }
 }
