@@ -43,6 +43,9 @@ pub struct AppState {
     token_lookups: tokio::sync::Semaphore,
     /// What `sys/metrics` reports.
     pub(crate) metrics: crate::metrics::Metrics,
+    /// Whether `sys/metrics` answers without a token (Vault's listener setting
+    /// `unauthenticated_metrics_access`, on in dev mode).
+    metrics_without_token: bool,
 }
 
 impl std::fmt::Debug for AppState {
@@ -67,6 +70,7 @@ impl AppState {
         let storage_latency = seal.storage().map(|storage| storage.latency_histogram());
         Self {
             metrics: crate::metrics::Metrics::new(storage_latency, true),
+            metrics_without_token: false,
             seal,
             limits,
             work: tokio::sync::Semaphore::new(limits.max_concurrent_requests),
@@ -88,6 +92,14 @@ impl AppState {
     pub fn with_metrics_key_names(mut self, key_names: bool) -> Self {
         let storage_latency = self.seal.storage().map(|storage| storage.latency_histogram());
         self.metrics = crate::metrics::Metrics::new(storage_latency, key_names);
+        self
+    }
+
+    /// The same state, answering `sys/metrics` without a token (`true`) or only to
+    /// a token allowed to read it (`false`, the default).
+    #[must_use]
+    pub fn with_metrics_without_token(mut self, without_token: bool) -> Self {
+        self.metrics_without_token = without_token;
         self
     }
 
@@ -305,6 +317,13 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
         let mut query = query;
         query.remove("list");
         return crate::routes::sys::health::health(&state.seal, &Params::new(query), parts.method == Method::HEAD);
+    }
+    // Metrics open to scrapers without a token, as Vault's listener allows: not
+    // audited (as in Vault), and cheap enough for the async worker.
+    if bare_path == "sys/metrics" && op == Operation::Read && state.metrics_without_token {
+        let mut query = query;
+        query.remove("list");
+        return metrics_reply(&state, &Params::new(query)).into_response();
     }
     // A path with an empty, `.` or `..` segment is refused before anything else:
     // policies match the path as written, so `secret//data/x` must not reach an

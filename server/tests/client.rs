@@ -806,6 +806,85 @@ fn differential_against_openbao() {
 }
 
 /// The server over TLS with a self-signed certificate, the client trusting it.
+/// Whether `text` is Prometheus's text exposition format: `# HELP`/`# TYPE` lines
+/// and `name{labels} value` samples.
+fn is_prometheus_text(text: &str) -> bool {
+    let mut samples = 0;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            return false;
+        };
+        let name = series.split('{').next().unwrap_or_default();
+        let name_ok = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && (!series.contains('{') || series.ends_with('}'));
+        if !name_ok || value.parse::<f64>().is_err() {
+            return false;
+        }
+        samples += 1;
+    }
+    samples > 0
+}
+
+/// `sys/metrics` beside OpenBao's with Prometheus enabled (and, as in both dev
+/// modes, open without a token): the same statuses, content types and error
+/// texts, and bodies both in Prometheus's text format. The metrics themselves
+/// differ (`docs/server.md`).
+#[test]
+fn metrics_answer_as_openbaos() {
+    let telemetry = "telemetry {\n  prometheus_retention_time = \"30s\"\n  disable_hostname = true\n}\n";
+    let Some(bao) = support::start_openbao_with_config(telemetry) else {
+        return;
+    };
+    let (addr, stop, _thread) = spawn_server(|| dev_state().with_metrics_without_token(true), None);
+    let ours = format!("http://{addr}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::blocking::Client::new();
+    let get = |base: &str, query: &str, token: Option<&str>| {
+        let mut request = client.get(format!("{base}/v1/sys/metrics{query}"));
+        if let Some(token) = token {
+            request = request.header("X-Vault-Token", token);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, content_type, response.text().unwrap())
+    };
+    // Some traffic first, so both have samples.
+    let _ = client.get(format!("{ours}/v1/sys/health")).send().unwrap();
+    for (query, token) in [
+        ("?format=prometheus", Some("root")),
+        ("?format=prometheus", None),
+        ("?format=xml", Some("root")),
+    ] {
+        let (bao_status, bao_type, bao_text) = get(&bao.address, query, token);
+        let our_token = token.map(|_| ROOT);
+        let (status, content_type, text) = get(&ours, query, our_token);
+        assert_eq!(status, bao_status, "{query} {token:?}: {text}");
+        assert_eq!(content_type, bao_type, "{query} {token:?}");
+        if status == 200 {
+            assert!(is_prometheus_text(&bao_text), "OpenBao's own text is the reference");
+            assert!(is_prometheus_text(&text), "{text}");
+        } else {
+            assert_eq!(text, bao_text, "{query}");
+        }
+    }
+    // A deliberate difference: without a format OpenBao answers its in-memory
+    // summary as JSON; this server keeps none and says which format it has.
+    let (bao_status, _, _) = get(&bao.address, "", Some("root"));
+    let (status, _, text) = get(&ours, "", Some(ROOT));
+    assert_eq!((bao_status, status), (200, 400));
+    assert!(text.contains("format=prometheus"), "{text}");
+    let _ = stop.send(());
+}
+
 #[test]
 fn remote_engine_over_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();

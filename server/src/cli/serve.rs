@@ -79,11 +79,17 @@ pub(super) struct MetricsConfig {
     /// Whether transit items are labelled with their key's name (default: yes).
     #[serde(default = "yes")]
     pub(super) key_names: bool,
+    /// Whether `sys/metrics` answers without a token (default: no; yes in dev
+    /// mode, as in Vault).
+    pub(super) unauthenticated_access: Option<bool>,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { key_names: true }
+        Self {
+            key_names: true,
+            unauthenticated_access: None,
+        }
     }
 }
 
@@ -119,6 +125,7 @@ pub(super) struct Settings {
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     limits: crate::limits::Limits,
     metrics_key_names: bool,
+    metrics_without_token: bool,
 }
 
 fn parse_config(text: &str) -> Result<ConfigFile, StartError> {
@@ -175,6 +182,7 @@ impl ServerArgs {
             tls,
             limits: file.limits,
             metrics_key_names: file.metrics.key_names && !self.metrics_without_key_names,
+            metrics_without_token: file.metrics.unauthenticated_access.unwrap_or(self.dev),
         })
     }
 }
@@ -186,6 +194,7 @@ pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(
         tls,
         limits,
         metrics_key_names,
+        metrics_without_token,
     } = settings;
     if tls.is_none() && !listen.ip().is_loopback() {
         return Err(StartError::Config(
@@ -236,7 +245,12 @@ pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(
             doing: "cannot read the listening address".into(),
             source,
         })?;
-        let state = Arc::new(state.with_limits(limits).with_metrics_key_names(metrics_key_names));
+        let state = Arc::new(
+            state
+                .with_limits(limits)
+                .with_metrics_key_names(metrics_key_names)
+                .with_metrics_without_token(metrics_without_token),
+        );
         listen_for_hangups(&state, tls.clone())?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!("encrypted-attr server listening on {scheme}://{addr}");

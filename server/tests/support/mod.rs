@@ -71,6 +71,18 @@ impl Drop for OpenBao {
 }
 
 pub fn start_openbao() -> Option<OpenBao> {
+    start_openbao_with(&[])
+}
+
+/// A running OpenBao dev server that also reads the configuration `hcl` (its
+/// `telemetry` block, say).
+pub fn start_openbao_with_config(hcl: &str) -> Option<OpenBao> {
+    let path = std::env::temp_dir().join(format!("ea-bao-config-{}-{}.hcl", std::process::id(), free_port()));
+    std::fs::write(&path, hcl).unwrap();
+    start_openbao_with(&[format!("-config={}", path.display())])
+}
+
+fn start_openbao_with(extra_args: &[String]) -> Option<OpenBao> {
     let bao = std::env::var("ENCRYPTED_ATTR_BAO").unwrap_or_else(|_| "bao".into());
     if std::process::Command::new(&bao).arg("version").output().is_err() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -88,6 +100,7 @@ pub fn start_openbao() -> Option<OpenBao> {
             "-dev-root-token-id=root",
             &format!("-dev-listen-address=127.0.0.1:{port}"),
         ])
+        .args(extra_args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
