@@ -301,7 +301,9 @@ async fn answer_unmeasured(state: Arc<AppState>, request: axum::extract::Request
 /// most `max_concurrent_requests` at once.
 async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_id: Arc<str>) -> Response {
     let (parts, body) = request.into_parts();
-    let path = parts.uri.path().trim_start_matches("/v1/").to_owned();
+    // Once: `/v1//v1/x` must stay a path with an empty segment (refused below),
+    // never become `x`.
+    let path = parts.uri.path().strip_prefix("/v1/").unwrap_or_default().to_owned();
     let query = query_params(&parts.uri);
     let list_query = query.get("list").and_then(Value::as_str).is_some_and(|v| v == "true");
     let op = match parts.method.as_str() {
@@ -660,8 +662,10 @@ fn authenticated_request(
         }
         Ok(()) => crate::routes::route(&open, op, path, &params, token, entry),
     };
-    if result.is_ok() && op == Operation::Update && mount_type == "transit" {
-        count_transit_items(state, &open, path, &params);
+    // A batch with failed items answers `Ok` with a 4xx or 5xx: only answers sent
+    // as a success count.
+    if mount_type == "transit" && result.as_ref().is_ok_and(|reply| reply.status().is_success()) {
+        count_transit_items(state, &open, op, path, &params);
     }
     answer_audited(state, &open, &audited, result)
 }
@@ -694,8 +698,9 @@ fn metrics_reply(state: &AppState, params: &Params<'_>) -> crate::http::Reply {
 }
 
 /// Counts the items of a successful transit data request (`path` below a transit
-/// mount) for the metrics: its operation, its key, how many.
-fn count_transit_items(state: &AppState, open: &Unsealed, path: &str, params: &Params<'_>) {
+/// mount) for the metrics: its operation, its key, how many. A deleted key's
+/// series are dropped, so keys made and deleted do not pile up.
+fn count_transit_items(state: &AppState, open: &Unsealed, op: Operation, path: &str, params: &Params<'_>) {
     let below = match path.strip_prefix("transit/") {
         Some(below) => below,
         None => match open.mounts.find(path) {
@@ -705,6 +710,17 @@ fn count_transit_items(state: &AppState, open: &Unsealed, path: &str, params: &P
     };
     let mut segments = below.trim_end_matches('/').split('/');
     let operation = segments.next().unwrap_or_default();
+    if op == Operation::Delete {
+        if let (Some(key), None) = (segments.next(), segments.next())
+            && operation == "keys"
+        {
+            state.metrics.forget_key(key);
+        }
+        return;
+    }
+    if op != Operation::Update {
+        return;
+    }
     // `datakey/:type/:name`; every other data operation is `op/:name[/…]`.
     let key = if operation == "datakey" {
         segments.nth(1)

@@ -102,6 +102,18 @@ impl Reply {
 }
 
 impl Reply {
+    /// The HTTP status this answer is sent with.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Self::Data { status, .. }
+            | Self::Written { status, .. }
+            | Self::Text { status, .. }
+            | Self::Bare(status, _) => *status,
+            Self::Leased { .. } | Self::SysData(_) => StatusCode::OK,
+            Self::NoContent => StatusCode::NO_CONTENT,
+        }
+    }
+
     /// What the audit log records of this answer (strings get hashed there).
     pub(crate) fn audit_view(&self) -> Value {
         match self {

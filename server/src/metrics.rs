@@ -162,6 +162,17 @@ impl Metrics {
         }
     }
 
+    /// Drops the series of a deleted key.
+    pub(crate) fn forget_key(&self, key: &str) {
+        if !self.key_names {
+            return;
+        }
+        for operation in COUNTED_OPERATIONS {
+            // A key that never answered has no series: nothing to drop.
+            let _ = self.transit_items.remove_label_values(&[operation, key]);
+        }
+    }
+
     /// Records a request refused because no audit device recorded it.
     pub(crate) fn audit_failure(&self) {
         self.audit_failures.inc();
@@ -316,6 +327,9 @@ mod tests {
         assert!(text.contains("encrypted_attr_transit_items_total{key=\"customer-email\",operation=\"encrypt\"} 3"));
         assert!(text.contains("encrypted_attr_batch_items_count{operation=\"encrypt\"} 1"));
         assert!(!text.contains("made-up"));
+
+        named.forget_key("customer-email");
+        assert!(!named.prometheus_text(false, true).contains("customer-email"));
 
         let anonymous = Metrics::new(None, false);
         anonymous.transit("decrypt", "customer-email", 2, false);

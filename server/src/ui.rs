@@ -20,10 +20,6 @@ use zeroize::Zeroizing;
 
 use crate::app::{AppState, answer};
 
-/// The cookie that holds the session's token (`HttpOnly`: no script reads it).
-const TOKEN_COOKIE: &str = "ea_ui_token";
-/// The cookie whose value every request must repeat in [`CSRF_HEADER`].
-const CSRF_COOKIE: &str = "ea_ui_csrf";
 const CSRF_HEADER: &str = "x-csrf-token";
 /// Sent by the UI's own requests; a plain form on another site cannot send it,
 /// and a script there cannot without the server's consent (CORS preflight).
@@ -39,10 +35,43 @@ const MAX_LOGIN_ANSWER_BYTES: usize = 1024 * 1024;
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// Whether the server speaks TLS (the cookies are then `Secure`).
+/// Whether the server speaks TLS, which decides the cookies' names and attributes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct UiSettings {
     pub(crate) secure_cookies: bool,
+}
+
+impl UiSettings {
+    /// The cookie that holds the session's token (`HttpOnly`: no script reads it).
+    /// Over TLS its name has the `__Host-` prefix, which browsers accept only from
+    /// this host itself (`Secure`, `Path=/`, no `Domain`), so a neighbouring
+    /// subdomain cannot plant a session of its own choosing.
+    fn token_cookie(self) -> &'static str {
+        if self.secure_cookies {
+            "__Host-ea_ui_token"
+        } else {
+            "ea_ui_token"
+        }
+    }
+
+    /// The cookie whose value every request must repeat in [`CSRF_HEADER`].
+    fn csrf_cookie(self) -> &'static str {
+        if self.secure_cookies {
+            "__Host-ea_ui_csrf"
+        } else {
+            "ea_ui_csrf"
+        }
+    }
+
+    /// The attributes both cookies share. Plain HTTP (loopback only) cannot have
+    /// `Secure` cookies, and keeps them to `/ui`.
+    fn attributes(self) -> &'static str {
+        if self.secure_cookies {
+            "Path=/; SameSite=Strict; Secure"
+        } else {
+            "Path=/ui; SameSite=Strict"
+        }
+    }
 }
 
 /// The UI's routes, merged into the server's router.
@@ -207,13 +236,14 @@ async fn login(
     }
     let csrf: String = csrf.iter().map(|b| format!("{b:02x}")).collect();
     let mut response = axum::Json(who).into_response();
-    let secure = if settings.secure_cookies { "; Secure" } else { "" };
+    let attributes = settings.attributes();
     for cookie in [
         Zeroizing::new(format!(
-            "{TOKEN_COOKIE}={}; Path=/ui; HttpOnly; SameSite=Strict{secure}",
+            "{}={}; {attributes}; HttpOnly",
+            settings.token_cookie(),
             token.as_str()
         )),
-        Zeroizing::new(format!("{CSRF_COOKIE}={csrf}; Path=/ui; SameSite=Strict{secure}")),
+        Zeroizing::new(format!("{}={csrf}; {attributes}", settings.csrf_cookie())),
     ] {
         match HeaderValue::from_str(&cookie) {
             Ok(value) => response.headers_mut().append(header::SET_COOKIE, value),
@@ -240,44 +270,74 @@ async fn login_token(
 }
 
 /// `POST /ui/logout`: revokes the session's token and forgets the cookies. If the
-/// revocation cannot be recorded (storage down), says so and keeps the session, so
-/// the person can try again rather than believe a live token is gone.
+/// token is still valid afterwards (storage down, or its policies do not allow
+/// `revoke-self`), says so and keeps the session, so the person can try again
+/// rather than believe a live token is gone.
 async fn logout(
     State(state): State<Arc<AppState>>,
     axum::Extension(settings): axum::Extension<UiSettings>,
     headers: HeaderMap,
 ) -> Response {
-    if !from_this_ui(&headers) || !csrf_matches(&headers) {
+    if !from_this_ui(&headers) || !csrf_matches(&headers, settings) {
         return refused("this request did not come from the UI");
     }
-    if let Some(token) = cookie(&headers, TOKEN_COOKIE) {
+    if let Some(token) = cookie(&headers, settings.token_cookie()) {
         let token = Zeroizing::new(token.to_owned());
         let (status, answer) = call(&state, Method::POST, "/v1/auth/token/revoke-self", Some(&token), None).await;
-        // 403: the token was already revoked or expired; the session ends either way.
-        if !status.is_success() && status != StatusCode::FORBIDDEN {
-            return (status, axum::Json(answer)).into_response();
+        if !status.is_success() {
+            // A 403 may mean the token is gone already (expired, revoked), or that
+            // its policies do not allow `revoke-self`: only the first ends the
+            // session. Asked of the token store itself, which no policy limits.
+            let live = match token_is_live(&state, token.clone()).await {
+                Ok(live) => live,
+                Err(error) => return error.into_response(),
+            };
+            if status == StatusCode::FORBIDDEN && live {
+                return refused(
+                    "this token's policies do not allow auth/token/revoke-self, so it stays valid until it \
+                     expires or someone revokes it; the session is kept",
+                );
+            }
+            if status != StatusCode::FORBIDDEN {
+                return (status, axum::Json(answer)).into_response();
+            }
         }
     }
-    let secure = if settings.secure_cookies { "; Secure" } else { "" };
     let mut response = StatusCode::NO_CONTENT.into_response();
-    for name in [TOKEN_COOKIE, CSRF_COOKIE] {
-        if let Ok(value) = HeaderValue::from_str(&format!(
-            "{name}=; Path=/ui; Max-Age=0; HttpOnly; SameSite=Strict{secure}"
-        )) {
+    for name in [settings.token_cookie(), settings.csrf_cookie()] {
+        if let Ok(value) = HeaderValue::from_str(&format!("{name}=; {}; Max-Age=0; HttpOnly", settings.attributes())) {
             response.headers_mut().append(header::SET_COOKIE, value);
         }
     }
     response
 }
 
+/// Whether `token` is still a valid token (a storage failure is an error, never
+/// an answer).
+async fn token_is_live(state: &Arc<AppState>, token: Zeroizing<String>) -> Result<bool, crate::http::ApiError> {
+    let Some(open) = state.seal.unsealed() else {
+        return Err(crate::http::ApiError::Sealed);
+    };
+    // Storage calls block: off the async workers.
+    match tokio::task::spawn_blocking(move || open.tokens.check(&token)).await {
+        Ok(Ok(found)) => Ok(found.is_some()),
+        Ok(Err(error)) => Err(crate::http::ApiError::from(error)),
+        Err(_) => Err(crate::http::ApiError::Internal),
+    }
+}
+
 /// `/ui/v1/<path>`: the request `/v1/<path>` would be, with the session's token,
 /// answered by the same dispatcher (the same policies, audit and limits).
-async fn api(State(state): State<Arc<AppState>>, request: Request) -> Response {
+async fn api(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(settings): axum::Extension<UiSettings>,
+    request: Request,
+) -> Response {
     let (mut parts, body) = request.into_parts();
-    if !from_this_ui(&parts.headers) || !csrf_matches(&parts.headers) {
+    if !from_this_ui(&parts.headers) || !csrf_matches(&parts.headers, settings) {
         return refused("this request did not come from the UI (missing or wrong CSRF token)");
     }
-    let token = cookie(&parts.headers, TOKEN_COOKIE).map(|t| Zeroizing::new(t.to_owned()));
+    let token = cookie(&parts.headers, settings.token_cookie()).map(|t| Zeroizing::new(t.to_owned()));
     let Some(rest) = parts.uri.path().strip_prefix("/ui").map(str::to_owned) else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -295,37 +355,51 @@ async fn api(State(state): State<Arc<AppState>>, request: Request) -> Response {
         parts.headers.remove(name);
     }
     parts.headers.remove("x-vault-token");
-    if let Some(token) = token {
-        match HeaderValue::from_str(&token) {
+    if let Some(token) = &token {
+        match HeaderValue::from_str(token) {
             Ok(value) => {
                 parts.headers.insert("x-vault-token", value);
             }
             Err(_) => return refused("the session's token is not valid"),
         }
     }
-    let looks_up_itself = rest.trim_end_matches('/') == "/v1/auth/token/lookup-self";
     let response = answer(state, Request::from_parts(parts, body)).await;
-    if looks_up_itself && response.status() == StatusCode::OK {
-        return without_token_id(response).await;
+    match token {
+        Some(token) if response.status().is_success() => without_session_token(response, &token).await,
+        _ => response,
     }
-    response
 }
 
-/// A `lookup-self` answer without the token itself (`data.id`): the page needs who
-/// is logged in, and a script on it must never be able to read the token.
-async fn without_token_id(response: Response) -> Response {
+/// An answer without the session's token in it: `lookup-self` gives it as
+/// `data.id`, `renew-self` as `auth.client_token`, and a script on the page must
+/// never be able to read it. Answers that are not JSON pass as they are.
+async fn without_session_token(response: Response, token: &str) -> Response {
+    use subtle::ConstantTimeEq as _;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !is_json {
+        return response;
+    }
     let (parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_LOGIN_ANSWER_BYTES).await else {
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return crate::http::ApiError::Internal.into_response();
     };
     let bytes = Zeroizing::new(bytes.to_vec());
     let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
         return crate::http::ApiError::Internal.into_response();
     };
-    if let Some(data) = value.get_mut("data").and_then(Value::as_object_mut)
-        && let Some(Value::String(mut id)) = data.remove("id")
-    {
-        zeroize::Zeroize::zeroize(&mut id);
+    for (object, field) in [("data", "id"), ("auth", "client_token")] {
+        if let Some(map) = value.get_mut(object).and_then(Value::as_object_mut)
+            && map
+                .get(field)
+                .and_then(Value::as_str)
+                .is_some_and(|found| bool::from(found.as_bytes().ct_eq(token.as_bytes())))
+            && let Some(Value::String(mut found)) = map.remove(field)
+        {
+            zeroize::Zeroize::zeroize(&mut found);
+        }
     }
     let mut response = axum::Json(value).into_response();
     *response.status_mut() = parts.status;
@@ -395,10 +469,10 @@ fn from_this_ui(headers: &HeaderMap) -> bool {
 }
 
 /// Whether the CSRF header repeats the CSRF cookie (compared in constant time).
-fn csrf_matches(headers: &HeaderMap) -> bool {
+fn csrf_matches(headers: &HeaderMap, settings: UiSettings) -> bool {
     use subtle::ConstantTimeEq as _;
     let (Some(cookie), Some(header)) = (
-        cookie(headers, CSRF_COOKIE),
+        cookie(headers, settings.csrf_cookie()),
         headers.get(CSRF_HEADER).map(HeaderValue::as_bytes),
     ) else {
         return false;
@@ -406,16 +480,20 @@ fn csrf_matches(headers: &HeaderMap) -> bool {
     !cookie.is_empty() && bool::from(cookie.as_bytes().ct_eq(header))
 }
 
-/// The value of cookie `name`, if the request carries it.
+/// The value of cookie `name`, if the request carries it once. Two cookies of one
+/// name mean someone else set one (a planted cookie beside the real one): neither
+/// is trusted.
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
+    let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| value)
+        .filter(|(n, _)| *n == name)
+        .map(|(_, value)| value);
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
 }
 
 /// Bytes a cookie value may hold unquoted (RFC 6265's `cookie-octet`).
@@ -461,16 +539,24 @@ mod tests {
     #[test]
     fn csrf_needs_the_cookie_and_the_same_value_in_the_header() {
         let ok = headers(&[("cookie", "a=b; ea_ui_csrf=abc123"), ("x-csrf-token", "abc123")]);
-        assert!(csrf_matches(&ok));
-        assert!(!csrf_matches(&headers(&[
-            ("cookie", "ea_ui_csrf=abc123"),
-            ("x-csrf-token", "abc124")
-        ])));
-        assert!(!csrf_matches(&headers(&[("x-csrf-token", "abc123")])));
-        assert!(!csrf_matches(&headers(&[
-            ("cookie", "ea_ui_csrf="),
-            ("x-csrf-token", "")
-        ])));
+        let plain = UiSettings { secure_cookies: false };
+        assert!(csrf_matches(&ok, plain));
+        let wrong = headers(&[("cookie", "ea_ui_csrf=abc123"), ("x-csrf-token", "abc124")]);
+        assert!(!csrf_matches(&wrong, plain));
+        assert!(!csrf_matches(&headers(&[("x-csrf-token", "abc123")]), plain));
+        let empty = headers(&[("cookie", "ea_ui_csrf="), ("x-csrf-token", "")]);
+        assert!(!csrf_matches(&empty, plain));
+        // A second cookie of the same name (planted by a neighbour): neither counts.
+        let planted = headers(&[
+            ("cookie", "ea_ui_csrf=abc123; ea_ui_csrf=evil"),
+            ("x-csrf-token", "abc123"),
+        ]);
+        assert!(!csrf_matches(&planted, plain));
+        // Over TLS only the `__Host-` cookie counts.
+        let tls = UiSettings { secure_cookies: true };
+        assert!(!csrf_matches(&ok, tls));
+        let host = headers(&[("cookie", "__Host-ea_ui_csrf=abc123"), ("x-csrf-token", "abc123")]);
+        assert!(csrf_matches(&host, tls));
     }
 
     #[test]

@@ -1246,6 +1246,19 @@ async fn metrics_count_requests_items_and_failures_in_prometheus_text() {
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
+    // A batch with a failed item answers 400: its items are not counted.
+    let failing = json!({"batch_input": [{"plaintext": pt}, {"plaintext": "!!"}]});
+    let (status, _) = s.post("/v1/transit/encrypt/metered", failing).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, _, text) = get_text(&s.router, "/v1/sys/metrics?format=prometheus", Some(ROOT)).await;
+    assert!(text.contains("encrypted_attr_transit_items_total{key=\"metered\",operation=\"encrypt\"} 4"));
+    // A deleted key's series go with it.
+    s.post("/v1/transit/keys/metered/config", json!({"deletion_allowed": true}))
+        .await;
+    let (status, _) = s.call("DELETE", "/v1/transit/keys/metered", Some(ROOT), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, _, after) = get_text(&s.router, "/v1/sys/metrics?format=prometheus", Some(ROOT)).await;
+    assert!(!after.contains("key=\"metered\""), "{after}");
     // Paths and plaintexts never become labels.
     assert!(!text.contains(&pt) && !text.contains("\"!!\""));
 

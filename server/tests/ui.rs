@@ -387,3 +387,80 @@ fn the_pages_work_in_a_real_browser() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn no_answer_through_the_ui_carries_the_session_token() {
+    let router = router();
+    let made = root_call(
+        &router,
+        "POST",
+        "auth/token/create",
+        json!({"policies": ["default"], "ttl": "1h"}),
+    )
+    .await;
+    let token = made.body["auth"]["client_token"].as_str().unwrap().to_owned();
+    let login = send(&router, login_request(&json!({"method": "token", "token": token}))).await;
+    let session = session_from(&login);
+    // `renew-self` answers the token in `auth.client_token`: left out.
+    let renewed = send(&router, session.api("POST", "auth/token/renew-self", Some(json!({})))).await;
+    assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.text);
+    assert!(renewed.body["auth"]["lease_duration"].as_u64().unwrap() > 0);
+    assert!(!renewed.text.contains(&token), "{}", renewed.text);
+    // A doubled prefix does not reach `lookup-self` under another spelling.
+    for doubled in ["/ui/v1//v1/auth/token/lookup-self", "/ui/v1/v1/auth/token/lookup-self"] {
+        let mut request = session.api("GET", "auth/token/lookup-self", None);
+        *request.uri_mut() = doubled.parse().unwrap();
+        let answer = send(&router, request).await;
+        assert!(!answer.text.contains(&token), "{doubled}: {}", answer.text);
+        assert_ne!(answer.status, StatusCode::OK, "{doubled}");
+    }
+    let direct = Request::get("/v1//v1/auth/token/lookup-self")
+        .header("x-vault-token", &token)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&router, direct).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn logout_keeps_a_session_whose_token_may_not_revoke_itself() {
+    let router = router();
+    let policy = r#"path "transit/keys" { capabilities = ["list"] }"#;
+    root_call(&router, "PUT", "sys/policies/acl/lister", json!({"policy": policy})).await;
+    // Without the default policy the token may not call `revoke-self` (nor
+    // `lookup-self`): logging out cannot revoke it, and must say so.
+    let made = root_call(
+        &router,
+        "POST",
+        "auth/token/create",
+        json!({"policies": ["lister"], "no_default_policy": true}),
+    )
+    .await;
+    let token = made.body["auth"]["client_token"].as_str().unwrap().to_owned();
+    // Such a token cannot log in to the UI either (lookup-self is refused)…
+    let login = send(&router, login_request(&json!({"method": "token", "token": token}))).await;
+    assert_eq!(login.status, StatusCode::FORBIDDEN);
+    // …but a session made while its policies allowed it can outlive that.
+    let made = root_call(&router, "POST", "auth/token/create", json!({"policies": ["lister"]})).await;
+    let token = made.body["auth"]["client_token"].as_str().unwrap().to_owned();
+    let login = send(&router, login_request(&json!({"method": "token", "token": token}))).await;
+    assert_eq!(login.status, StatusCode::OK);
+    let session = session_from(&login);
+    let deny = r#"path "auth/token/revoke-self" { capabilities = ["deny"] }"#;
+    root_call(&router, "PUT", "sys/policies/acl/default", json!({"policy": deny})).await;
+    let logout = Request::post("/ui/logout")
+        .header("cookie", &session.cookie_header)
+        .header("x-csrf-token", &session.csrf)
+        .header(UI.0, UI.1)
+        .body(Body::empty())
+        .unwrap();
+    let answer = send(&router, logout).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.text);
+    assert!(answer.text.contains("revoke-self"), "{}", answer.text);
+    assert!(answer.headers.get("set-cookie").is_none(), "the session is kept");
+    let listed = send(&router, session.api("LIST", "transit/keys", None)).await;
+    assert_ne!(
+        listed.status,
+        StatusCode::FORBIDDEN,
+        "the token still works, as the answer said"
+    );
+}

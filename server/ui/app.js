@@ -132,8 +132,19 @@ function b64ToBytes(b64) {
 function b64ToText(b64) {
   try { return { text: new TextDecoder("utf-8", { fatal: true }).decode(b64ToBytes(b64)), utf8: true }; } catch (_) { return { text: b64, utf8: false }; }
 }
+// Whether a name or path taken from the address bar is safe to put into an API path:
+// no empty, `.` or `..` segment. The browser resolves `..` in a fetch URL, so a link
+// such as `#/kv/secret/../../sys/mounts/x` would otherwise aim a page's buttons at
+// any path of the API.
+const isPlainPath = (p) => p.split("/").every((s) => s !== "" && s !== "." && s !== "..");
 // Encodes each segment of a name or path for use in a URL, keeping the slashes.
-const encPath = (p) => p.split("/").map(encodeURIComponent).join("/");
+// Refuses a path with an empty, `.` or `..` segment (see isPlainPath); the empty
+// path (a mount's root) and one trailing slash (a folder) are fine.
+const encPath = (p) => {
+  const inner = p.endsWith("/") ? p.slice(0, -1) : p;
+  if (inner !== "" && !isPlainPath(inner)) throw new Error("This name or path has an empty, \".\" or \"..\" part: " + p);
+  return p.split("/").map(encodeURIComponent).join("/");
+};
 
 /* ------------------------------------------------------------------ API */
 
@@ -149,8 +160,13 @@ class ApiError extends Error {
 const UI_HEADER = { "X-Requested-With": "encrypted-attr-ui" };
 
 function csrfToken() {
-  const c = document.cookie.split(";").map((s) => s.trim()).find((s) => s.startsWith("ea_ui_csrf="));
-  return c ? c.slice("ea_ui_csrf=".length) : "";
+  // Over TLS the cookie is `__Host-ea_ui_csrf` (bound to this host); over plain HTTP
+  // on loopback, `ea_ui_csrf`.
+  for (const name of ["__Host-ea_ui_csrf=", "ea_ui_csrf="]) {
+    const c = document.cookie.split(";").map((s) => s.trim()).find((s) => s.startsWith(name));
+    if (c) return c.slice(name.length);
+  }
+  return "";
 }
 
 // One HTTP request; the parsed JSON reply ({} when empty), or an ApiError with the
@@ -252,8 +268,10 @@ function renderHeader() {
 }
 
 async function logout() {
+  // Any refusal means the session may still be live: say so, never "Logged out".
   try { await request("POST", "/ui/logout", undefined, Object.assign({ "X-CSRF-Token": csrfToken() }, UI_HEADER)); } catch (err) {
-    if (err.status !== 403) { flash("Logout failed: " + errText(err), "error"); return; }
+    flash("Logout failed: " + errText(err), "error");
+    return;
   }
   state.session = null;
   state.caps = {};
@@ -311,6 +329,10 @@ async function render() {
   renderHeader();
   if (!page) { show(gen, section("Not found", h("p", {}, "There is no such page. "), h("a", { href: "#/keys" }, "Go to the keys"))); return; }
   const args = hash.match(re).slice(1).map((s) => { try { return decodeURIComponent(s); } catch (_) { return s; } });
+  if (args.some((a) => typeof a === "string" && a !== "" && !isPlainPath(a.replace(/\/+$/, "")))) {
+    show(gen, section("Not found", h("p", { role: "alert", "data-test": "page-error" }, "This address names a path with an empty, \".\" or \"..\" part. ")));
+    return;
+  }
   main.setAttribute("aria-busy", "true");
   try {
     const node = await page(...args);

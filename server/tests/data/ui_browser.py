@@ -283,6 +283,15 @@ def scenario(ui):
     ui.shot("kv.png")
     ui.no_secret_in_url()
 
+    step("3. a crafted link with `..` in a KV path is refused, offering no button")
+    for crafted in ["#/kv/secret/../../sys/mounts/transit", "#/kv/secret/%2e%2e/%2e%2e/sys/policies/acl/limited"]:
+        ui.go(crafted)
+        ui.text_in("[data-test=page-error]", "..")
+        check(not d.find_elements(By.CSS_SELECTOR, "#main form button, #main button"),
+              f"{crafted}: the page offers buttons")
+    status, body = vault("GET", "sys/policies/acl/limited", token=root)
+    check(status == 200, f"the crafted links changed something: {status} {body}")
+
     step("4. log out: cookies cleared, token revoked")
     ui.click("#logout")
     ui.el("#login-form")
