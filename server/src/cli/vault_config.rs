@@ -219,7 +219,24 @@ fn read_listener(
             )));
         }
     }
-    let known = ["address", "tls_disable", "tls_cert_file", "tls_key_file"];
+    // `telemetry { unauthenticated_metrics_access = true }`: scrapers need no token.
+    let telemetry = match settings.get("telemetry") {
+        Some(Value::Object(map)) => Some(map),
+        Some(Value::Array(list)) => list.first().and_then(Value::as_object),
+        _ => None,
+    };
+    if let Some(telemetry) = telemetry {
+        if let Some(open) = text(telemetry, "unauthenticated_metrics_access") {
+            file.metrics.unauthenticated_access = Some(matches!(open.as_str(), "true" | "1"));
+        }
+        ignored.extend(
+            telemetry
+                .keys()
+                .filter(|k| *k != "unauthenticated_metrics_access")
+                .map(|k| format!("listener \"tcp\" telemetry {k}")),
+        );
+    }
+    let known = ["address", "tls_disable", "tls_cert_file", "tls_key_file", "telemetry"];
     ignored.extend(
         settings
             .keys()
@@ -232,6 +249,22 @@ fn read_listener(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listeners_telemetry_opens_metrics_without_a_token() {
+        let read = parse(
+            "listener \"tcp\" {\n  address = \"127.0.0.1:1\"\n  tls_disable = 1\n  telemetry {\n    unauthenticated_metrics_access = true\n    disallow_metrics = false\n  }\n}\n",
+        )
+        .expect("parses");
+        assert_eq!(read.file.metrics.unauthenticated_access, Some(true));
+        assert!(
+            read.ignored.iter().any(|i| i.contains("telemetry disallow_metrics")),
+            "{:?}",
+            read.ignored
+        );
+        let closed = parse("listener \"tcp\" {\n  address = \"127.0.0.1:1\"\n  tls_disable = 1\n}\n").expect("parses");
+        assert_eq!(closed.file.metrics.unauthenticated_access, None);
+    }
 
     #[test]
     fn vaults_own_configuration_is_read_and_the_rest_named() {

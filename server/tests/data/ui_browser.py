@@ -30,6 +30,7 @@ from selenium.common.exceptions import NoSuchElementException, StaleElementRefer
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -131,6 +132,14 @@ class UI:
     def go(self, hash_route):
         self.d.execute_script("location.hash = arguments[0]", hash_route)
 
+    def tab_to(self, element_id, limit=60):
+        """Presses Tab (keyboard alone) until the element with this id has focus."""
+        for _ in range(limit):
+            if self.d.execute_script("return document.activeElement && document.activeElement.id") == element_id:
+                return
+            ActionChains(self.d).send_keys(Keys.TAB).perform()
+        raise Failure(f"Tab never reached #{element_id}")
+
     def js(self, script, *args):
         return self.d.execute_script(script, *args)
 
@@ -213,6 +222,19 @@ def scenario(ui):
     ui.el("[data-test=key-link][data-name='ui-key']")
     ui.shot("keys.png")
     ui.no_secret_in_url()
+
+    step("2. keyboard alone: create a key, open it and rotate it with Tab and Enter")
+    ui.js("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
+    ui.tab_to("key-name")
+    ActionChains(d).send_keys("kb-key", Keys.ENTER).perform()
+    ui.text_in("[data-test=latest-version]", "1")
+    ui.tab_to("rotate")
+    visible = ui.js("""const e = document.activeElement; const s = getComputedStyle(e);
+        return s.outlineStyle !== 'none' || s.boxShadow !== 'none';""")
+    check(visible, "the button reached with Tab shows no focus ring")
+    ActionChains(d).send_keys(Keys.ENTER).perform()
+    ui.text_in("[data-test=latest-version]", "2")
+    ui.click("#nav-keys")
 
     step("2. encrypt and decrypt UTF-8 text")
     ui.click("[data-test=key-link][data-name='ui-key']")
