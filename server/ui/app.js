@@ -239,7 +239,7 @@ function can(path, cap) {
   return s.has("root") || s.has(cap);
 }
 const canAny = (path, ...caps) => caps.some((c) => can(path, c));
-const NAV_PATHS = ["transit/keys", "sys/mounts", "sys/policies/acl", "sys/auth", "sys/audit"];
+const NAV_PATHS = ["transit/keys", "sys/mounts", "sys/policies/acl", "sys/auth", "sys/audit", "sys/seal", "auth/token/create"];
 
 /* ------------------------------------------------------------------ header and navigation */
 
@@ -370,6 +370,17 @@ async function pageSeal() {
   else if (s.sealed) page.append(unsealForm(s));
   else page.append(section("Unsealed", h("p", {}, "The server is unsealed and serving requests."),
     h("a", { class: "button", href: state.session ? "#/keys" : "#/login", id: "seal-continue", "data-test": "seal-continue" }, "Continue")));
+  // Sealing needs `sudo` on sys/seal: offered only to a token that has it.
+  if (s.initialized && !s.sealed && state.session && can("sys/seal", "sudo")) {
+    const box = errorBox("seal-error");
+    page.append(section("Seal now",
+      h("p", {}, "Sealing drops the keys from memory: every request fails until the threshold of unseal shares is given again. Use it when you suspect a compromise."),
+      button("Seal the server", { id: "seal-now", "data-test": "seal-now", class: "danger", onclick: async () => {
+        if (!window.confirm("Seal the server now? Every request will fail until it is unsealed with the shares.")) return;
+        box.clear();
+        try { await api("PUT", "sys/seal", {}); state.session = null; state.caps = {}; go("#/seal", "Sealed."); } catch (err) { box.show(err); }
+      } }), box));
+  }
   return page;
 }
 
@@ -868,7 +879,34 @@ async function pageAuth() {
   ], "token-info"), t.renewable ? button("Renew", { class: "secondary", onclick: async () => {
     try { await api("POST", "auth/token/renew-self", {}); go(location.hash, "Token renewed."); } catch (err) { flash(errText(err), "error"); }
   } }) : null));
+  if (can("auth/token/create", "update")) page.append(tokenForm());
   return page;
+}
+
+// Makes a child token of this session's (for a service or a colleague); the new
+// token is shown once, in the page only.
+function tokenForm() {
+  const box = errorBox("token-create-error");
+  const out = h("div", { "aria-live": "polite" });
+  const f = form({ id: "token-create-form", "data-test": "token-create-form", autocomplete: "off" }, [
+    field("Policies", h("input", { id: "token-policies-input", placeholder: "app, reader" }), "Comma-separated; at most this session's own."),
+    field("TTL", h("input", { id: "token-ttl-input", placeholder: "1h" }), "Empty: the default."),
+    h("button", { type: "submit", id: "token-create-submit" }, "Create token"), box,
+  ], async () => {
+    const policies = $("#token-policies-input").value.split(",").map((x) => x.trim()).filter(Boolean);
+    const ttl = $("#token-ttl-input").value.trim();
+    const body = {};
+    if (policies.length) body.policies = policies;
+    if (ttl) body.ttl = ttl;
+    const r = await api("POST", "auth/token/create", body);
+    out.textContent = "";
+    out.append(h("p", { class: "warning", role: "alert" }, "Copy this token now; it will not be shown again."),
+      props([["Token", h("code", { class: "secret", "data-test": "new-token" }, r.auth.client_token)],
+        ["Accessor", h("code", {}, r.auth.accessor)], ["Policies", (r.auth.policies || []).join(", ")],
+        ["TTL", r.auth.lease_duration ? fmtDuration(r.auth.lease_duration) : "never expires"]]),
+      button("Done — hide it", { "data-test": "new-token-hide", onclick: () => { out.textContent = ""; } }));
+  }, box);
+  return section("Create a token", f, out);
 }
 
 /* ------------------------------------------------------------------ 7. audit */

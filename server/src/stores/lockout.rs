@@ -22,12 +22,26 @@ struct Failures {
 }
 
 /// Failed logins by `<mount accessor>/<user>`.
-#[derive(Default)]
 pub(crate) struct Lockouts {
     users: Mutex<HashMap<String, Failures>>,
+    /// Users tracked at most ([`MAX_TRACKED`]; smaller in tests).
+    max_tracked: usize,
+}
+
+impl Default for Lockouts {
+    fn default() -> Self {
+        Self::with_room_for(MAX_TRACKED)
+    }
 }
 
 impl Lockouts {
+    fn with_room_for(max_tracked: usize) -> Self {
+        Self {
+            users: Mutex::default(),
+            max_tracked,
+        }
+    }
+
     fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failures>> {
         self.users.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -39,21 +53,8 @@ impl Lockouts {
     pub(crate) fn attempt(&self, user: &str) -> bool {
         let now = Instant::now();
         let mut users = self.users();
-        if users.len() >= MAX_TRACKED && !users.contains_key(user) {
-            users.retain(|_, f| {
-                f.locked_until.is_some_and(|until| now < until) || now.duration_since(f.first) < COUNTER_RESET
-            });
-            if users.len() >= MAX_TRACKED {
-                // Still full of live counts: make room by dropping one that is
-                // not a lockout, so memory stays bounded.
-                let unlocked = users
-                    .iter()
-                    .find(|(_, f)| f.locked_until.is_none())
-                    .map(|(name, _)| name.clone());
-                if let Some(name) = unlocked {
-                    users.remove(&name);
-                }
-            }
+        if users.len() >= self.max_tracked && !users.contains_key(user) {
+            make_room(&mut users, now, self.max_tracked);
         }
         let failures = users.entry(user.to_owned()).or_insert(Failures {
             count: 0,
@@ -84,6 +85,35 @@ impl Lockouts {
     }
 }
 
+/// Makes room for one more user in a full table. Entries that no longer count
+/// anything go first. If every entry still counts, the one that matters least
+/// goes: the fewest failures and, among those, the newest — so a flood of made-up
+/// user names evicts its own entries, never an older, higher count (the count a
+/// guesser of a real user's password has built up), and never a lockout while
+/// anything else can go. Memory stays bounded either way.
+fn make_room(users: &mut HashMap<String, Failures>, now: Instant, max_tracked: usize) {
+    users.retain(|_, f| f.locked_until.is_some_and(|until| now < until) || now.duration_since(f.first) < COUNTER_RESET);
+    if users.len() < max_tracked {
+        return;
+    }
+    // Least worth keeping first: not locked before locked, fewer failures, newer,
+    // and among lockouts the one ending soonest.
+    let victim = users
+        .iter()
+        .min_by_key(|(_, f)| {
+            (
+                f.locked_until.is_some(),
+                f.locked_until,
+                f.count,
+                std::cmp::Reverse(f.first),
+            )
+        })
+        .map(|(name, _)| name.clone());
+    if let Some(name) = victim {
+        users.remove(&name);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +131,31 @@ mod tests {
         assert!(logins.attempt("m/alice"), "the fifth attempt is still checked");
         assert!(!logins.attempt("m/alice"), "then the user is locked out");
         assert!(logins.attempt("m/bob"), "per user");
+    }
+
+    #[test]
+    fn a_flood_of_made_up_users_does_not_evict_a_real_users_count() {
+        let logins = Lockouts::with_room_for(100);
+        for _ in 0..LOCKOUT_THRESHOLD - 1 {
+            assert!(logins.attempt("m/alice"));
+        }
+        // Enough made-up names to fill the table ten times over.
+        for i in 0..1_000 {
+            logins.attempt(&format!("m/made-up-{i}"));
+        }
+        assert!(logins.users().len() <= 100, "memory stays bounded");
+        assert!(logins.attempt("m/alice"), "the fifth attempt is still checked");
+        assert!(!logins.attempt("m/alice"), "alice's four earlier failures still count");
+    }
+
+    #[test]
+    fn a_table_full_of_lockouts_stays_bounded() {
+        let logins = Lockouts::with_room_for(100);
+        for i in 0..150 {
+            for _ in 0..LOCKOUT_THRESHOLD {
+                logins.attempt(&format!("m/locked-{i}"));
+            }
+        }
+        assert!(logins.users().len() <= 100);
     }
 }
