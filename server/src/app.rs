@@ -312,8 +312,23 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
         "LIST" => Operation::List,
         "POST" | "PUT" => Operation::Update,
         "DELETE" => Operation::Delete,
+        "PATCH" => Operation::Patch,
         _ => return ApiError::UnsupportedOperation.into_response(),
     };
+    // As Vault: a PATCH body must say it is a JSON merge patch.
+    if op == Operation::Patch {
+        let content_type = parts
+            .headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if content_type != MERGE_PATCH {
+            return ApiError::UnsupportedMediaType(format!(
+                "PATCH requires Content-Type of {MERGE_PATCH}, provided {content_type}"
+            ))
+            .into_response();
+        }
+    }
     let bare_path = path.trim_end_matches('/').to_owned();
     if bare_path == "sys/health" && op == Operation::Read {
         let mut query = query;
@@ -382,7 +397,7 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
     } else {
         limits.max_request_bytes
     };
-    let scan = (op == Operation::Update).then(|| crate::limits::JsonScan::new(&limits));
+    let scan = matches!(op, Operation::Update | Operation::Patch).then(|| crate::limits::JsonScan::new(&limits));
     let body = match read_body(body, body_limit, scan).await {
         Ok(body) => body,
         Err(error) => return error.into_response(),
@@ -472,6 +487,9 @@ async fn read_body(
     Ok(out)
 }
 
+/// The content type of a `PATCH` body (RFC 7396), which Vault requires.
+const MERGE_PATCH: &str = "application/merge-patch+json";
+
 /// Token lookups in storage at once: storage is one connection per server.
 const TOKEN_LOOKUPS_AT_ONCE: usize = 4;
 
@@ -522,7 +540,7 @@ struct Incoming<'a> {
 impl Incoming<'_> {
     /// The parameters: the body of a write (within the JSON limits), else the query.
     fn params(&self, limits: &Limits) -> Result<Params<'_>, ApiError> {
-        if self.op != Operation::Update {
+        if !matches!(self.op, Operation::Update | Operation::Patch) {
             let mut query = self.query.clone();
             query.remove("list");
             return Ok(Params::new(query));
@@ -642,6 +660,7 @@ fn authenticated_request(
             Operation::List => "list",
             Operation::Update => "update",
             Operation::Delete => "delete",
+            Operation::Patch => "patch",
         },
         path: path.trim_end_matches('/'),
         mount_type: &mount_type,

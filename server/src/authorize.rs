@@ -36,6 +36,7 @@ pub(crate) fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &Toke
         Operation::Read => Capability::Read,
         Operation::List => Capability::List,
         Operation::Delete => Capability::Delete,
+        Operation::Patch => Capability::Patch,
         Operation::Update => match path.strip_prefix("transit/encrypt/").map(encrypted_attr::KeyName::new) {
             // Only a key that does not exist needs `create`; a storage failure is a
             // 503, never a "permission denied".

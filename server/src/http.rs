@@ -208,6 +208,8 @@ pub(crate) enum ApiError {
     StorageUnavailable,
     /// 413: the request is larger or more complex than the server's limits.
     TooLarge(String),
+    /// 415: a body of a content type this request cannot take.
+    UnsupportedMediaType(String),
 }
 
 impl IntoResponse for ApiError {
@@ -236,6 +238,7 @@ impl IntoResponse for ApiError {
             Self::Sealed => (StatusCode::SERVICE_UNAVAILABLE, vec!["Vault is sealed".to_owned()]),
             Self::StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, vec![STORAGE_UNAVAILABLE.to_owned()]),
             Self::TooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, vec![message]),
+            Self::UnsupportedMediaType(message) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, vec![message]),
         };
         (status, axum::Json(json!({ "errors": errors }))).into_response()
     }
@@ -255,7 +258,7 @@ impl ApiError {
             Self::Internal => "internal error".into(),
             Self::Sealed => "Vault is sealed".into(),
             Self::StorageUnavailable => STORAGE_UNAVAILABLE.into(),
-            Self::TooLarge(m) => m.clone(),
+            Self::TooLarge(m) | Self::UnsupportedMediaType(m) => m.clone(),
         }
     }
 }

@@ -11,6 +11,8 @@ pub(crate) enum Operation {
     List,
     Update,
     Delete,
+    /// `PATCH` (a JSON merge patch; KV version 2's `data/` only).
+    Patch,
 }
 
 pub(crate) fn token_from(headers: &HeaderMap) -> Option<&str> {

@@ -1294,3 +1294,65 @@ async fn metrics_can_leave_key_names_out() {
     assert!(!text.contains("customer-email"), "{text}");
     assert!(text.contains("encrypted_attr_transit_items_total{key=\"\",operation=\"encrypt\"} 1"));
 }
+
+#[tokio::test]
+async fn kv_v2_patch_merges_into_the_latest_version_and_needs_patch() {
+    // Dev mode mounts KV version 2 at `secret/`.
+    let s = Server::new();
+    s.post(
+        "/v1/secret/data/app",
+        json!({"data": {"a": 1, "b": {"x": 1}, "c": "keep"}}),
+    )
+    .await;
+    let patch = |token: &str, body: Value, content_type: &str| {
+        let request = Request::builder()
+            .method("PATCH")
+            .uri("/v1/secret/data/app")
+            .header("X-Vault-Token", token)
+            .header("Content-Type", content_type)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        s.raw(request)
+    };
+    let merge = "application/merge-patch+json";
+    let (status, body) = patch(ROOT, json!({"data": {"a": null, "b": {"y": 2}}}), merge).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["version"], 2);
+    let (_, read) = s.get("/v1/secret/data/app").await;
+    assert_eq!(read["data"]["data"], json!({"b": {"x": 1, "y": 2}, "c": "keep"}));
+
+    let (status, body) = patch(ROOT, json!({"data": {"a": 2}}), "application/json").await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        body["errors"][0],
+        "PATCH requires Content-Type of application/merge-patch+json, provided application/json"
+    );
+
+    // `update` is not `patch`, as in Vault.
+    let policy = r#"path "secret/data/*" { capabilities = ["read", "update"] }"#;
+    s.call(
+        "PUT",
+        "/v1/sys/policies/acl/writer",
+        Some(ROOT),
+        Some(json!({"policy": policy})),
+    )
+    .await;
+    let (_, made) = s.post("/v1/auth/token/create", json!({"policies": ["writer"]})).await;
+    let writer = made["auth"]["client_token"].as_str().unwrap().to_owned();
+    let (status, _) = patch(&writer, json!({"data": {"c": "changed"}}), merge).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let policy = r#"path "secret/data/*" { capabilities = ["patch"] }"#;
+    s.call(
+        "PUT",
+        "/v1/sys/policies/acl/patcher",
+        Some(ROOT),
+        Some(json!({"policy": policy})),
+    )
+    .await;
+    let (_, made) = s.post("/v1/auth/token/create", json!({"policies": ["patcher"]})).await;
+    let patcher = made["auth"]["client_token"].as_str().unwrap().to_owned();
+    let (status, body) = patch(&patcher, json!({"data": {"c": "changed"}}), merge).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, read) = s.get("/v1/secret/data/app").await;
+    assert_eq!(read["data"]["data"]["c"], "changed");
+}

@@ -396,12 +396,19 @@ fn send(
     path: &str,
     body: Option<&str>,
 ) -> (u16, Value) {
+    // `PATCH` bodies are JSON merge patches; `PATCH-AS-JSON` sends one with the
+    // plain JSON content type, which Vault refuses.
+    let (method, content_type) = match method {
+        "PATCH" => ("PATCH", "application/merge-patch+json"),
+        "PATCH-AS-JSON" => ("PATCH", "application/json"),
+        other => (other, "application/json"),
+    };
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut request = client
         .request(method, format!("{base}/v1/{path}"))
         .header("X-Vault-Token", token);
     if let Some(body) = body {
-        request = request.header("Content-Type", "application/json").body(body.to_owned());
+        request = request.header("Content-Type", content_type).body(body.to_owned());
     }
     let response = request.send().unwrap();
     let status = response.status().as_u16();
@@ -654,12 +661,40 @@ fn differential_against_openbao() {
         ),
         ("POST", "secret/data/d1", Some("{}".into())),
         ("GET", "secret/data/d1?version=1", None),
+        // Merge patches of the latest version.
+        (
+            "PATCH",
+            "secret/data/d1",
+            Some(r#"{"data": {"b": {"c": 1}, "a": null}}"#.into()),
+        ),
+        ("GET", "secret/data/d1", None),
+        (
+            "PATCH",
+            "secret/data/d1",
+            Some(r#"{"data": {"b": {"d": 2}}, "options": {"cas": 3}}"#.into()),
+        ),
+        (
+            "PATCH",
+            "secret/data/d1",
+            Some(r#"{"data": {"b": {"d": 2}}, "options": {"cas": 1}}"#.into()),
+        ),
+        ("GET", "secret/data/d1", None),
+        ("PATCH", "secret/data/d1", Some(r#"{"other": 1}"#.into())),
+        ("PATCH", "secret/data/nope", Some(r#"{"data": {"a": "b"}}"#.into())),
+        (
+            "PATCH-AS-JSON",
+            "secret/data/d1",
+            Some(r#"{"data": {"a": "b"}}"#.into()),
+        ),
+        ("PATCH", "transit/keys/diff", Some("{}".into())),
         ("GET", "secret/data/nope", None),
         ("GET", "secret/metadata/d1", None),
         ("LIST", "secret/metadata", None),
         ("LIST", "secret/metadata/none", None),
         ("DELETE", "secret/data/d1", None),
         ("GET", "secret/data/d1", None),
+        // A patch of a deleted latest version: 404 with that version's metadata.
+        ("PATCH", "secret/data/d1", Some(r#"{"data": {"a": "b"}}"#.into())),
         ("POST", "secret/undelete/d1", Some(r#"{"versions": [2]}"#.into())),
         ("GET", "secret/data/d1", None),
         ("POST", "secret/destroy/d1", Some(r#"{"versions": [1]}"#.into())),
@@ -1045,15 +1080,23 @@ fn bao_cli_operates_this_server() {
     ))
     .unwrap();
     assert_eq!(first["data"]["data"]["user"], "u");
+    // `kv patch` sends an HTTP PATCH (a JSON merge patch of the latest version).
+    run(&root, &["kv", "patch", "-method=patch", "kv/app", "password=p3"], None);
+    let patched: Value = serde_json::from_str(&run(&root, &["kv", "get", "-format=json", "kv/app"], None)).unwrap();
+    assert_eq!(
+        patched["data"]["data"],
+        serde_json::json!({"user": "u2", "password": "p3"})
+    );
+    assert_eq!(patched["data"]["metadata"]["version"], 3);
     let listed: Value = serde_json::from_str(&run(&root, &["kv", "list", "-format=json", "kv/"], None)).unwrap();
     assert_eq!(listed, serde_json::json!(["app"]));
     run(&root, &["kv", "delete", "kv/app"], None);
-    run(&root, &["kv", "undelete", "-versions=2", "kv/app"], None);
+    run(&root, &["kv", "undelete", "-versions=3", "kv/app"], None);
     run(&root, &["kv", "destroy", "-versions=1", "kv/app"], None);
     let meta: Value =
         serde_json::from_str(&run(&root, &["kv", "metadata", "get", "-format=json", "kv/app"], None)).unwrap();
     assert_eq!(meta["data"]["versions"]["1"]["destroyed"], true);
-    assert_eq!(meta["data"]["versions"]["2"]["deletion_time"], "");
+    assert_eq!(meta["data"]["versions"]["3"]["deletion_time"], "");
     run(&root, &["kv", "metadata", "delete", "kv/app"], None);
     // A userpass login, as the guides set one up.
     run(&root, &["auth", "enable", "userpass"], None);

@@ -29,6 +29,7 @@ pub(super) fn route(
             Ok(Reply::NoContent)
         }
         Operation::List => list(values, rest),
+        Operation::Patch => Err(ApiError::UnsupportedOperation),
     }
 }
 

@@ -153,13 +153,14 @@ fn version_metadata(secret: &Secret, number: u64, version: &Version) -> Value {
 /// Serves `rest` (the path inside the mount) on a KV version 2 mount.
 pub(super) fn route(store: &Store, op: Operation, rest: &str, params: &Params<'_>) -> ApiResult {
     let (area, path) = rest.split_once('/').unwrap_or((rest, ""));
-    use Operation::{Delete, List, Read, Update};
+    use Operation::{Delete, List, Patch, Read, Update};
     match (area, op) {
         ("config", Read) if path.is_empty() => read_config(store),
         ("config", Update) if path.is_empty() => write_config(store, params),
         ("data", Read) => read_data(store, path, params),
         ("data", Update) => write_data(store, path, params),
         ("data", Delete) => delete_latest(store, path),
+        ("data", Patch) => patch_data(store, path, params),
         ("delete", Update) => change_versions(store, path, params, VersionChange::Delete),
         ("undelete", Update) => change_versions(store, path, params, VersionChange::Undelete),
         ("destroy", Update) => change_versions(store, path, params, VersionChange::Destroy),
@@ -270,54 +271,143 @@ fn write_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
             created,
             ..Secret::default()
         });
-        match cas {
-            Some(cas) if cas != secret.current_version => {
-                outcome = Err(ApiError::BadRequest(
-                    "check-and-set parameter did not match the current version".into(),
-                ));
-                return Change::Keep;
-            }
-            None if settings.cas_required || secret.cas_required => {
-                outcome = Err(ApiError::BadRequest(
-                    "check-and-set parameter required for this call".into(),
-                ));
-                return Change::Keep;
-            }
-            _ => {}
+        if let Err(error) = check_and_set(cas, &settings, &secret) {
+            outcome = Err(error);
+            return Change::Keep;
         }
-        let number = secret.current_version + 1;
-        let after = match (secret.delete_version_after, settings.delete_version_after) {
-            (0, 0) => None,
-            (0, mount) => Some(mount),
-            (own, _) => Some(own),
-        };
-        let version = Version {
-            created,
-            deleted: after.map(|secs| created + u128::from(secs) * 1_000_000_000),
-            destroyed: false,
-            data: Some(data.clone()),
-        };
-        outcome = Ok(version_metadata(&secret, number, &version));
-        secret.versions.insert(number, version);
-        secret.current_version = number;
-        secret.updated = created;
-        if secret.oldest_version == 0 {
-            secret.oldest_version = 1;
-        }
-        let max = match (secret.max_versions, settings.max_versions) {
-            (0, 0) => DEFAULT_MAX_VERSIONS,
-            (0, mount) => mount,
-            (own, _) => own,
-        };
-        while u64::try_from(secret.versions.len()).unwrap_or(u64::MAX) > max {
-            if let Some((&oldest, _)) = secret.versions.iter().next() {
-                secret.versions.remove(&oldest);
-            }
-        }
-        secret.oldest_version = secret.versions.keys().next().copied().unwrap_or(number);
+        outcome = Ok(add_version(&mut secret, &settings, created, data.clone()));
         Change::Put(secret)
     })?;
     Ok(Reply::data(outcome?, vec![]))
+}
+
+/// Vault's check-and-set rules for a new version: `cas` must name the current
+/// version when given, and must be given when the path or the mount requires it.
+fn check_and_set(cas: Option<u64>, settings: &MountSettings, secret: &Secret) -> Result<(), ApiError> {
+    match cas {
+        Some(cas) if cas != secret.current_version => Err(ApiError::BadRequest(
+            "check-and-set parameter did not match the current version".into(),
+        )),
+        None if settings.cas_required || secret.cas_required => Err(ApiError::BadRequest(
+            "check-and-set parameter required for this call".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Adds `data` as the next version of `secret` (its deletion scheduled by
+/// `delete_version_after`, the oldest versions past `max_versions` dropped); the
+/// new version's metadata.
+fn add_version(secret: &mut Secret, settings: &MountSettings, created: u128, data: Map<String, Value>) -> Value {
+    let number = secret.current_version + 1;
+    let after = match (secret.delete_version_after, settings.delete_version_after) {
+        (0, 0) => None,
+        (0, mount) => Some(mount),
+        (own, _) => Some(own),
+    };
+    let version = Version {
+        created,
+        deleted: after.map(|secs| created + u128::from(secs) * 1_000_000_000),
+        destroyed: false,
+        data: Some(data),
+    };
+    let metadata = version_metadata(secret, number, &version);
+    secret.versions.insert(number, version);
+    secret.current_version = number;
+    secret.updated = created;
+    if secret.oldest_version == 0 {
+        secret.oldest_version = 1;
+    }
+    let max = match (secret.max_versions, settings.max_versions) {
+        (0, 0) => DEFAULT_MAX_VERSIONS,
+        (0, mount) => mount,
+        (own, _) => own,
+    };
+    while u64::try_from(secret.versions.len()).unwrap_or(u64::MAX) > max {
+        if let Some((&oldest, _)) = secret.versions.iter().next() {
+            secret.versions.remove(&oldest);
+        }
+    }
+    secret.oldest_version = secret.versions.keys().next().copied().unwrap_or(number);
+    metadata
+}
+
+/// `PATCH data/:path`: the latest version with `data` merged in (RFC 7396: a
+/// `null` removes a key, objects merge key by key), written as a new version under
+/// the same check-and-set rules as a write. A path with no live latest version is
+/// 404, with that version's metadata when it has one, as in Vault.
+fn patch_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
+    let patch = match params.raw("data") {
+        Some(Value::Object(map)) => map.clone(),
+        _ => return Err(ApiError::BadRequest("no data provided".into())),
+    };
+    let cas = cas_option(params)?;
+    store.load(path)?;
+    let settings = store.settings()?;
+    let created = now();
+    let mut outcome: Result<Value, ApiError> = Err(ApiError::Internal);
+    store.secrets.update(path, &mut |current| {
+        let Some(mut secret) = current else {
+            outcome = Err(ApiError::NotFound);
+            return Change::Keep;
+        };
+        if let Err(error) = check_and_set(cas, &settings, &secret) {
+            outcome = Err(error);
+            return Change::Keep;
+        }
+        let latest = secret.current_version;
+        let data = match secret.versions.get(&latest) {
+            Some(version) if !version.destroyed && version.deleted.is_none_or(|at| at > created) => {
+                version.data.clone()
+            }
+            Some(version) => {
+                let metadata = version_metadata(&secret, latest, version);
+                outcome = Ok(json!({ "gone": metadata }));
+                return Change::Keep;
+            }
+            None => None,
+        };
+        let Some(mut data) = data else {
+            outcome = Err(ApiError::NotFound);
+            return Change::Keep;
+        };
+        merge_patch(&mut data, &patch);
+        outcome = Ok(add_version(&mut secret, &settings, created, data));
+        Change::Put(secret)
+    })?;
+    let outcome = outcome?;
+    if let Some(metadata) = outcome.get("gone") {
+        return Ok(Reply::Data {
+            status: StatusCode::NOT_FOUND,
+            data: metadata.clone(),
+            warnings: vec![],
+        });
+    }
+    Ok(Reply::data(outcome, vec![]))
+}
+
+/// RFC 7396's merge of `patch` into `target`: `null` removes a key, an object
+/// merges into an object key by key, anything else replaces.
+fn merge_patch(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (key, value) in patch {
+        match value {
+            Value::Null => {
+                target.remove(key);
+            }
+            Value::Object(inner) => {
+                let slot = target.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+                if !slot.is_object() {
+                    *slot = Value::Object(Map::new());
+                }
+                if let Value::Object(slot) = slot {
+                    merge_patch(slot, inner);
+                }
+            }
+            other => {
+                target.insert(key.clone(), other.clone());
+            }
+        }
+    }
 }
 
 fn delete_latest(store: &Store, path: &str) -> ApiResult {

@@ -54,7 +54,7 @@ pub(super) fn method(state: &Unsealed, op: Operation, path: &str, params: &Param
             }
             Ok(Reply::NoContent)
         }
-        Operation::List => Err(ApiError::UnsupportedOperation),
+        Operation::List | Operation::Patch => Err(ApiError::UnsupportedOperation),
     }
 }
 

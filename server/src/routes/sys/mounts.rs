@@ -45,7 +45,7 @@ pub(super) fn mount(state: &Unsealed, op: Operation, path: &str, params: &Params
             }
             Ok(Reply::NoContent)
         }
-        Operation::List => Err(ApiError::UnsupportedOperation),
+        Operation::List | Operation::Patch => Err(ApiError::UnsupportedOperation),
     }
 }
 

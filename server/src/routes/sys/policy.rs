@@ -35,7 +35,7 @@ pub(super) fn policy(state: &Unsealed, op: Operation, name: &str, params: &Param
             state.policies.delete(name)?;
             Ok(Reply::NoContent)
         }
-        Operation::List => Err(ApiError::UnsupportedOperation),
+        Operation::List | Operation::Patch => Err(ApiError::UnsupportedOperation),
     }
 }
 
