@@ -679,6 +679,8 @@ fn differential_against_openbao() {
             Some(r#"{"data": {"b": {"d": 2}}, "options": {"cas": 1}}"#.into()),
         ),
         ("GET", "secret/data/d1", None),
+        ("GET", "secret/subkeys/d1", None),
+        ("GET", "secret/subkeys/d1?version=1", None),
         ("PATCH", "secret/data/d1", Some(r#"{"other": 1}"#.into())),
         ("PATCH", "secret/data/nope", Some(r#"{"data": {"a": "b"}}"#.into())),
         (
@@ -693,6 +695,8 @@ fn differential_against_openbao() {
         ("LIST", "secret/metadata/none", None),
         ("DELETE", "secret/data/d1", None),
         ("GET", "secret/data/d1", None),
+        ("GET", "secret/subkeys/d1?depth=1", None),
+        ("GET", "secret/subkeys/nope", None),
         // A patch of a deleted latest version: 404 with that version's metadata.
         ("PATCH", "secret/data/d1", Some(r#"{"data": {"a": "b"}}"#.into())),
         ("POST", "secret/undelete/d1", Some(r#"{"versions": [2]}"#.into())),

@@ -161,6 +161,7 @@ pub(super) fn route(store: &Store, op: Operation, rest: &str, params: &Params<'_
         ("data", Update) => write_data(store, path, params),
         ("data", Delete) => delete_latest(store, path),
         ("data", Patch) => patch_data(store, path, params),
+        ("subkeys", Read) => subkeys(store, path, params),
         ("delete", Update) => change_versions(store, path, params, VersionChange::Delete),
         ("undelete", Update) => change_versions(store, path, params, VersionChange::Undelete),
         ("destroy", Update) => change_versions(store, path, params, VersionChange::Destroy),
@@ -168,7 +169,7 @@ pub(super) fn route(store: &Store, op: Operation, rest: &str, params: &Params<'_
         ("metadata", List) => list(store, path),
         ("metadata", Update) => write_metadata(store, path, params),
         ("metadata", Delete) => delete_metadata(store, path),
-        ("config" | "data" | "delete" | "undelete" | "destroy", _) => Err(ApiError::UnsupportedOperation),
+        ("config" | "data" | "delete" | "undelete" | "destroy" | "subkeys", _) => Err(ApiError::UnsupportedOperation),
         _ => Err(ApiError::UnsupportedPath(rest.to_owned())),
     }
 }
@@ -384,6 +385,53 @@ fn patch_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
         });
     }
     Ok(Reply::data(outcome, vec![]))
+}
+
+/// `GET subkeys/:path`: a version's keys with every value replaced by `null`
+/// (`depth`: how many levels of objects to show, 0 for all; `version`: which, the
+/// latest by default), as Vault answers it — the shape of a secret without its
+/// values. A deleted or destroyed version is 404 with its metadata.
+fn subkeys(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
+    let Some(secret) = store.load(path)? else {
+        return Err(ApiError::NotFound);
+    };
+    let depth = params.int("depth")?.unwrap_or(0);
+    let number = match params.int("version")? {
+        Some(v) if v > 0 => u64::try_from(v).unwrap_or(0),
+        _ => secret.current_version,
+    };
+    let Some(version) = secret.versions.get(&number) else {
+        return Err(ApiError::NotFound);
+    };
+    let metadata = version_metadata(&secret, number, version);
+    let gone = version.destroyed || version.deleted.is_some_and(|at| at <= now());
+    match (&version.data, gone) {
+        (Some(data), false) => {
+            let mut shape = data.clone();
+            strip_values(&mut shape, 1, depth);
+            Ok(Reply::data(json!({ "subkeys": shape, "metadata": metadata }), vec![]))
+        }
+        _ => Ok(Reply::Data {
+            status: StatusCode::NOT_FOUND,
+            data: json!({ "subkeys": null, "metadata": metadata }),
+            warnings: vec![],
+        }),
+    }
+}
+
+/// Replaces every value below `map` (at `level`, 1 for the secret's own keys) with
+/// `null`, keeping non-empty objects as objects down to `max_depth` levels (0:
+/// all), counted as Vault counts them (`depth=1` shows the top-level keys only);
+/// an object past that depth becomes `null` too, so no value leaks.
+fn strip_values(map: &mut Map<String, Value>, level: i64, max_depth: i64) {
+    for value in map.values_mut() {
+        match value {
+            Value::Object(inner) if !inner.is_empty() && (max_depth == 0 || level < max_depth) => {
+                strip_values(inner, level + 1, max_depth);
+            }
+            other => *other = Value::Null,
+        }
+    }
 }
 
 /// RFC 7396's merge of `patch` into `target`: `null` removes a key, an object
@@ -605,6 +653,29 @@ mod tests {
         }
         fn decode(bytes: &[u8]) -> Option<Self> {
             Some(Self(bytes.to_vec()))
+        }
+    }
+
+    #[test]
+    fn subkeys_keep_the_shape_and_drop_every_value() {
+        // The answers OpenBao gives for this secret at each depth.
+        let data = serde_json::json!({"a": 1, "b": {"c": {"d": "secret"}, "e": {}}, "f": [1, 2]});
+        let map = data.as_object().expect("an object");
+        for (depth, expected) in [
+            (
+                0,
+                serde_json::json!({"a": null, "b": {"c": {"d": null}, "e": null}, "f": null}),
+            ),
+            (1, serde_json::json!({"a": null, "b": null, "f": null})),
+            (
+                2,
+                serde_json::json!({"a": null, "b": {"c": null, "e": null}, "f": null}),
+            ),
+            (-1, serde_json::json!({"a": null, "b": null, "f": null})),
+        ] {
+            let mut shape = map.clone();
+            super::strip_values(&mut shape, 1, depth);
+            assert_eq!(serde_json::Value::Object(shape), expected, "depth {depth}");
         }
     }
 
