@@ -255,6 +255,7 @@ pub(crate) fn family(open: Option<&Unsealed>, path: &str) -> &'static str {
                         "metadata" => "kv/metadata",
                         "delete" | "undelete" | "destroy" => "kv/versions",
                         "config" => "kv/config",
+                        "subkeys" => "kv/subkeys",
                         _ => "kv",
                     },
                     _ => "other",
