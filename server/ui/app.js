@@ -880,7 +880,43 @@ async function pageAuth() {
     try { await api("POST", "auth/token/renew-self", {}); go(location.hash, "Token renewed."); } catch (err) { flash(errText(err), "error"); }
   } }) : null));
   if (can("auth/token/create", "update")) page.append(tokenForm());
+  // The people who log in with a password: one section per userpass mount the
+  // token may list users of.
+  if (can("sys/auth", "read")) {
+    const r = await api("GET", "sys/auth");
+    const mounts = Object.entries(r.data || {}).filter(([, m]) => m.type === "userpass").map(([path]) => path.replace(/\/$/, ""));
+    await loadCaps(mounts.map((m) => `auth/${m}/users`));
+    for (const mount of mounts) if (can(`auth/${mount}/users`, "list")) page.append(await usersSection(mount));
+  }
   return page;
+}
+
+// The users of one userpass mount: list, create or change (password, policies),
+// delete. A password typed here is sent once and cleared from the form.
+async function usersSection(mount) {
+  const box = errorBox("users-error");
+  let names = [];
+  try { names = (await api("LIST", `auth/${encPath(mount)}/users`)).data.keys || []; } catch (err) { if (!(err instanceof ApiError && err.status === 404)) throw err; }
+  const rows = names.map((name) => [name, button("Delete", { class: "small danger", "data-test": "user-delete", "data-name": name, onclick: async () => {
+    if (!window.confirm(`Delete user ${name} of auth/${mount}? Their tokens stay valid until they expire or are revoked.`)) return;
+    try { await api("DELETE", `auth/${encPath(mount)}/users/${encPath(name)}`); go(location.hash, `User ${name} deleted.`); } catch (err) { box.show(err); }
+  } })]);
+  const id = (x) => `user-${x}-${mount.replace(/[^A-Za-z0-9]/g, "-")}`;
+  const f = form({ id: id("form"), "data-test": "user-form", autocomplete: "off" }, [
+    field("User name", h("input", { id: id("name"), required: true, autocomplete: "off", pattern: "[A-Za-z0-9._@\\-]+" })),
+    field("Password", h("input", { id: id("password"), type: "password", autocomplete: "new-password", required: true }), "An existing user gets this password."),
+    field("Policies", h("input", { id: id("policies"), placeholder: "app, reader" }), "Comma-separated."),
+    h("button", { type: "submit", id: id("submit") }, "Save user"), box,
+  ], async () => {
+    const name = $("#" + id("name")).value.trim();
+    const password = $("#" + id("password"));
+    const policies = $("#" + id("policies")).value.split(",").map((x) => x.trim()).filter(Boolean);
+    try {
+      await api("POST", `auth/${encPath(mount)}/users/${encPath(name)}`, { password: password.value, token_policies: policies });
+    } finally { password.value = ""; }
+    go(location.hash, `User ${name} saved.`);
+  }, box);
+  return section(`Users of auth/${mount}`, table(["User", ""], rows, "users"), f);
 }
 
 // Makes a child token of this session's (for a service or a colleague); the new

@@ -307,14 +307,24 @@ def scenario(ui):
     ui.click("#nav-policies")
     ui.el("[data-test=policy-link]")
 
-    step("3. enable userpass and create alice (through /v1 with the root token)")
+    step("3. enable userpass and mount KV (through /v1 with the root token)")
     for method, path, body in [
         ("POST", "sys/auth/userpass", {"type": "userpass"}),
-        ("POST", "auth/userpass/users/alice", {"password": ALICE_PASSWORD, "policies": "limited"}),
         ("POST", "sys/mounts/secret", {"type": "kv", "options": {"version": "2"}}),
     ]:
         status, reply = vault(method, path, token=root, body=body)
         check(status in (200, 204), f"{method} /v1/{path} answered {status} {reply}")
+
+    step("3. create user alice on the auth page")
+    ui.click("#nav-auth")
+    ui.type("#user-name-userpass", "alice")
+    ui.type("#user-password-userpass", ALICE_PASSWORD)
+    ui.type("#user-policies-userpass", "limited")
+    ui.click("#user-submit-userpass")
+    ui.el("[data-test=user-delete][data-name='alice']")
+    check(ui.el("#user-password-userpass").get_attribute("value") == "", "the password stayed in the form")
+    status, body = vault("GET", "auth/userpass/users/alice", token=root)
+    check(status == 200 and "limited" in body["data"]["token_policies"], f"alice not stored as asked: {status} {body}")
 
     step("3. KV v2: write two versions and read them back")
     ui.click("#nav-kv")
