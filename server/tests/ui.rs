@@ -84,6 +84,16 @@ fn session_from(answer: &Answer) -> Session {
 }
 
 impl Session {
+    /// `POST /ui/logout` from the UI: with the session's cookies and both headers.
+    fn logout(&self) -> Request<Body> {
+        Request::post("/ui/logout")
+            .header("cookie", &self.cookie_header)
+            .header("x-csrf-token", &self.csrf)
+            .header(UI.0, UI.1)
+            .body(Body::empty())
+            .unwrap()
+    }
+
     fn api(&self, method: &str, path: &str, body: Option<Value>) -> Request<Body> {
         Request::builder()
             .method(method)
@@ -243,13 +253,7 @@ async fn logout_revokes_the_token_and_forgets_the_cookies() {
     let login = send(&router, login_request(&json!({"method": "token", "token": token}))).await;
     assert_eq!(login.status, StatusCode::OK);
     let session = session_from(&login);
-    let logout = Request::post("/ui/logout")
-        .header("cookie", &session.cookie_header)
-        .header("x-csrf-token", &session.csrf)
-        .header(UI.0, UI.1)
-        .body(Body::empty())
-        .unwrap();
-    let answer = send(&router, logout).await;
+    let answer = send(&router, session.logout()).await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.text);
     let cleared: Vec<&str> = answer
         .headers
@@ -447,13 +451,7 @@ async fn logout_keeps_a_session_whose_token_may_not_revoke_itself() {
     let session = session_from(&login);
     let deny = r#"path "auth/token/revoke-self" { capabilities = ["deny"] }"#;
     root_call(&router, "PUT", "sys/policies/acl/default", json!({"policy": deny})).await;
-    let logout = Request::post("/ui/logout")
-        .header("cookie", &session.cookie_header)
-        .header("x-csrf-token", &session.csrf)
-        .header(UI.0, UI.1)
-        .body(Body::empty())
-        .unwrap();
-    let answer = send(&router, logout).await;
+    let answer = send(&router, session.logout()).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.text);
     assert!(answer.text.contains("revoke-self"), "{}", answer.text);
     assert!(answer.headers.get("set-cookie").is_none(), "the session is kept");

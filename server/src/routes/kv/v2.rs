@@ -235,6 +235,15 @@ fn read_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
     }
 }
 
+/// The `data` of a write or a patch, and its `cas` option if sent.
+fn data_and_cas(params: &Params<'_>) -> Result<(Map<String, Value>, Option<u64>), ApiError> {
+    let data = match params.raw("data") {
+        Some(Value::Object(map)) => map.clone(),
+        _ => return Err(ApiError::BadRequest("no data provided".into())),
+    };
+    Ok((data, cas_option(params)?))
+}
+
 /// The `cas` option of a write, if sent.
 fn cas_option(params: &Params<'_>) -> Result<Option<u64>, ApiError> {
     let Some(Value::Object(options)) = params.raw("options") else {
@@ -258,11 +267,7 @@ fn write_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
     if path.is_empty() {
         return Err(ApiError::BadRequest("missing path".into()));
     }
-    let data = match params.raw("data") {
-        Some(Value::Object(map)) => map.clone(),
-        _ => return Err(ApiError::BadRequest("no data provided".into())),
-    };
-    let cas = cas_option(params)?;
+    let (data, cas) = data_and_cas(params)?;
     store.load(path)?;
     let settings = store.settings()?;
     let created = now();
@@ -338,11 +343,7 @@ fn add_version(secret: &mut Secret, settings: &MountSettings, created: u128, dat
 /// the same check-and-set rules as a write. A path with no live latest version is
 /// 404, with that version's metadata when it has one, as in Vault.
 fn patch_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
-    let patch = match params.raw("data") {
-        Some(Value::Object(map)) => map.clone(),
-        _ => return Err(ApiError::BadRequest("no data provided".into())),
-    };
-    let cas = cas_option(params)?;
+    let (patch, cas) = data_and_cas(params)?;
     store.load(path)?;
     let settings = store.settings()?;
     let created = now();
