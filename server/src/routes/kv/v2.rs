@@ -212,6 +212,19 @@ fn write_config(store: &Store, params: &Params<'_>) -> ApiResult {
 }
 
 fn read_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
+    read_version(store, path, params, "data", |data| Value::Object(data.clone()))
+}
+
+/// Answers a version of `path` (`?version=N`, else the latest) as `{field:
+/// shown(data), metadata}`; a deleted or destroyed version is 404 with its
+/// metadata and `field` null, as Vault answers.
+fn read_version(
+    store: &Store,
+    path: &str,
+    params: &Params<'_>,
+    field: &str,
+    shown: impl FnOnce(&Map<String, Value>) -> Value,
+) -> ApiResult {
     let Some(secret) = store.load(path)? else {
         return Err(ApiError::NotFound);
     };
@@ -225,11 +238,10 @@ fn read_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
     let metadata = version_metadata(&secret, number, version);
     let gone = version.destroyed || version.deleted.is_some_and(|at| at <= now());
     match (&version.data, gone) {
-        (Some(data), false) => Ok(Reply::data(json!({ "data": data, "metadata": metadata }), vec![])),
-        // Deleted or destroyed: 404, with the version's metadata, as Vault answers.
+        (Some(data), false) => Ok(Reply::data(json!({ field: shown(data), "metadata": metadata }), vec![])),
         _ => Ok(Reply::Data {
             status: StatusCode::NOT_FOUND,
-            data: json!({ "data": null, "metadata": metadata }),
+            data: json!({ field: null, "metadata": metadata }),
             warnings: vec![],
         }),
     }
@@ -393,31 +405,12 @@ fn patch_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
 /// latest by default), as Vault answers it — the shape of a secret without its
 /// values. A deleted or destroyed version is 404 with its metadata.
 fn subkeys(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
-    let Some(secret) = store.load(path)? else {
-        return Err(ApiError::NotFound);
-    };
     let depth = params.int("depth")?.unwrap_or(0);
-    let number = match params.int("version")? {
-        Some(v) if v > 0 => u64::try_from(v).unwrap_or(0),
-        _ => secret.current_version,
-    };
-    let Some(version) = secret.versions.get(&number) else {
-        return Err(ApiError::NotFound);
-    };
-    let metadata = version_metadata(&secret, number, version);
-    let gone = version.destroyed || version.deleted.is_some_and(|at| at <= now());
-    match (&version.data, gone) {
-        (Some(data), false) => {
-            let mut shape = data.clone();
-            strip_values(&mut shape, 1, depth);
-            Ok(Reply::data(json!({ "subkeys": shape, "metadata": metadata }), vec![]))
-        }
-        _ => Ok(Reply::Data {
-            status: StatusCode::NOT_FOUND,
-            data: json!({ "subkeys": null, "metadata": metadata }),
-            warnings: vec![],
-        }),
-    }
+    read_version(store, path, params, "subkeys", |data| {
+        let mut shape = data.clone();
+        strip_values(&mut shape, 1, depth);
+        Value::Object(shape)
+    })
 }
 
 /// Replaces every value below `map` (at `level`, 1 for the secret's own keys) with
