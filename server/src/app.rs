@@ -315,16 +315,26 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
         "PATCH" => Operation::Patch,
         _ => return ApiError::UnsupportedOperation.into_response(),
     };
-    // As Vault: a PATCH body must say it is a JSON merge patch.
+    // As Vault: a PATCH body must say it is a JSON merge patch (the media type,
+    // whatever its parameters and case; no type at all is a 400, as Go's MIME
+    // parser answers it).
     if op == Operation::Patch {
-        let content_type = parts
+        let media_type = parts
             .headers
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if content_type != MERGE_PATCH {
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if media_type.is_empty() {
+            return ApiError::BadRequest("mime: no media type".into()).into_response();
+        }
+        if media_type != MERGE_PATCH {
             return ApiError::UnsupportedMediaType(format!(
-                "PATCH requires Content-Type of {MERGE_PATCH}, provided {content_type}"
+                "PATCH requires Content-Type of {MERGE_PATCH}, provided {media_type}"
             ))
             .into_response();
         }

@@ -270,9 +270,10 @@ async fn login_token(
 }
 
 /// `POST /ui/logout`: revokes the session's token and forgets the cookies. If the
-/// token is still valid afterwards (storage down, or its policies do not allow
-/// `revoke-self`), says so and keeps the session, so the person can try again
-/// rather than believe a live token is gone.
+/// revocation fails for a reason that may pass (storage down), says so and keeps
+/// the session, so the person can try again. If the token's policies do not allow
+/// `revoke-self`, the browser forgets it anyway (someone else may use this browser
+/// next) and the answer warns that the token stays valid until it expires.
 async fn logout(
     State(state): State<Arc<AppState>>,
     axum::Extension(settings): axum::Extension<UiSettings>,
@@ -281,6 +282,7 @@ async fn logout(
     if !from_this_ui(&headers) || !csrf_matches(&headers, settings) {
         return refused("this request did not come from the UI");
     }
+    let mut warnings = Vec::new();
     if let Some(token) = cookie(&headers, settings.token_cookie()) {
         let token = Zeroizing::new(token.to_owned());
         let (status, answer) = call(&state, Method::POST, "/v1/auth/token/revoke-self", Some(&token), None).await;
@@ -293,17 +295,20 @@ async fn logout(
                 Err(error) => return error.into_response(),
             };
             if status == StatusCode::FORBIDDEN && live {
-                return refused(
-                    "this token's policies do not allow auth/token/revoke-self, so it stays valid until it \
-                     expires or someone revokes it; the session is kept",
+                warnings.push(
+                    "this browser forgot the token, but its policies do not allow auth/token/revoke-self, so it \
+                     stays valid until it expires or someone revokes it",
                 );
-            }
-            if status != StatusCode::FORBIDDEN {
+            } else if status != StatusCode::FORBIDDEN {
                 return (status, axum::Json(answer)).into_response();
             }
         }
     }
-    let mut response = StatusCode::NO_CONTENT.into_response();
+    let mut response = if warnings.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        axum::Json(json!({ "warnings": warnings })).into_response()
+    };
     for name in [settings.token_cookie(), settings.csrf_cookie()] {
         if let Ok(value) = HeaderValue::from_str(&format!("{name}=; {}; Max-Age=0; HttpOnly", settings.attributes())) {
             response.headers_mut().append(header::SET_COOKIE, value);
@@ -386,6 +391,10 @@ async fn without_session_token(response: Response, token: &str) -> Response {
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return crate::http::ApiError::Internal.into_response();
     };
+    if bytes.is_empty() {
+        // A HEAD, or an answer with no body: nothing to take out.
+        return Response::from_parts(parts, axum::body::Body::empty());
+    }
     let bytes = Zeroizing::new(bytes.to_vec());
     let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
         return crate::http::ApiError::Internal.into_response();

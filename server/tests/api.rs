@@ -1321,6 +1321,19 @@ async fn kv_v2_patch_merges_into_the_latest_version_and_needs_patch() {
     let (_, read) = s.get("/v1/secret/data/app").await;
     assert_eq!(read["data"]["data"], json!({"b": {"x": 1, "y": 2}, "c": "keep"}));
 
+    // The media type counts, not its parameters or case (as Go's parser reads it).
+    let (status, body) = patch(
+        ROOT,
+        json!({"data": {"c": "keep"}}),
+        "Application/Merge-Patch+JSON; charset=utf-8",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = patch(ROOT, json!({"data": {"a": 2}}), "").await;
+    assert_eq!(
+        (status, body["errors"][0].as_str()),
+        (StatusCode::BAD_REQUEST, Some("mime: no media type"))
+    );
     let (status, body) = patch(ROOT, json!({"data": {"a": 2}}), "application/json").await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(

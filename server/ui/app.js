@@ -269,13 +269,16 @@ function renderHeader() {
 
 async function logout() {
   // Any refusal means the session may still be live: say so, never "Logged out".
-  try { await request("POST", "/ui/logout", undefined, Object.assign({ "X-CSRF-Token": csrfToken() }, UI_HEADER)); } catch (err) {
+  let r;
+  try { r = await request("POST", "/ui/logout", undefined, Object.assign({ "X-CSRF-Token": csrfToken() }, UI_HEADER)); } catch (err) {
     flash("Logout failed: " + errText(err), "error");
     return;
   }
   state.session = null;
   state.caps = {};
-  go("#/login", "Logged out.");
+  const warnings = (r && r.warnings) || [];
+  if (warnings.length) go("#/login", "Logged out, but " + warnings.join("; "), "error");
+  else go("#/login", "Logged out.");
 }
 
 // Navigates (or re-renders when the hash is already `hash`) and shows a message.
@@ -370,8 +373,8 @@ async function pageSeal() {
   else if (s.sealed) page.append(unsealForm(s));
   else page.append(section("Unsealed", h("p", {}, "The server is unsealed and serving requests."),
     h("a", { class: "button", href: state.session ? "#/keys" : "#/login", id: "seal-continue", "data-test": "seal-continue" }, "Continue")));
-  // Sealing needs `sudo` on sys/seal: offered only to a token that has it.
-  if (s.initialized && !s.sealed && state.session && can("sys/seal", "sudo")) {
+  // Sealing needs `update` and `sudo` on sys/seal: offered only to a token that has both.
+  if (s.initialized && !s.sealed && state.session && can("sys/seal", "update") && can("sys/seal", "sudo")) {
     const box = errorBox("seal-error");
     page.append(section("Seal now",
       h("p", {}, "Sealing drops the keys from memory: every request fails until the threshold of unseal shares is given again. Use it when you suspect a compromise."),
@@ -905,14 +908,17 @@ async function usersSection(mount) {
   const f = form({ id: id("form"), "data-test": "user-form", autocomplete: "off" }, [
     field("User name", h("input", { id: id("name"), required: true, autocomplete: "off", pattern: "[A-Za-z0-9._@\\-]+" })),
     field("Password", h("input", { id: id("password"), type: "password", autocomplete: "new-password", required: true }), "An existing user gets this password."),
-    field("Policies", h("input", { id: id("policies"), placeholder: "app, reader" }), "Comma-separated."),
+    field("Policies", h("input", { id: id("policies"), placeholder: "app, reader" }), "Comma-separated; empty keeps an existing user's policies."),
     h("button", { type: "submit", id: id("submit") }, "Save user"), box,
   ], async () => {
     const name = $("#" + id("name")).value.trim();
     const password = $("#" + id("password"));
     const policies = $("#" + id("policies")).value.split(",").map((x) => x.trim()).filter(Boolean);
+    // Empty policies leave an existing user's policies as they are.
+    const body = { password: password.value };
+    if (policies.length) body.token_policies = policies;
     try {
-      await api("POST", `auth/${encPath(mount)}/users/${encPath(name)}`, { password: password.value, token_policies: policies });
+      await api("POST", `auth/${encPath(mount)}/users/${encPath(name)}`, body);
     } finally { password.value = ""; }
     go(location.hash, `User ${name} saved.`);
   }, box);

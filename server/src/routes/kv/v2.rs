@@ -429,7 +429,10 @@ fn strip_values(map: &mut Map<String, Value>, level: i64, max_depth: i64) {
 }
 
 /// RFC 7396's merge of `patch` into `target`: `null` removes a key, an object
-/// merges into an object key by key, anything else replaces.
+/// merges into an object key by key, anything else replaces. Arrays are taken as
+/// they are sent, nulls inside them included (OpenBao's JSON library also drops
+/// nulls from objects inside a patch's arrays when the key is new; RFC 7396 does
+/// not).
 fn merge_patch(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
     for (key, value) in patch {
         match value {
