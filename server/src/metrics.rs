@@ -48,67 +48,66 @@ impl std::fmt::Debug for Metrics {
 /// The storage latency histogram, made before the server's registry (storage is
 /// opened first) and registered into it.
 pub(crate) fn storage_histogram() -> HistogramVec {
-    HistogramVec::new(
-        HistogramOpts::new(
-            "encrypted_attr_storage_seconds",
-            "Time storage took to answer, by operation.",
-        )
-        .buckets(LATENCY_BUCKETS.to_vec()),
+    histograms(
+        "encrypted_attr_storage_seconds",
+        "Time storage took to answer, by operation.",
+        LATENCY_BUCKETS,
         &["operation"],
     )
-    .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"))
+}
+
+/// A labelled histogram. Every definition in this module is fixed and valid, so
+/// making one cannot fail.
+fn histograms(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
+    let options = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    defined(HistogramVec::new(options, labels))
+}
+
+/// A labelled counter (see [`histograms`]).
+fn counters(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    defined(IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn defined<T>(made: prometheus::Result<T>) -> T {
+    made.unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"))
 }
 
 impl Metrics {
     /// The metrics of a server; `storage_seconds` is its storage's latency
     /// histogram, if it has persistent storage.
     pub(crate) fn new(storage_seconds: Option<HistogramVec>, key_names: bool) -> Self {
-        // Every definition below is fixed and valid, and each name is registered
-        // once into a registry of its own: none of these calls can fail.
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "encrypted_attr_requests_total",
-                "Requests answered, by route family and HTTP status.",
-            ),
+        let requests = counters(
+            "encrypted_attr_requests_total",
+            "Requests answered, by route family and HTTP status.",
             &["family", "status"],
-        )
-        .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"));
-        let request_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "encrypted_attr_request_seconds",
-                "Time from a request's arrival to its answer, by route family.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        );
+        let request_seconds = histograms(
+            "encrypted_attr_request_seconds",
+            "Time from a request's arrival to its answer, by route family.",
+            LATENCY_BUCKETS,
             &["family"],
-        )
-        .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"));
-        let batch_items = HistogramVec::new(
-            HistogramOpts::new(
-                "encrypted_attr_batch_items",
-                "Items in each transit batch request, by operation.",
-            )
-            .buckets(BATCH_BUCKETS.to_vec()),
+        );
+        let batch_items = histograms(
+            "encrypted_attr_batch_items",
+            "Items in each transit batch request, by operation.",
+            BATCH_BUCKETS,
             &["operation"],
-        )
-        .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"));
-        let transit_items = IntCounterVec::new(
-            Opts::new(
-                "encrypted_attr_transit_items_total",
-                "Transit items processed in successful requests, by operation and key (empty when key names are left out).",
-            ),
+        );
+        let transit_items = counters(
+            "encrypted_attr_transit_items_total",
+            "Transit items processed in successful requests, by operation and key (empty when key names are left out).",
             &["operation", "key"],
-        )
-        .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"));
-        let audit_failures = IntCounter::new(
+        );
+        let audit_failures = defined(IntCounter::new(
             "encrypted_attr_audit_failures_total",
             "Requests refused because no audit device could record them.",
-        )
-        .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"));
-        let sealed = IntGauge::new("encrypted_attr_sealed", "1 while the server is sealed.")
-            .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"));
-        let initialized = IntGauge::new("encrypted_attr_initialized", "1 once the server is initialised.")
-            .unwrap_or_else(|_| unreachable!("a fixed, valid metric definition"));
+        ));
+        let sealed = defined(IntGauge::new("encrypted_attr_sealed", "1 while the server is sealed."));
+        let initialized = defined(IntGauge::new(
+            "encrypted_attr_initialized",
+            "1 once the server is initialised.",
+        ));
         let storage_seconds = storage_seconds.unwrap_or_else(storage_histogram);
         let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
             Box::new(requests.clone()),
@@ -120,10 +119,9 @@ impl Metrics {
             Box::new(initialized.clone()),
             Box::new(storage_seconds),
         ];
+        // Each name once, into a registry of its own: cannot fail either.
         for collector in collectors {
-            registry
-                .register(collector)
-                .unwrap_or_else(|_| unreachable!("each name is registered once"));
+            defined(registry.register(collector));
         }
         Self {
             registry,

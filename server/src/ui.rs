@@ -195,7 +195,10 @@ async fn login(
             if !is_mount_path(&mount) || !is_plain_name(&username) {
                 return ui_error(StatusCode::BAD_REQUEST, "the mount path or user name is not valid");
             }
-            let body = Zeroizing::new(json!({ "password": password.as_str() }).to_string());
+            let body = match login_body(&PasswordLogin { password: &password }) {
+                Ok(body) => body,
+                Err(error) => return error.into_response(),
+            };
             match login_token(&state, &format!("/v1/auth/{mount}/login/{username}"), body).await {
                 Ok(token) => token,
                 Err(response) => return response,
@@ -209,7 +212,13 @@ async fn login(
             if !is_mount_path(&mount) {
                 return ui_error(StatusCode::BAD_REQUEST, "the mount path is not valid");
             }
-            let body = Zeroizing::new(json!({ "role_id": role_id, "secret_id": secret_id.as_str() }).to_string());
+            let body = match login_body(&AppRoleLogin {
+                role_id: &role_id,
+                secret_id: &secret_id,
+            }) {
+                Ok(body) => body,
+                Err(error) => return error.into_response(),
+            };
             match login_token(&state, &format!("/v1/auth/{mount}/login"), body).await {
                 Ok(token) => token,
                 Err(response) => return response,
@@ -220,21 +229,19 @@ async fn login(
         return ui_error(StatusCode::BAD_REQUEST, "this token cannot be used by the UI");
     }
     // Who the token is, through the API (this also checks a pasted token).
-    let (status, lookup) = call(&state, Method::GET, "/v1/auth/token/lookup-self", Some(&token), None).await;
-    if status != StatusCode::OK {
-        return (status, axum::Json(lookup)).into_response();
-    }
-    let data = &lookup["data"];
-    let who = json!({
-        "display_name": data["display_name"],
-        "policies": data["policies"],
-        "ttl": data["ttl"],
-    });
+    let lookup = match call(&state, Method::GET, "/v1/auth/token/lookup-self", Some(&token), None).await {
+        Ok(lookup) if lookup.status == StatusCode::OK => lookup,
+        Ok(refused) => return refused.pass_on(),
+        Err(response) => return response,
+    };
+    let Ok(LookupAnswer { data: who }) = serde_json::from_slice(&lookup.body) else {
+        return crate::http::ApiError::Internal.into_response();
+    };
     let mut csrf = [0u8; 32];
     if getrandom::fill(&mut csrf).is_err() {
         return crate::http::ApiError::Internal.into_response();
     }
-    let csrf: String = csrf.iter().map(|b| format!("{b:02x}")).collect();
+    let csrf = crate::encoding::encode_hex(&csrf);
     let mut response = axum::Json(who).into_response();
     let attributes = settings.attributes();
     for cookie in [
@@ -259,14 +266,13 @@ async fn login_token(
     path: &str,
     body: Zeroizing<String>,
 ) -> Result<Zeroizing<String>, Response> {
-    let (status, answer) = call(state, Method::POST, path, None, Some(body)).await;
-    if status != StatusCode::OK {
-        return Err((status, axum::Json(answer)).into_response());
+    let answered = call(state, Method::POST, path, None, Some(body)).await?;
+    if answered.status != StatusCode::OK {
+        return Err(answered.pass_on());
     }
-    match answer["auth"]["client_token"].as_str() {
-        Some(token) => Ok(Zeroizing::new(token.to_owned())),
-        None => Err(crate::http::ApiError::Internal.into_response()),
-    }
+    serde_json::from_slice::<LoginAnswer>(&answered.body)
+        .map(|answer| answer.auth.client_token)
+        .map_err(|_| crate::http::ApiError::Internal.into_response())
 }
 
 /// `POST /ui/logout`: revokes the session's token and forgets the cookies. If the
@@ -285,7 +291,11 @@ async fn logout(
     let mut warnings = Vec::new();
     if let Some(token) = cookie(&headers, settings.token_cookie()) {
         let token = Zeroizing::new(token.to_owned());
-        let (status, answer) = call(&state, Method::POST, "/v1/auth/token/revoke-self", Some(&token), None).await;
+        let revoked = match call(&state, Method::POST, "/v1/auth/token/revoke-self", Some(&token), None).await {
+            Ok(revoked) => revoked,
+            Err(response) => return response,
+        };
+        let status = revoked.status;
         if !status.is_success() {
             // A 403 may mean the token is gone already (expired, revoked), or that
             // its policies do not allow `revoke-self`: only the first ends the
@@ -300,7 +310,7 @@ async fn logout(
                      stays valid until it expires or someone revokes it",
                 );
             } else if status != StatusCode::FORBIDDEN {
-                return (status, axum::Json(answer)).into_response();
+                return revoked.pass_on();
             }
         }
     }
@@ -415,15 +425,33 @@ async fn without_session_token(response: Response, token: &str) -> Response {
     response
 }
 
-/// One API request made by the UI's server side, answered by the dispatcher;
-/// its status and JSON body (`{}` when it has none).
+/// One API request made by the UI's server side, answered by the dispatcher: its
+/// status and body, in a buffer wiped when dropped (a login's answer holds its
+/// token). The body is parsed by whoever needs a field of it, into types that keep
+/// no more than that field.
+struct Answered {
+    status: StatusCode,
+    body: Zeroizing<Vec<u8>>,
+}
+
+impl Answered {
+    /// The answer as it came, for the browser (an API refusal: no secret in it).
+    fn pass_on(self) -> Response {
+        let mut response = (self.status, self.body.to_vec()).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+}
+
 async fn call(
     state: &Arc<AppState>,
     method: Method,
     path: &str,
     token: Option<&str>,
     body: Option<Zeroizing<String>>,
-) -> (StatusCode, Value) {
+) -> Result<Answered, Response> {
     let mut builder = Request::builder().method(method).uri(path);
     if let Some(token) = token {
         builder = builder.header("x-vault-token", token);
@@ -431,29 +459,63 @@ async fn call(
     let body = body.map_or_else(axum::body::Body::empty, |b| {
         axum::body::Body::from(b.as_bytes().to_vec())
     });
-    let Ok(request) = builder.body(body) else {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({ "errors": ["internal error"] }),
-        );
-    };
+    let request = builder
+        .body(body)
+        .map_err(|_| crate::http::ApiError::Internal.into_response())?;
     let response = answer(state.clone(), request).await;
     let status = response.status();
-    let body = match axum::body::to_bytes(response.into_body(), MAX_LOGIN_ANSWER_BYTES).await {
-        Ok(bytes) => Zeroizing::new(bytes.to_vec()),
-        Err(_) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({ "errors": ["internal error"] }),
-            );
-        }
-    };
-    let value = if body.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(&body).unwrap_or_else(|_| json!({}))
-    };
-    (status, value)
+    match axum::body::to_bytes(response.into_body(), MAX_LOGIN_ANSWER_BYTES).await {
+        Ok(bytes) => Ok(Answered {
+            status,
+            body: Zeroizing::new(bytes.to_vec()),
+        }),
+        Err(_) => Err(crate::http::ApiError::Internal.into_response()),
+    }
+}
+
+/// What a login's answer gives the UI: the token, and nothing else kept.
+#[derive(serde::Deserialize)]
+struct LoginAnswer {
+    auth: LoginAuth,
+}
+
+#[derive(serde::Deserialize)]
+struct LoginAuth {
+    client_token: Zeroizing<String>,
+}
+
+/// What `lookup-self` tells the page of who logged in (its `id`, the token, is
+/// not read).
+#[derive(serde::Deserialize)]
+struct LookupAnswer {
+    data: Who,
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+#[derive(Default)]
+struct Who {
+    display_name: Value,
+    policies: Value,
+    ttl: Value,
+}
+
+/// A login's body, written straight into a buffer that is wiped.
+#[derive(serde::Serialize)]
+struct PasswordLogin<'a> {
+    password: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct AppRoleLogin<'a> {
+    role_id: &'a str,
+    secret_id: &'a str,
+}
+
+fn login_body(body: &impl serde::Serialize) -> Result<Zeroizing<String>, crate::http::ApiError> {
+    serde_json::to_string(body)
+        .map(Zeroizing::new)
+        .map_err(|_| crate::http::ApiError::Internal)
 }
 
 /// Whether the request says it is the UI's own and, where the browser tells,
