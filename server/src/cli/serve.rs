@@ -73,11 +73,11 @@ pub(super) struct ConfigFile {
     pub(super) metrics: MetricsConfig,
 }
 
+/// `[metrics]`; a key left out keeps its default.
 #[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub(super) struct MetricsConfig {
     /// Whether transit items are labelled with their key's name (default: yes).
-    #[serde(default = "yes")]
     pub(super) key_names: bool,
     /// Whether `sys/metrics` answers without a token (default: no; yes in dev
     /// mode, as in Vault).
@@ -91,10 +91,6 @@ impl Default for MetricsConfig {
             unauthenticated_access: None,
         }
     }
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -325,6 +321,21 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metrics_section_keeps_the_defaults_it_does_not_name() {
+        let none = parse_config("").expect("parses");
+        assert!(none.metrics.key_names && none.metrics.unauthenticated_access.is_none());
+        let open = parse_config("[metrics]\nunauthenticated_access = true\n").expect("parses");
+        assert!(open.metrics.key_names, "key names stay on");
+        assert_eq!(open.metrics.unauthenticated_access, Some(true));
+        let anonymous = parse_config("[metrics]\nkey_names = false\n").expect("parses");
+        assert!(!anonymous.metrics.key_names);
+        assert!(
+            parse_config("[metrics]\nkey_nmes = false\n").is_err(),
+            "unknown keys are refused"
+        );
+    }
 
     #[test]
     fn config_file_and_flags_merge() {
