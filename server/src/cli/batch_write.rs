@@ -212,6 +212,10 @@ impl BatchWrite {
     /// Writes `rows` in one transaction and returns how many changed; the others
     /// had changed since they were read and are left as they are.
     pub(super) async fn write(&mut self, db: &mut AnyConnection, rows: &[RowWrite]) -> Result<u64, sqlx::Error> {
+        // A page whose rows were all skipped: no transaction for nothing.
+        if rows.is_empty() {
+            return Ok(0);
+        }
         let statements: Vec<String> = rows
             .chunks(ROWS_PER_STATEMENT)
             .map(|c| self.statement(c.len()))

@@ -131,7 +131,7 @@ impl MigrateArgs {
         }
         // A row whose ciphertext column someone else filled meanwhile is left.
         let written = writes.finish()?;
-        let (migrated, changed_meanwhile) = (written.changed, written.sent.saturating_sub(written.changed));
+        let (migrated, changed_meanwhile) = (written.changed, written.changed_meanwhile());
         bar.finish_and_clear();
         println!(
             "{table}.{plain} → {column}: {migrated} rows encrypted with {key}, {skipped} skipped (reported above), {changed_meanwhile} changed by someone else meanwhile (left as they were), {}",

@@ -162,7 +162,7 @@ impl RewrapArgs {
             bar.inc(read);
         }
         let written = writes.finish()?;
-        let (rewrapped, changed_meanwhile) = (written.changed, written.sent.saturating_sub(written.changed));
+        let (rewrapped, changed_meanwhile) = (written.changed, written.changed_meanwhile());
         bar.finish_and_clear();
         println!(
             "{table}.{column}: {rewrapped} rewrapped to {key} v{latest}, {failed} skipped (reported above), {changed_meanwhile} changed by someone else meanwhile (left as they were), {}",

@@ -23,6 +23,13 @@ pub(super) struct Written {
     pub(super) changed: u64,
 }
 
+impl Written {
+    /// Rows sent that had changed since they were read, so were left as they are.
+    pub(super) fn changed_meanwhile(self) -> u64 {
+        self.sent.saturating_sub(self.changed)
+    }
+}
+
 /// The writer thread and the hand-over to it.
 pub(super) struct WriteBehind {
     batches: Option<SyncSender<Vec<RowWrite>>>,
