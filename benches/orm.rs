@@ -4,14 +4,15 @@
 //!
 //! Run: `cargo bench --bench orm` (SQLite in memory); with
 //! `--features postgres` and `ENCRYPTED_ATTR_BENCH_POSTGRES_URL=postgres://…` also
-//! PostgreSQL over loopback.
+//! PostgreSQL over loopback; `ENCRYPTED_ATTR_BENCH_SPLIT=off` keeps the engine's
+//! batches on one thread.
 
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // benchmark harness
 
 use std::time::Instant;
 
 use diesel::prelude::*;
-use encrypted_attr::{Encrypted, LocalEngine};
+use encrypted_attr::{Encrypted, EngineOptions, LocalEngine};
 
 mod schema {
     diesel::table! {
@@ -121,7 +122,12 @@ macro_rules! rounds {
 }
 
 fn main() {
-    let engine = LocalEngine::ephemeral().unwrap();
+    // `ENCRYPTED_ATTR_BENCH_SPLIT=off` keeps every batch on the calling thread.
+    let options = match std::env::var("ENCRYPTED_ATTR_BENCH_SPLIT").as_deref() {
+        Ok("off") => EngineOptions::default().parallel_batch_threshold(None),
+        _ => EngineOptions::default(),
+    };
+    let engine = LocalEngine::ephemeral_with(options).unwrap();
     User::ensure_keys(&engine).unwrap();
     let users: Vec<User> = (0..ROWS)
         .map(|i| User {

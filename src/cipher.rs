@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
 use zeroize::Zeroizing;
 
+use crate::ciphertext::Ciphertext;
 use crate::error::Error;
 use crate::secret::SecretBytes;
 
@@ -192,46 +193,74 @@ impl AeadKey {
         out
     }
 
-    /// Opens a `nonce ‖ ciphertext ‖ tag` payload.
+    /// Opens a ciphertext's `nonce ‖ ciphertext ‖ tag` payload.
+    ///
+    /// The base64 is decoded into this thread's scratch buffer (it holds only
+    /// ciphertext), and the plaintext is written into a buffer of exactly its length,
+    /// which a `String` or `Vec<u8>` field then takes over: one allocation per value.
     ///
     /// Any authentication failure is the single opaque [`Error::DecryptionFailed`];
     /// a payload too short to hold a nonce and a tag is a malformed ciphertext.
-    pub(crate) fn open(&self, aad: &[u8], payload: &[u8]) -> Result<SecretBytes, Error> {
+    pub(crate) fn open(&self, aad: &[u8], ciphertext: &Ciphertext) -> Result<SecretBytes, Error> {
+        DECODED_PAYLOAD.with_borrow_mut(|scratch| {
+            ciphertext.decode_payload_into(scratch)?;
+            let opened = self.open_payload(aad, scratch);
+            if scratch.capacity() > MAX_KEPT_SCRATCH {
+                *scratch = Vec::new();
+            }
+            opened
+        })
+    }
+
+    /// Opens a raw `nonce ‖ ciphertext ‖ tag` payload into a new buffer of exactly
+    /// the plaintext's length.
+    ///
+    /// Any authentication failure is the single opaque [`Error::DecryptionFailed`];
+    /// a payload too short to hold a nonce and a tag is a malformed ciphertext.
+    pub(crate) fn open_payload(&self, aad: &[u8], payload: &[u8]) -> Result<SecretBytes, Error> {
         if payload.len() < NONCE_LEN + TAG_LEN {
             return Err(Error::MalformedCiphertext("invalid ciphertext length"));
         }
         let (nonce, rest) = payload.split_at(NONCE_LEN);
-        let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| Error::DecryptionFailed)?;
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| Error::DecryptionFailed)?;
         let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
         #[cfg(feature = "aws-lc")]
         if let Self::AwsLc(k) = self {
-            // Opened in place over `ciphertext ‖ tag`, then the tag is cut off.
-            let mut buffer = SecretBytes::copy_from(rest);
-            let opened = k
-                .open_in_place(
-                    aws_lc_rs::aead::Nonce::assume_unique_for_key(*nonce),
-                    aws_lc_rs::aead::Aad::from(aad),
-                    buffer.as_mut_vec().as_mut_slice(),
-                )
-                .map(|plaintext| plaintext.len());
-            // On failure `buffer` holds unauthenticated bytes; dropping wipes them.
-            let len = opened.map_err(|_| Error::DecryptionFailed)?;
-            buffer.as_mut_vec().truncate(len);
-            return Ok(buffer);
+            // Wiped on drop: after a failed open it holds unauthenticated bytes.
+            let mut plaintext = SecretBytes::new(vec![0; body.len()]);
+            k.open_separate_gather(
+                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                aws_lc_rs::aead::Aad::from(aad),
+                body,
+                tag,
+                plaintext.as_mut_vec(),
+            )
+            .map_err(|_| Error::DecryptionFailed)?;
+            return Ok(plaintext);
         }
         let mut plaintext = SecretBytes::copy_from(body);
-        let tag = tag.try_into().map_err(|_| Error::DecryptionFailed)?;
+        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| Error::DecryptionFailed)?;
+        let (nonce, tag) = (nonce.into(), (*tag).into());
         let buf = plaintext.as_mut_vec().as_mut_slice().into();
         let result = match self {
-            Self::Aes256(k) => k.decrypt_inout_detached(nonce.into(), aad, buf, tag),
-            Self::Aes128(k) => k.decrypt_inout_detached(nonce.into(), aad, buf, tag),
-            Self::ChaCha(k) => k.decrypt_inout_detached(nonce.into(), aad, buf, tag),
+            Self::Aes256(k) => k.decrypt_inout_detached(&nonce, aad, buf, &tag),
+            Self::Aes128(k) => k.decrypt_inout_detached(&nonce, aad, buf, &tag),
+            Self::ChaCha(k) => k.decrypt_inout_detached(&nonce, aad, buf, &tag),
             #[cfg(feature = "aws-lc")]
             Self::AwsLc(_) => return Err(Error::DecryptionFailed),
         };
         // On failure `plaintext` holds unauthenticated bytes; dropping wipes them.
         result.map(|()| plaintext).map_err(|_| Error::DecryptionFailed)
     }
+}
+
+/// A decoded payload larger than this is not kept for the thread's next value.
+const MAX_KEPT_SCRATCH: usize = 64 * 1024;
+
+thread_local! {
+    /// Where envelopes are decoded before they are opened: reused from value to
+    /// value, so a load allocates only its plaintexts. Holds ciphertext only.
+    static DECODED_PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// HKDF-SHA256 with no salt and `info = context`, as Vault derives per-context keys
@@ -443,6 +472,11 @@ pub(crate) fn random_bytes(len: usize) -> Result<Vec<u8>, Error> {
 mod tests {
     use super::*;
 
+    /// A payload as the ciphertext `open` reads.
+    fn envelope(payload: &[u8]) -> Ciphertext {
+        Ciphertext::from_parts(crate::KeyVersion::FIRST, payload)
+    }
+
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len())
             .step_by(2)
@@ -469,14 +503,17 @@ mod tests {
             let expected: Vec<u8> = [&nonce[..], ciphertext, tag].concat();
             assert_eq!(sealed, expected, "seal: {line}");
             assert_eq!(
-                aead.open(aad, &expected)?.expose_secret(),
+                aead.open(aad, &envelope(&expected))?.expose_secret(),
                 &plaintext[..],
                 "open: {line}"
             );
             let mut flipped = expected.clone();
             let last = flipped.len() - 1;
             flipped[last] ^= 1;
-            assert!(matches!(aead.open(aad, &flipped), Err(Error::DecryptionFailed)));
+            assert!(matches!(
+                aead.open(aad, &envelope(&flipped)),
+                Err(Error::DecryptionFailed)
+            ));
             count += 1;
         }
         assert!(count >= 8, "only {count} vectors read");
@@ -522,8 +559,8 @@ mod tests {
             let nonce = random_nonce(false)?;
             let sealed = aead.seal(&nonce, b"ad", b"value");
             assert_eq!(sealed.len(), NONCE_LEN + 5 + TAG_LEN);
-            assert_eq!(aead.open(b"ad", &sealed)?.expose_secret(), b"value");
-            assert!(aead.open(b"other", &sealed).is_err());
+            assert_eq!(aead.open(b"ad", &envelope(&sealed))?.expose_secret(), b"value");
+            assert!(aead.open(b"other", &envelope(&sealed)).is_err());
             assert!(AeadKey::new(t, &[0u8; 5]).is_err());
         }
         Ok(())
@@ -542,14 +579,30 @@ mod tests {
                 let nonce = random_nonce(false)?;
                 let sealed = fast.seal(&nonce, b"aad", &plaintext);
                 assert_eq!(sealed, reference.seal(&nonce, b"aad", &plaintext), "{t} {len}");
-                assert_eq!(reference.open(b"aad", &sealed)?.expose_secret(), &plaintext[..]);
-                assert_eq!(fast.open(b"aad", &sealed)?.expose_secret(), &plaintext[..]);
-                assert!(matches!(fast.open(b"other", &sealed), Err(Error::DecryptionFailed)));
+                assert_eq!(
+                    reference.open(b"aad", &envelope(&sealed))?.expose_secret(),
+                    &plaintext[..]
+                );
+                assert_eq!(fast.open(b"aad", &envelope(&sealed))?.expose_secret(), &plaintext[..]);
+                // The plaintext's buffer is exactly its size: a `String` field takes it
+                // over as is, without spare bytes.
+                for key in [&fast, &reference] {
+                    let mut opened = key.open(b"aad", &envelope(&sealed))?;
+                    assert_eq!(opened.as_mut_vec().capacity(), len, "{t} {len}");
+                    assert_eq!(key.open_payload(b"aad", &sealed)?.expose_secret(), &plaintext[..]);
+                }
+                assert!(matches!(
+                    fast.open(b"other", &envelope(&sealed)),
+                    Err(Error::DecryptionFailed)
+                ));
                 let mut tampered = sealed.clone();
                 if let Some(last) = tampered.last_mut() {
                     *last ^= 1;
                 }
-                assert!(matches!(fast.open(b"aad", &tampered), Err(Error::DecryptionFailed)));
+                assert!(matches!(
+                    fast.open(b"aad", &envelope(&tampered)),
+                    Err(Error::DecryptionFailed)
+                ));
             }
             assert!(AeadKey::new(t, &[0u8; 5]).is_err());
         }
@@ -588,7 +641,14 @@ mod tests {
     #[test]
     fn short_payload_is_malformed_not_a_failed_decryption() -> Result<(), Error> {
         let key = AeadKey::new(KeyType::Aes256Gcm96, &[7u8; 32])?;
-        assert!(matches!(key.open(b"", &[0u8; 27]), Err(Error::MalformedCiphertext(_))));
+        assert!(matches!(
+            key.open(b"", &envelope(&[0u8; 27])),
+            Err(Error::MalformedCiphertext(_))
+        ));
+        assert!(matches!(
+            key.open_payload(b"", &[0u8; 27]),
+            Err(Error::MalformedCiphertext(_))
+        ));
         Ok(())
     }
 }

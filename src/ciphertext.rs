@@ -10,8 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64_simd::STANDARD as BASE64;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
@@ -22,8 +21,10 @@ pub const PREFIX: &str = "vault:v";
 
 /// A versioned ciphertext as Vault writes it: `vault:v3:AAAA…`.
 ///
-/// Holds the key version, the decoded payload and the string form, so that it can
-/// be both decrypted and handed to a database driver without re-encoding.
+/// Holds the key version and the canonical string form, checked when parsed (prefix,
+/// version, base64 alphabet and padding), so that it can be handed to a database
+/// driver as is and decrypted without another check. The payload stays base64 until
+/// a decryption decodes it straight into the buffer that becomes the plaintext.
 /// [`Display`](fmt::Display) and [`as_str`](Self::as_str) give the string to store,
 /// [`FromStr`] parses one read back.
 ///
@@ -32,6 +33,7 @@ pub const PREFIX: &str = "vault:v";
 /// let ct: Ciphertext = "vault:v2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".parse()?;
 /// assert_eq!(ct.version().get(), 2);
 /// assert_eq!(ct.as_str(), "vault:v2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
+/// assert_eq!(ct.payload().len(), 32);
 /// assert!("plain text".parse::<Ciphertext>().is_err());
 /// # Ok::<(), encrypted_attr::Error>(())
 /// ```
@@ -41,79 +43,98 @@ pub const PREFIX: &str = "vault:v";
     derive(::diesel::expression::AsExpression, ::diesel::deserialize::FromSqlRow)
 )]
 #[cfg_attr(feature = "diesel", diesel(sql_type = ::diesel::sql_types::Text))]
-pub struct Ciphertext(Arc<Inner>);
-
-/// Shared, so that handing a ciphertext to a batch (which owns its items) costs a
-/// reference count, not a copy.
-#[derive(PartialEq, Eq, Hash)]
-struct Inner {
+pub struct Ciphertext {
     version: KeyVersion,
-    payload: Box<[u8]>,
-    /// Canonical string form, always `vault:v<version>:<base64(payload)>`.
-    text: Box<str>,
+    /// Canonical string form, always `vault:v<version>:<base64(payload)>`, its base64
+    /// checked. Shared, so that handing a ciphertext to a batch (which owns its
+    /// items) costs a reference count, not a copy; one allocation, so that the
+    /// driver's string is freed as soon as it is parsed.
+    text: Arc<str>,
 }
 
 impl Ciphertext {
     /// Builds a ciphertext from a version and the raw payload bytes.
     #[must_use]
-    pub fn from_parts(version: KeyVersion, payload: Vec<u8>) -> Self {
-        let mut text = String::new();
-        encode_envelope(version, &payload, &mut text);
-        Self::new(version, payload, text)
+    pub fn from_parts(version: KeyVersion, payload: impl AsRef<[u8]>) -> Self {
+        let payload = payload.as_ref();
+        ENCODED.with_borrow_mut(|text| {
+            text.clear();
+            encode_envelope(version, payload, text);
+            let ciphertext = Self::new(version, text);
+            if text.capacity() > MAX_KEPT_TEXT {
+                *text = String::new();
+            }
+            ciphertext
+        })
     }
 
-    fn new(version: KeyVersion, payload: Vec<u8>, text: String) -> Self {
-        Self(Arc::new(Inner {
+    fn new(version: KeyVersion, text: &str) -> Self {
+        Self {
             version,
-            payload: payload.into_boxed_slice(),
-            text: text.into_boxed_str(),
-        }))
+            text: Arc::from(text),
+        }
     }
 
     /// The key version that sealed this ciphertext.
     #[must_use]
     pub fn version(&self) -> KeyVersion {
-        self.0.version
+        self.version
     }
 
-    /// The decoded payload (for AEAD keys `nonce ‖ ciphertext ‖ tag`).
+    /// The decoded payload (for AEAD keys `nonce ‖ ciphertext ‖ tag`), decoded anew on
+    /// every call: decryption does not need it, it decodes into its own buffer.
     #[must_use]
-    pub fn payload(&self) -> &[u8] {
-        &self.0.payload
+    pub fn payload(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // The base64 was checked when this value was made, so decoding cannot fail.
+        let _ = self.decode_payload_into(&mut out);
+        out
+    }
+
+    /// Decodes the payload into `out`, replacing what it held.
+    pub(crate) fn decode_payload_into(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+        out.clear();
+        BASE64
+            .decode_append(self.encoded_payload(), out)
+            .map_err(|_| Error::MalformedCiphertext(CIPHERTEXT_ERRORS.base64))
+    }
+
+    /// The base64 after `vault:v<N>:`.
+    fn encoded_payload(&self) -> &str {
+        let start = PREFIX.len() + decimal_len(self.version.get()) + 1;
+        self.text.get(start..).unwrap_or_default()
     }
 
     /// The string to store: `vault:v<N>:<base64>`.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        &self.0.text
+        &self.text
     }
 
     /// The string to store, by value.
     #[must_use]
     pub fn into_string(self) -> String {
-        match Arc::try_unwrap(self.0) {
-            Ok(inner) => inner.text.into_string(),
-            Err(shared) => shared.text.to_string(),
-        }
+        self.text.to_string()
     }
 }
 
 impl fmt::Display for Ciphertext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.text)
+        f.write_str(&self.text)
     }
 }
 
 impl fmt::Debug for Ciphertext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Ciphertext is not secret, but long payloads make unreadable logs.
-        write!(f, "Ciphertext(v{}, {} bytes)", self.0.version, self.0.payload.len())
+        let payload_len = BASE64.decoded_length(self.encoded_payload().as_bytes()).unwrap_or(0);
+        write!(f, "Ciphertext(v{}, {payload_len} bytes)", self.version)
     }
 }
 
 impl AsRef<str> for Ciphertext {
     fn as_ref(&self) -> &str {
-        &self.0.text
+        &self.text
     }
 }
 
@@ -126,46 +147,56 @@ impl From<Ciphertext> for String {
 impl FromStr for Ciphertext {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        Self::parse_owned(s.to_owned())
+        Self::parse(s)
     }
 }
 
 impl TryFrom<String> for Ciphertext {
     type Error = Error;
     fn try_from(s: String) -> Result<Self, Error> {
-        Self::parse_owned(s)
+        Self::parse(&s)
     }
 }
 
 impl Ciphertext {
-    /// Parses a string it may keep (no copy when the string is canonical).
-    fn parse_owned(text: String) -> Result<Self, Error> {
-        let (version, payload) = parse_envelope(&text, &CIPHERTEXT_ERRORS)?;
-        // Keep the text only if it is the canonical form (`v0`, `v01` are rewritten):
-        // its version digits are exactly the number's, with no leading zero.
-        let digits = decimal_len(version.get());
-        let canonical_len = PREFIX.len() + digits + 1 + payload.len().div_ceil(3) * 4;
-        let version_text = text.as_bytes().get(PREFIX.len()..PREFIX.len() + digits + 1);
-        let canonical = text.len() == canonical_len && version_text.is_some_and(|v| v[0] != b'0' && v[digits] == b':');
-        if canonical {
-            Ok(Self::new(version, payload, text))
-        } else {
-            Ok(Self::from_parts(version, payload))
+    /// Parses and checks an envelope, rewriting its version in canonical form.
+    fn parse(text: &str) -> Result<Self, Error> {
+        let (version, encoded) = split_envelope(text, &CIPHERTEXT_ERRORS)?;
+        BASE64
+            .check(encoded.as_bytes())
+            .map_err(|_| Error::MalformedCiphertext(CIPHERTEXT_ERRORS.base64))?;
+        // The checked base64 is canonical (padded, no stray bits), so only the version
+        // digits can differ from the canonical form (`v0`, `v01` are rewritten).
+        let digits = text.len() - encoded.len() - PREFIX.len() - 1;
+        if digits == decimal_len(version.get()) && !text[PREFIX.len()..].starts_with('0') {
+            return Ok(Self::new(version, text));
         }
+        let mut canonical = String::with_capacity(PREFIX.len() + 11 + encoded.len());
+        push_version(version, &mut canonical);
+        canonical.push_str(encoded);
+        Ok(Self::new(version, &canonical))
     }
 }
 
 impl Serialize for Ciphertext {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0.text)
+        s.serialize_str(&self.text)
     }
 }
 
 impl<'de> Deserialize<'de> for Ciphertext {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Self::parse_owned(s).map_err(serde::de::Error::custom)
+        Self::parse(&s).map_err(serde::de::Error::custom)
     }
+}
+
+/// An encoded envelope longer than this is not kept for the thread's next value.
+const MAX_KEPT_TEXT: usize = 64 * 1024;
+
+thread_local! {
+    /// Where new ciphertexts are encoded before they get their shared allocation.
+    static ENCODED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// The messages used when an envelope fails to parse, per kind of envelope.
@@ -190,8 +221,8 @@ pub(crate) const HMAC_ERRORS: EnvelopeErrors = EnvelopeErrors {
     base64: "invalid HMAC: could not decode base64",
 };
 
-/// Splits `vault:v<N>:<base64>` into its version and decoded payload.
-pub(crate) fn parse_envelope(s: &str, errors: &EnvelopeErrors) -> Result<(KeyVersion, Vec<u8>), Error> {
+/// Splits `vault:v<N>:<base64>` into its version and the base64, unchecked.
+fn split_envelope<'a>(s: &'a str, errors: &EnvelopeErrors) -> Result<(KeyVersion, &'a str), Error> {
     let rest = s
         .strip_prefix(PREFIX)
         .ok_or(Error::MalformedCiphertext(errors.no_prefix))?;
@@ -204,34 +235,31 @@ pub(crate) fn parse_envelope(s: &str, errors: &EnvelopeErrors) -> Result<(KeyVer
     let number: u32 = version
         .parse()
         .map_err(|_| Error::MalformedCiphertext(errors.version))?;
-    let version = KeyVersion::new(number.max(1)).unwrap_or(KeyVersion::FIRST);
-    Ok((
-        version,
-        decode_exact(payload).ok_or(Error::MalformedCiphertext(errors.base64))?,
-    ))
+    Ok((KeyVersion::new(number.max(1)).unwrap_or(KeyVersion::FIRST), payload))
 }
 
-/// Decodes padded base64 into a buffer of exactly the decoded length: the payload is
-/// kept as a boxed slice, and a larger buffer would be copied again to shrink it.
-fn decode_exact(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let padding = bytes.iter().rev().take(2).take_while(|&&b| b == b'=').count();
-    let mut out = vec![0u8; bytes.len() / 4 * 3 - padding];
-    let written = BASE64.decode_slice(bytes, &mut out).ok()?;
-    (written == out.len()).then_some(out)
+/// Splits `vault:v<N>:<base64>` into its version and decoded payload.
+pub(crate) fn parse_envelope(s: &str, errors: &EnvelopeErrors) -> Result<(KeyVersion, Vec<u8>), Error> {
+    let (version, encoded) = split_envelope(s, errors)?;
+    let payload = BASE64
+        .decode_to_vec(encoded)
+        .map_err(|_| Error::MalformedCiphertext(errors.base64))?;
+    Ok((version, payload))
+}
+
+/// Appends `vault:v<N>:`.
+fn push_version(version: KeyVersion, out: &mut String) {
+    use std::fmt::Write as _;
+    out.push_str(PREFIX);
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{}:", version.get());
 }
 
 /// Appends `vault:v<N>:<base64(payload)>` to `out`.
 pub(crate) fn encode_envelope(version: KeyVersion, payload: &[u8], out: &mut String) {
-    use std::fmt::Write as _;
-    out.reserve(PREFIX.len() + decimal_len(version.get()) + 1 + payload.len().div_ceil(3) * 4);
-    out.push_str(PREFIX);
-    // Writing to a String cannot fail.
-    let _ = write!(out, "{}:", version.get());
-    BASE64.encode_string(payload, out);
+    out.reserve(PREFIX.len() + decimal_len(version.get()) + 1 + BASE64.encoded_length(payload.len()));
+    push_version(version, out);
+    BASE64.encode_append(payload, out);
 }
 
 /// Writes `vault:v<N>:<base64(payload)>` to a formatter without building the whole
@@ -240,8 +268,8 @@ pub(crate) fn write_envelope(version: KeyVersion, payload: &[u8], f: &mut fmt::F
     write!(f, "{PREFIX}{}:", version.get())?;
     let mut buf = [0u8; 1024];
     for chunk in payload.chunks(768) {
-        let n = BASE64.encode_slice(chunk, &mut buf).map_err(|_| fmt::Error)?;
-        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)?;
+        let encoded = BASE64.encode_as_str(chunk, base64_simd::Out::from_slice(&mut buf));
+        f.write_str(encoded)?;
     }
     Ok(())
 }
@@ -287,6 +315,35 @@ mod tests {
     }
 
     #[test]
+    fn base64_is_accepted_exactly_when_the_reference_decoder_accepts_it() {
+        use base64::Engine as _;
+        // Every 4-character string over an alphabet with the edge cases (stray low
+        // bits before padding: `B`, `Q`, `g`; padding in every place; symbols outside
+        // the alphabet; whitespace), alone, after a valid quad and before one.
+        let alphabet = ['A', 'B', 'Q', 'g', '/', '+', '=', '*', ' '];
+        let mut checked = 0;
+        let mut accepted = 0;
+        for quad in 0..alphabet.len().pow(4) {
+            let quad: String = (0..4)
+                .map(|digit| alphabet[quad / alphabet.len().pow(digit) % alphabet.len()])
+                .collect();
+            for body in [quad.clone(), format!("AAAA{quad}"), format!("{quad}AAAA")] {
+                let reference = base64::engine::general_purpose::STANDARD.decode(&body);
+                let parsed = format!("vault:v1:{body}").parse::<Ciphertext>();
+                assert_eq!(parsed.is_ok(), reference.is_ok(), "{body:?}");
+                if let (Ok(parsed), Ok(reference)) = (parsed, reference) {
+                    assert_eq!(parsed.payload(), reference, "{body:?}");
+                    assert_eq!(parsed.as_str(), format!("vault:v1:{body}"));
+                    accepted += 1;
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 3 * 9usize.pow(4));
+        assert!(accepted > 1000, "{accepted}");
+    }
+
+    #[test]
     fn version_zero_reads_as_one_and_round_trips() -> Result<(), Error> {
         let ct: Ciphertext = "vault:v0:AAAA".parse()?;
         assert_eq!(ct.version(), KeyVersion::FIRST);
@@ -297,7 +354,7 @@ mod tests {
         let ct: Ciphertext = "vault:v12:AAEC".parse()?;
         assert_eq!(ct.payload(), &[0, 1, 2]);
         assert_eq!(ct.to_string(), "vault:v12:AAEC");
-        let long = Ciphertext::from_parts(KeyVersion::FIRST, (0..=255u8).cycle().take(5000).collect());
+        let long = Ciphertext::from_parts(KeyVersion::FIRST, (0..=255u8).cycle().take(5000).collect::<Vec<u8>>());
         assert_eq!(long.as_str().parse::<Ciphertext>()?, long);
         Ok(())
     }

@@ -30,6 +30,9 @@ pub use error::{BoxError, Error, QueryError, Result};
 pub use secret::{Plaintext, SecretBytes};
 
 // The engine interface and the in-process engine.
+/// The shared byte buffer of an item's context and associated data: a batch's
+/// bindings are slices of one buffer, so an item costs no allocation of its own.
+pub use bytes::Bytes;
 pub use cipher::{HashAlgorithm, KeyType, reseed_nonce_generator_after_fork};
 pub use engine::{
     AsyncTransitEngine, BatchResult, DataKey, DataKeyBits, DataKeyRequest, DecryptItem, EncryptItem, ExportKind,

@@ -57,7 +57,7 @@ fn exercise(engine: &RemoteEngine, ours: bool) {
         .unwrap();
     let cts: Vec<_> = sealed.into_iter().map(Result::unwrap).collect();
     assert!(cts[0].as_str().starts_with("vault:v1:"));
-    let mut tampered = cts[0].payload().to_vec();
+    let mut tampered = cts[0].payload();
     tampered[20] ^= 1;
     let opened = engine
         .decrypt_batch(

@@ -962,7 +962,7 @@ mod tests {
         let Ok(Next::Done(results)) = (exchange.finish)(replies) else {
             panic!("exchange did not finish")
         };
-        let payloads: Vec<Vec<u8>> = results.into_iter().map(|r| r.unwrap().payload().to_vec()).collect();
+        let payloads: Vec<Vec<u8>> = results.into_iter().map(|r| r.unwrap().payload()).collect();
         assert_eq!(payloads, [b"0", b"1", b"2", b"3", b"4"].map(|b| b.to_vec()));
     }
 

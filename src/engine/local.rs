@@ -165,7 +165,7 @@ impl LocalEngine {
     ) -> Result<Plaintext> {
         let version = key.decryption_version(ct.version())?;
         let cipher = version.cipher_for(key, context, capacity)?;
-        cipher.aead().open(aad.unwrap_or_default(), ct.payload())
+        cipher.aead().open(aad.unwrap_or_default(), ct)
     }
 
     fn modify_existing(&self, name: &KeyName, change: &mut dyn FnMut(&mut StoredKey) -> Result<()>) -> Result<KeyInfo> {

@@ -17,6 +17,8 @@ use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
 
+use bytes::Bytes;
+
 pub use local::LocalEngine;
 
 use crate::cipher::HashAlgorithm;
@@ -33,9 +35,9 @@ pub struct EncryptItem {
     /// The value.
     pub plaintext: Plaintext,
     /// Key-derivation context (required for derived keys, refused otherwise).
-    pub context: Option<Vec<u8>>,
+    pub context: Option<Bytes>,
     /// Associated data: authenticated, not encrypted; decryption needs the same.
-    pub associated_data: Option<Vec<u8>>,
+    pub associated_data: Option<Bytes>,
     /// Version to encrypt with (default: the latest).
     pub key_version: Option<KeyVersion>,
 }
@@ -57,14 +59,14 @@ impl EncryptItem {
     /// Sets the key-derivation context.
     #[must_use]
     pub fn context(mut self, context: impl Into<Vec<u8>>) -> Self {
-        self.context = Some(context.into());
+        self.context = Some(Bytes::from(context.into()));
         self
     }
 
     /// Sets the associated data.
     #[must_use]
     pub fn associated_data(mut self, aad: impl Into<Vec<u8>>) -> Self {
-        self.associated_data = Some(aad.into());
+        self.associated_data = Some(Bytes::from(aad.into()));
         self
     }
 
@@ -83,9 +85,9 @@ pub struct DecryptItem {
     /// The ciphertext.
     pub ciphertext: Ciphertext,
     /// The context it was encrypted with (derived keys).
-    pub context: Option<Vec<u8>>,
+    pub context: Option<Bytes>,
     /// The associated data it was encrypted with.
-    pub associated_data: Option<Vec<u8>>,
+    pub associated_data: Option<Bytes>,
 }
 
 impl DecryptItem {
@@ -102,14 +104,14 @@ impl DecryptItem {
     /// Sets the key-derivation context.
     #[must_use]
     pub fn context(mut self, context: impl Into<Vec<u8>>) -> Self {
-        self.context = Some(context.into());
+        self.context = Some(Bytes::from(context.into()));
         self
     }
 
     /// Sets the associated data.
     #[must_use]
     pub fn associated_data(mut self, aad: impl Into<Vec<u8>>) -> Self {
-        self.associated_data = Some(aad.into());
+        self.associated_data = Some(Bytes::from(aad.into()));
         self
     }
 }
@@ -123,9 +125,9 @@ pub struct RewrapItem {
     /// The ciphertext.
     pub ciphertext: Ciphertext,
     /// Its context (derived keys).
-    pub context: Option<Vec<u8>>,
+    pub context: Option<Bytes>,
     /// Its associated data, kept for the new ciphertext.
-    pub associated_data: Option<Vec<u8>>,
+    pub associated_data: Option<Bytes>,
     /// Target version (default: the latest).
     pub key_version: Option<KeyVersion>,
 }
@@ -145,14 +147,14 @@ impl RewrapItem {
     /// Sets the key-derivation context.
     #[must_use]
     pub fn context(mut self, context: impl Into<Vec<u8>>) -> Self {
-        self.context = Some(context.into());
+        self.context = Some(Bytes::from(context.into()));
         self
     }
 
     /// Sets the associated data.
     #[must_use]
     pub fn associated_data(mut self, aad: impl Into<Vec<u8>>) -> Self {
-        self.associated_data = Some(aad.into());
+        self.associated_data = Some(Bytes::from(aad.into()));
         self
     }
 
@@ -306,9 +308,9 @@ pub struct DataKeyRequest {
     /// Return only the ciphertext (Vault's `wrapped` type).
     pub wrapped_only: bool,
     /// Key-derivation context (derived keys).
-    pub context: Option<Vec<u8>>,
+    pub context: Option<Bytes>,
     /// Associated data bound to the wrapped key.
-    pub associated_data: Option<Vec<u8>>,
+    pub associated_data: Option<Bytes>,
     /// Version to encrypt with (default: latest).
     pub key_version: Option<KeyVersion>,
 }
@@ -333,14 +335,14 @@ impl DataKeyRequest {
     /// Sets the key-derivation context.
     #[must_use]
     pub fn context(mut self, context: impl Into<Vec<u8>>) -> Self {
-        self.context = Some(context.into());
+        self.context = Some(Bytes::from(context.into()));
         self
     }
 
     /// Sets the associated data.
     #[must_use]
     pub fn associated_data(mut self, aad: impl Into<Vec<u8>>) -> Self {
-        self.associated_data = Some(aad.into());
+        self.associated_data = Some(Bytes::from(aad.into()));
         self
     }
 

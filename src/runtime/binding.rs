@@ -41,13 +41,19 @@ pub fn column_binding(table: &str, column: &str) -> Vec<u8> {
 #[must_use]
 pub fn row_binding(table: &str, column: &str, row_id: Option<&str>) -> Vec<u8> {
     let mut out = Vec::with_capacity(24 + table.len() + column.len() + row_id.map_or(0, str::len));
-    out.extend_from_slice(b"ea1");
-    push_part(&mut out, table);
-    push_part(&mut out, column);
-    if let Some(id) = row_id {
-        push_part(&mut out, id);
-    }
+    write_row_binding(&mut out, table, column, row_id);
     out
+}
+
+/// Appends the [`row_binding`] to `out` (a load writes a whole column's bindings
+/// into one buffer).
+pub(crate) fn write_row_binding(out: &mut Vec<u8>, table: &str, column: &str, row_id: Option<&str>) {
+    out.extend_from_slice(b"ea1");
+    push_part(out, table);
+    push_part(out, column);
+    if let Some(id) = row_id {
+        push_part(out, id);
+    }
 }
 
 /// The key-derivation context of a field: its column binding, plus the tenant's

@@ -13,6 +13,8 @@ mod binding;
 mod codec;
 mod driver;
 
+use bytes::Bytes;
+
 use crate::ciphertext::Ciphertext;
 use crate::engine::{AsyncTransitEngine, DecryptItem, EncryptItem, HmacItem, HmacTag, RewrapItem, TransitEngine};
 use crate::error::{Error, Result};
@@ -152,22 +154,92 @@ struct Place<'a> {
 /// per-tenant fields: the column, and the tenant) and the associated data (every
 /// non-convergent field: the row). A convergent field carries no row identity: it
 /// would make equal values differ.
-fn bindings(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    let context =
-        (field.convergent || field.context.is_some()).then(|| key_context(spec.table, field.column, place.tenant));
-    let associated_data = (!field.convergent).then(|| row_binding(spec.table, field.column, place.row_id));
-    (context, associated_data)
+///
+/// One call's bindings are written into one buffer and its items get slices of it,
+/// so an item costs no allocation of its own.
+struct BindingBuffer {
+    bytes: Vec<u8>,
+    /// Where each binding ends, in order: per item its context, then its associated
+    /// data, each only if the field has it (the same for every item of a field).
+    ends: Vec<usize>,
+    has_context: bool,
+    has_associated_data: bool,
+}
+
+impl BindingBuffer {
+    fn new(items: usize, spec: &ModelSpec, field: &FieldSpec) -> Self {
+        let has_context = field.convergent || field.context.is_some();
+        let has_associated_data = !field.convergent;
+        let parts = usize::from(has_context) + usize::from(has_associated_data);
+        // The id's digits and its length prefix are a guess; the buffer grows if not.
+        let per_part = 32 + spec.table.len() + field.column.len();
+        Self {
+            bytes: Vec::with_capacity(items * parts * per_part),
+            ends: Vec::with_capacity(items * parts),
+            has_context,
+            has_associated_data,
+        }
+    }
+
+    /// Writes one item's bindings.
+    fn push(&mut self, spec: &ModelSpec, field: &FieldSpec, place: Place<'_>) {
+        if self.has_context {
+            binding::write_row_binding(&mut self.bytes, spec.table, field.column, place.tenant);
+            self.ends.push(self.bytes.len());
+        }
+        if self.has_associated_data {
+            binding::write_row_binding(&mut self.bytes, spec.table, field.column, place.row_id);
+            self.ends.push(self.bytes.len());
+        }
+    }
+
+    /// The items' bindings, in the order they were pushed.
+    fn freeze(self) -> SharedBindings {
+        SharedBindings {
+            shared: Bytes::from(self.bytes),
+            ends: self.ends.into_iter(),
+            start: 0,
+            has_context: self.has_context,
+            has_associated_data: self.has_associated_data,
+        }
+    }
+}
+
+/// A [`BindingBuffer`]'s bindings, handed out item by item as slices of one buffer.
+struct SharedBindings {
+    shared: Bytes,
+    ends: std::vec::IntoIter<usize>,
+    start: usize,
+    has_context: bool,
+    has_associated_data: bool,
+}
+
+impl SharedBindings {
+    /// The next item's context and associated data.
+    fn next_item(&mut self) -> (Option<Bytes>, Option<Bytes>) {
+        let context = self.has_context.then(|| self.next_slice());
+        let associated_data = self.has_associated_data.then(|| self.next_slice());
+        (context, associated_data)
+    }
+
+    fn next_slice(&mut self) -> Bytes {
+        let end = self.ends.next().unwrap_or(self.start);
+        let slice = self.shared.slice(self.start..end);
+        self.start = end;
+        slice
+    }
+}
+
+/// One item's bindings on their own (single values and upgrades, which touch few).
+fn bindings(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>) -> (Option<Bytes>, Option<Bytes>) {
+    let mut buffer = BindingBuffer::new(1, spec, field);
+    buffer.push(spec, field, place);
+    buffer.freeze().next_item()
 }
 
 /// The engine item for one field's value.
 fn encrypt_item(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>, plaintext: SecretBytes) -> EncryptItem {
     let mut item = EncryptItem::new(plaintext);
-    (item.context, item.associated_data) = bindings(spec, field, place);
-    item
-}
-
-fn decrypt_item(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>, ciphertext: Ciphertext) -> DecryptItem {
-    let mut item = DecryptItem::new(ciphertext);
     (item.context, item.associated_data) = bindings(spec, field, place);
     item
 }
@@ -234,10 +306,11 @@ impl<M: EncryptedModel> EncryptPlan<'_, M> {
                 .iter()
                 .map(|m| tenant_of(field, m.field_tenant(index)))
                 .collect::<Result<Vec<_>>>()?;
-            let (mut items, mut owners) = (
+            let (mut plaintexts, mut owners) = (
                 Vec::with_capacity(self.models.len()),
                 Vec::with_capacity(self.models.len()),
             );
+            let mut buffer = BindingBuffer::new(self.models.len(), spec, field);
             for (m, model) in self.models.iter().enumerate() {
                 if let Some(plaintext) = model
                     .field_plaintext(index)
@@ -247,10 +320,20 @@ impl<M: EncryptedModel> EncryptPlan<'_, M> {
                         row_id: row_ids[m].as_deref(),
                         tenant: tenants[m].as_deref(),
                     };
-                    items.push(encrypt_item(spec, field, place, plaintext));
+                    buffer.push(spec, field, place);
+                    plaintexts.push(plaintext);
                     owners.push(m);
                 }
             }
+            let mut bindings = buffer.freeze();
+            let items: Vec<EncryptItem> = plaintexts
+                .into_iter()
+                .map(|plaintext| {
+                    let mut item = EncryptItem::new(plaintext);
+                    (item.context, item.associated_data) = bindings.next_item();
+                    item
+                })
+                .collect();
             if !items.is_empty() {
                 calls.push(EngineCall::Encrypt(key.clone(), items));
                 routes.push(Route { field: index, owners });
@@ -341,7 +424,8 @@ impl<R: EncryptedRecord> DecryptPlan<R> {
         let mut row_id = String::new();
         for (index, field) in spec.fields.iter().enumerate() {
             let rows = self.records.len();
-            let (mut items, mut owners) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+            let (mut ciphertexts, mut owners) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+            let mut buffer = BindingBuffer::new(rows, spec, field);
             for (r, record) in self.records.iter().enumerate() {
                 if let Some(ct) = record.field_ciphertext(index) {
                     let tenant = tenant_of(field, record.field_tenant(index))?;
@@ -350,10 +434,20 @@ impl<R: EncryptedRecord> DecryptPlan<R> {
                         row_id: has_id.then_some(row_id.as_str()),
                         tenant: tenant.as_deref(),
                     };
-                    items.push(decrypt_item(spec, field, place, ct.clone()));
+                    buffer.push(spec, field, place);
+                    ciphertexts.push(ct);
                     owners.push(r);
                 }
             }
+            let mut bindings = buffer.freeze();
+            let items: Vec<DecryptItem> = ciphertexts
+                .into_iter()
+                .map(|ct| {
+                    let mut item = DecryptItem::new(ct.clone());
+                    (item.context, item.associated_data) = bindings.next_item();
+                    item
+                })
+                .collect();
             if !items.is_empty() {
                 calls.push(EngineCall::Decrypt(key_name(field)?, items));
                 routes.push(Route { field: index, owners });

@@ -133,7 +133,7 @@ impl Barrier {
         match sealed.split_first() {
             Some((&SEALED_FORMAT, payload)) => self
                 .key
-                .open(path.as_bytes(), payload)
+                .open_payload(path.as_bytes(), payload)
                 .map(crate::secret::SecretBytes::into_zeroizing)
                 .map_err(|_| corrupt("entry failed authentication (damaged, or moved from another path)")),
             Some(_) => Err(corrupt("unknown sealed entry format")),

@@ -115,7 +115,9 @@ impl RootKey {
         let aead = cipher::AeadKey::new(cipher::KeyType::Aes256Gcm96, kek.expose_bytes())?;
         match wrapped.split_first() {
             Some((1, payload)) => {
-                let key = aead.open(label.as_bytes(), payload).map_err(|_| Error::WrongRootKey)?;
+                let key = aead
+                    .open_payload(label.as_bytes(), payload)
+                    .map_err(|_| Error::WrongRootKey)?;
                 Self::from_slice(key.expose_secret())
             }
             _ => Err(Error::WrongRootKey),

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use axum::http::StatusCode;
 use encrypted_attr::{
-    Ciphertext, DataKeyBits, DataKeyRequest, DecryptItem, EncryptItem, Error, KeyInfo, KeyName, KeyVersion, RewrapItem,
-    TransitEngine,
+    Bytes, Ciphertext, DataKeyBits, DataKeyRequest, DecryptItem, EncryptItem, Error, KeyInfo, KeyName, KeyVersion,
+    RewrapItem, TransitEngine,
 };
 use serde_json::{Map, Value, json};
 
@@ -175,9 +175,14 @@ fn b64(params: &Params<'_>, name: &'static str) -> Result<Option<Vec<u8>>, Strin
     }
 }
 
+/// A base64 context or associated data, as the engine's items hold it.
+fn binding(params: &Params<'_>, name: &'static str) -> Result<Option<Bytes>, String> {
+    b64(params, name).map(|bytes| bytes.map(Bytes::from))
+}
+
 /// Vault ignores a context on a key that is not derived; so do we on the wire (the
 /// library refuses it, to protect direct callers).
-fn context_for(info: &KeyInfo, context: Option<Vec<u8>>) -> Option<Vec<u8>> {
+fn context_for(info: &KeyInfo, context: Option<Bytes>) -> Option<Bytes> {
     if info.derived { context } else { None }
 }
 
@@ -364,8 +369,8 @@ pub(super) fn encrypt(state: &Transit<'_>, name: &KeyName, params: &Params<'_>) 
             None => return Err("missing plaintext to encrypt".to_owned()),
         };
         let mut encrypt = EncryptItem::new(plaintext);
-        encrypt.context = context_for(&info, b64(item, CONTEXT)?);
-        encrypt.associated_data = b64(item, ASSOCIATED_DATA)?;
+        encrypt.context = context_for(&info, binding(item, CONTEXT)?);
+        encrypt.associated_data = binding(item, ASSOCIATED_DATA)?;
         encrypt.key_version = key_version(item)?;
         Ok(encrypt)
     });
@@ -386,8 +391,8 @@ pub(super) fn decrypt(state: &Transit<'_>, name: &KeyName, params: &Params<'_>) 
     let prepared = items.iter().map(|item| {
         let ciphertext = ciphertext_param(item)?;
         let mut decrypt = DecryptItem::new(ciphertext);
-        decrypt.context = context_for(&info, b64(item, CONTEXT)?);
-        decrypt.associated_data = b64(item, ASSOCIATED_DATA)?;
+        decrypt.context = context_for(&info, binding(item, CONTEXT)?);
+        decrypt.associated_data = binding(item, ASSOCIATED_DATA)?;
         Ok(decrypt)
     });
     let results = run_batch(
@@ -411,9 +416,9 @@ pub(super) fn rewrap(state: &Transit<'_>, name: &KeyName, params: &Params<'_>) -
     let prepared = items.iter().map(|item| {
         let ciphertext = ciphertext_param(item)?;
         let mut rewrap = RewrapItem::new(ciphertext);
-        rewrap.context = context_for(&info, b64(item, CONTEXT)?);
+        rewrap.context = context_for(&info, binding(item, CONTEXT)?);
         // Our extension: Vault's rewrap cannot carry associated data.
-        rewrap.associated_data = b64(item, ASSOCIATED_DATA)?;
+        rewrap.associated_data = binding(item, ASSOCIATED_DATA)?;
         rewrap.key_version = key_version(item)?;
         Ok(rewrap)
     });
@@ -445,8 +450,8 @@ pub(super) fn datakey(state: &Transit<'_>, kind: &str, name: &KeyName, params: &
     let info = state.engine.read_key(name).map_err(request_error)?;
     let mut request = DataKeyRequest::new(bits);
     request.wrapped_only = wrapped_only;
-    request.context = context_for(&info, b64(params, CONTEXT).map_err(ApiError::BadRequest)?);
-    request.associated_data = b64(params, ASSOCIATED_DATA).map_err(ApiError::BadRequest)?;
+    request.context = context_for(&info, binding(params, CONTEXT).map_err(ApiError::BadRequest)?);
+    request.associated_data = binding(params, ASSOCIATED_DATA).map_err(ApiError::BadRequest)?;
     request.key_version = key_version(params).map_err(ApiError::BadRequest)?;
     let key = state.engine.datakey(name, request).map_err(request_error)?;
     let mut data = json!({ CIPHERTEXT: key.ciphertext.as_str(), KEY_VERSION: key.ciphertext.version().get() });
