@@ -76,10 +76,11 @@ pub mod __private {
     pub use crate::name::key_name_problem;
     pub use crate::runtime::normalize;
     pub use crate::runtime::{
-        FieldCodec, FieldSpec, ModelSpec, SealedField, blind_index_lookup, blind_index_lookup_async, convergent_lookup,
-        convergent_lookup_async, decode_json, decrypt_all, decrypt_all_async, decrypt_all_upgrading,
-        decrypt_all_upgrading_async, decrypt_one, decrypt_one_async, encode_json, encrypt_all, encrypt_all_async,
-        encrypt_field, encrypt_field_async, encrypt_one, encrypt_one_async, ensure_keys, ensure_keys_async,
+        DisplayRowId, FieldCodec, FieldSpec, IntegerRowId, ModelSpec, RowId, SealedField, blind_index_lookup,
+        blind_index_lookup_async, convergent_lookup, convergent_lookup_async, decode_json, decrypt_all,
+        decrypt_all_async, decrypt_all_upgrading, decrypt_all_upgrading_async, decrypt_one, decrypt_one_async,
+        encode_json, encrypt_all, encrypt_all_async, encrypt_field, encrypt_field_async, encrypt_one,
+        encrypt_one_async, ensure_keys, ensure_keys_async,
     };
     pub use crate::{Ciphertext, EncryptedModel, EncryptedRecord, Error, Plaintext, Result, SecretBytes, Upgraded};
     pub use core::option::Option;

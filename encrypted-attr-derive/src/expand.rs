@@ -289,14 +289,16 @@ fn record_impl(model: &Model, p: &TokenStream, record_ty: &TokenStream) -> Token
         }
         None => quote!(#p::Option::None),
     };
-    // The same text as `row_id` (both `Display`), written into the caller's buffer.
+    // The same text as `row_id` (its `Display`), written into the caller's buffer:
+    // integers without the formatting machinery (resolved on the field's type).
     let write_row_id = model.id_field().map(|id| {
         let ident = &id.ident;
         quote! {
             fn write_row_id(&self, out: &mut #p::String) -> bool {
+                #[allow(unused_imports)]
+                use #p::{DisplayRowId as _, IntegerRowId as _};
                 out.clear();
-                // Writing to a String cannot fail.
-                let _ = ::core::fmt::Write::write_fmt(out, ::core::format_args!("{}", self.#ident));
+                (&#p::RowId(&self.#ident)).write_row_id_text(out);
                 true
             }
         }

@@ -12,6 +12,7 @@
 mod binding;
 mod codec;
 mod driver;
+mod row_id;
 
 use bytes::Bytes;
 
@@ -25,6 +26,7 @@ use driver::{EngineAnswer, EngineCall, Plan, Step};
 
 pub use binding::{column_binding, key_context, row_binding, tenant_scoped};
 pub use codec::{FieldCodec, decode_json, encode_json};
+pub use row_id::{DisplayRowId, IntegerRowId, RowId};
 
 /// How one encrypted field is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
