@@ -40,17 +40,17 @@ pub fn column_binding(table: &str, column: &str) -> Vec<u8> {
 /// The binding of a value in a row: `ea1:5:users:3:ssn:2:42`.
 #[must_use]
 pub fn row_binding(table: &str, column: &str, row_id: Option<&str>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24 + table.len() + column.len() + row_id.map_or(0, str::len));
-    write_row_binding(&mut out, table, column, row_id);
+    let mut out = column_binding(table, column);
+    if let Some(id) = row_id {
+        push_part(&mut out, id);
+    }
     out
 }
 
-/// Appends the [`row_binding`] to `out` (a load writes a whole column's bindings
-/// into one buffer).
-pub(crate) fn write_row_binding(out: &mut Vec<u8>, table: &str, column: &str, row_id: Option<&str>) {
-    out.extend_from_slice(b"ea1");
-    push_part(out, table);
-    push_part(out, column);
+/// Appends a row binding to `out`, from its column's binding (the same for every
+/// row: a load writes it once and copies it).
+pub(crate) fn write_row_binding(out: &mut Vec<u8>, column_binding: &[u8], row_id: Option<&str>) {
+    out.extend_from_slice(column_binding);
     if let Some(id) = row_id {
         push_part(out, id);
     }

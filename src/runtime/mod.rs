@@ -161,6 +161,8 @@ struct Place<'a> {
 /// so an item costs no allocation of its own.
 struct BindingBuffer {
     bytes: Vec<u8>,
+    /// The field's column binding, which every binding of the call starts with.
+    column: Vec<u8>,
     /// Where each binding ends, in order: per item its context, then its associated
     /// data, each only if the field has it (the same for every item of a field).
     ends: Vec<usize>,
@@ -177,6 +179,7 @@ impl BindingBuffer {
         let per_part = 32 + spec.table.len() + field.column.len();
         Self {
             bytes: Vec::with_capacity(items * parts * per_part),
+            column: binding::column_binding(spec.table, field.column),
             ends: Vec::with_capacity(items * parts),
             has_context,
             has_associated_data,
@@ -184,13 +187,13 @@ impl BindingBuffer {
     }
 
     /// Writes one item's bindings.
-    fn push(&mut self, spec: &ModelSpec, field: &FieldSpec, place: Place<'_>) {
+    fn push(&mut self, place: Place<'_>) {
         if self.has_context {
-            binding::write_row_binding(&mut self.bytes, spec.table, field.column, place.tenant);
+            binding::write_row_binding(&mut self.bytes, &self.column, place.tenant);
             self.ends.push(self.bytes.len());
         }
         if self.has_associated_data {
-            binding::write_row_binding(&mut self.bytes, spec.table, field.column, place.row_id);
+            binding::write_row_binding(&mut self.bytes, &self.column, place.row_id);
             self.ends.push(self.bytes.len());
         }
     }
@@ -235,7 +238,7 @@ impl SharedBindings {
 /// One item's bindings on their own (single values and upgrades, which touch few).
 fn bindings(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>) -> (Option<Bytes>, Option<Bytes>) {
     let mut buffer = BindingBuffer::new(1, spec, field);
-    buffer.push(spec, field, place);
+    buffer.push(place);
     buffer.freeze().next_item()
 }
 
@@ -322,7 +325,7 @@ impl<M: EncryptedModel> EncryptPlan<'_, M> {
                         row_id: row_ids[m].as_deref(),
                         tenant: tenants[m].as_deref(),
                     };
-                    buffer.push(spec, field, place);
+                    buffer.push(place);
                     plaintexts.push(plaintext);
                     owners.push(m);
                 }
@@ -436,7 +439,7 @@ impl<R: EncryptedRecord> DecryptPlan<R> {
                         row_id: has_id.then_some(row_id.as_str()),
                         tenant: tenant.as_deref(),
                     };
-                    buffer.push(spec, field, place);
+                    buffer.push(place);
                     ciphertexts.push(ct);
                     owners.push(r);
                 }
