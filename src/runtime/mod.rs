@@ -165,7 +165,9 @@ struct BindingBuffer {
     column: Vec<u8>,
     /// Where each binding ends, in order: per item its context, then its associated
     /// data, each only if the field has it (the same for every item of a field).
-    ends: Vec<usize>,
+    /// `u32`, half the size: a load's transient arrays are what glibc's allocator
+    /// decides on whether to hand its heap back to the system (and fault it in again).
+    ends: Vec<u32>,
     has_context: bool,
     has_associated_data: bool,
 }
@@ -187,15 +189,25 @@ impl BindingBuffer {
     }
 
     /// Writes one item's bindings.
-    fn push(&mut self, place: Place<'_>) {
+    ///
+    /// # Errors
+    /// A call whose bindings pass 4 GiB (no batch that fits in memory comes close).
+    fn push(&mut self, place: Place<'_>) -> Result<()> {
         if self.has_context {
             binding::write_row_binding(&mut self.bytes, &self.column, place.tenant);
-            self.ends.push(self.bytes.len());
+            self.mark_end()?;
         }
         if self.has_associated_data {
             binding::write_row_binding(&mut self.bytes, &self.column, place.row_id);
-            self.ends.push(self.bytes.len());
+            self.mark_end()?;
         }
+        Ok(())
+    }
+
+    fn mark_end(&mut self) -> Result<()> {
+        let end = u32::try_from(self.bytes.len()).map_err(|_| Error::invalid("batch too large"))?;
+        self.ends.push(end);
+        Ok(())
     }
 
     /// The items' bindings, in the order they were pushed.
@@ -213,7 +225,7 @@ impl BindingBuffer {
 /// A [`BindingBuffer`]'s bindings, handed out item by item as slices of one buffer.
 struct SharedBindings {
     shared: Bytes,
-    ends: std::vec::IntoIter<usize>,
+    ends: std::vec::IntoIter<u32>,
     start: usize,
     has_context: bool,
     has_associated_data: bool,
@@ -228,7 +240,7 @@ impl SharedBindings {
     }
 
     fn next_slice(&mut self) -> Bytes {
-        let end = self.ends.next().unwrap_or(self.start);
+        let end = self.ends.next().map_or(self.start, |e| e as usize);
         let slice = self.shared.slice(self.start..end);
         self.start = end;
         slice
@@ -236,17 +248,17 @@ impl SharedBindings {
 }
 
 /// One item's bindings on their own (single values and upgrades, which touch few).
-fn bindings(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>) -> (Option<Bytes>, Option<Bytes>) {
+fn bindings(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>) -> Result<(Option<Bytes>, Option<Bytes>)> {
     let mut buffer = BindingBuffer::new(1, spec, field);
-    buffer.push(place);
-    buffer.freeze().next_item()
+    buffer.push(place)?;
+    Ok(buffer.freeze().next_item())
 }
 
 /// The engine item for one field's value.
-fn encrypt_item(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>, plaintext: SecretBytes) -> EncryptItem {
+fn encrypt_item(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>, plaintext: SecretBytes) -> Result<EncryptItem> {
     let mut item = EncryptItem::new(plaintext);
-    (item.context, item.associated_data) = bindings(spec, field, place);
-    item
+    (item.context, item.associated_data) = bindings(spec, field, place)?;
+    Ok(item)
 }
 
 /// A per-tenant field needs its tenant: refuse rather than encrypt under a key
@@ -325,7 +337,7 @@ impl<M: EncryptedModel> EncryptPlan<'_, M> {
                         row_id: row_ids[m].as_deref(),
                         tenant: tenants[m].as_deref(),
                     };
-                    buffer.push(place);
+                    buffer.push(place)?;
                     plaintexts.push(plaintext);
                     owners.push(m);
                 }
@@ -429,24 +441,24 @@ impl<R: EncryptedRecord> DecryptPlan<R> {
         let mut row_id = String::new();
         for (index, field) in spec.fields.iter().enumerate() {
             let rows = self.records.len();
-            let (mut ciphertexts, mut owners) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+            let mut owners = Vec::with_capacity(rows);
             let mut buffer = BindingBuffer::new(rows, spec, field);
             for (r, record) in self.records.iter().enumerate() {
-                if let Some(ct) = record.field_ciphertext(index) {
+                if record.field_ciphertext(index).is_some() {
                     let tenant = tenant_of(field, record.field_tenant(index))?;
                     let has_id = record.write_row_id(&mut row_id);
                     let place = Place {
                         row_id: has_id.then_some(row_id.as_str()),
                         tenant: tenant.as_deref(),
                     };
-                    buffer.push(place);
-                    ciphertexts.push(ct);
+                    buffer.push(place)?;
                     owners.push(r);
                 }
             }
             let mut bindings = buffer.freeze();
-            let items: Vec<DecryptItem> = ciphertexts
-                .into_iter()
+            let items: Vec<DecryptItem> = owners
+                .iter()
+                .filter_map(|&r| self.records[r].field_ciphertext(index))
                 .map(|ct| {
                     let mut item = DecryptItem::new(ct.clone());
                     (item.context, item.associated_data) = bindings.next_item();
@@ -710,7 +722,7 @@ where
                         tenant: tenant.as_deref(),
                     };
                     let mut item = RewrapItem::new(ct.clone());
-                    (item.context, item.associated_data) = bindings(spec, field, place);
+                    (item.context, item.associated_data) = bindings(spec, field, place)?;
                     items.push(item);
                     rewrap.push(r, row_id.clone(), ct.clone());
                 }
@@ -929,7 +941,7 @@ impl FieldPlan {
     fn new(spec: &ModelSpec, index: usize, place: Place<'_>, plaintext: SecretBytes) -> Result<Self> {
         let field = field_of(spec, index)?;
         tenant_of(field, place.tenant.map(str::to_owned))?;
-        let item = encrypt_item(spec, field, place, plaintext);
+        let item = encrypt_item(spec, field, place, plaintext)?;
         Ok(Self {
             call: Some(EngineCall::Encrypt(key_name(field)?, vec![item])),
         })
