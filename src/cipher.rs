@@ -202,14 +202,22 @@ impl AeadKey {
     /// Any authentication failure is the single opaque [`Error::DecryptionFailed`];
     /// a payload too short to hold a nonce and a tag is a malformed ciphertext.
     pub(crate) fn open(&self, aad: &[u8], ciphertext: &Ciphertext) -> Result<SecretBytes, Error> {
-        DECODED_PAYLOAD.with_borrow_mut(|scratch| {
+        let open_from = |scratch: &mut Vec<u8>| {
             ciphertext.decode_payload_into(scratch)?;
-            let opened = self.open_payload(aad, scratch);
-            if scratch.capacity() > MAX_KEPT_SCRATCH {
-                *scratch = Vec::new();
-            }
-            opened
-        })
+            self.open_payload(aad, scratch)
+        };
+        // A thread being torn down (a thread-local's destructor decrypting) has no
+        // scratch buffer any more: it gets one of its own.
+        DECODED_PAYLOAD
+            .try_with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let opened = open_from(&mut scratch);
+                if scratch.capacity() > MAX_KEPT_SCRATCH {
+                    *scratch = Vec::new();
+                }
+                opened
+            })
+            .unwrap_or_else(|_| open_from(&mut Vec::new()))
     }
 
     /// Opens a raw `nonce ‖ ciphertext ‖ tag` payload into a new buffer of exactly

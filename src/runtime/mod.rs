@@ -233,17 +233,20 @@ struct SharedBindings {
 
 impl SharedBindings {
     /// The next item's context and associated data.
-    fn next_item(&mut self) -> (Option<Bytes>, Option<Bytes>) {
-        let context = self.has_context.then(|| self.next_slice());
-        let associated_data = self.has_associated_data.then(|| self.next_slice());
-        (context, associated_data)
+    ///
+    /// # Errors
+    /// More items asked for than were pushed: never an empty binding in place of one.
+    fn next_item(&mut self) -> Result<(Option<Bytes>, Option<Bytes>)> {
+        let context = self.has_context.then(|| self.next_slice()).transpose()?;
+        let associated_data = self.has_associated_data.then(|| self.next_slice()).transpose()?;
+        Ok((context, associated_data))
     }
 
-    fn next_slice(&mut self) -> Bytes {
-        let end = self.ends.next().map_or(self.start, |e| e as usize);
+    fn next_slice(&mut self) -> Result<Bytes> {
+        let end = self.ends.next().ok_or_else(driver::mismatch)? as usize;
         let slice = self.shared.slice(self.start..end);
         self.start = end;
-        slice
+        Ok(slice)
     }
 }
 
@@ -251,7 +254,7 @@ impl SharedBindings {
 fn bindings(spec: &ModelSpec, field: &FieldSpec, place: Place<'_>) -> Result<(Option<Bytes>, Option<Bytes>)> {
     let mut buffer = BindingBuffer::new(1, spec, field);
     buffer.push(place)?;
-    Ok(buffer.freeze().next_item())
+    buffer.freeze().next_item()
 }
 
 /// The engine item for one field's value.
@@ -343,14 +346,14 @@ impl<M: EncryptedModel> EncryptPlan<'_, M> {
                 }
             }
             let mut bindings = buffer.freeze();
-            let items: Vec<EncryptItem> = plaintexts
+            let items = plaintexts
                 .into_iter()
                 .map(|plaintext| {
                     let mut item = EncryptItem::new(plaintext);
-                    (item.context, item.associated_data) = bindings.next_item();
-                    item
+                    (item.context, item.associated_data) = bindings.next_item()?;
+                    Ok(item)
                 })
-                .collect();
+                .collect::<Result<Vec<_>>>()?;
             if !items.is_empty() {
                 calls.push(EngineCall::Encrypt(key.clone(), items));
                 routes.push(Route { field: index, owners });
@@ -455,16 +458,19 @@ impl<R: EncryptedRecord> DecryptPlan<R> {
                     owners.push(r);
                 }
             }
+            // The ciphertexts again, rather than kept from the first pass: see `ends`.
+            // A record that answers differently the second time fails the call
+            // instead of shifting items against their rows.
             let mut bindings = buffer.freeze();
-            let items: Vec<DecryptItem> = owners
+            let items = owners
                 .iter()
-                .filter_map(|&r| self.records[r].field_ciphertext(index))
-                .map(|ct| {
+                .map(|&r| {
+                    let ct = self.records[r].field_ciphertext(index).ok_or_else(driver::mismatch)?;
                     let mut item = DecryptItem::new(ct.clone());
-                    (item.context, item.associated_data) = bindings.next_item();
-                    item
+                    (item.context, item.associated_data) = bindings.next_item()?;
+                    Ok(item)
                 })
-                .collect();
+                .collect::<Result<Vec<_>>>()?;
             if !items.is_empty() {
                 calls.push(EngineCall::Decrypt(key_name(field)?, items));
                 routes.push(Route { field: index, owners });
@@ -1272,5 +1278,76 @@ pub mod normalize {
     /// No normalisation: the value's bytes.
     pub fn exact(value: &str) -> SecretBytes {
         SecretBytes::from(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::engine::LocalEngine;
+
+    /// A convergent field: its items carry no row binding, so an item paired with
+    /// the wrong row would still decrypt.
+    const SPEC: ModelSpec = ModelSpec {
+        table: "people",
+        fields: &[FieldSpec {
+            field: "ssn",
+            column: "ssn",
+            key: "people-ssn",
+            convergent: true,
+            blind_index: None,
+            context: None,
+        }],
+    };
+
+    /// A hand-written record; a fickle one shows its ciphertext only the first time
+    /// it is asked.
+    struct Person {
+        ssn: Ciphertext,
+        fickle: bool,
+        reads: Cell<u32>,
+    }
+
+    impl EncryptedRecord for Person {
+        type Model = Option<String>;
+        const SPEC: ModelSpec = SPEC;
+
+        fn row_id(&self) -> Option<String> {
+            None
+        }
+
+        fn field_ciphertext(&self, _: usize) -> Option<&Ciphertext> {
+            self.reads.set(self.reads.get() + 1);
+            (!self.fickle || self.reads.get() == 1).then_some(&self.ssn)
+        }
+
+        fn into_model(self, opened: &mut dyn Iterator<Item = Option<Plaintext>>) -> Result<Option<String>> {
+            opened.next().flatten().map(String::decode_owned).transpose()
+        }
+    }
+
+    #[test]
+    fn a_record_that_answers_differently_fails_the_load_instead_of_shifting_rows() -> Result<()> {
+        let engine = LocalEngine::ephemeral()?;
+        let key = KeyName::new("people-ssn")?;
+        engine.create_key(&key, KeyOptions::convergent())?;
+        let person = |value: &str, fickle| -> Result<Person> {
+            let item = EncryptItem::new(value).context(column_binding("people", "ssn"));
+            Ok(Person {
+                ssn: engine.encrypt(&key, item)?,
+                fickle,
+                reads: Cell::new(0),
+            })
+        };
+        let steady = vec![person("one", false)?, person("three", false)?];
+        let loaded = decrypt_all(steady, &engine)?;
+        assert_eq!(loaded, [Some("one".to_owned()), Some("three".to_owned())]);
+        // Without the check, "three" would be given to the second row, and the third
+        // row would load as NULL.
+        let records = vec![person("one", false)?, person("two", true)?, person("three", false)?];
+        assert!(matches!(decrypt_all(records, &engine), Err(Error::InvalidRequest(_))));
+        Ok(())
     }
 }
