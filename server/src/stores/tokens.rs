@@ -271,6 +271,26 @@ fn random(len: usize) -> SecretBytes {
     SecretBytes::new(bytes)
 }
 
+/// `len` random characters of `[0-9A-Za-z]`, as Vault's accessors: never a `-` that a
+/// command line would take for a flag. Bytes of 248 or more are drawn again, so every
+/// character is uniform. Empty if the random source failed.
+fn random_base62(len: usize) -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        let bytes = random(len * 2);
+        if bytes.is_empty() {
+            return String::new();
+        }
+        for &byte in bytes.expose_secret().iter().filter(|&&b| b < 248) {
+            if out.len() < len {
+                out.push(char::from(ALPHABET[usize::from(byte % 62)]));
+            }
+        }
+    }
+    out
+}
+
 impl TokenStore {
     /// A store kept in `barrier`: loads the salt (made on first use); token entries
     /// are read when first presented.
@@ -472,14 +492,14 @@ impl TokenStore {
                 SecretBytes::from(format!("hvs.{}", URL_SAFE_NO_PAD.encode(raw.expose_secret())))
             }
         };
-        let accessor_bytes = random(18);
-        if accessor_bytes.is_empty() {
+        let accessor = random_base62(24);
+        if accessor.is_empty() {
             return Err(encrypted_attr::Error::RandomSource);
         }
         let now = SystemTime::now();
         let hash = self.hash(token.expose_secret());
         let entry = TokenEntry {
-            accessor: URL_SAFE_NO_PAD.encode(accessor_bytes.expose_secret()),
+            accessor,
             policies: request.policies,
             issued: now,
             expires: request.ttl.map(|ttl| now + ttl),
@@ -787,6 +807,29 @@ mod tests {
 
     fn valid(store: &TokenStore, token: &str) -> bool {
         store.check(token).expect("memory storage").is_some()
+    }
+
+    #[test]
+    fn accessors_are_alphanumeric_as_vaults_so_the_cli_never_reads_one_as_a_flag() {
+        // `bao token lookup -accessor <accessor>` takes an accessor that starts with
+        // `-` for a flag; Vault's accessors are 24 base62 characters.
+        let store = TokenStore::open(super::super::memory_barrier().expect("barrier")).expect("store");
+        for _ in 0..500 {
+            let made = store
+                .create(NewTokenRequest {
+                    policies: vec!["default".into()],
+                    ttl: None,
+                    renewable: false,
+                    id: None,
+                    parent: None,
+                    path: "auth/token/create",
+                    max_ttl: None,
+                })
+                .expect("token");
+            let accessor = &made.entry.accessor;
+            assert_eq!(accessor.len(), 24, "{accessor}");
+            assert!(accessor.bytes().all(|b| b.is_ascii_alphanumeric()), "{accessor}");
+        }
     }
 
     #[test]
