@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::ciphertext::Ciphertext;
 use crate::error::Error;
+use crate::scratch;
 use crate::secret::SecretBytes;
 
 /// Length of every nonce we generate (96 bits), for all supported key types.
@@ -202,22 +203,10 @@ impl AeadKey {
     /// Any authentication failure is the single opaque [`Error::DecryptionFailed`];
     /// a payload too short to hold a nonce and a tag is a malformed ciphertext.
     pub(crate) fn open(&self, aad: &[u8], ciphertext: &Ciphertext) -> Result<SecretBytes, Error> {
-        let open_from = |scratch: &mut Vec<u8>| {
+        scratch::with(&DECODED_PAYLOAD, |scratch| {
             ciphertext.decode_payload_into(scratch)?;
             self.open_payload(aad, scratch)
-        };
-        // A thread being torn down (a thread-local's destructor decrypting) has no
-        // scratch buffer any more: it gets one of its own.
-        DECODED_PAYLOAD
-            .try_with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                let opened = open_from(&mut scratch);
-                if scratch.capacity() > MAX_KEPT_SCRATCH {
-                    *scratch = Vec::new();
-                }
-                opened
-            })
-            .unwrap_or_else(|_| open_from(&mut Vec::new()))
+        })
     }
 
     /// Opens a raw `nonce ‖ ciphertext ‖ tag` payload into a new buffer of exactly
@@ -262,12 +251,8 @@ impl AeadKey {
     }
 }
 
-/// A decoded payload larger than this is not kept for the thread's next value.
-const MAX_KEPT_SCRATCH: usize = 64 * 1024;
-
 thread_local! {
-    /// Where envelopes are decoded before they are opened: reused from value to
-    /// value, so a load allocates only its plaintexts. Holds ciphertext only.
+    /// Where envelopes are decoded before they are opened. Holds ciphertext only.
     static DECODED_PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 

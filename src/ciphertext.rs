@@ -57,23 +57,11 @@ impl Ciphertext {
     #[must_use]
     pub fn from_parts(version: KeyVersion, payload: impl AsRef<[u8]>) -> Self {
         let payload = payload.as_ref();
-        let encode = |text: &mut String| {
+        crate::scratch::with(&ENCODED, |text| {
             text.clear();
             encode_envelope(version, payload, text);
             Self::new(version, text)
-        };
-        // A thread being torn down (a thread-local's destructor encrypting) has no
-        // buffer any more: it gets one of its own.
-        ENCODED
-            .try_with(|text| {
-                let mut text = text.borrow_mut();
-                let ciphertext = encode(&mut text);
-                if text.capacity() > MAX_KEPT_TEXT {
-                    *text = String::new();
-                }
-                ciphertext
-            })
-            .unwrap_or_else(|_| encode(&mut String::new()))
+        })
     }
 
     fn new(version: KeyVersion, text: &str) -> Self {
@@ -198,9 +186,6 @@ impl<'de> Deserialize<'de> for Ciphertext {
         Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }
-
-/// An encoded envelope longer than this is not kept for the thread's next value.
-const MAX_KEPT_TEXT: usize = 64 * 1024;
 
 thread_local! {
     /// Where new ciphertexts are encoded before they get their shared allocation.

@@ -12,6 +12,7 @@ mod error;
 mod keyring;
 mod name;
 mod runtime;
+mod scratch;
 #[cfg(feature = "sea-orm")]
 mod sea_orm;
 mod secret;
