@@ -54,10 +54,13 @@ fn display_name(made_by: &str) -> String {
     if made_by == "auth/token/root" {
         return "root".to_owned();
     }
+    // `auth/<mount>/login` or `auth/<mount>/login/<user>`: the login segment is the
+    // last or the one before it (a user name has no `/`).
     let Some((mount, user)) = made_by.strip_prefix("auth/").and_then(|below| {
-        below
-            .split_once("/login")
-            .map(|(mount, rest)| (mount, rest.trim_start_matches('/')))
+        below.strip_suffix("/login").map(|mount| (mount, "")).or_else(|| {
+            let (before, user) = below.rsplit_once('/')?;
+            before.strip_suffix("/login").map(|mount| (mount, user))
+        })
     }) else {
         return "token".to_owned();
     };
@@ -293,5 +296,8 @@ mod tests {
         assert_eq!(display_name("auth/userpass/login/alice"), "userpass-alice");
         assert_eq!(display_name("auth/team/users/login/bob"), "team-users-bob");
         assert_eq!(display_name("auth/approle/login"), "approle");
+        // A mount whose name merely starts with `login` is not the login segment.
+        assert_eq!(display_name("auth/team/loginx/login/bob"), "team-loginx-bob");
+        assert_eq!(display_name("auth/loginx/login"), "loginx");
     }
 }
