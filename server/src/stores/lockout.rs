@@ -81,19 +81,22 @@ impl Lockouts {
         let mut table = self.table();
         if table.users.len() >= self.max_tracked && !table.users.contains_key(user) {
             // Swept at most once a second: a sweep walks every entry, and refused
-            // attempts cost no password hash.
+            // attempts cost no password hash. The warning goes with the sweep, so a
+            // flood of refused logins is not also a flood of log lines.
             if table
                 .last_sweep
                 .is_none_or(|at| now.duration_since(at) >= SWEEP_INTERVAL)
             {
                 table.users.retain(|_, f| f.live(now));
                 table.last_sweep = Some(now);
+                if table.users.len() >= self.max_tracked {
+                    tracing::warn!(
+                        tracked = table.users.len(),
+                        "the login failure table is full; logins of users not in it are refused until entries expire"
+                    );
+                }
             }
             if table.users.len() >= self.max_tracked {
-                tracing::warn!(
-                    tracked = table.users.len(),
-                    "the login failure table is full; logins of users not in it are refused until entries expire"
-                );
                 return false;
             }
         }
