@@ -268,7 +268,7 @@ pub(crate) async fn answer(state: Arc<AppState>, request: axum::extract::Request
     let response = answer_unmeasured(state.clone(), request).await;
     state
         .metrics
-        .request(family, response.status().as_u16(), started.elapsed().as_secs_f64());
+        .request(family, response.status(), started.elapsed().as_secs_f64());
     response
 }
 
