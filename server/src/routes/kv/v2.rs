@@ -359,7 +359,7 @@ fn patch_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
     store.load(path)?;
     let settings = store.settings()?;
     let created = now();
-    let mut outcome: Result<Value, ApiError> = Err(ApiError::Internal);
+    let mut outcome: ApiResult = Err(ApiError::Internal);
     store.secrets.update(path, &mut |current| {
         let Some(mut secret) = current else {
             outcome = Err(ApiError::NotFound);
@@ -371,33 +371,25 @@ fn patch_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
         }
         let latest = secret.current_version;
         let data = match secret.versions.get(&latest) {
-            Some(version) if !version.destroyed && version.deleted.is_none_or(|at| at > created) => {
-                version.data.clone()
-            }
-            Some(version) => {
-                let metadata = version_metadata(&secret, latest, version);
-                outcome = Ok(json!({ "gone": metadata }));
+            Some(version) if version.destroyed || version.deleted.is_some_and(|at| at <= created) => {
+                outcome = Ok(Reply::Data {
+                    status: StatusCode::NOT_FOUND,
+                    data: version_metadata(&secret, latest, version),
+                    warnings: vec![],
+                });
                 return Change::Keep;
             }
-            None => None,
+            version => version.and_then(|v| v.data.clone()),
         };
         let Some(mut data) = data else {
             outcome = Err(ApiError::NotFound);
             return Change::Keep;
         };
         merge_patch(&mut data, &patch);
-        outcome = Ok(add_version(&mut secret, &settings, created, data));
+        outcome = Ok(Reply::data(add_version(&mut secret, &settings, created, data), vec![]));
         Change::Put(secret)
     })?;
-    let outcome = outcome?;
-    if let Some(metadata) = outcome.get("gone") {
-        return Ok(Reply::Data {
-            status: StatusCode::NOT_FOUND,
-            data: metadata.clone(),
-            warnings: vec![],
-        });
-    }
-    Ok(Reply::data(outcome, vec![]))
+    outcome
 }
 
 /// `GET subkeys/:path`: a version's keys with every value replaced by `null`
