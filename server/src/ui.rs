@@ -467,9 +467,11 @@ async fn call(
     let response = answer(state.clone(), request).await;
     let status = response.status();
     match axum::body::to_bytes(response.into_body(), MAX_LOGIN_ANSWER_BYTES).await {
+        // `Vec::from` takes the buffer over when nothing else holds it (no copy left
+        // behind unwiped).
         Ok(bytes) => Ok(Answered {
             status,
-            body: Zeroizing::new(bytes.to_vec()),
+            body: Zeroizing::new(Vec::from(bytes)),
         }),
         Err(_) => Err(crate::http::ApiError::Internal.into_response()),
     }
