@@ -255,27 +255,38 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: axum::extract::Re
 /// Answers one `/v1/…` request (also the UI's, made on its person's behalf).
 pub(crate) async fn answer(state: Arc<AppState>, request: axum::extract::Request) -> Response {
     let started = std::time::Instant::now();
+    // Decoded once, here: the metrics, the log, policies, mounts and storage all
+    // see the same path.
+    let path = match crate::request::decode_path(request.uri().path()) {
+        Ok(path) => path,
+        Err(error) => {
+            let response = error.into_response();
+            state
+                .metrics
+                .request("other", response.status(), started.elapsed().as_secs_f64());
+            return response;
+        }
+    };
     let family = {
-        let path = request.uri().path().strip_prefix("/v1/").unwrap_or_default();
         // Only mounts and auth methods need the mount tables (and the seal's lock).
         let open = if path.starts_with("transit/") || path.starts_with("sys/") {
             None
         } else {
             state.seal.unsealed()
         };
-        crate::metrics::family(open.as_deref(), path)
+        crate::metrics::family(open.as_deref(), &path)
     };
-    let response = answer_unmeasured(state.clone(), request).await;
+    let response = answer_unmeasured(state.clone(), request, path).await;
     state
         .metrics
         .request(family, response.status(), started.elapsed().as_secs_f64());
     response
 }
 
-async fn answer_unmeasured(state: Arc<AppState>, request: axum::extract::Request) -> Response {
+async fn answer_unmeasured(state: Arc<AppState>, request: axum::extract::Request, path: String) -> Response {
     let request_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-    let handled = handle(state, request, request_id.clone());
+    let (method, logged_path) = (request.method().clone(), request.uri().path().to_owned());
+    let handled = handle(state, request, path, request_id.clone());
     if !tracing::enabled!(target: REQUEST_LOG_TARGET, tracing::Level::DEBUG) {
         return REQUEST_ID.scope(request_id.clone(), handled).await;
     }
@@ -285,7 +296,7 @@ async fn answer_unmeasured(state: Arc<AppState>, request: axum::extract::Request
         target: REQUEST_LOG_TARGET,
         request_id = %request_id,
         method = %method,
-        path = path,
+        path = logged_path,
         status = response.status().as_u16(),
         micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         "request"
@@ -299,11 +310,8 @@ async fn answer_unmeasured(state: Arc<AppState>, request: axum::extract::Request
 /// read within the size limit, and everything that costs CPU or may wait on
 /// storage (parsing, audit, policy, cryptography) runs on the blocking pool, at
 /// most `max_concurrent_requests` at once.
-async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_id: Arc<str>) -> Response {
+async fn handle(state: Arc<AppState>, request: axum::extract::Request, path: String, request_id: Arc<str>) -> Response {
     let (parts, body) = request.into_parts();
-    // Once: `/v1//v1/x` must stay a path with an empty segment (refused below),
-    // never become `x`.
-    let path = parts.uri.path().strip_prefix("/v1/").unwrap_or_default().to_owned();
     let query = query_params(&parts.uri);
     let list_query = query.get("list").and_then(Value::as_str).is_some_and(|v| v == "true");
     let op = match parts.method.as_str() {
@@ -352,13 +360,10 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, request_i
         query.remove("list");
         return metrics_reply(&state, &Params::new(query)).into_response();
     }
-    // A path with an empty, `.` or `..` segment is refused before anything else:
-    // policies match the path as written, so `secret//data/x` must not reach an
-    // engine that reads it as `secret/data/x`.
-    if bare_path
-        .split('/')
-        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
-    {
+    // A path with an empty segment is refused before anything else (`.` and `..`
+    // were, when it was decoded): policies match the path as sent, so
+    // `secret//data/x` must not reach an engine that reads it as `secret/data/x`.
+    if bare_path.split('/').any(str::is_empty) {
         return ApiError::UnsupportedPath(bare_path).into_response();
     }
     // Logins come without a token too, but are audited like any other request.

@@ -1,8 +1,53 @@
-//! What a request carries besides its body: the operation its method asks for, the
-//! token from its headers, and its query parameters.
+//! What a request carries besides its body: its path, decoded once; the operation
+//! its method asks for; the token from its headers; and its query parameters.
 
 use axum::http::{HeaderMap, Uri};
 use serde_json::{Map, Value};
+
+use crate::http::ApiError;
+
+/// The path of a `/v1/…` request below `/v1/`, percent-decoded once, as Vault
+/// decodes it before routing: everything after this (policies, mounts, storage
+/// names, listings) sees the path the client meant, so a rule naming
+/// `secret/data/team a/*` applies to a request for `secret/data/team%20a/db`.
+///
+/// Refused with a 400: an escape that is not `%` and two hex digits, a path that
+/// does not decode to UTF-8, a control character (NUL above all: C libraries and
+/// logs would cut the path there), and a `.` or `..` segment (written or escaped).
+///
+/// # Errors
+/// The path breaks one of those rules.
+pub(crate) fn decode_path(uri_path: &str) -> Result<String, ApiError> {
+    // Once: `/v1//v1/x` must stay a path with an empty segment, never become `x`.
+    let raw = uri_path.strip_prefix("/v1/").unwrap_or_default();
+    let bytes = raw.as_bytes();
+    if let Some(at) = memchr::memchr(b'%', bytes) {
+        let mut rest = &bytes[at..];
+        while let Some(at) = memchr::memchr(b'%', rest) {
+            let escape = rest.get(at..at + 3).unwrap_or(&rest[at..]);
+            if escape.len() < 3 || !escape[1].is_ascii_hexdigit() || !escape[2].is_ascii_hexdigit() {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid URL escape {:?}",
+                    String::from_utf8_lossy(escape)
+                )));
+            }
+            rest = &rest[at + 3..];
+        }
+    }
+    let path = percent_encoding::percent_decode(bytes)
+        .decode_utf8()
+        .map_err(|_| ApiError::BadRequest("the request path is not valid UTF-8 once decoded".into()))?
+        .into_owned();
+    if path.bytes().any(|b| b.is_ascii_control()) {
+        return Err(ApiError::BadRequest(
+            "the request path holds a control character (NUL, newline…), which no name may".into(),
+        ));
+    }
+    if path.split('/').any(|segment| segment == "." || segment == "..") {
+        return Err(ApiError::BadRequest("relative paths not supported".into()));
+    }
+    Ok(path)
+}
 
 /// What a request asks to do, from its method (and `?list=true`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,4 +107,56 @@ fn percent_decode(s: &str) -> String {
 
 fn hex_value(b: u8) -> Option<u8> {
     char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_path;
+
+    fn refused(path: &str) -> String {
+        match decode_path(path) {
+            Ok(decoded) => panic!("{path:?} decoded to {decoded:?}"),
+            Err(error) => error.audit_message(),
+        }
+    }
+
+    #[test]
+    fn paths_are_decoded_once_and_checked_after_decoding() {
+        assert_eq!(
+            decode_path("/v1/secret/data/team%20a/db").unwrap(),
+            "secret/data/team a/db"
+        );
+        assert_eq!(decode_path("/v1/secret/data/caf%C3%A9").unwrap(), "secret/data/café");
+        assert_eq!(decode_path("/v1/secret/data/caf%c3%a9").unwrap(), "secret/data/café");
+        // Once: an escaped `%` stays a `%`.
+        assert_eq!(decode_path("/v1/secret/data/50%2520").unwrap(), "secret/data/50%20");
+        // An escaped slash separates segments, as in Vault.
+        assert_eq!(decode_path("/v1/auth/up/users/u%2fx").unwrap(), "auth/up/users/u/x");
+        // `+` is a plus in a path (a space only in a query string).
+        assert_eq!(decode_path("/v1/kv/a+b").unwrap(), "kv/a+b");
+        assert_eq!(decode_path("/v1/transit/keys").unwrap(), "transit/keys");
+        assert_eq!(decode_path("/v1//v1/x").unwrap(), "/v1/x");
+    }
+
+    #[test]
+    fn bad_escapes_relative_segments_and_control_characters_are_refused() {
+        assert_eq!(refused("/v1/secret/data/x%"), "invalid URL escape \"%\"");
+        assert_eq!(refused("/v1/secret/data/x%2"), "invalid URL escape \"%2\"");
+        assert_eq!(refused("/v1/secret/data/x%zz/y"), "invalid URL escape \"%zz\"");
+        assert_eq!(refused("/v1/secret/data/ok%20then%g1"), "invalid URL escape \"%g1\"");
+        for relative in [
+            "/v1/secret/data/%2e%2e/x",
+            "/v1/secret/%2E/x",
+            "/v1/a/../b",
+            "/v1/a/./b",
+            "/v1/a/%2e%2E",
+        ] {
+            assert_eq!(refused(relative), "relative paths not supported", "{relative}");
+        }
+        // `..` inside a name is a name.
+        assert_eq!(decode_path("/v1/kv/a..b").unwrap(), "kv/a..b");
+        assert!(refused("/v1/secret/data/a%00b").contains("control character"));
+        assert!(refused("/v1/secret/data/a%0Ab").contains("control character"));
+        assert!(refused("/v1/secret/data/%FF").contains("UTF-8"));
+    }
 }

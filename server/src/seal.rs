@@ -70,6 +70,7 @@ impl Unsealed {
         engines: EngineSource,
         shared_cache_lifetime: Duration,
     ) -> Result<Self, encrypted_attr::Error> {
+        crate::stores::move_names_to_canonical_form(barrier)?;
         Ok(Self {
             engine,
             tokens: TokenStore::open(barrier.clone())?,

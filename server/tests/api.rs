@@ -1024,8 +1024,14 @@ async fn auth_methods_hold_their_security_boundaries() {
     // `secret//data/x` is not `secret/data/x`.
     let (status, _) = s.post("/v1/secret//data/x", json!({"data": {"a": "b"}})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = s.post("/v1/secret/./data/x", json!({"data": {"a": "b"}})).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = s.post("/v1/secret/./data/x", json!({"data": {"a": "b"}})).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"errors": ["relative paths not supported"]})
+        )
+    );
 
     // A token with `update` but not `sudo` on sys/auth cannot change auth methods.
     let (status, _) = s
@@ -1368,4 +1374,84 @@ async fn kv_v2_patch_merges_into_the_latest_version_and_needs_patch() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, read) = s.get("/v1/secret/data/app").await;
     assert_eq!(read["data"]["data"]["c"], "changed");
+}
+
+/// Request paths are percent-decoded once, before anything else: a deny rule
+/// naming the real path applies to its escaped form, listings show decoded names,
+/// and escapes that decode to something no name may hold are refused.
+#[tokio::test]
+async fn escaped_paths_are_decoded_before_policies_and_storage() {
+    let s = Server::new();
+    let policy = r#"
+        path "secret/data/*" { capabilities = ["read", "create", "update"] }
+        path "secret/metadata/*" { capabilities = ["list"] }
+        path "secret/data/team a/*" { capabilities = ["deny"] }
+        path "secret/data/café" { capabilities = ["deny"] }
+    "#;
+    let (status, _) = s.post("/v1/sys/policy/escapes", json!({ "policy": policy })).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for path in ["team%20a/db", "caf%C3%A9", "open%20door"] {
+        let (status, body) = s
+            .post(&format!("/v1/secret/data/{path}"), json!({"data": {"v": "s"}}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (_, made) = s.post("/v1/auth/token/create", json!({"policies": ["escapes"]})).await;
+    let token = made["auth"]["client_token"].as_str().unwrap().to_owned();
+    for denied in ["team%20a/db", "caf%C3%A9", "caf%c3%a9", "team%20a%2fdb"] {
+        let (status, _) = s
+            .call("GET", &format!("/v1/secret/data/{denied}"), Some(&token), None)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{denied}");
+    }
+    let (status, body) = s.call("GET", "/v1/secret/data/open%20door", Some(&token), None).await;
+    assert_eq!((status, &body["data"]["data"]), (StatusCode::OK, &json!({"v": "s"})));
+    // Listed by the names they have.
+    let (_, listed) = s.call("LIST", "/v1/secret/metadata", Some(&token), None).await;
+    assert_eq!(listed["data"]["keys"], json!(["café", "open door", "team a/"]));
+
+    // An escape that is not one, `..` or `.` once decoded, NUL: 400, nothing stored.
+    for (path, error) in [
+        ("/v1/secret/data/x%", "invalid URL escape \"%\""),
+        ("/v1/secret/data/x%zz", "invalid URL escape \"%zz\""),
+        ("/v1/secret/data/%2e%2e/x", "relative paths not supported"),
+        ("/v1/secret/data/a/%2E/b", "relative paths not supported"),
+    ] {
+        let (status, body) = s.post(path, json!({"data": {"a": "b"}})).await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::BAD_REQUEST, json!({ "errors": [error] })),
+            "{path}"
+        );
+    }
+    let (status, _) = s.post("/v1/secret/data/a%00b", json!({"data": {"a": "b"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A name ending in `/` is a folder: Vault's words, not the storage layout.
+    let (status, body) = s.post("/v1/secret/data/x/", json!({"data": {"a": "b"}})).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"errors": ["cannot write to a path ending in '/'"]})
+        )
+    );
+    let (_, listed) = s.call("LIST", "/v1/secret/metadata", Some(ROOT), None).await;
+    assert_eq!(listed["data"]["keys"], json!(["café", "open door", "team a/"]));
+
+    // Users and policies with names that need escaping: decoded too.
+    let (status, _) = s.post("/v1/sys/auth/userpass", json!({"type": "userpass"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s.post("/v1/auth/userpass/users/a%20b", json!({"password": "pw"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, users) = s.call("LIST", "/v1/auth/userpass/users", Some(ROOT), None).await;
+    assert_eq!(users["data"]["keys"], json!(["a b"]));
+    let (status, login) = s
+        .call(
+            "POST",
+            "/v1/auth/userpass/login/a%20b",
+            None,
+            Some(json!({"password": "pw"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
 }

@@ -53,7 +53,83 @@ pub(crate) enum Change<R> {
     Delete,
 }
 
-/// The records of one family: `<prefix><name>` in the barrier, each a `R`.
+/// Present once [`move_names_to_canonical_form`] has run over this storage.
+const NAMES_CANONICAL_PATH: &str = "sys/names-canonical";
+
+/// Families whose names come from request paths: every mount's and auth method's
+/// data (KV entries, users, roles), policies, and the mount tables.
+const NAMED_FAMILIES: [&str; 4] = ["logical/", "sys/policy/", "sys/mounts/", "sys/auth-methods/"];
+
+/// Once per storage: moves the records stored, before request paths were decoded,
+/// under names not in [`storage_name`]'s form to that form (see
+/// [`SealedRecords::move_to_canonical_names`]). Names escaped as Vault's clients
+/// escape them (`team%20a`) are in that form already and stay where they are.
+pub(crate) fn move_names_to_canonical_form(barrier: &Arc<Barrier>) -> Result<(), Error> {
+    if barrier.get(NAMES_CANONICAL_PATH)?.is_some() {
+        return Ok(());
+    }
+    let mut moved = 0;
+    for prefix in NAMED_FAMILIES {
+        moved += SealedRecords::<Opaque>::new(barrier.clone(), prefix).move_to_canonical_names()?;
+    }
+    if moved > 0 {
+        tracing::info!(
+            moved,
+            "entries stored under escaped names were moved to their decoded names"
+        );
+    }
+    barrier.update(NAMES_CANONICAL_PATH, &mut |_| Ok(Update::Put(b"1".to_vec())))
+}
+
+/// A record read as bytes and never parsed (moved as it is).
+struct Opaque;
+
+impl Record for Opaque {
+    fn encode(&self) -> Result<Vec<u8>, Error> {
+        Ok(Vec::new())
+    }
+    fn decode(_: &[u8]) -> Option<Self> {
+        Some(Self)
+    }
+}
+
+/// What [`storage_name`] escapes: everything but letters, digits, `-._~` and the
+/// characters Go's `url.PathEscape` leaves as they are (`$&+,/:;=@`), so a name
+/// stored before request paths were decoded, by a client that escaped as Vault's
+/// own does, decodes to the name it was meant to be (`team%20a` is `team a`).
+const ESCAPED_IN_STORAGE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b'/')
+    .remove(b':')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b'@');
+
+/// How a record's name (a decoded request path below its mount: a KV entry, a
+/// user, a role, a policy) is written in a storage path, which is ASCII: `%`,
+/// spaces, controls and every non-ASCII byte escaped. Plain names are written as
+/// they are.
+pub(crate) fn storage_name(name: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::utf8_percent_encode(name, ESCAPED_IN_STORAGE).into()
+}
+
+/// The name a storage path segment holds ([`storage_name`] undone; an escape
+/// that is not one is taken as written).
+pub(crate) fn name_of(stored: &str) -> String {
+    percent_encoding::percent_decode_str(stored)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The records of one family: `<prefix><name>` in the barrier (the name as
+/// [`storage_name`] writes it), each a `R`.
 pub(crate) struct SealedRecords<R> {
     barrier: Arc<Barrier>,
     prefix: std::borrow::Cow<'static, str>,
@@ -73,7 +149,7 @@ impl<R: Record> SealedRecords<R> {
     }
 
     fn path(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
+        format!("{}{}", self.prefix, storage_name(name))
     }
 
     /// The record `name`; `None` if absent or damaged.
@@ -147,23 +223,71 @@ impl<R: Record> SealedRecords<R> {
     /// The names stored under `<prefix><under>` (whole names, `under` included).
     pub(crate) fn names_under(&self, under: &str) -> Result<Vec<String>, Error> {
         Ok(self
+            .stored_under(under)?
+            .into_iter()
+            .map(|path| name_of(&path[self.prefix.len()..]))
+            .collect())
+    }
+
+    /// The storage paths under `<prefix><under>`.
+    fn stored_under(&self, under: &str) -> Result<Vec<String>, Error> {
+        Ok(self
             .barrier
             .list(&self.path(under))?
             .into_iter()
-            .filter_map(|path| path.strip_prefix(&*self.prefix).map(str::to_owned))
+            .filter(|path| path.starts_with(&*self.prefix))
             .collect())
     }
 
     /// Every record, by name: a damaged one as `None`.
     fn load_all(&self) -> Result<Vec<(String, Option<R>)>, Error> {
         let mut out = Vec::new();
-        for name in self.names_under("")? {
-            let Some(raw) = self.barrier.get(&self.path(&name))? else {
+        for path in self.stored_under("")? {
+            let Some(raw) = self.barrier.get(&path)? else {
                 continue;
             };
-            out.push((name, R::decode(&raw)));
+            out.push((name_of(&path[self.prefix.len()..]), R::decode(&raw)));
         }
         Ok(out)
+    }
+
+    /// Moves every record stored under a name not in [`storage_name`]'s form (an
+    /// entry written before request paths were decoded, by a client that escaped
+    /// a character that needs none, such as `%21` for `!`) to the name's form, so
+    /// the name it is listed under reaches it. A record already there wins; the
+    /// other is left where it is and reported. Returns how many moved.
+    pub(crate) fn move_to_canonical_names(&self) -> Result<usize, Error> {
+        let mut moved = 0;
+        for path in self.stored_under("")? {
+            let stored = &path[self.prefix.len()..];
+            let name = name_of(stored);
+            if storage_name(&name) == stored {
+                continue;
+            }
+            let Some(bytes) = self.barrier.get(&path)? else {
+                continue;
+            };
+            let target = self.path(&name);
+            let mut placed = false;
+            self.barrier.update(&target, &mut |current| {
+                placed = current.is_none();
+                Ok(if placed {
+                    Update::Put(bytes.to_vec())
+                } else {
+                    Update::Keep
+                })
+            })?;
+            if placed {
+                self.barrier.update(&path, &mut |_| Ok(Update::Delete))?;
+                moved += 1;
+            } else {
+                tracing::warn!(
+                    family = %self.prefix,
+                    "two stored entries have names that decode alike; the one under the escaped name was left as it is"
+                );
+            }
+        }
+        Ok(moved)
     }
 }
 
@@ -395,6 +519,50 @@ mod tests {
         fn record(&self) -> &Text {
             &self.text
         }
+    }
+
+    #[test]
+    fn names_are_escaped_in_storage_and_old_escaped_names_are_reached_or_moved() {
+        let barrier = memory_barrier().expect("barrier");
+        let records = SealedRecords::<Text>::new(barrier.clone(), "logical/m/secrets/");
+        records.put("team a/café", &Text("new".into())).expect("put");
+        assert!(
+            barrier
+                .get("logical/m/secrets/team%20a/caf%C3%A9")
+                .expect("get")
+                .is_some()
+        );
+        assert_eq!(records.names_under("").expect("list"), ["team a/café"]);
+        // Written before paths were decoded: the raw request paths. Escaped as
+        // Vault's CLI escapes, `x%20y` is where `x y` is stored already; `z!` (sent
+        // unescaped, as Python's requests sends it) and `q%2a` (lowercase hex) are
+        // moved.
+        for (raw, text) in [("x%20y", "a"), ("z!", "b"), ("q%2a", "c"), ("team%20a/caf%C3%A9", "d")] {
+            let path = format!("logical/m/secrets/{raw}");
+            let bytes = Text(text.into()).encode().expect("encode");
+            barrier
+                .update(&path, &mut |_| Ok(Update::Put(bytes.clone())))
+                .expect("put");
+        }
+        assert_eq!(records.get("x y").expect("get").map(|t| t.0), Some("a".into()));
+        assert!(records.get("z!").expect("get").is_none());
+        move_names_to_canonical_form(&barrier).expect("moved");
+        assert_eq!(records.get("z!").expect("get").map(|t| t.0), Some("b".into()));
+        assert_eq!(records.get("q*").expect("get").map(|t| t.0), Some("c".into()));
+        assert_eq!(records.get("x y").expect("get").map(|t| t.0), Some("a".into()));
+        let mut names = records.names_under("").expect("list");
+        names.sort();
+        assert_eq!(names, ["q*", "team a/café", "x y", "z!"]);
+        assert!(barrier.get("logical/m/secrets/z!").expect("get").is_none());
+        assert!(barrier.get("logical/m/secrets/z%21").expect("get").is_some());
+        // Once per storage.
+        barrier
+            .update("logical/m/secrets/w!", &mut |_| {
+                Ok(Update::Put(Text("e".into()).encode().expect("encode")))
+            })
+            .expect("put");
+        move_names_to_canonical_form(&barrier).expect("runs");
+        assert!(barrier.get("logical/m/secrets/w!").expect("get").is_some());
     }
 
     #[test]

@@ -44,6 +44,17 @@ pub(crate) fn route(
     rest: &str,
     params: &Params<'_>,
 ) -> ApiResult {
+    // An entry's name never ends in `/` (that is a folder): as Vault, a write there
+    // is refused and a read finds nothing, before storage is asked.
+    if entry_name(mount, rest).ends_with('/') {
+        match op {
+            Operation::Update | Operation::Patch => {
+                return Err(ApiError::BadRequest("cannot write to a path ending in '/'".into()));
+            }
+            Operation::Read => return Err(ApiError::NotFound),
+            Operation::List | Operation::Delete => {}
+        }
+    }
     match mount.kv_version() {
         1 => v1::route(&values(&state.barrier, mount), mount, op, rest, params),
         2 => v2::route(&v2::Store::new(&state.barrier, mount), op, rest, params),
@@ -54,10 +65,24 @@ pub(crate) fn route(
 /// Whether a write to `rest` on a KV mount would create its entry (it then needs
 /// the `create` capability rather than `update`).
 pub(crate) fn write_creates(state: &Unsealed, mount: &MountEntry, rest: &str) -> Result<bool, ApiError> {
+    if entry_name(mount, rest).ends_with('/') {
+        // Refused by `route`, whatever the capability.
+        return Ok(false);
+    }
     match mount.kv_version() {
         1 => Ok(!values(&state.barrier, mount).exists(rest.trim_end_matches('/'))?),
         2 => v2::Store::new(&state.barrier, mount).write_creates(rest),
         _ => Ok(false),
+    }
+}
+
+/// The entry's name in `rest`: all of it on version 1, what follows the area
+/// (`data/`, `metadata/`…) on version 2.
+fn entry_name<'r>(mount: &MountEntry, rest: &'r str) -> &'r str {
+    if mount.kv_version() == 2 {
+        rest.split_once('/').map_or("", |(_, name)| name)
+    } else {
+        rest
     }
 }
 
