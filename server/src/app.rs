@@ -312,6 +312,7 @@ async fn answer_unmeasured(state: Arc<AppState>, request: axum::extract::Request
 /// most `max_concurrent_requests` at once.
 async fn handle(state: Arc<AppState>, request: axum::extract::Request, path: String, request_id: Arc<str>) -> Response {
     let (parts, body) = request.into_parts();
+    let client = crate::request::client_of(&parts.extensions);
     let query = query_params(&parts.uri);
     let list_query = query.get("list").and_then(Value::as_str).is_some_and(|v| v == "true");
     let op = match parts.method.as_str() {
@@ -400,8 +401,8 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, path: Str
             }
         };
         match checked {
-            Ok(Some(_)) => token = Some(presented),
-            Ok(None) => return ApiError::PermissionDenied.into_response(),
+            Ok(Some(entry)) if entry.usable_from(client) => token = Some(presented),
+            Ok(_) => return ApiError::PermissionDenied.into_response(),
             Err(error) => return ApiError::from(error).into_response(),
         }
     }
@@ -438,6 +439,8 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, path: Str
         && let Some(open) = state.seal.unsealed()
     {
         match open.tokens.check_cached(presented) {
+            // A token with a use limit spends a use in storage: never inline.
+            Some(Ok(Some(entry))) if entry.num_uses != 0 => {}
             Some(Ok(Some(entry))) => rechecked = Some(entry),
             Some(Ok(None)) => return ApiError::PermissionDenied.into_response(),
             Some(Err(error)) => return ApiError::from(error).into_response(),
@@ -454,6 +457,7 @@ async fn handle(state: Arc<AppState>, request: axum::extract::Request, path: Str
                 query,
                 body: &body,
                 request_id: &request_id,
+                client,
             };
             match token {
                 None if login => login_request(&state, &request),
@@ -550,6 +554,8 @@ struct Incoming<'a> {
     query: Map<String, Value>,
     body: &'a [u8],
     request_id: &'a str,
+    /// Where it came from (see [`crate::request::ClientAddress`]).
+    client: Option<std::net::IpAddr>,
 }
 
 impl Incoming<'_> {
@@ -607,7 +613,7 @@ fn login_request(state: &AppState, request: &Incoming<'_>) -> Response {
         state.metrics.audit_failure();
         return ApiError::Internal.into_response();
     }
-    let result = crate::routes::auth::login(&open, path, &params);
+    let result = crate::routes::auth::login(&open, path, &params, request.client);
     answer_audited(state, &open, &audited, result)
 }
 
@@ -655,19 +661,48 @@ fn authenticated_request(
         Some(entry) => Ok(Some(entry)),
         None => open.tokens.check(token),
     };
-    let entry = match still_valid {
-        Ok(Some(entry)) => entry,
-        Ok(None) => return ApiError::PermissionDenied.into_response(),
+    let mut entry = match still_valid {
+        Ok(Some(entry)) if entry.usable_from(request.client) => entry,
+        Ok(_) => return ApiError::PermissionDenied.into_response(),
         Err(error) => return ApiError::from(error).into_response(),
     };
-    let entry = &entry;
+    // A token with a use limit spends one now, in storage (exact across servers);
+    // the request that takes its last use is served, then the token is revoked.
+    let mut last_use = false;
+    if entry.num_uses != 0 {
+        match open.tokens.use_once(token) {
+            Ok(Some(used)) => {
+                last_use = used.num_uses < 0;
+                entry = used;
+            }
+            Ok(None) => return ApiError::PermissionDenied.into_response(),
+            Err(error) => return ApiError::from(error).into_response(),
+        }
+    }
+    let response = authorized_request(state, &open, request, token, &entry);
+    if last_use && let Err(error) = open.tokens.revoke(token) {
+        // Refused already (its entry says its uses are spent); the entry is
+        // removed by the next revocation that reaches it.
+        tracing::error!(%error, "a token whose last use was taken could not be revoked");
+    }
+    response
+}
+
+/// The rest of [`authenticated_request`] once the token's entry is settled.
+fn authorized_request(
+    state: &AppState,
+    open: &Arc<Unsealed>,
+    request: &Incoming<'_>,
+    token: &str,
+    entry: &TokenEntry,
+) -> Response {
     let params = match request.params(&state.limits) {
         Ok(params) => params,
         Err(error) => return error.into_response(),
     };
     let (op, path) = (request.op, request.path);
     // Audit first: with devices enabled, nothing runs unless a device recorded it.
-    let mount_type = crate::routes::mount_type(&open, path);
+    let mount_type = crate::routes::mount_type(open, path);
     let audited = crate::audit::AuditRequest {
         id: request.request_id,
         operation: match op {
@@ -688,20 +723,20 @@ fn authenticated_request(
         state.metrics.audit_failure();
         return ApiError::Internal.into_response();
     }
-    let result = match authorize(&open, op, path, entry) {
+    let result = match authorize(open, op, path, entry) {
         Err(error) => Err(error),
         Ok(()) if path.trim_end_matches('/') == "sys/seal" && op == Operation::Update => seal_routes::seal(&state.seal),
         Ok(()) if path.trim_end_matches('/') == "sys/metrics" && op == Operation::Read => {
             Ok(metrics_reply(state, &params))
         }
-        Ok(()) => crate::routes::route(&open, op, path, &params, token, entry),
+        Ok(()) => crate::routes::route(open, op, path, &params, token, entry),
     };
     // A batch with failed items answers `Ok` with a 4xx or 5xx: only answers sent
     // as a success count.
     if mount_type == "transit" && result.as_ref().is_ok_and(|reply| reply.status().is_success()) {
-        count_transit_items(state, &open, op, path, &params);
+        count_transit_items(state, open, op, path, &params);
     }
-    answer_audited(state, &open, &audited, result)
+    answer_audited(state, open, &audited, result)
 }
 
 /// `GET sys/metrics`: Prometheus's text with `format=prometheus`, Vault's texts for

@@ -96,7 +96,6 @@ pub(crate) async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let builder = Arc::new(builder.http1_only());
-    let service = TowerToHyperService::new(router);
     tokio::pin!(shutdown);
     loop {
         // A turn first: beyond the limit, connections wait in the kernel's queue.
@@ -104,7 +103,7 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
             permit = connections.clone().acquire_owned() => permit.map_err(std::io::Error::other)?,
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -117,7 +116,16 @@ pub(crate) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (builder, service, watcher) = (builder.clone(), service.clone(), graceful.watcher());
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        // Each request learns its connection's peer (CIDR-bound tokens and logins).
+        let client = crate::request::ClientAddress(peer.ip());
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut request: axum::http::Request<_>| {
+                request.extensions_mut().insert(client);
+                request
+            },
+        ));
         let tls = tls.as_ref().map(|tls| tls.current());
         let handshake_deadline = limits.header_read_timeout;
         tokio::spawn(async move {

@@ -49,6 +49,19 @@ pub(crate) fn decode_path(uri_path: &str) -> Result<String, ApiError> {
     Ok(path)
 }
 
+/// The address of the client that sent a request: the TCP peer of its
+/// connection, put into the request's extensions by the accept loop. Never a
+/// forwarded-for header: this server trusts no proxy to tell it (see
+/// `docs/server.md`). Absent for requests that came through no socket (tests
+/// driving the router), which CIDR-bound tokens and logins then refuse.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClientAddress(pub(crate) std::net::IpAddr);
+
+/// The client's address, if the request came through a socket.
+pub(crate) fn client_of(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions.get::<ClientAddress>().map(|client| client.0)
+}
+
 /// What a request asks to do, from its method (and `?list=true`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Operation {

@@ -569,6 +569,7 @@ fn root_token_request(id: Option<&str>) -> NewTokenRequest<'_> {
         parent: None,
         path: "auth/token/root",
         max_ttl: None,
+        limits: crate::stores::tokens::TokenLimits::default(),
     }
 }
 

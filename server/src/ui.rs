@@ -175,6 +175,7 @@ async fn login(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    let client = crate::request::client_of(&parts.extensions);
     if !from_this_ui(&parts.headers) {
         return refused("this request did not come from the UI");
     }
@@ -199,7 +200,7 @@ async fn login(
                 Ok(body) => body,
                 Err(error) => return error.into_response(),
             };
-            match login_token(&state, &format!("/v1/auth/{mount}/login/{username}"), body).await {
+            match login_token(&state, client, &format!("/v1/auth/{mount}/login/{username}"), body).await {
                 Ok(token) => token,
                 Err(response) => return response,
             }
@@ -219,7 +220,7 @@ async fn login(
                 Ok(body) => body,
                 Err(error) => return error.into_response(),
             };
-            match login_token(&state, &format!("/v1/auth/{mount}/login"), body).await {
+            match login_token(&state, client, &format!("/v1/auth/{mount}/login"), body).await {
                 Ok(token) => token,
                 Err(response) => return response,
             }
@@ -229,7 +230,16 @@ async fn login(
         return ui_error(StatusCode::BAD_REQUEST, "this token cannot be used by the UI");
     }
     // Who the token is, through the API (this also checks a pasted token).
-    let lookup = match call(&state, Method::GET, "/v1/auth/token/lookup-self", Some(&token), None).await {
+    let lookup = match call(
+        &state,
+        client,
+        Method::GET,
+        "/v1/auth/token/lookup-self",
+        Some(&token),
+        None,
+    )
+    .await
+    {
         Ok(lookup) if lookup.status == StatusCode::OK => lookup,
         Ok(refused) => return refused.pass_on(),
         Err(response) => return response,
@@ -263,10 +273,11 @@ async fn login(
 /// Runs a login request through the API; its token, or the API's refusal.
 async fn login_token(
     state: &Arc<AppState>,
+    client: Option<std::net::IpAddr>,
     path: &str,
     body: Zeroizing<String>,
 ) -> Result<Zeroizing<String>, Response> {
-    let answered = call(state, Method::POST, path, None, Some(body)).await?;
+    let answered = call(state, client, Method::POST, path, None, Some(body)).await?;
     if answered.status != StatusCode::OK {
         return Err(answered.pass_on());
     }
@@ -283,15 +294,26 @@ async fn login_token(
 async fn logout(
     State(state): State<Arc<AppState>>,
     axum::Extension(settings): axum::Extension<UiSettings>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
-    if !from_this_ui(&headers) || !csrf_matches(&headers, settings) {
+    let client = crate::request::client_of(request.extensions());
+    let headers = request.headers();
+    if !from_this_ui(headers) || !csrf_matches(headers, settings) {
         return refused("this request did not come from the UI");
     }
     let mut warnings = Vec::new();
-    if let Some(token) = cookie(&headers, settings.token_cookie()) {
+    if let Some(token) = cookie(headers, settings.token_cookie()) {
         let token = Zeroizing::new(token.to_owned());
-        let revoked = match call(&state, Method::POST, "/v1/auth/token/revoke-self", Some(&token), None).await {
+        let revoked = match call(
+            &state,
+            client,
+            Method::POST,
+            "/v1/auth/token/revoke-self",
+            Some(&token),
+            None,
+        )
+        .await
+        {
             Ok(revoked) => revoked,
             Err(response) => return response,
         };
@@ -449,12 +471,17 @@ impl Answered {
 
 async fn call(
     state: &Arc<AppState>,
+    client: Option<std::net::IpAddr>,
     method: Method,
     path: &str,
     token: Option<&str>,
     body: Option<Zeroizing<String>>,
 ) -> Result<Answered, Response> {
     let mut builder = Request::builder().method(method).uri(path);
+    // Made on the browser's behalf: from the browser's address (CIDR bounds).
+    if let Some(client) = client {
+        builder = builder.extension(crate::request::ClientAddress(client));
+    }
     if let Some(token) = token {
         builder = builder.header("x-vault-token", token);
     }

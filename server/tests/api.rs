@@ -1119,10 +1119,34 @@ async fn auth_methods_hold_their_security_boundaries() {
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, body) = s
-        .post("/v1/auth/approle/role/r/secret-id", json!({"num_uses": 0, "ttl": 0}))
-        .await;
+    // Asking for more (or for none, under a limit) is refused, as in OpenBao, not
+    // silently clamped.
+    for (asked, error) in [
+        (
+            json!({"num_uses": 0}),
+            "num_uses cannot be higher than the role's secret_id_num_uses",
+        ),
+        (
+            json!({"num_uses": 2}),
+            "num_uses cannot be higher than the role's secret_id_num_uses",
+        ),
+        (json!({"ttl": 0}), "ttl cannot be longer than the role's secret_id_ttl"),
+        (
+            json!({"ttl": "20m"}),
+            "ttl cannot be longer than the role's secret_id_ttl",
+        ),
+    ] {
+        let (status, body) = s.post("/v1/auth/approle/role/r/secret-id", asked.clone()).await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::BAD_REQUEST, json!({ "errors": [error] })),
+            "{asked}"
+        );
+    }
+    let (_, body) = s.post("/v1/auth/approle/role/r/secret-id", json!({"ttl": "5m"})).await;
     assert_eq!(body["data"]["secret_id_num_uses"], 1);
+    assert_eq!(body["data"]["secret_id_ttl"], 300);
+    let (_, body) = s.post("/v1/auth/approle/role/r/secret-id", json!({})).await;
     assert_eq!(body["data"]["secret_id_ttl"], 600);
 }
 
@@ -1454,4 +1478,226 @@ async fn escaped_paths_are_decoded_before_policies_and_storage() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{login}");
+}
+
+fn client_token(made: &Value) -> String {
+    made["auth"]["client_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token in {made}"))
+        .to_owned()
+}
+
+/// Token restrictions asked for are enforced, as Vault enforces them, or refused
+/// by name: never accepted and dropped.
+#[tokio::test]
+async fn token_restrictions_are_enforced_or_refused() {
+    let s = Server::new();
+    // `num_uses`: that many requests, then 403 — the last one sees -1, as in Vault.
+    let (status, made) = s
+        .post("/v1/auth/token/create", json!({"num_uses": 2, "policies": ["default"]}))
+        .await;
+    assert_eq!(
+        (status, &made["auth"]["num_uses"]),
+        (StatusCode::OK, &json!(2)),
+        "{made}"
+    );
+    let limited = client_token(&made);
+    let (status, first) = s.call("GET", "/v1/auth/token/lookup-self", Some(&limited), None).await;
+    assert_eq!((status, &first["data"]["num_uses"]), (StatusCode::OK, &json!(1)));
+    let (status, last) = s.call("GET", "/v1/auth/token/lookup-self", Some(&limited), None).await;
+    assert_eq!((status, &last["data"]["num_uses"]), (StatusCode::OK, &json!(-1)));
+    let (status, _) = s.call("GET", "/v1/auth/token/lookup-self", Some(&limited), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Revoked once spent: a lookup by value finds nothing.
+    let (status, _) = s.post("/v1/auth/token/lookup", json!({ "token": limited })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Counted on the hot path too: an encrypt spends a use.
+    s.post(
+        "/v1/sys/policy/enc",
+        json!({"policy": "path \"transit/*\" { capabilities = [\"create\", \"update\"] }"}),
+    )
+    .await;
+    let (_, made) = s
+        .post("/v1/auth/token/create", json!({"num_uses": 1, "policies": ["enc"]}))
+        .await;
+    let once = client_token(&made);
+    let encrypt = json!({"plaintext": b64("x")});
+    let (status, _) = s
+        .call("POST", "/v1/transit/encrypt/k", Some(&once), Some(encrypt.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = s
+        .call("POST", "/v1/transit/encrypt/k", Some(&once), Some(encrypt))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = s.post("/v1/auth/token/create", json!({"num_uses": -1})).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"errors": ["number of uses cannot be negative"]})
+        )
+    );
+
+    // `explicit_max_ttl` caps the TTL, with Vault's warning, and every renewal.
+    let (_, made) = s
+        .post(
+            "/v1/auth/token/create",
+            json!({"explicit_max_ttl": "2s", "ttl": "1h", "policies": ["default"]}),
+        )
+        .await;
+    assert_eq!(made["auth"]["lease_duration"], json!(2));
+    assert_eq!(
+        made["warnings"],
+        json!(["TTL of \"1h\" exceeded the effective max_ttl of \"2s\"; TTL value is capped accordingly"])
+    );
+    let capped = client_token(&made);
+    let (_, renewed) = s
+        .call(
+            "POST",
+            "/v1/auth/token/renew-self",
+            Some(&capped),
+            Some(json!({"increment": "1h"})),
+        )
+        .await;
+    assert!(renewed["auth"]["lease_duration"].as_u64().unwrap() <= 2, "{renewed}");
+    let (_, looked) = s.call("GET", "/v1/auth/token/lookup-self", Some(&capped), None).await;
+    assert_eq!(looked["data"]["explicit_max_ttl"], json!(2));
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, _) = s.call("GET", "/v1/auth/token/lookup-self", Some(&capped), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // `period`: the TTL is the period, and a renewal sets it again whatever is asked.
+    let (_, made) = s
+        .post(
+            "/v1/auth/token/create",
+            json!({"period": "30m", "ttl": "1h", "policies": ["default"]}),
+        )
+        .await;
+    assert_eq!(made["auth"]["lease_duration"], json!(1800));
+    let periodic = client_token(&made);
+    let (_, renewed) = s
+        .call(
+            "POST",
+            "/v1/auth/token/renew-self",
+            Some(&periodic),
+            Some(json!({"increment": "5h"})),
+        )
+        .await;
+    assert_eq!(renewed["auth"]["lease_duration"], json!(1800));
+    let (_, looked) = s.call("GET", "/v1/auth/token/lookup-self", Some(&periodic), None).await;
+    assert_eq!(looked["data"]["period"], json!(1800));
+    // Only root or sudo makes periodic tokens.
+    s.post(
+        "/v1/sys/policy/creator",
+        json!({"policy": "path \"auth/token/create\" { capabilities = [\"update\"] }"}),
+    )
+    .await;
+    let (_, made) = s.post("/v1/auth/token/create", json!({"policies": ["creator"]})).await;
+    let creator = client_token(&made);
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/auth/token/create",
+            Some(&creator),
+            Some(json!({"period": "1h"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"errors": ["root or sudo privileges required to create periodic token"]})
+        )
+    );
+
+    // `display_name` in Vault's form; unknown parameters named in the warning.
+    let (_, made) = s
+        .post(
+            "/v1/auth/token/create",
+            json!({"display_name": "My App!", "bogus_param": 1, "policies": ["default"]}),
+        )
+        .await;
+    assert_eq!(
+        made["warnings"],
+        json!(["Endpoint ignored these unrecognized parameters: [bogus_param]"])
+    );
+    let (_, looked) = s
+        .call("GET", "/v1/auth/token/lookup-self", Some(&client_token(&made)), None)
+        .await;
+    assert_eq!(looked["data"]["display_name"], json!("token-My-App"));
+
+    // What this server does not make is refused by name.
+    for (body, names) in [
+        (json!({"type": "batch", "policies": ["default"]}), "batch tokens"),
+        (json!({"role_name": "r"}), "token roles"),
+        (json!({"id": "chosen"}), "tokens with a chosen value"),
+    ] {
+        let (status, answer) = s.post("/v1/auth/token/create", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(answer["errors"][0].as_str().unwrap().contains(names), "{answer}");
+    }
+
+    // userpass's token settings reach its logins' tokens.
+    s.post("/v1/sys/auth/userpass", json!({"type": "userpass"})).await;
+    let (status, _) = s
+        .post(
+            "/v1/auth/userpass/users/carl",
+            json!({"password": "pw", "token_num_uses": 1, "token_period": "1h", "token_explicit_max_ttl": "2h"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, user) = s.get("/v1/auth/userpass/users/carl").await;
+    for (field, value) in [
+        ("token_num_uses", 1),
+        ("token_period", 3600),
+        ("token_explicit_max_ttl", 7200),
+    ] {
+        assert_eq!(user["data"][field], json!(value), "{field}: {user}");
+    }
+    let (_, login) = s
+        .call(
+            "POST",
+            "/v1/auth/userpass/login/carl",
+            None,
+            Some(json!({"password": "pw"})),
+        )
+        .await;
+    assert_eq!(login["auth"]["num_uses"], json!(1), "{login}");
+    assert_eq!(login["auth"]["lease_duration"], json!(3600));
+    let carl = client_token(&login);
+    let (status, _) = s.call("GET", "/v1/auth/token/lookup-self", Some(&carl), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = s.call("GET", "/v1/auth/token/lookup-self", Some(&carl), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for (body, refused) in [
+        (json!({"password": "pw", "token_type": "batch"}), "batch tokens"),
+        (
+            json!({"password": "pw", "token_strictly_bind_ip": true}),
+            "token_strictly_bind_ip",
+        ),
+        (
+            json!({"password": "pw", "token_bound_cidrs": "300.0.0.0/8"}),
+            "invalid CIDR block",
+        ),
+    ] {
+        let (status, answer) = s.post("/v1/auth/userpass/users/dan", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(answer["errors"][0].as_str().unwrap().contains(refused), "{answer}");
+    }
+    // A user bound to networks cannot log in from an address not known (no socket).
+    s.post(
+        "/v1/auth/userpass/users/erin",
+        json!({"password": "pw", "token_bound_cidrs": "127.0.0.1/32"}),
+    )
+    .await;
+    let (status, _) = s
+        .call(
+            "POST",
+            "/v1/auth/userpass/login/erin",
+            None,
+            Some(json!({"password": "pw"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -2125,3 +2125,448 @@ fn operator_commands_init_unseal_and_seal() {
     server.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Sends a request whose path goes on the wire exactly as written (a URL parser
+/// would resolve `%2e%2e` and the like before sending): (status, JSON body or Null).
+fn send_raw_path(base: &str, token: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
+    use std::io::{Read as _, Write as _};
+    let authority = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    let request = format!(
+        "{method} /v1/{path} HTTP/1.1\r\nHost: {authority}\r\nX-Vault-Token: {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // A server may answer (and close) as soon as it has read the path: what it
+    // said is read whatever became of the rest of the request.
+    let _ = stream.write_all(request.as_bytes());
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    let answer = String::from_utf8_lossy(&bytes).into_owned();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// An error text with what only Go's formatting adds taken out (a `%!w(<nil>)`
+/// from a nil error wrapped, the one-error list around a message), so texts
+/// that say the same compare equal.
+fn normalised_errors(errors: &Value) -> Value {
+    match errors {
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| {
+                    let text = item.as_str().unwrap_or_default();
+                    let text = text
+                        .strip_prefix("1 error occurred:\n\t* ")
+                        .and_then(|t| t.strip_suffix("\n\n"))
+                        .unwrap_or(text);
+                    Value::String(text.replace(": %!w(<nil>)", ""))
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Records one step of [`access_scenario`]: its name, its answer, the fields it
+/// compares; gives the answer back.
+type Step<'a> = dyn FnMut(&str, (u16, Value), &[&str]) -> Value + 'a;
+
+/// One server's answers to the access scenario: for each step, its status, its
+/// errors, and the fields the step compares.
+fn access_scenario(client: &reqwest::blocking::Client, base: &str, root: &str) -> Vec<(String, u16, Value, Value)> {
+    let mut steps = Vec::new();
+    let mut step = |name: &str, (status, body): (u16, Value), fields: &[&str]| {
+        let picked: serde_json::Map<String, Value> = fields
+            .iter()
+            .map(|f| {
+                let value = f.split('.').fold(&body, |v, part| &v[part]).clone();
+                ((*f).to_owned(), value)
+            })
+            .collect();
+        steps.push((
+            name.to_owned(),
+            status,
+            normalised_errors(&body["errors"]),
+            Value::Object(picked),
+        ));
+        body
+    };
+    let token_of = |body: &Value| body["auth"]["client_token"].as_str().unwrap_or_default().to_owned();
+    // Deny rules naming decoded paths apply to their escaped forms.
+    let policy = r#"path "secret/data/*" { capabilities = ["read", "create", "update"] }
+path "secret/metadata/*" { capabilities = ["list"] }
+path "secret/data/team a/*" { capabilities = ["deny"] }
+path "secret/data/café" { capabilities = ["deny"] }"#;
+    let body = serde_json::json!({ "policy": policy }).to_string();
+    step(
+        "policy",
+        send(client, base, root, "PUT", "sys/policy/escapes", Some(&body)),
+        &[],
+    );
+    for path in ["team%20a/db", "caf%C3%A9", "open%20door"] {
+        let name = format!("write {path}");
+        step(
+            &name,
+            send(
+                client,
+                base,
+                root,
+                "POST",
+                &format!("secret/data/{path}"),
+                Some(r#"{"data": {"v": "s"}}"#),
+            ),
+            &[],
+        );
+    }
+    let made = step(
+        "token with the policy",
+        send(
+            client,
+            base,
+            root,
+            "POST",
+            "auth/token/create",
+            Some(r#"{"policies": ["escapes"]}"#),
+        ),
+        &[],
+    );
+    let limited = token_of(&made);
+    for path in ["team%20a/db", "caf%C3%A9", "caf%c3%a9", "open%20door"] {
+        let name = format!("read {path}");
+        step(
+            &name,
+            send(client, base, &limited, "GET", &format!("secret/data/{path}"), None),
+            &["data.data"],
+        );
+    }
+    step(
+        "list decoded",
+        send(client, base, &limited, "LIST", "secret/metadata", None),
+        &["data.keys"],
+    );
+    for path in [
+        "secret/data/x%",
+        "secret/data/x%zz",
+        "secret/data/%2e%2e/x",
+        "secret/data/a/%2E/b",
+        "secret/data/a%00b",
+    ] {
+        let name = format!("raw {path}");
+        step(
+            &name,
+            send_raw_path(base, root, "POST", path, r#"{"data": {"a": "b"}}"#),
+            &[],
+        );
+    }
+    step(
+        "folder write",
+        send(
+            client,
+            base,
+            root,
+            "POST",
+            "secret/data/x/",
+            Some(r#"{"data": {"a": "b"}}"#),
+        ),
+        &[],
+    );
+
+    // Token restrictions.
+    let made = step(
+        "num_uses 2",
+        send(
+            client,
+            base,
+            root,
+            "POST",
+            "auth/token/create",
+            Some(r#"{"num_uses": 2, "policies": ["default"]}"#),
+        ),
+        &["auth.num_uses"],
+    );
+    let counted = token_of(&made);
+    for use_number in 1..=3 {
+        let name = format!("use {use_number} of 2");
+        step(
+            &name,
+            send(client, base, &counted, "GET", "auth/token/lookup-self", None),
+            &["data.num_uses"],
+        );
+    }
+    step(
+        "negative num_uses",
+        send(
+            client,
+            base,
+            root,
+            "POST",
+            "auth/token/create",
+            Some(r#"{"num_uses": -1}"#),
+        ),
+        &[],
+    );
+    step(
+        "explicit_max_ttl",
+        send(
+            client,
+            base,
+            root,
+            "POST",
+            "auth/token/create",
+            Some(r#"{"explicit_max_ttl": "2s", "ttl": "1h", "policies": ["default"]}"#),
+        ),
+        &["auth.lease_duration", "warnings"],
+    );
+    let made = step(
+        "period",
+        send(
+            client,
+            base,
+            root,
+            "POST",
+            "auth/token/create",
+            Some(r#"{"period": "30m", "ttl": "1h", "policies": ["default"]}"#),
+        ),
+        &["auth.lease_duration"],
+    );
+    let periodic = token_of(&made);
+    step(
+        "period renewed",
+        send(
+            client,
+            base,
+            &periodic,
+            "POST",
+            "auth/token/renew-self",
+            Some(r#"{"increment": "5h"}"#),
+        ),
+        &["auth.lease_duration"],
+    );
+    step(
+        "period looked up",
+        send(client, base, &periodic, "GET", "auth/token/lookup-self", None),
+        &["data.period"],
+    );
+    let made = step(
+        "display name and unknown parameter",
+        send(
+            client,
+            base,
+            root,
+            "POST",
+            "auth/token/create",
+            Some(r#"{"display_name": "My App!", "bogus_param": 1, "policies": ["default"]}"#),
+        ),
+        &["warnings"],
+    );
+    step(
+        "display name looked up",
+        send(client, base, &token_of(&made), "GET", "auth/token/lookup-self", None),
+        &["data.display_name"],
+    );
+
+    // userpass: bound CIDRs on the login, uses on its token.
+    step(
+        "enable userpass",
+        send(
+            client,
+            base,
+            root,
+            "POST",
+            "sys/auth/up",
+            Some(r#"{"type": "userpass"}"#),
+        ),
+        &[],
+    );
+    step(
+        "user bound elsewhere",
+        send(
+            client,
+            base,
+            root,
+            "POST",
+            "auth/up/users/far",
+            Some(r#"{"password": "pw", "token_bound_cidrs": "10.0.0.0/8"}"#),
+        ),
+        &[],
+    );
+    step(
+        "user read",
+        send(client, base, root, "GET", "auth/up/users/far", None),
+        &["data.token_bound_cidrs"],
+    );
+    step(
+        "login from outside",
+        send(
+            client,
+            base,
+            "",
+            "POST",
+            "auth/up/login/far",
+            Some(r#"{"password": "pw"}"#),
+        ),
+        &[],
+    );
+    step(
+        "user bound here",
+        send(
+            client,
+            base,
+            root,
+            "POST",
+            "auth/up/users/near",
+            Some(r#"{"password": "pw", "token_bound_cidrs": "127.0.0.1", "token_num_uses": 1}"#),
+        ),
+        &[],
+    );
+    let login = step(
+        "login from inside",
+        send(
+            client,
+            base,
+            "",
+            "POST",
+            "auth/up/login/near",
+            Some(r#"{"password": "pw"}"#),
+        ),
+        &["auth.num_uses"],
+    );
+    let near = token_of(&login);
+    step(
+        "its one use",
+        send(client, base, &near, "GET", "auth/token/lookup-self", None),
+        &[],
+    );
+    step(
+        "no use left",
+        send(client, base, &near, "GET", "auth/token/lookup-self", None),
+        &[],
+    );
+
+    // AppRole: CIDRs on secret IDs and tokens, secret IDs within the role's limits.
+    step(
+        "enable approle",
+        send(
+            client,
+            base,
+            root,
+            "POST",
+            "sys/auth/ar",
+            Some(r#"{"type": "approle"}"#),
+        ),
+        &[],
+    );
+    for (role, settings) in [
+        ("fenced", r#"{"secret_id_bound_cidrs": "10.0.0.0/8"}"#),
+        ("tokenfenced", r#"{"token_bound_cidrs": ["10.0.0.0/8"]}"#),
+        ("limited", r#"{"secret_id_num_uses": 2, "secret_id_ttl": "10m"}"#),
+    ] {
+        step(
+            &format!("role {role}"),
+            send(
+                client,
+                base,
+                root,
+                "POST",
+                &format!("auth/ar/role/{role}"),
+                Some(settings),
+            ),
+            &[],
+        );
+    }
+    step(
+        "role read",
+        send(client, base, root, "GET", "auth/ar/role/fenced", None),
+        &["data.secret_id_bound_cidrs", "data.token_bound_cidrs"],
+    );
+    let login_with = |role: &str, secret_body: &str, step: &mut Step<'_>| {
+        let role_id =
+            send(client, base, root, "GET", &format!("auth/ar/role/{role}/role-id"), None).1["data"]["role_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+        let made = step(
+            &format!("secret ID for {role} {secret_body}"),
+            send(
+                client,
+                base,
+                root,
+                "POST",
+                &format!("auth/ar/role/{role}/secret-id"),
+                Some(secret_body),
+            ),
+            &["data.secret_id_num_uses", "data.secret_id_ttl"],
+        );
+        let secret_id = made["data"]["secret_id"].as_str().unwrap_or_default().to_owned();
+        let body = serde_json::json!({ "role_id": role_id, "secret_id": secret_id }).to_string();
+        step(
+            &format!("login {role} {secret_body}"),
+            send(client, base, "", "POST", "auth/ar/login", Some(&body)),
+            &[],
+        )
+    };
+    login_with("fenced", "{}", &mut step);
+    let login = login_with("tokenfenced", "{}", &mut step);
+    step(
+        "fenced token used here",
+        send(client, base, &token_of(&login), "GET", "auth/token/lookup-self", None),
+        &[],
+    );
+    login_with("limited", r#"{"cidr_list": "10.0.0.0/8"}"#, &mut step);
+    login_with("fenced", r#"{"cidr_list": "192.168.0.0/16"}"#, &mut step);
+    for asked in [r#"{"num_uses": 5}"#, r#"{"num_uses": 0}"#, r#"{"ttl": "20m"}"#] {
+        step(
+            &format!("secret ID asking {asked}"),
+            send(
+                client,
+                base,
+                root,
+                "POST",
+                "auth/ar/role/limited/secret-id",
+                Some(asked),
+            ),
+            &[],
+        );
+    }
+    steps
+}
+
+/// The access scenario against this server and OpenBao: the same statuses, the
+/// same errors (once Go's formatting is taken out) and the same values where a
+/// step compares some — decoded paths under deny rules, and every token
+/// restriction this server enforces.
+#[test]
+fn access_restrictions_match_openbao() {
+    let Some(bao) = start_openbao() else { return };
+    let (ours, stop) = start_server();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::blocking::Client::new();
+    let mine = access_scenario(&client, &ours, ROOT);
+    let theirs = access_scenario(&client, &bao.address, "root");
+    stop.send(()).unwrap();
+    assert_eq!(mine.len(), theirs.len());
+    let mut mismatches = Vec::new();
+    // Deliberate differences (docs/server.md): OpenBao answers this client error
+    // with a 500; here it is a 400 with the same text.
+    let known = [(r#"secret ID for fenced {"cidr_list": "192.168.0.0/16"}"#, 400, 500)];
+    for ((step, status, errors, fields), (_, bao_status, bao_errors, bao_fields)) in mine.iter().zip(&theirs) {
+        let deliberate = known.contains(&(step.as_str(), *status, *bao_status));
+        if status != bao_status && !deliberate {
+            mismatches.push(format!(
+                "{step}: status {status} vs OpenBao {bao_status} ({errors} / {bao_errors})"
+            ));
+        } else if !bao_errors.is_null() && errors != bao_errors {
+            mismatches.push(format!("{step}: errors {errors} vs OpenBao {bao_errors}"));
+        } else if fields != bao_fields {
+            mismatches.push(format!("{step}: {fields} vs OpenBao {bao_fields}"));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} differences from OpenBao:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}

@@ -61,8 +61,23 @@ pub(crate) struct TokenEntry {
     /// The path that made it (`auth/token/create`, `auth/token/create-orphan`).
     pub(crate) path: String,
     /// The longest it may live from issue, when shorter than the system's (a
-    /// login's user or role `token_max_ttl`): renewals stop there.
+    /// login's user or role `token_max_ttl`, or its `explicit_max_ttl`): renewals
+    /// stop there.
     pub(crate) max_ttl: Option<Duration>,
+    /// Uses left: 0 for no limit; -1 once its last use has been taken (it is
+    /// then refused, and revoked when that last request ends).
+    pub(crate) num_uses: i64,
+    /// The hard limit asked for at creation (`explicit_max_ttl`), shown by lookups.
+    pub(crate) explicit_max_ttl: Option<Duration>,
+    /// A periodic token's period: each renewal sets its TTL to this, with no
+    /// maximum but `explicit_max_ttl`.
+    pub(crate) period: Option<Duration>,
+    /// Where it may be used from (empty: anywhere).
+    pub(crate) bound_cidrs: Vec<ipnet::IpNet>,
+    /// The name asked for at creation (`display_name`), already in Vault's form.
+    pub(crate) display_name: Option<String>,
+    /// `meta` given at creation, shown by lookups.
+    pub(crate) meta: Option<std::collections::BTreeMap<String, String>>,
     /// Salted hash of the token, checked again in constant time after lookup.
     hash: [u8; 32],
 }
@@ -72,6 +87,23 @@ impl TokenEntry {
     pub(crate) fn orphan(&self) -> bool {
         self.parent.is_none()
     }
+
+    /// Whether a request from `client` may use it: anywhere if it has no bound
+    /// CIDRs; otherwise only from an address inside one, and never from an address
+    /// not known (fail closed).
+    pub(crate) fn usable_from(&self, client: Option<std::net::IpAddr>) -> bool {
+        self.bound_cidrs.is_empty() || client.is_some_and(|address| within(&self.bound_cidrs, address))
+    }
+}
+
+/// Whether `address` is inside one of `cidrs` (an IPv4 address mapped into IPv6
+/// counts as the IPv4 address).
+pub(crate) fn within(cidrs: &[ipnet::IpNet], address: std::net::IpAddr) -> bool {
+    let address = match address {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    cidrs.iter().any(|cidr| cidr.contains(&address))
 }
 
 /// A token entry as stored (inside the barrier).
@@ -95,6 +127,18 @@ pub(crate) struct StoredToken {
     path: String,
     #[serde(default)]
     max_ttl: Option<u64>,
+    #[serde(default)]
+    num_uses: i64,
+    #[serde(default)]
+    explicit_max_ttl: Option<u64>,
+    #[serde(default)]
+    period: Option<u64>,
+    #[serde(default)]
+    bound_cidrs: Vec<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    meta: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl Record for StoredToken {
@@ -253,6 +297,22 @@ pub(crate) struct NewTokenRequest<'a> {
     pub(crate) path: &'a str,
     /// The longest it may live from issue, if shorter than the system's.
     pub(crate) max_ttl: Option<Duration>,
+    /// Its limits and labels beyond those (uses, period, CIDRs, names).
+    pub(crate) limits: TokenLimits,
+}
+
+/// What a new token may be limited to, besides its TTLs (all off by default).
+#[derive(Clone, Default)]
+pub(crate) struct TokenLimits {
+    /// Uses allowed (0: no limit).
+    pub(crate) num_uses: u32,
+    /// Hard limit on its life from issue, renewals included.
+    pub(crate) explicit_max_ttl: Option<Duration>,
+    /// Makes it periodic: its TTL is this, and each renewal sets it again.
+    pub(crate) period: Option<Duration>,
+    pub(crate) bound_cidrs: Vec<ipnet::IpNet>,
+    pub(crate) display_name: Option<String>,
+    pub(crate) meta: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A freshly made token: shown once to whoever asked for it.
@@ -445,7 +505,9 @@ impl TokenStore {
                 None => return Ok(None),
             },
         };
-        if !bool::from(entry.hash.ct_eq(hash)) || expired(&entry) {
+        // A token whose last use was taken is gone, though its entry may stay
+        // until the request that took it has ended.
+        if !bool::from(entry.hash.ct_eq(hash)) || expired(&entry) || entry.num_uses < 0 {
             return Ok(None);
         }
         // A child lives only as long as its parent (and so every ancestor).
@@ -498,6 +560,12 @@ impl TokenStore {
         }
         let now = SystemTime::now();
         let hash = self.hash(token.expose_secret());
+        let limits = request.limits;
+        // The hard limit caps the maximum renewals reach.
+        let max_ttl = match (request.max_ttl, limits.explicit_max_ttl) {
+            (Some(own), Some(explicit)) => Some(own.min(explicit)),
+            (own, explicit) => own.or(explicit),
+        };
         let entry = TokenEntry {
             accessor,
             policies: request.policies,
@@ -508,7 +576,13 @@ impl TokenStore {
             last_renewal: None,
             parent: request.parent.map(|p| p.hash),
             path: request.path.to_owned(),
-            max_ttl: request.max_ttl,
+            max_ttl,
+            num_uses: i64::from(limits.num_uses),
+            explicit_max_ttl: limits.explicit_max_ttl,
+            period: limits.period,
+            bound_cidrs: limits.bound_cidrs,
+            display_name: limits.display_name,
+            meta: limits.meta,
             hash,
         };
         // The index first: a child in storage is always findable from its parent.
@@ -587,6 +661,40 @@ impl TokenStore {
             self.cache(&renewed.entry);
         }
         Ok(renewed)
+    }
+
+    /// Takes one use of a token with a use limit, in one atomic update of its
+    /// stored entry, so that servers sharing storage never grant more uses than
+    /// it has: its entry after the use (`num_uses` -1 when this was the last: the
+    /// caller revokes it once the request is done), or `None` if it has none left
+    /// or is gone. A token without a limit is answered as it is stored.
+    ///
+    /// # Errors
+    /// Storage could not be read or written.
+    pub(crate) fn use_once(&self, token: &str) -> Result<Option<TokenEntry>, encrypted_attr::Error> {
+        let hash = self.hash(token.as_bytes());
+        let now = SystemTime::now();
+        let mut outcome = None;
+        self.entries.update(&Self::name(&hash), &mut |current| {
+            outcome = None;
+            let Some(stored) = current else { return Change::Keep };
+            let mut entry = stored.into_entry(hash);
+            if entry.expires.is_some_and(|x| now >= x) || entry.num_uses < 0 {
+                return Change::Keep;
+            }
+            if entry.num_uses == 0 {
+                outcome = Some(entry);
+                return Change::Keep;
+            }
+            entry.num_uses = if entry.num_uses == 1 { -1 } else { entry.num_uses - 1 };
+            let stored = StoredToken::from(&entry);
+            outcome = Some(entry);
+            Change::Put(stored)
+        })?;
+        if let Some(entry) = &outcome {
+            self.cache(entry);
+        }
+        Ok(outcome)
     }
 
     /// Revokes a token and, with it, its descendants: true if it was known.
@@ -724,9 +832,21 @@ fn extend(entry: &TokenEntry, increment: Option<Duration>, now: SystemTime) -> R
     let (Some(last_ttl), true) = (entry.ttl, entry.renewable) else {
         return Err(RenewError::NotRenewable);
     };
-    let wanted = increment.filter(|d| !d.is_zero()).unwrap_or(last_ttl);
-    let ceiling = entry.max_ttl.map_or(MAX_TOKEN_TTL, |own| own.min(MAX_TOKEN_TTL));
-    let room = (entry.issued + ceiling).duration_since(now).unwrap_or(Duration::ZERO);
+    // A periodic token gets its period again, whatever was asked, and has no
+    // maximum but its explicit one.
+    let wanted = match entry.period {
+        Some(period) => period,
+        None => increment.filter(|d| !d.is_zero()).unwrap_or(last_ttl),
+    };
+    let ceiling = match (entry.period, entry.explicit_max_ttl) {
+        (Some(_), Some(explicit)) => explicit,
+        (Some(_), None) => Duration::MAX,
+        (None, _) => entry.max_ttl.map_or(MAX_TOKEN_TTL, |own| own.min(MAX_TOKEN_TTL)),
+    };
+    let room = entry
+        .issued
+        .checked_add(ceiling)
+        .map_or(Duration::MAX, |end| end.duration_since(now).unwrap_or(Duration::ZERO));
     let granted = wanted.min(room);
     let warning = (granted < wanted).then(|| {
         format!(
@@ -758,6 +878,12 @@ impl From<&TokenEntry> for StoredToken {
             parent: entry.parent.as_ref().map(|p| crate::encoding::encode_hex(p)),
             path: entry.path.clone(),
             max_ttl: entry.max_ttl.map(|d| d.as_secs()),
+            num_uses: entry.num_uses,
+            explicit_max_ttl: entry.explicit_max_ttl.map(|d| d.as_secs()),
+            period: entry.period.map(|d| d.as_secs()),
+            bound_cidrs: entry.bound_cidrs.iter().map(ToString::to_string).collect(),
+            display_name: entry.display_name.clone(),
+            meta: entry.meta.clone(),
         }
     }
 }
@@ -775,9 +901,23 @@ impl StoredToken {
             parent: self.parent.as_deref().and_then(parse_hash),
             path: self.path,
             max_ttl: self.max_ttl.map(Duration::from_secs),
+            num_uses: self.num_uses,
+            explicit_max_ttl: self.explicit_max_ttl.map(Duration::from_secs),
+            period: self.period.map(Duration::from_secs),
+            bound_cidrs: parse_stored_cidrs(&self.bound_cidrs),
+            display_name: self.display_name,
+            meta: self.meta,
             hash,
         }
     }
+}
+
+/// CIDR blocks as stored, parsed. One that cannot be read becomes a block no
+/// client is in (`0.0.0.0/32`): a damaged bound restricts, never frees.
+pub(crate) fn parse_stored_cidrs(cidrs: &[String]) -> Vec<ipnet::IpNet> {
+    // Not `Ipv4Net::default()`, which is `0.0.0.0/0`: every address.
+    let nowhere = ipnet::IpNet::V4(ipnet::Ipv4Net::from(std::net::Ipv4Addr::UNSPECIFIED));
+    cidrs.iter().map(|cidr| cidr.parse().unwrap_or(nowhere)).collect()
 }
 
 #[cfg(test)]
@@ -800,6 +940,7 @@ mod tests {
                 parent,
                 path: "auth/token/create",
                 max_ttl: None,
+                limits: TokenLimits::default(),
             })
             .expect("token")
             .entry
@@ -835,6 +976,7 @@ mod tests {
                 parent: None,
                 path: "",
                 max_ttl: None,
+                limits: TokenLimits::default(),
             })
             .expect("token");
         let token = String::from_utf8(made.token.expose_secret().to_vec()).expect("ascii");
@@ -930,6 +1072,7 @@ mod tests {
                 parent: None,
                 path: "auth/userpass/login/u",
                 max_ttl: Some(Duration::from_secs(120)),
+                limits: TokenLimits::default(),
             })
             .expect("token");
         let renewed = store.renew("capped", Some(Duration::from_secs(3600))).expect("renews");

@@ -13,7 +13,7 @@ use encrypted_attr::storage::Barrier;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{login_token, policies_param, token_fields};
+use super::token_settings::{TokenSettings, cidrs_param, is_subset, login_token};
 use crate::encoding::{encode_hex, format_rfc3339_nanos};
 use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
@@ -26,9 +26,12 @@ use crate::stores::{Change, Record, SealedRecords, decode_json, encode_json};
 #[derive(Clone, Default, Serialize, Deserialize)]
 struct Role {
     role_id: String,
-    token_policies: Vec<String>,
-    token_ttl: u64,
-    token_max_ttl: u64,
+    /// What its logins' tokens are.
+    #[serde(flatten)]
+    token: TokenSettings,
+    /// Where its secret IDs may be used from (empty: anywhere).
+    #[serde(default)]
+    secret_id_bound_cidrs: Vec<String>,
     secret_id_ttl: u64,
     secret_id_num_uses: u64,
     bind_secret_id: bool,
@@ -47,6 +50,13 @@ struct SecretId {
     num_uses: u64,
     ttl: u64,
     metadata: BTreeMap<String, String>,
+    /// Where it may be used from, within the role's (empty: the role's).
+    #[serde(default)]
+    cidr_list: Vec<String>,
+    /// Where its logins' tokens may be used from, within the role's (empty: the
+    /// role's).
+    #[serde(default)]
+    token_bound_cidrs: Vec<String>,
 }
 
 /// What an index entry points at: a role name, or a secret ID's hash.
@@ -191,14 +201,14 @@ fn write_role(store: &Store, name: &str, params: &Params<'_>) -> ApiResult {
         bind_secret_id: true,
         ..Role::default()
     });
-    if let Some(policies) = policies_param(params)? {
-        role.token_policies = policies;
-    }
-    if let Some(v) = seconds(params, "token_ttl")?.or(seconds(params, "ttl")?) {
-        role.token_ttl = v;
-    }
-    if let Some(v) = seconds(params, "token_max_ttl")?.or(seconds(params, "max_ttl")?) {
-        role.token_max_ttl = v;
+    role.token.update(params)?;
+    // `bound_cidr_list`: AppRole's older name for `secret_id_bound_cidrs`.
+    let secret_id_cidrs = match cidrs_param(params, "secret_id_bound_cidrs")? {
+        Some(cidrs) => Some(cidrs),
+        None => cidrs_param(params, "bound_cidr_list")?,
+    };
+    if let Some(cidrs) = secret_id_cidrs {
+        role.secret_id_bound_cidrs = cidrs.iter().map(ToString::to_string).collect();
     }
     if let Some(v) = seconds(params, "secret_id_ttl")? {
         role.secret_id_ttl = v;
@@ -210,9 +220,10 @@ fn write_role(store: &Store, name: &str, params: &Params<'_>) -> ApiResult {
     if let Some(bind) = params.bool("bind_secret_id")? {
         role.bind_secret_id = bind;
     }
-    if role.token_max_ttl > 0 && role.token_ttl > role.token_max_ttl {
+    if params.bool("local_secret_ids")? == Some(true) {
         return Err(ApiError::BadRequest(
-            "\"token_ttl\" value must be less than \"token_max_ttl\" value".into(),
+            "local_secret_ids is not supported by this server (secret IDs are shared by every server on the storage)"
+                .into(),
         ));
     }
     if !role.bind_secret_id {
@@ -229,9 +240,9 @@ fn write_role(store: &Store, name: &str, params: &Params<'_>) -> ApiResult {
 
 fn read_role(store: &Store, name: &str) -> ApiResult {
     let role = store.roles.get(name)?.ok_or(ApiError::NotFound)?;
-    let mut data = token_fields(&role.token_policies, role.token_ttl, role.token_max_ttl);
+    let mut data = role.token.fields();
     data.insert("bind_secret_id".into(), json!(role.bind_secret_id));
-    data.insert("secret_id_bound_cidrs".into(), json!([]));
+    data.insert("secret_id_bound_cidrs".into(), json!(role.secret_id_bound_cidrs));
     data.insert("secret_id_num_uses".into(), json!(role.secret_id_num_uses));
     data.insert("secret_id_ttl".into(), json!(role.secret_id_ttl));
     data.insert("local_secret_ids".into(), json!(false));
@@ -253,6 +264,9 @@ fn delete_role(store: &Store, name: &str) -> ApiResult {
     Ok(Reply::NoContent)
 }
 
+/// The parameters a secret ID's generation reads.
+const SECRET_ID_FIELDS: &[&str] = &["metadata", "cidr_list", "token_bound_cidrs", "ttl", "num_uses"];
+
 fn generate_secret_id(store: &Store, name: &str, params: &Params<'_>) -> ApiResult {
     let role = store.role(name)?;
     let metadata: BTreeMap<String, String> = match params.raw("metadata") {
@@ -264,18 +278,49 @@ fn generate_secret_id(store: &Store, name: &str, params: &Params<'_>) -> ApiResu
             .collect(),
         _ => BTreeMap::new(),
     };
-    // A request may tighten the role's limits, never loosen them (0 = none).
-    let tighter = |asked: Option<u64>, role_limit: u64| match (asked, role_limit) {
-        (None | Some(0), limit) => limit,
+    // A request may tighten the role's limits, never loosen them (0 = none): as
+    // Vault, asking for more (or for none, under a limit) is refused, not clamped.
+    let ttl = match (seconds(params, "ttl")?, role.secret_id_ttl) {
+        (None, limit) => limit,
         (Some(asked), 0) => asked,
-        (Some(asked), limit) => asked.min(limit),
+        (Some(asked), limit) if asked != 0 && asked <= limit => asked,
+        (Some(_), _) => {
+            return Err(ApiError::BadRequest(
+                "ttl cannot be longer than the role's secret_id_ttl".into(),
+            ));
+        }
     };
-    let ttl = tighter(seconds(params, "ttl")?, role.secret_id_ttl);
     let asked_uses = params
         .int("num_uses")?
         .map(|n| u64::try_from(n).map_err(|_| ApiError::BadRequest("num_uses cannot be negative".into())))
         .transpose()?;
-    let num_uses = tighter(asked_uses, role.secret_id_num_uses);
+    let num_uses = match (asked_uses, role.secret_id_num_uses) {
+        (None, limit) => limit,
+        (Some(asked), 0) => asked,
+        (Some(asked), limit) if asked != 0 && asked <= limit => asked,
+        (Some(_), _) => {
+            return Err(ApiError::BadRequest(
+                "num_uses cannot be higher than the role's secret_id_num_uses".into(),
+            ));
+        }
+    };
+    let cidr_list = cidrs_param(params, "cidr_list")?.unwrap_or_default();
+    let role_cidrs = crate::stores::tokens::parse_stored_cidrs(&role.secret_id_bound_cidrs);
+    if !is_subset(&cidr_list, &role_cidrs) {
+        return Err(ApiError::BadRequest(format!(
+            "failed to verify subset relationship between CIDR blocks on the role {:?} and CIDR blocks on the secret ID {:?}",
+            role.secret_id_bound_cidrs,
+            cidr_list.iter().map(ToString::to_string).collect::<Vec<_>>()
+        )));
+    }
+    let token_cidrs = cidrs_param(params, "token_bound_cidrs")?.unwrap_or_default();
+    if !is_subset(&token_cidrs, &role.token.bound_cidrs()) {
+        return Err(ApiError::BadRequest(format!(
+            "failed to verify subset relationship between the token CIDR blocks on the role {:?} and the token CIDR blocks on the secret ID {:?}",
+            role.token.token_bound_cidrs,
+            token_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>()
+        )));
+    }
     let secret_id = random_uuid();
     let accessor = random_uuid();
     let created = now();
@@ -287,6 +332,8 @@ fn generate_secret_id(store: &Store, name: &str, params: &Params<'_>) -> ApiResu
         num_uses,
         ttl,
         metadata,
+        cidr_list: cidr_list.iter().map(ToString::to_string).collect(),
+        token_bound_cidrs: token_cidrs.iter().map(ToString::to_string).collect(),
     };
     let key = format!("{name}/{}", hash_secret_id(&secret_id));
     store.accessors.put(&accessor, &Pointer(key.clone()))?;
@@ -298,7 +345,7 @@ fn generate_secret_id(store: &Store, name: &str, params: &Params<'_>) -> ApiResu
             "secret_id_ttl": ttl,
             "secret_id_num_uses": num_uses,
         }),
-        vec![],
+        params.ignored_warning(&[SECRET_ID_FIELDS]).into_iter().collect(),
     ))
 }
 
@@ -365,8 +412,8 @@ fn lookup_secret_id(store: &Store, role: &str, hash: &str) -> ApiResult {
             "secret_id_num_uses": secret.uses_left,
             "secret_id_ttl": secret.ttl,
             "metadata": secret.metadata,
-            "cidr_list": [],
-            "token_bound_cidrs": [],
+            "cidr_list": secret.cidr_list,
+            "token_bound_cidrs": secret.token_bound_cidrs,
         }),
         vec![],
     ))
@@ -383,7 +430,13 @@ fn destroy_secret_id(store: &Store, role: &str, hash: &str) -> ApiResult {
 
 /// `POST auth/<mount>/login` with `role_id` and `secret_id` (answered without a
 /// token).
-pub(super) fn login(state: &Unsealed, mount_path: &str, mount: &MountEntry, params: &Params<'_>) -> ApiResult {
+pub(super) fn login(
+    state: &Unsealed,
+    mount_path: &str,
+    mount: &MountEntry,
+    params: &Params<'_>,
+    client: Option<std::net::IpAddr>,
+) -> ApiResult {
     let store = Store::new(&state.barrier, mount);
     let role_id = params.string("role_id")?.unwrap_or_default();
     if role_id.is_empty() {
@@ -405,19 +458,43 @@ pub(super) fn login(state: &Unsealed, mount_path: &str, mount: &MountEntry, para
     if secret_id.is_empty() {
         return Err(ApiError::BadRequest("missing secret_id".into()));
     }
+    // As OpenBao: wrong secret IDs for one role ID lock it out (5 in 15 minutes,
+    // for 15 minutes), counted only for role IDs that exist.
+    let lockout_key = format!("{}/role-id/{role_id}", mount.accessor);
+    if !state.logins.attempt(&lockout_key) {
+        return Err(ApiError::PermissionDenied);
+    }
+    let source = client.map_or_else(|| "unknown".to_owned(), |address| address.to_string());
+    let from_within = |cidrs: &[ipnet::IpNet]| {
+        cidrs.is_empty() || client.is_some_and(|address| crate::stores::tokens::within(cidrs, address))
+    };
+    if !from_within(&crate::stores::tokens::parse_stored_cidrs(&role.secret_id_bound_cidrs)) {
+        return Err(ApiError::BadRequest(format!(
+            "source address {source:?} unauthorized by CIDR restrictions on the role"
+        )));
+    }
     let key = format!("{name}/{}", hash_secret_id(&secret_id));
     let at = now();
     // Checked and spent in one atomic update: a secret ID with N uses logs in N
     // times at most, however many servers race for it.
     let mut accepted = false;
+    let mut outside = false;
     let mut spent_accessor = None;
+    let mut token_cidrs = Vec::new();
     store.secret_ids.update(&key, &mut |current| {
         accepted = false;
+        outside = false;
         spent_accessor = None;
         let Some(mut secret) = current else { return Change::Keep };
         if secret.expires != 0 && at >= secret.expires {
             return Change::Keep;
         }
+        // Refused from outside its networks without spending a use.
+        if !from_within(&crate::stores::tokens::parse_stored_cidrs(&secret.cidr_list)) {
+            outside = true;
+            return Change::Keep;
+        }
+        token_cidrs.clone_from(&secret.token_bound_cidrs);
         accepted = true;
         match secret.uses_left {
             0 => Change::Keep,
@@ -435,15 +512,17 @@ pub(super) fn login(state: &Unsealed, mount_path: &str, mount: &MountEntry, para
     if let Some(accessor) = spent_accessor {
         store.accessors.delete(&accessor)?;
     }
+    if outside {
+        return Err(ApiError::BadRequest(format!(
+            "source address {source:?} unauthorized by CIDR restrictions on the secret ID"
+        )));
+    }
     if !accepted {
         return Err(invalid());
     }
+    state.logins.succeeded(&lockout_key);
     let path = format!("auth/{mount_path}/login");
-    login_token(
-        state,
-        &role.token_policies,
-        (role.token_ttl, role.token_max_ttl),
-        &path,
-        json!({ "role_name": name }),
-    )
+    // The secret ID's own token bounds, when it has some, narrow the role's.
+    let bound = (!token_cidrs.is_empty()).then(|| crate::stores::tokens::parse_stored_cidrs(&token_cidrs));
+    login_token(state, &role.token, bound, &path, json!({ "role_name": name }))
 }

@@ -4,6 +4,7 @@
 
 mod approle;
 pub(super) mod token;
+mod token_settings;
 mod userpass;
 
 use crate::http::{ApiError, ApiResult};
@@ -65,72 +66,6 @@ pub(super) fn policies_param(params: &Params<'_>) -> Result<Option<Vec<String>>,
     Ok(Some(names))
 }
 
-/// The token settings a user or role read shows (those not offered are shown
-/// with Vault's defaults).
-pub(super) fn token_fields(policies: &[String], ttl: u64, max_ttl: u64) -> serde_json::Map<String, serde_json::Value> {
-    let fields = serde_json::json!({
-        "token_policies": policies,
-        "policies": policies,
-        "token_ttl": ttl,
-        "token_max_ttl": max_ttl,
-        "token_explicit_max_ttl": 0,
-        "token_no_default_policy": false,
-        "token_num_uses": 0,
-        "token_period": 0,
-        "period": 0,
-        "token_type": "default",
-        "token_bound_cidrs": [],
-        "token_strictly_bind_ip": false,
-    });
-    match fields {
-        serde_json::Value::Object(map) => map,
-        _ => serde_json::Map::new(),
-    }
-}
-
-/// The token of a successful login: the user's or role's policies plus
-/// `default` (never `root`), its TTL (or the system's), renewable up to its
-/// `token_max_ttl`, made on `path`; answered with Vault's `auth` block.
-pub(super) fn login_token(
-    state: &Unsealed,
-    policies: &[String],
-    (token_ttl, token_max_ttl): (u64, u64),
-    path: &str,
-    metadata: serde_json::Value,
-) -> ApiResult {
-    use std::time::Duration;
-
-    use crate::stores::tokens::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, NewTokenRequest};
-    let mut policies = policies.to_vec();
-    if policies.iter().any(|p| p == "root") {
-        return Err(ApiError::BadRequest("auth methods cannot create root tokens".into()));
-    }
-    if !policies.iter().any(|p| p == "default") {
-        policies.push("default".into());
-    }
-    policies.sort();
-    let max_ttl = match token_max_ttl {
-        0 => MAX_TOKEN_TTL,
-        secs => Duration::from_secs(secs).min(MAX_TOKEN_TTL),
-    };
-    let ttl = match token_ttl {
-        0 => DEFAULT_TOKEN_TTL,
-        secs => Duration::from_secs(secs),
-    }
-    .min(max_ttl);
-    let made = state.tokens.create(NewTokenRequest {
-        policies,
-        ttl: Some(ttl),
-        renewable: true,
-        id: None,
-        parent: None,
-        path,
-        max_ttl: (token_max_ttl != 0).then_some(max_ttl),
-    })?;
-    let client_token = String::from_utf8_lossy(made.token.expose_secret()).into_owned();
-    Ok(token::auth_reply_with(&client_token, &made.entry, vec![], metadata))
-}
-
 /// Serves an authorised request below `auth/<mount>/` for a mount other than
 /// `token` (`path` is below `auth/`).
 pub(super) fn route(state: &Unsealed, op: Operation, path: &str, params: &Params<'_>) -> ApiResult {
@@ -148,8 +83,9 @@ pub(super) fn route(state: &Unsealed, op: Operation, path: &str, params: &Params
     }
 }
 
-/// Serves a login (see [`is_login`]): no token, a new one made on success.
-pub(crate) fn login(state: &Unsealed, path: &str, params: &Params<'_>) -> ApiResult {
+/// Serves a login (see [`is_login`]) from `client`: no token, a new one made on
+/// success.
+pub(crate) fn login(state: &Unsealed, path: &str, params: &Params<'_>, client: Option<std::net::IpAddr>) -> ApiResult {
     let below_auth = path.strip_prefix("auth/").unwrap_or(path);
     let Some((mount_path, mount)) = state.auth_methods.find(below_auth) else {
         return Err(ApiError::NoRoute(path.trim_end_matches('/').to_owned()));
@@ -159,8 +95,8 @@ pub(crate) fn login(state: &Unsealed, path: &str, params: &Params<'_>) -> ApiRes
         .unwrap_or_default()
         .trim_start_matches('/');
     match mount.kind.as_str() {
-        "userpass" if login_rest("userpass", rest) => userpass::login(state, &mount_path, &mount, rest, params),
-        "approle" if login_rest("approle", rest) => approle::login(state, &mount_path, &mount, params),
+        "userpass" if login_rest("userpass", rest) => userpass::login(state, &mount_path, &mount, rest, params, client),
+        "approle" if login_rest("approle", rest) => approle::login(state, &mount_path, &mount, params, client),
         _ => Err(ApiError::UnsupportedPath(path.to_owned())),
     }
 }

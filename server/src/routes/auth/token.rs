@@ -1,7 +1,7 @@
 //! `auth/token/*`: create (with parent or orphan), lookup, renew, revoke (with
 //! descendants or orphaning them) — the token API Vault's clients use.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -11,7 +11,7 @@ use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
 use crate::request::Operation;
 use crate::seal::Unsealed;
-use crate::stores::tokens::{RenewError, TokenEntry};
+use crate::stores::tokens::{MAX_TOKEN_TTL, RenewError, TokenEntry};
 
 fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
     let now = SystemTime::now();
@@ -25,14 +25,14 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
         "accessor": entry.accessor,
         "creation_time": unix(entry.issued),
         "creation_ttl": creation_ttl,
-        "display_name": display_name(&entry.path),
+        "display_name": entry.display_name.clone().unwrap_or_else(|| display_name(&entry.path)),
         "entity_id": "",
         "expire_time": entry.expires.map(rfc3339),
-        "explicit_max_ttl": 0,
+        "explicit_max_ttl": entry.explicit_max_ttl.map_or(0, |d| d.as_secs()),
         "id": id.unwrap_or(""),
         "issue_time": rfc3339(entry.issued),
-        "meta": null,
-        "num_uses": 0,
+        "meta": entry.meta,
+        "num_uses": entry.num_uses,
         "orphan": entry.orphan(),
         "path": entry.path,
         "policies": entry.policies,
@@ -40,6 +40,12 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
         "ttl": ttl,
         "type": "service",
     });
+    if let Some(period) = entry.period {
+        data["period"] = json!(period.as_secs());
+    }
+    if !entry.bound_cidrs.is_empty() {
+        data["bound_cidrs"] = json!(entry.bound_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>());
+    }
     if let Some(renewed) = entry.last_renewal {
         data["last_renewal_time"] = json!(unix(renewed));
         data["last_renewal"] = json!(rfc3339(renewed));
@@ -95,7 +101,7 @@ pub(crate) fn auth_reply_with(client_token: &str, entry: &TokenEntry, warnings: 
             "entity_id": "",
             "token_type": "service",
             "orphan": entry.orphan(),
-            "num_uses": 0,
+            "num_uses": entry.num_uses.max(0),
         },
     });
     Reply::Bare(StatusCode::OK, body)
@@ -128,6 +134,181 @@ fn privileged(state: &Unsealed, entry: &TokenEntry, path: &str) -> bool {
             .allows(crate::policy::Capability::Sudo)
 }
 
+/// The parameters `auth/token/create` reads; anything else sent is named in
+/// Vault's "ignored parameters" warning.
+const CREATE_FIELDS: &[&str] = &[
+    "policies",
+    "no_parent",
+    "no_default_policy",
+    "renewable",
+    "ttl",
+    "lease",
+    "explicit_max_ttl",
+    "period",
+    "num_uses",
+    "display_name",
+    "meta",
+    "type",
+    "id",
+    "role_name",
+    "entity_alias",
+];
+
+/// `auth/token/create` and `create-orphan`: a token with the creator's policies
+/// (or fewer), every limit asked for enforced — `num_uses`, `explicit_max_ttl`,
+/// `period` — and what this server does not make refused with a 400 naming it
+/// (batch tokens, token roles, entity aliases, chosen token values).
+fn create(state: &Unsealed, orphan_path: bool, params: &Params<'_>, entry: &TokenEntry) -> ApiResult {
+    for (name, what) in [
+        ("role_name", "token roles"),
+        ("entity_alias", "entity aliases"),
+        ("id", "tokens with a chosen value"),
+    ] {
+        if params.string(name).ok().flatten().is_some_and(|v| !v.is_empty())
+            || params.raw(name).is_some_and(|v| !v.is_string())
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{name}: {what} are not supported by this server"
+            )));
+        }
+    }
+    super::token_settings::check_token_type(params, "type")?;
+    let ttl = match params.duration("ttl")? {
+        Some(ttl) => Some(ttl),
+        None => params.duration("lease")?,
+    };
+    // `no_parent` takes root or sudo; `create-orphan` only its own ACL, as in Vault.
+    let no_parent = params.bool("no_parent")?.unwrap_or(false);
+    if no_parent && !orphan_path && !privileged(state, entry, "auth/token/create") {
+        return Err(ApiError::BadRequest(
+            "root or sudo privileges required to create orphan token".into(),
+        ));
+    }
+    let mut policies: Vec<String> = match params.raw("policies") {
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect(),
+        _ => entry.policies.clone(),
+    };
+    // A token can only hand out policies it has itself (root excepted).
+    let creator_is_root = entry.policies.iter().any(|p| p == "root");
+    if !creator_is_root && policies.iter().any(|p| p != "default" && !entry.policies.contains(p)) {
+        return Err(ApiError::BadRequest("child policies must be subset of parent".into()));
+    }
+    let no_default = params.bool("no_default_policy")?.unwrap_or(false);
+    if !no_default && !policies.iter().any(|p| p == "default" || p == "root") {
+        policies.push("default".into());
+    }
+    policies.sort();
+    policies.dedup();
+    let renewable = params.bool("renewable")?.unwrap_or(true);
+    let num_uses = match params.int("num_uses")? {
+        None => 0,
+        Some(n) if n < 0 => return Err(ApiError::BadRequest("number of uses cannot be negative".into())),
+        Some(n) => u32::try_from(n).map_err(|_| ApiError::BadRequest("num_uses is too large".into()))?,
+    };
+    let explicit_max_ttl = params.duration("explicit_max_ttl")?.filter(|d| !d.is_zero());
+    let period = params.duration("period")?.filter(|d| !d.is_zero());
+    if period.is_some() && !privileged(state, entry, "auth/token/create") {
+        return Err(ApiError::BadRequest(
+            "root or sudo privileges required to create periodic token".into(),
+        ));
+    }
+    let meta = match params.raw("meta") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(
+            map.iter()
+                .map(|(k, v)| match v {
+                    Value::String(text) => Ok((k.clone(), text.clone())),
+                    _ => Err(ApiError::BadRequest(format!(
+                        "meta: the value of {k:?} must be a string"
+                    ))),
+                })
+                .collect::<Result<std::collections::BTreeMap<_, _>, _>>()?,
+        ),
+        Some(_) => return Err(ApiError::BadRequest("meta must be an object of strings".into())),
+    };
+    let display_name = params
+        .string("display_name")?
+        .filter(|name| !name.is_empty())
+        .map(|name| sanitised_display_name(&name));
+    let mut warnings = Vec::new();
+    let cap = |wanted: Duration, ceiling: Duration, warnings: &mut Vec<String>| {
+        let granted = wanted.min(ceiling);
+        if granted < wanted {
+            warnings.push(format!(
+                "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
+                crate::encoding::format_duration(wanted),
+                crate::encoding::format_duration(granted)
+            ));
+        }
+        granted
+    };
+    // Every token but a root one gets a TTL: the system default when none is
+    // asked; a periodic token's TTL is its period.
+    let has_root = policies.iter().any(|p| p == "root");
+    let ttl = ttl.filter(|d| !d.is_zero());
+    let ttl = match period {
+        Some(period) => Some(period),
+        None if has_root && explicit_max_ttl.is_none() => ttl,
+        None => Some(ttl.unwrap_or(crate::stores::tokens::DEFAULT_TOKEN_TTL)),
+    };
+    let ttl = ttl.map(|wanted| {
+        let ceiling = match (period, explicit_max_ttl) {
+            (_, Some(explicit)) => explicit.min(if period.is_some() { Duration::MAX } else { MAX_TOKEN_TTL }),
+            (Some(_), None) => Duration::MAX,
+            (None, None) => MAX_TOKEN_TTL,
+        };
+        cap(wanted, ceiling, &mut warnings)
+    });
+    if let Some(ignored) = params.ignored_warning(&[CREATE_FIELDS]) {
+        warnings.push(ignored);
+    }
+    let made = state.tokens.create(crate::stores::tokens::NewTokenRequest {
+        policies,
+        ttl,
+        renewable,
+        id: None,
+        parent: (!orphan_path && !no_parent).then_some(entry),
+        path: if orphan_path {
+            "auth/token/create-orphan"
+        } else {
+            "auth/token/create"
+        },
+        max_ttl: None,
+        limits: crate::stores::tokens::TokenLimits {
+            num_uses,
+            explicit_max_ttl,
+            period,
+            bound_cidrs: Vec::new(),
+            display_name,
+            meta,
+        },
+    })?;
+    let client_token = String::from_utf8_lossy(made.token.expose_secret()).into_owned();
+    Ok(auth_reply(&client_token, &made.entry, warnings))
+}
+
+/// A `display_name` as Vault keeps it: `token-` and the name, every run of
+/// characters other than letters, digits and `-` made one `-`, no `-` at the end.
+fn sanitised_display_name(asked: &str) -> String {
+    let mut out = String::from("token-");
+    let mut in_run = false;
+    for c in asked.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' {
+            out.push(c);
+            in_run = false;
+        } else if !in_run {
+            out.push('-');
+            in_run = true;
+        }
+    }
+    out.trim_end_matches('-').to_owned()
+}
+
 /// `auth/token/*`: the minimum to make and inspect tokens.
 pub(crate) fn route(
     state: &Unsealed,
@@ -141,73 +322,7 @@ pub(crate) fn route(
         (["lookup-self"], Operation::Read | Operation::Update) => {
             Ok(Reply::data(lookup_data(entry, Some(token)), vec![]))
         }
-        (["create"] | ["create-orphan"], Operation::Update) => {
-            let ttl = params.duration("ttl")?;
-            let orphan_path = rest == ["create-orphan"];
-            // `no_parent` takes root or sudo; `create-orphan` only its own ACL, as in Vault.
-            let no_parent = params.bool("no_parent")?.unwrap_or(false);
-            if no_parent && !orphan_path && !privileged(state, entry, "auth/token/create") {
-                return Err(ApiError::BadRequest(
-                    "root or sudo privileges required to create orphan token".into(),
-                ));
-            }
-            let mut policies: Vec<String> = match params.raw("policies") {
-                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-                Some(Value::String(s)) => s
-                    .split(',')
-                    .map(|p| p.trim().to_owned())
-                    .filter(|p| !p.is_empty())
-                    .collect(),
-                _ => entry.policies.clone(),
-            };
-            // A token can only hand out policies it has itself (root excepted).
-            let creator_is_root = entry.policies.iter().any(|p| p == "root");
-            if !creator_is_root && policies.iter().any(|p| p != "default" && !entry.policies.contains(p)) {
-                return Err(ApiError::BadRequest("child policies must be subset of parent".into()));
-            }
-            let no_default = params.bool("no_default_policy")?.unwrap_or(false);
-            if !no_default && !policies.iter().any(|p| p == "default" || p == "root") {
-                policies.push("default".into());
-            }
-            policies.sort();
-            policies.dedup();
-            let renewable = params.bool("renewable")?.unwrap_or(true);
-            let mut warnings = Vec::new();
-            // Every token but a root one gets a TTL: the system default when none is asked.
-            let has_root = policies.iter().any(|p| p == "root");
-            let ttl = ttl.filter(|d| !d.is_zero());
-            let ttl = if has_root {
-                ttl
-            } else {
-                ttl.or(Some(crate::stores::tokens::DEFAULT_TOKEN_TTL))
-            };
-            let ttl = ttl.map(|wanted| {
-                let granted = wanted.min(crate::stores::tokens::MAX_TOKEN_TTL);
-                if granted < wanted {
-                    warnings.push(format!(
-                        "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
-                        crate::encoding::format_duration(wanted),
-                        crate::encoding::format_duration(granted)
-                    ));
-                }
-                granted
-            });
-            let made = state.tokens.create(crate::stores::tokens::NewTokenRequest {
-                policies,
-                ttl,
-                renewable,
-                id: None,
-                parent: (!orphan_path && !no_parent).then_some(entry),
-                path: if orphan_path {
-                    "auth/token/create-orphan"
-                } else {
-                    "auth/token/create"
-                },
-                max_ttl: None,
-            })?;
-            let client_token = String::from_utf8_lossy(made.token.expose_secret()).into_owned();
-            Ok(auth_reply(&client_token, &made.entry, warnings))
-        }
+        (["create"] | ["create-orphan"], Operation::Update) => create(state, rest == ["create-orphan"], params, entry),
         (["renew-self"], Operation::Update) => renew_token(state, token, params),
         (["renew"], Operation::Update) => {
             let other = params.string("token")?.unwrap_or_default();
@@ -288,6 +403,13 @@ pub(crate) fn route(
 #[cfg(test)]
 mod tests {
     use super::display_name;
+
+    #[test]
+    fn asked_display_names_are_sanitised_as_vaults() {
+        assert_eq!(super::sanitised_display_name("My App!"), "token-My-App");
+        assert_eq!(super::sanitised_display_name("a  b__c"), "token-a-b-c");
+        assert_eq!(super::sanitised_display_name("ok-1"), "token-ok-1");
+    }
 
     #[test]
     fn display_names_follow_vaults() {

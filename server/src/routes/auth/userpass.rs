@@ -11,7 +11,8 @@ use encrypted_attr::storage::Barrier;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{login_token, policies_param, token_fields};
+use super::policies_param;
+use super::token_settings::{TokenSettings, cidrs_param, login_token};
 use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
 use crate::request::Operation;
@@ -24,10 +25,10 @@ use crate::stores::{Record, SealedRecords, decode_json, encode_json};
 struct User {
     /// PHC string of an argon2id hash; never the password.
     password_hash: String,
-    token_policies: Vec<String>,
-    /// Seconds; 0: the system's.
-    token_ttl: u64,
-    token_max_ttl: u64,
+    /// What its logins' tokens are (stored beside the hash, as before the
+    /// settings had a type of their own).
+    #[serde(flatten)]
+    token: TokenSettings,
 }
 
 impl Record for User {
@@ -105,22 +106,13 @@ pub(super) fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &
             let mut user = store
                 .get(&name)?
                 .ok_or_else(|| ApiError::BadRequest("username does not exist".into()))?;
-            user.token_policies = policies_param(params)?.unwrap_or_default();
+            user.token.token_policies = policies_param(params)?.unwrap_or_default();
             store.put(&name, &user)?;
             Ok(Reply::NoContent)
         }
         (["users", ..] | ["login", ..], _) => Err(ApiError::UnsupportedOperation),
         _ => Err(ApiError::UnsupportedPath(rest.to_owned())),
     }
-}
-
-fn seconds_param(params: &Params<'_>, names: [&'static str; 2]) -> Result<Option<u64>, ApiError> {
-    for name in names {
-        if let Some(duration) = params.duration(name)? {
-            return Ok(Some(duration.as_secs()));
-        }
-    }
-    Ok(None)
 }
 
 fn write_user(store: &SealedRecords<User>, name: &str, params: &Params<'_>) -> ApiResult {
@@ -135,22 +127,20 @@ fn write_user(store: &SealedRecords<User>, name: &str, params: &Params<'_>) -> A
             ));
         }
     };
+    if params.has("password_hash") {
+        return Err(ApiError::BadRequest(
+            "password_hash is not supported by this server: give the password".into(),
+        ));
+    }
     if let Some(password) = &password {
         user.password_hash = hash_password(password)?;
     }
-    if let Some(policies) = policies_param(params)? {
-        user.token_policies = policies;
-    }
-    if let Some(ttl) = seconds_param(params, ["token_ttl", "ttl"])? {
-        user.token_ttl = ttl;
-    }
-    if let Some(max) = seconds_param(params, ["token_max_ttl", "max_ttl"])? {
-        user.token_max_ttl = max;
-    }
-    if user.token_max_ttl > 0 && user.token_ttl > user.token_max_ttl {
-        return Err(ApiError::BadRequest(
-            "\"token_ttl\" value must be less than \"token_max_ttl\" value".into(),
-        ));
+    user.token.update(params)?;
+    // `bound_cidrs`: userpass's older name for `token_bound_cidrs`.
+    if !params.has("token_bound_cidrs")
+        && let Some(cidrs) = cidrs_param(params, "bound_cidrs")?
+    {
+        user.token.token_bound_cidrs = cidrs.iter().map(ToString::to_string).collect();
     }
     store.put(name, &user)?;
     Ok(Reply::NoContent)
@@ -158,10 +148,10 @@ fn write_user(store: &SealedRecords<User>, name: &str, params: &Params<'_>) -> A
 
 fn read_user(store: &SealedRecords<User>, name: &str) -> ApiResult {
     let user = store.get(name)?.ok_or(ApiError::NotFound)?;
-    let mut data = token_fields(&user.token_policies, user.token_ttl, user.token_max_ttl);
-    data.insert("ttl".into(), json!(user.token_ttl));
-    data.insert("max_ttl".into(), json!(user.token_max_ttl));
-    data.insert("bound_cidrs".into(), json!([]));
+    let mut data = user.token.fields();
+    data.insert("ttl".into(), json!(user.token.token_ttl));
+    data.insert("max_ttl".into(), json!(user.token.token_max_ttl));
+    data.insert("bound_cidrs".into(), json!(user.token.token_bound_cidrs));
     Ok(Reply::data(serde_json::Value::Object(data), vec![]))
 }
 
@@ -172,6 +162,7 @@ pub(super) fn login(
     mount: &MountEntry,
     rest: &str,
     params: &Params<'_>,
+    client: Option<std::net::IpAddr>,
 ) -> ApiResult {
     let name = match rest.trim_end_matches('/').split_once('/') {
         Some(("login", name)) if !name.is_empty() => name.to_lowercase(),
@@ -192,12 +183,12 @@ pub(super) fn login(
         return Err(ApiError::BadRequest("invalid username or password".into()));
     };
     state.logins.succeeded(&lockout_key);
+    // As Vault: a user bound to networks logs in only from them (and its token
+    // works only from them).
+    let bound = user.token.bound_cidrs();
+    if !bound.is_empty() && !client.is_some_and(|address| crate::stores::tokens::within(&bound, address)) {
+        return Err(ApiError::PermissionDenied);
+    }
     let path = format!("auth/{mount_path}/login/{name}");
-    login_token(
-        state,
-        &user.token_policies,
-        (user.token_ttl, user.token_max_ttl),
-        &path,
-        json!({ "username": name }),
-    )
+    login_token(state, &user.token, None, &path, json!({ "username": name }))
 }
