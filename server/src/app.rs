@@ -285,11 +285,14 @@ pub(crate) async fn answer(state: Arc<AppState>, request: axum::extract::Request
 
 async fn answer_unmeasured(state: Arc<AppState>, request: axum::extract::Request, path: String) -> Response {
     let request_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+    if !tracing::enabled!(target: REQUEST_LOG_TARGET, tracing::Level::DEBUG) {
+        return REQUEST_ID
+            .scope(request_id.clone(), handle(state, request, path, request_id))
+            .await;
+    }
+    // Copied only for the log line, when it is on.
     let (method, logged_path) = (request.method().clone(), request.uri().path().to_owned());
     let handled = handle(state, request, path, request_id.clone());
-    if !tracing::enabled!(target: REQUEST_LOG_TARGET, tracing::Level::DEBUG) {
-        return REQUEST_ID.scope(request_id.clone(), handled).await;
-    }
     let started = std::time::Instant::now();
     let response = REQUEST_ID.scope(request_id.clone(), handled).await;
     tracing::debug!(

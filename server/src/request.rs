@@ -97,29 +97,13 @@ pub(crate) fn query_params(uri: &Uri) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
+/// A query-string component: `+` is a space, escapes decoded (one that is not an
+/// escape is kept as written, bytes that are not UTF-8 replaced).
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -131,6 +115,13 @@ mod tests {
             Ok(decoded) => panic!("{path:?} decoded to {decoded:?}"),
             Err(error) => error.audit_message(),
         }
+    }
+
+    #[test]
+    fn query_components_decode_plus_as_space_and_keep_broken_escapes() {
+        assert_eq!(super::percent_decode("a+b%2Bc%20d"), "a b+c d");
+        assert_eq!(super::percent_decode("50%"), "50%");
+        assert_eq!(super::percent_decode("%zz%e9"), "%zz\u{fffd}");
     }
 
     #[test]

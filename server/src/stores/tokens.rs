@@ -92,8 +92,40 @@ impl TokenEntry {
     /// CIDRs; otherwise only from an address inside one, and never from an address
     /// not known (fail closed).
     pub(crate) fn usable_from(&self, client: Option<std::net::IpAddr>) -> bool {
-        self.bound_cidrs.is_empty() || client.is_some_and(|address| within(&self.bound_cidrs, address))
+        admits(&self.bound_cidrs, client)
     }
+}
+
+/// Whether bounds `cidrs` admit a request from `client`: any client when there
+/// are none; otherwise only a known address inside one of them (fail closed).
+pub(crate) fn admits(cidrs: &[ipnet::IpNet], client: Option<std::net::IpAddr>) -> bool {
+    cidrs.is_empty() || client.is_some_and(|address| within(cidrs, address))
+}
+
+/// The longest a token may live from its issue: a periodic token only as long as
+/// its explicit maximum allows (else without end); any other up to the least of
+/// its own maximum, its explicit one and the system's.
+pub(crate) fn life_ceiling(
+    period: Option<Duration>,
+    explicit_max_ttl: Option<Duration>,
+    max_ttl: Option<Duration>,
+) -> Duration {
+    match period {
+        Some(_) => explicit_max_ttl.unwrap_or(Duration::MAX),
+        None => [max_ttl, explicit_max_ttl]
+            .into_iter()
+            .flatten()
+            .fold(MAX_TOKEN_TTL, Duration::min),
+    }
+}
+
+/// Vault's warning when a TTL asked for was cut to `granted`.
+pub(crate) fn capped_warning(wanted: Duration, granted: Duration) -> String {
+    format!(
+        "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
+        crate::encoding::format_duration(wanted),
+        crate::encoding::format_duration(granted)
+    )
 }
 
 /// Whether `address` is inside one of `cidrs` (an IPv4 address mapped into IPv6
@@ -838,23 +870,13 @@ fn extend(entry: &TokenEntry, increment: Option<Duration>, now: SystemTime) -> R
         Some(period) => period,
         None => increment.filter(|d| !d.is_zero()).unwrap_or(last_ttl),
     };
-    let ceiling = match (entry.period, entry.explicit_max_ttl) {
-        (Some(_), Some(explicit)) => explicit,
-        (Some(_), None) => Duration::MAX,
-        (None, _) => entry.max_ttl.map_or(MAX_TOKEN_TTL, |own| own.min(MAX_TOKEN_TTL)),
-    };
+    let ceiling = life_ceiling(entry.period, entry.explicit_max_ttl, entry.max_ttl);
     let room = entry
         .issued
         .checked_add(ceiling)
         .map_or(Duration::MAX, |end| end.duration_since(now).unwrap_or(Duration::ZERO));
     let granted = wanted.min(room);
-    let warning = (granted < wanted).then(|| {
-        format!(
-            "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
-            crate::encoding::format_duration(wanted),
-            crate::encoding::format_duration(granted)
-        )
-    });
+    let warning = (granted < wanted).then(|| capped_warning(wanted, granted));
     let mut renewed = entry.clone();
     renewed.expires = Some(now + granted);
     renewed.ttl = Some(granted);

@@ -20,6 +20,7 @@ use crate::params::Params;
 use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::mounts::MountEntry;
+use crate::stores::tokens::{admits, parse_stored_cidrs};
 use crate::stores::{Change, Record, SealedRecords, decode_json, encode_json};
 
 /// A role as stored.
@@ -264,6 +265,18 @@ fn delete_role(store: &Store, name: &str) -> ApiResult {
     Ok(Reply::NoContent)
 }
 
+/// What a secret ID asked for (`asked`) gets under its role's `limit` (0: none):
+/// a request may tighten the limit, never loosen it, and asking for more (or for
+/// none, under a limit) is refused with `refusal`, as Vault does, not clamped.
+fn within_role_limit(asked: Option<u64>, limit: u64, refusal: &str) -> Result<u64, ApiError> {
+    match (asked, limit) {
+        (None, limit) => Ok(limit),
+        (Some(asked), 0) => Ok(asked),
+        (Some(asked), limit) if asked != 0 && asked <= limit => Ok(asked),
+        (Some(_), _) => Err(ApiError::BadRequest(refusal.to_owned())),
+    }
+}
+
 /// The parameters a secret ID's generation reads.
 const SECRET_ID_FIELDS: &[&str] = &["metadata", "cidr_list", "token_bound_cidrs", "ttl", "num_uses"];
 
@@ -278,34 +291,22 @@ fn generate_secret_id(store: &Store, name: &str, params: &Params<'_>) -> ApiResu
             .collect(),
         _ => BTreeMap::new(),
     };
-    // A request may tighten the role's limits, never loosen them (0 = none): as
-    // Vault, asking for more (or for none, under a limit) is refused, not clamped.
-    let ttl = match (seconds(params, "ttl")?, role.secret_id_ttl) {
-        (None, limit) => limit,
-        (Some(asked), 0) => asked,
-        (Some(asked), limit) if asked != 0 && asked <= limit => asked,
-        (Some(_), _) => {
-            return Err(ApiError::BadRequest(
-                "ttl cannot be longer than the role's secret_id_ttl".into(),
-            ));
-        }
-    };
+    let ttl = within_role_limit(
+        seconds(params, "ttl")?,
+        role.secret_id_ttl,
+        "ttl cannot be longer than the role's secret_id_ttl",
+    )?;
     let asked_uses = params
         .int("num_uses")?
         .map(|n| u64::try_from(n).map_err(|_| ApiError::BadRequest("num_uses cannot be negative".into())))
         .transpose()?;
-    let num_uses = match (asked_uses, role.secret_id_num_uses) {
-        (None, limit) => limit,
-        (Some(asked), 0) => asked,
-        (Some(asked), limit) if asked != 0 && asked <= limit => asked,
-        (Some(_), _) => {
-            return Err(ApiError::BadRequest(
-                "num_uses cannot be higher than the role's secret_id_num_uses".into(),
-            ));
-        }
-    };
+    let num_uses = within_role_limit(
+        asked_uses,
+        role.secret_id_num_uses,
+        "num_uses cannot be higher than the role's secret_id_num_uses",
+    )?;
     let cidr_list = cidrs_param(params, "cidr_list")?.unwrap_or_default();
-    let role_cidrs = crate::stores::tokens::parse_stored_cidrs(&role.secret_id_bound_cidrs);
+    let role_cidrs = parse_stored_cidrs(&role.secret_id_bound_cidrs);
     if !is_subset(&cidr_list, &role_cidrs) {
         return Err(ApiError::BadRequest(format!(
             "failed to verify subset relationship between CIDR blocks on the role {:?} and CIDR blocks on the secret ID {:?}",
@@ -465,10 +466,8 @@ pub(super) fn login(
         return Err(ApiError::PermissionDenied);
     }
     let source = client.map_or_else(|| "unknown".to_owned(), |address| address.to_string());
-    let from_within = |cidrs: &[ipnet::IpNet]| {
-        cidrs.is_empty() || client.is_some_and(|address| crate::stores::tokens::within(cidrs, address))
-    };
-    if !from_within(&crate::stores::tokens::parse_stored_cidrs(&role.secret_id_bound_cidrs)) {
+    let from_within = |cidrs: &[String]| admits(&parse_stored_cidrs(cidrs), client);
+    if !from_within(&role.secret_id_bound_cidrs) {
         return Err(ApiError::BadRequest(format!(
             "source address {source:?} unauthorized by CIDR restrictions on the role"
         )));
@@ -490,7 +489,7 @@ pub(super) fn login(
             return Change::Keep;
         }
         // Refused from outside its networks without spending a use.
-        if !from_within(&crate::stores::tokens::parse_stored_cidrs(&secret.cidr_list)) {
+        if !from_within(&secret.cidr_list) {
             outside = true;
             return Change::Keep;
         }
@@ -523,6 +522,6 @@ pub(super) fn login(
     state.logins.succeeded(&lockout_key);
     let path = format!("auth/{mount_path}/login");
     // The secret ID's own token bounds, when it has some, narrow the role's.
-    let bound = (!token_cidrs.is_empty()).then(|| crate::stores::tokens::parse_stored_cidrs(&token_cidrs));
+    let bound = (!token_cidrs.is_empty()).then(|| parse_stored_cidrs(&token_cidrs));
     login_token(state, &role.token, bound, &path, json!({ "role_name": name }))
 }

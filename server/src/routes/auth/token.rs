@@ -1,7 +1,7 @@
 //! `auth/token/*`: create (with parent or orphan), lookup, renew, revoke (with
 //! descendants or orphaning them) — the token API Vault's clients use.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -11,7 +11,7 @@ use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
 use crate::request::Operation;
 use crate::seal::Unsealed;
-use crate::stores::tokens::{MAX_TOKEN_TTL, RenewError, TokenEntry};
+use crate::stores::tokens::{RenewError, TokenEntry, capped_warning, life_ceiling};
 
 fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Value {
     let now = SystemTime::now();
@@ -164,15 +164,13 @@ fn create(state: &Unsealed, orphan_path: bool, params: &Params<'_>, entry: &Toke
         ("entity_alias", "entity aliases"),
         ("id", "tokens with a chosen value"),
     ] {
-        if params.string(name).ok().flatten().is_some_and(|v| !v.is_empty())
-            || params.raw(name).is_some_and(|v| !v.is_string())
-        {
+        if params.raw(name).is_some_and(|v| v.as_str() != Some("")) {
             return Err(ApiError::BadRequest(format!(
                 "{name}: {what} are not supported by this server"
             )));
         }
     }
-    super::token_settings::check_token_type(params, "type")?;
+    check_token_type(params, "type")?;
     let ttl = match params.duration("ttl")? {
         Some(ttl) => Some(ttl),
         None => params.duration("lease")?,
@@ -235,18 +233,6 @@ fn create(state: &Unsealed, orphan_path: bool, params: &Params<'_>, entry: &Toke
         .string("display_name")?
         .filter(|name| !name.is_empty())
         .map(|name| sanitised_display_name(&name));
-    let mut warnings = Vec::new();
-    let cap = |wanted: Duration, ceiling: Duration, warnings: &mut Vec<String>| {
-        let granted = wanted.min(ceiling);
-        if granted < wanted {
-            warnings.push(format!(
-                "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
-                crate::encoding::format_duration(wanted),
-                crate::encoding::format_duration(granted)
-            ));
-        }
-        granted
-    };
     // Every token but a root one gets a TTL: the system default when none is
     // asked; a periodic token's TTL is its period.
     let has_root = policies.iter().any(|p| p == "root");
@@ -256,13 +242,13 @@ fn create(state: &Unsealed, orphan_path: bool, params: &Params<'_>, entry: &Toke
         None if has_root && explicit_max_ttl.is_none() => ttl,
         None => Some(ttl.unwrap_or(crate::stores::tokens::DEFAULT_TOKEN_TTL)),
     };
+    let mut warnings = Vec::new();
     let ttl = ttl.map(|wanted| {
-        let ceiling = match (period, explicit_max_ttl) {
-            (_, Some(explicit)) => explicit.min(if period.is_some() { Duration::MAX } else { MAX_TOKEN_TTL }),
-            (Some(_), None) => Duration::MAX,
-            (None, None) => MAX_TOKEN_TTL,
-        };
-        cap(wanted, ceiling, &mut warnings)
+        let granted = wanted.min(life_ceiling(period, explicit_max_ttl, None));
+        if granted < wanted {
+            warnings.push(capped_warning(wanted, granted));
+        }
+        granted
     });
     if let Some(ignored) = params.ignored_warning(&[CREATE_FIELDS]) {
         warnings.push(ignored);
@@ -290,6 +276,19 @@ fn create(state: &Unsealed, orphan_path: bool, params: &Params<'_>, entry: &Toke
     })?;
     let client_token = String::from_utf8_lossy(made.token.expose_secret()).into_owned();
     Ok(auth_reply(&client_token, &made.entry, warnings))
+}
+
+/// `type` / `token_type`: `service` and `default` are what this server makes;
+/// batch tokens are refused by name.
+pub(crate) fn check_token_type(params: &Params<'_>, name: &'static str) -> Result<(), ApiError> {
+    match params.string(name)?.as_deref() {
+        None | Some("" | "service" | "default" | "default-service") => Ok(()),
+        Some("batch" | "default-batch") => Err(ApiError::BadRequest(format!(
+            "{name} {:?}: batch tokens are not supported by this server; use \"service\"",
+            params.string(name)?.unwrap_or_default()
+        ))),
+        Some(_) => Err(ApiError::BadRequest(format!("invalid '{name}' value"))),
+    }
 }
 
 /// A `display_name` as Vault keeps it: `token-` and the name, every run of

@@ -14,31 +14,26 @@ use super::policies_param;
 use crate::http::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::seal::Unsealed;
-use crate::stores::tokens::{DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, NewTokenRequest, TokenLimits, parse_stored_cidrs};
+use crate::stores::tokens::{
+    DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, NewTokenRequest, TokenLimits, life_ceiling, parse_stored_cidrs,
+};
 
 /// The settings as stored inside a user or role (flattened into it: the names
 /// of the fields stored before the others existed are unchanged).
 #[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub(crate) struct TokenSettings {
-    #[serde(default)]
     pub(crate) token_policies: Vec<String>,
     /// Seconds; 0: the system's.
-    #[serde(default)]
     pub(crate) token_ttl: u64,
-    #[serde(default)]
     pub(crate) token_max_ttl: u64,
-    #[serde(default)]
     pub(crate) token_explicit_max_ttl: u64,
     /// 0: no limit.
-    #[serde(default)]
     pub(crate) token_num_uses: u32,
     /// Seconds; non-zero makes the tokens periodic.
-    #[serde(default)]
     pub(crate) token_period: u64,
     /// Checked networks, written as `a.b.c.d/n`.
-    #[serde(default)]
     pub(crate) token_bound_cidrs: Vec<String>,
-    #[serde(default)]
     pub(crate) token_no_default_policy: bool,
 }
 
@@ -75,7 +70,7 @@ impl TokenSettings {
         if let Some(no_default) = params.bool("token_no_default_policy")? {
             self.token_no_default_policy = no_default;
         }
-        check_token_type(params, "token_type")?;
+        super::token::check_token_type(params, "token_type")?;
         if params.bool("token_strictly_bind_ip")? == Some(true) {
             return Err(ApiError::BadRequest(
                 "token_strictly_bind_ip is not supported by this server (tokens are bound by token_bound_cidrs)".into(),
@@ -115,19 +110,6 @@ impl TokenSettings {
     /// nothing: fail closed).
     pub(crate) fn bound_cidrs(&self) -> Vec<ipnet::IpNet> {
         parse_stored_cidrs(&self.token_bound_cidrs)
-    }
-}
-
-/// `type` / `token_type`: `service` and `default` are what this server makes;
-/// batch tokens are refused by name.
-pub(crate) fn check_token_type(params: &Params<'_>, name: &'static str) -> Result<(), ApiError> {
-    match params.string(name)?.as_deref() {
-        None | Some("" | "service" | "default" | "default-service") => Ok(()),
-        Some("batch" | "default-batch") => Err(ApiError::BadRequest(format!(
-            "{name} {:?}: batch tokens are not supported by this server; use \"service\"",
-            params.string(name)?.unwrap_or_default()
-        ))),
-        Some(_) => Err(ApiError::BadRequest(format!("invalid '{name}' value"))),
     }
 }
 
@@ -195,23 +177,16 @@ pub(crate) fn login_token(
         policies.push("default".into());
     }
     policies.sort();
-    let max_ttl = match settings.token_max_ttl {
-        0 => MAX_TOKEN_TTL,
-        secs => Duration::from_secs(secs).min(MAX_TOKEN_TTL),
-    };
+    let max_ttl = (settings.token_max_ttl != 0).then(|| Duration::from_secs(settings.token_max_ttl));
     let explicit_max_ttl =
         (settings.token_explicit_max_ttl > 0).then(|| Duration::from_secs(settings.token_explicit_max_ttl));
     let period = (settings.token_period > 0).then(|| Duration::from_secs(settings.token_period));
-    let ttl = match (period, settings.token_ttl) {
+    let wanted = match (period, settings.token_ttl) {
         (Some(period), _) => period,
         (None, 0) => DEFAULT_TOKEN_TTL,
         (None, secs) => Duration::from_secs(secs),
     };
-    let ttl = match period {
-        Some(_) => ttl,
-        None => ttl.min(max_ttl),
-    };
-    let ttl = explicit_max_ttl.map_or(ttl, |explicit| ttl.min(explicit));
+    let ttl = wanted.min(life_ceiling(period, explicit_max_ttl, max_ttl));
     let made = state.tokens.create(NewTokenRequest {
         policies,
         ttl: Some(ttl),
@@ -219,7 +194,7 @@ pub(crate) fn login_token(
         id: None,
         parent: None,
         path,
-        max_ttl: (settings.token_max_ttl != 0 && period.is_none()).then_some(max_ttl),
+        max_ttl: max_ttl.filter(|_| period.is_none()).map(|own| own.min(MAX_TOKEN_TTL)),
         limits: TokenLimits {
             num_uses: settings.token_num_uses,
             explicit_max_ttl,

@@ -185,8 +185,7 @@ pub(super) fn login(
     state.logins.succeeded(&lockout_key);
     // As Vault: a user bound to networks logs in only from them (and its token
     // works only from them).
-    let bound = user.token.bound_cidrs();
-    if !bound.is_empty() && !client.is_some_and(|address| crate::stores::tokens::within(&bound, address)) {
+    if !crate::stores::tokens::admits(&user.token.bound_cidrs(), client) {
         return Err(ApiError::PermissionDenied);
     }
     let path = format!("auth/{mount_path}/login/{name}");
