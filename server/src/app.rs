@@ -129,15 +129,10 @@ impl AppState {
 /// The router: every path under `/v1/` goes to the dispatcher. Every answer says
 /// `Cache-Control: no-store`: tokens, keys and plaintexts must never sit in a cache.
 pub fn app(state: Arc<AppState>) -> Router {
-    router(state, crate::ui::UiSettings { secure_cookies: false })
-}
-
-/// [`app`], with the UI's cookies `Secure` when the server speaks TLS.
-fn router(state: Arc<AppState>, ui: crate::ui::UiSettings) -> Router {
     let timeout = state.limits.request_timeout;
     Router::new()
         .route("/v1/{*path}", axum::routing::any(dispatch))
-        .merge(crate::ui::routes(ui))
+        .merge(crate::ui::routes())
         .fallback(|| async { ApiError::UnsupportedPath(String::new()) })
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -189,12 +184,7 @@ pub(crate) async fn serve(
 ) -> std::io::Result<()> {
     spawn_storage_probe(&state);
     let limits = state.limits;
-    let mut router = router(
-        state,
-        crate::ui::UiSettings {
-            secure_cookies: tls.is_some(),
-        },
-    );
+    let mut router = app(state);
     if tls.is_some() {
         router = router.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
             header::STRICT_TRANSPORT_SECURITY,

@@ -2,9 +2,11 @@
 //
 // Rules this file keeps (the page runs under a strict CSP and handles secrets):
 // - the DOM is built with createElement/textContent only (helper `h`); never innerHTML;
-// - tokens, shares, passwords, secret IDs and plaintexts never go into a URL, web
-//   storage or the console; the session token lives in an HttpOnly cookie the
-//   server sets, and every API call echoes the readable CSRF cookie in a header;
+// - shares, passwords, secret IDs and plaintexts never go into a URL, web storage,
+//   a cookie or the console; the session's token lives only in this tab's
+//   sessionStorage (origin-scoped: no other port or host can read it, and no
+//   cookie carries it anywhere), and goes to the API in `X-Vault-Token` as any
+//   client's does (docs/ui-threat-model.md);
 // - hash routes carry only key names, KV paths and policy names.
 "use strict";
 
@@ -157,22 +159,23 @@ class ApiError extends Error {
   }
 }
 
-const UI_HEADER = { "X-Requested-With": "encrypted-attr-ui" };
-
-function csrfToken() {
-  // Over TLS the cookie is `__Host-ea_ui_csrf` (bound to this host); over plain HTTP
-  // on loopback, `ea_ui_csrf`.
-  for (const name of ["__Host-ea_ui_csrf=", "ea_ui_csrf="]) {
-    const c = document.cookie.split(";").map((s) => s.trim()).find((s) => s.startsWith(name));
-    if (c) return c.slice(name.length);
-  }
-  return "";
-}
+// The session's token, kept in this tab's sessionStorage: readable only by pages of
+// this origin (scheme, host and port), gone when the tab closes, and never sent
+// anywhere by the browser on its own (unlike a cookie, which every port of the
+// host would receive and could overwrite).
+const TOKEN_KEY = "encrypted-attr.token";
+const sessionToken = {
+  get: () => { try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (_) { return ""; } },
+  keep: (token) => sessionStorage.setItem(TOKEN_KEY, token),
+  forget: () => { try { sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* storage disabled: nothing kept */ } },
+};
+const withToken = (token) => ({ "X-Vault-Token": token });
 
 // One HTTP request; the parsed JSON reply ({} when empty), or an ApiError with the
 // server's `errors` (or the HTTP status when it gave none).
 async function request(method, url, body, headers) {
-  const opts = { method, credentials: "same-origin", cache: "no-store", headers: Object.assign({}, headers) };
+  // No cookie is sent or taken: the only credential is the header the caller adds.
+  const opts = { method, credentials: "omit", cache: "no-store", headers: Object.assign({}, headers) };
   if (body !== undefined) { opts.body = JSON.stringify(body); opts.headers["Content-Type"] = "application/json"; }
   let res;
   try { res = await fetch(url, opts); } catch (e) { throw new ApiError(0, ["Cannot reach the server: " + e.message]); }
@@ -189,11 +192,10 @@ async function request(method, url, body, headers) {
 // Unauthenticated Vault endpoints (seal status, init, unseal).
 const sys = (method, path, body) => request(method, "/v1/" + path, body);
 
-// An authenticated Vault call through the UI's cookie session: /ui/v1/<path>.
+// An authenticated Vault call with the session's token: /v1/<path>.
 async function api(method, path, body) {
-  const headers = Object.assign({ "X-CSRF-Token": csrfToken() }, UI_HEADER);
   try {
-    return await request(method, "/ui/v1/" + path, body, headers);
+    return await request(method, "/v1/" + path, body, withToken(sessionToken.get()));
   } catch (err) {
     if (err.status === 503 && /sealed/i.test(err.message)) { state.seal = null; go("#/seal"); }
     else if (err.status === 403 && path !== "auth/token/lookup-self" && !(await sessionAlive())) sessionLost();
@@ -205,11 +207,13 @@ const list = (path) => api("GET", path + "?list=true");
 const listOrEmpty = (path) => list(path).then((r) => (r.data && r.data.keys) || [], (e) => { if (e.status === 404) return []; throw e; });
 
 async function sessionAlive() {
-  if (!csrfToken()) return false;
-  try { await request("GET", "/ui/v1/auth/token/lookup-self", undefined, Object.assign({ "X-CSRF-Token": csrfToken() }, UI_HEADER)); return true; } catch (e) { return e.status !== 403; }
+  const token = sessionToken.get();
+  if (!token) return false;
+  try { await request("GET", "/v1/auth/token/lookup-self", undefined, withToken(token)); return true; } catch (e) { return e.status !== 403; }
 }
 function sessionLost() {
   if (!state.session) return;
+  sessionToken.forget();
   state.session = null;
   state.caps = {};
   renderHeader();
@@ -267,17 +271,28 @@ function renderHeader() {
   }
 }
 
+// Revokes the session's token, then forgets it. A refusal that may pass (storage
+// down, sealed) keeps the session, so the person can try again. A 403 means the
+// token is gone already, or its policies do not allow `revoke-self`: the tab
+// forgets it either way (someone else may use this browser next), and says when
+// the token is known, or may be, to stay valid.
 async function logout() {
-  // Any refusal means the session may still be live: say so, never "Logged out".
-  let r;
-  try { r = await request("POST", "/ui/logout", undefined, Object.assign({ "X-CSRF-Token": csrfToken() }, UI_HEADER)); } catch (err) {
-    flash("Logout failed: " + errText(err), "error");
-    return;
+  const token = sessionToken.get();
+  let warning = "";
+  try { await request("POST", "/v1/auth/token/revoke-self", undefined, withToken(token)); } catch (err) {
+    if (err.status !== 403) { flash("Logout failed: " + errText(err), "error"); return; }
+    // Whether the token still works: lookup-self answers it, unless the policies
+    // forbid that too, when it cannot be told from a token that is gone.
+    let live;
+    try { await request("GET", "/v1/auth/token/lookup-self", undefined, withToken(token)); live = true; } catch (e) { live = e.status === 403 ? "unknown" : true; }
+    warning = live === true
+      ? "this browser forgot the token, but its policies do not allow auth/token/revoke-self, so it stays valid until it expires or someone revokes it"
+      : "if the token had not ended already, it stays valid until it expires: its policies do not allow auth/token/revoke-self";
   }
+  sessionToken.forget();
   state.session = null;
   state.caps = {};
-  const warnings = (r && r.warnings) || [];
-  if (warnings.length) go("#/login", "Logged out, but " + warnings.join("; "), "error");
+  if (warning) go("#/login", "Logged out, but " + warning, "error");
   else go("#/login", "Logged out.");
 }
 
@@ -318,11 +333,14 @@ async function render() {
   }
   const unsealed = state.seal.initialized && !state.seal.sealed;
   if (!unsealed && hash !== "#/seal") { location.replace("#/seal"); return; }
-  if (unsealed && !state.session && csrfToken()) {
+  if (unsealed && !state.session && sessionToken.get()) {
     try {
       const r = await api("GET", "auth/token/lookup-self");
       state.session = { display_name: r.data.display_name, policies: r.data.policies };
-    } catch (_) { state.session = null; }
+    } catch (err) {
+      state.session = null;
+      if (err.status === 403) sessionToken.forget(); // expired or revoked elsewhere
+    }
   }
   if (state.session) await loadCaps(NAV_PATHS);
   if (gen !== state.gen) return;
@@ -467,14 +485,26 @@ async function pageLogin() {
     field("Method", method), fields, h("button", { type: "submit", id: "login-submit" }, "Log in"), box,
   ], async () => {
     const v = (id) => $("#" + id).value;
-    const body = method.value === "token" ? { method: "token", token: v("login-token").trim() }
-      : method.value === "userpass" ? { method: "userpass", mount: v("login-userpass-mount").trim(), username: v("login-username").trim(), password: v("login-password") }
-        : { method: "approle", mount: v("login-approle-mount").trim(), role_id: v("login-role-id").trim(), secret_id: v("login-secret-id") };
+    let token;
     try {
-      const who = await request("POST", "/ui/login", body, UI_HEADER);
+      if (method.value === "token") token = v("login-token").trim();
+      else if (method.value === "userpass") {
+        const mount = v("login-userpass-mount").trim().replace(/^\/+|\/+$/g, ""), user = v("login-username").trim();
+        if (!mount || !user) throw new Error("Give the mount path and the user name.");
+        token = (await request("POST", `/v1/auth/${encPath(mount)}/login/${encodeURIComponent(user)}`, { password: v("login-password") })).auth.client_token;
+      } else {
+        const mount = v("login-approle-mount").trim().replace(/^\/+|\/+$/g, "");
+        if (!mount) throw new Error("Give the mount path.");
+        token = (await request("POST", `/v1/auth/${encPath(mount)}/login`, { role_id: v("login-role-id").trim(), secret_id: v("login-secret-id") })).auth.client_token;
+      }
+      if (!token) throw new Error("Give a token.");
+      // Who the token is (this also checks a pasted token).
+      const who = (await request("GET", "/v1/auth/token/lookup-self", undefined, withToken(token))).data || {};
+      sessionToken.keep(token);
       state.session = { display_name: who.display_name, policies: who.policies || [] };
       state.caps = {};
     } finally {
+      token = "";
       for (const id of ["login-token", "login-password", "login-secret-id"]) { const e = $("#" + id); if (e) e.value = ""; }
     }
     go("#/keys");
@@ -873,7 +903,7 @@ async function pageAuth() {
       Object.entries(r.data || {}).map(([path, m]) => [path, m.type, h("code", {}, m.accessor || ""), m.description || ""]), "auth-methods")));
   }
   const t = (await api("GET", "auth/token/lookup-self")).data || {};
-  // `id` is the token itself: never shown (the whole point of the HttpOnly cookie).
+  // `id` is the token itself: never shown on the page.
   page.append(section("This session's token", props([
     ["Display name", t.display_name], ["Policies", (t.policies || []).join(", "), "token-policies"],
     ["TTL", t.ttl ? fmtDuration(t.ttl) : "never expires", "token-ttl"], ["Expires", t.expire_time ? fmtTime(t.expire_time) : "—"],
