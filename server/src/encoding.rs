@@ -52,8 +52,18 @@ pub(crate) fn encode_base64(bytes: &[u8]) -> String {
     BASE64.encode(bytes)
 }
 
-/// `"1h30m"`, `"90s"`, `"2h"`, or plain seconds `"3600"`.
+/// The longest duration Vault reads: Go's `time.Duration` counts nanoseconds in
+/// an `i64`, so anything past about 292 years (2562047h47m16s) is an invalid
+/// duration there, and is here.
+pub(crate) const MAX_DURATION_SECONDS: u64 = (i64::MAX / 1_000_000_000).unsigned_abs();
+
+/// `"1h30m"`, `"90s"`, `"2h"`, or plain seconds `"3600"`; `None` past
+/// [`MAX_DURATION_SECONDS`].
 pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
+    parse_any_duration(s).filter(|d| d.as_secs() <= MAX_DURATION_SECONDS)
+}
+
+fn parse_any_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if s.is_empty() {
         return Some(Duration::ZERO);

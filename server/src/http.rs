@@ -193,6 +193,9 @@ pub(crate) enum ApiError {
     UnsupportedPath(String),
     /// 403, Vault's exact wording.
     PermissionDenied,
+    /// 403 for a login while its user or role ID is locked out: Vault answers
+    /// this one as a bare "permission denied", not in its multi-error form.
+    LockedOut,
     /// 404 with a message: the object named in the path does not exist.
     Missing(String),
     /// 404 for a path under no mount at all, in Vault's words.
@@ -225,6 +228,7 @@ impl IntoResponse for ApiError {
                 StatusCode::FORBIDDEN,
                 vec!["1 error occurred:\n\t* permission denied\n\n".to_owned()],
             ),
+            Self::LockedOut => (StatusCode::FORBIDDEN, vec!["permission denied".to_owned()]),
             Self::Missing(message) => (StatusCode::NOT_FOUND, vec![message]),
             Self::NoRoute(path) => (
                 StatusCode::NOT_FOUND,
@@ -251,7 +255,7 @@ impl ApiError {
             Self::BadRequest(m) => m.clone(),
             Self::NotFound => "not found".into(),
             Self::UnsupportedPath(p) => format!("unsupported path: {p}"),
-            Self::PermissionDenied => "permission denied".into(),
+            Self::PermissionDenied | Self::LockedOut => "permission denied".into(),
             Self::Missing(m) => m.clone(),
             Self::NoRoute(p) => format!("no handler for route {p:?}. route entry not found."),
             Self::UnsupportedOperation => "unsupported operation".into(),

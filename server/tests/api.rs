@@ -1701,3 +1701,52 @@ async fn token_restrictions_are_enforced_or_refused() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// Settings Vault would take but this server cannot honour are refused by name,
+/// and numbers Vault would wrap into others are refused rather than changed.
+#[tokio::test]
+async fn unsupported_or_out_of_range_settings_are_refused() {
+    let s = Server::new();
+    let (status, _) = s
+        .post(
+            "/v1/sys/mounts/tuned",
+            json!({"type": "kv", "options": {"version": "2"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for setting in [
+        json!({"listing_visibility": "unauth"}),
+        json!({"audit_non_hmac_request_keys": ["plaintext"]}),
+        json!({"passthrough_request_headers": ["X-Custom"]}),
+    ] {
+        let (status, body) = s.post("/v1/sys/mounts/tuned/tune", setting.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{setting}");
+        let name = setting.as_object().unwrap().keys().next().unwrap().clone();
+        assert_eq!(
+            body["errors"][0],
+            format!("tuning {name} is not supported by this server")
+        );
+    }
+    for duration in ["999999999h", "2562048h", "1y"] {
+        let (status, body) = s
+            .post("/v1/sys/mounts/tuned/tune", json!({"default_lease_ttl": duration}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{duration}");
+        assert_eq!(body["errors"][0], format!("time: invalid duration {duration:?}"));
+    }
+    let (status, body) = s
+        .post("/v1/sys/mounts/tuned/tune", json!({"max_lease_ttl": "2562047h"}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "the longest duration Go reads: {body}");
+    for max in [json!(-1), json!(1_000_000_000_000_u64), json!(4_294_967_296_u64)] {
+        let (status, body) = s.post("/v1/tuned/metadata/m", json!({"max_versions": max})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{max}");
+        assert_eq!(body["errors"][0], "max_versions must be between 0 and 4294967295");
+        let (status, _) = s.post("/v1/tuned/config", json!({"max_versions": max})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{max}");
+    }
+    let (status, _) = s
+        .post("/v1/tuned/metadata/m", json!({"max_versions": 4_294_967_295_u64}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}

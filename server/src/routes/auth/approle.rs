@@ -463,7 +463,7 @@ pub(super) fn login(
     // for 15 minutes), counted only for role IDs that exist.
     let lockout_key = format!("{}/role-id/{role_id}", mount.accessor);
     if !state.logins.attempt(&lockout_key) {
-        return Err(ApiError::PermissionDenied);
+        return Err(ApiError::LockedOut);
     }
     let source = client.map_or_else(|| "unknown".to_owned(), |address| address.to_string());
     let from_within = |cidrs: &[String]| admits(&parse_stored_cidrs(cidrs), client);

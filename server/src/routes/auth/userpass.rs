@@ -174,7 +174,7 @@ pub(super) fn login(
     }
     let lockout_key = format!("{}/{name}", mount.accessor);
     if !state.logins.attempt(&lockout_key) {
-        return Err(ApiError::PermissionDenied);
+        return Err(ApiError::LockedOut);
     }
     let user = users(&state.barrier, mount).get(&name)?;
     let hash = user.as_ref().map_or_else(|| dummy_hash(), |u| u.password_hash.as_str());

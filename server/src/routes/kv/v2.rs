@@ -188,10 +188,7 @@ fn read_config(store: &Store) -> ApiResult {
 }
 
 fn write_config(store: &Store, params: &Params<'_>) -> ApiResult {
-    let max_versions = params
-        .int("max_versions")?
-        .map(|max| u64::try_from(max).map_err(|_| ApiError::BadRequest("max_versions cannot be negative".into())))
-        .transpose()?;
+    let max_versions = max_versions_param(params)?;
     let cas_required = params.bool("cas_required")?;
     let delete_after = params.duration("delete_version_after")?.map(|d| d.as_secs());
     // One atomic change: a concurrent change to another setting is not lost.
@@ -333,20 +330,18 @@ fn add_version(secret: &mut Secret, settings: &MountSettings, created: u128, dat
     secret.versions.insert(number, version);
     secret.current_version = number;
     secret.updated = created;
-    if secret.oldest_version == 0 {
-        secret.oldest_version = 1;
-    }
     let max = match (secret.max_versions, settings.max_versions) {
         (0, 0) => DEFAULT_MAX_VERSIONS,
         (0, mount) => mount,
         (own, _) => own,
     };
-    while u64::try_from(secret.versions.len()).unwrap_or(u64::MAX) > max {
-        if let Some((&oldest, _)) = secret.versions.iter().next() {
-            secret.versions.remove(&oldest);
-        }
+    // As Vault counts: `oldest_version` stays 0 until the first trim, then names
+    // the oldest version kept (and does not move back if `max_versions` grows).
+    if number.saturating_sub(secret.oldest_version) >= max {
+        let last_dropped = number - max;
+        secret.versions.retain(|&kept, _| kept > last_dropped);
+        secret.oldest_version = last_dropped + 1;
     }
-    secret.oldest_version = secret.versions.keys().next().copied().unwrap_or(number);
     metadata
 }
 
@@ -562,10 +557,7 @@ fn write_metadata(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
     if path.is_empty() {
         return Err(ApiError::BadRequest("missing path".into()));
     }
-    let max_versions = params
-        .int("max_versions")?
-        .map(|m| u64::try_from(m).map_err(|_| ApiError::BadRequest("max_versions cannot be negative".into())))
-        .transpose()?;
+    let max_versions = max_versions_param(params)?;
     let cas_required = params.bool("cas_required")?;
     let delete_after = params
         .raw("delete_version_after")
@@ -576,15 +568,7 @@ fn write_metadata(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
         })
         .transpose()
         .map_err(|()| ApiError::BadRequest("invalid delete_version_after".into()))?;
-    let custom = match params.raw("custom_metadata") {
-        None => None,
-        Some(Value::Object(map)) => Some(
-            map.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-                .collect::<BTreeMap<_, _>>(),
-        ),
-        Some(_) => return Err(ApiError::BadRequest("custom_metadata must be a map of strings".into())),
-    };
+    let custom = params.raw("custom_metadata").map(custom_metadata).transpose()?;
     store.load(path)?;
     let at = now();
     store.secrets.update(path, &mut |current| {
@@ -609,6 +593,126 @@ fn write_metadata(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
         Change::Put(secret)
     })?;
     Ok(Reply::NoContent)
+}
+
+/// `max_versions`: 0 (the mount's setting, or Vault's 10) up to 2³² − 1. Vault
+/// stores it in 32 bits and wraps what does not fit (`-1` becomes 4294967295,
+/// 10¹² becomes 3567587328); here such a value is refused rather than turned
+/// into another.
+fn max_versions_param(params: &Params<'_>) -> Result<Option<u64>, ApiError> {
+    params
+        .int("max_versions")?
+        .map(|max| {
+            u32::try_from(max)
+                .map(u64::from)
+                .map_err(|_| ApiError::BadRequest(format!("max_versions must be between 0 and {}", u32::MAX)))
+        })
+        .transpose()
+}
+
+/// Most keys a secret's `custom_metadata` may hold, and the longest key and value
+/// (in bytes), as Vault limits them.
+const MAX_CUSTOM_METADATA_KEYS: usize = 64;
+const MAX_CUSTOM_METADATA_KEY_BYTES: usize = 128;
+const MAX_CUSTOM_METADATA_VALUE_BYTES: usize = 512;
+const CUSTOM_METADATA_FAILED: &str = "custom_metadata validation failed";
+
+/// `custom_metadata` checked as Vault checks it: an object of at most 64 keys, each
+/// key 1–128 bytes and each value 1–512 bytes, all printable. Numbers and booleans
+/// become text as Vault's weak decoding makes them (`true` is `"1"`); `null` is
+/// empty, and so refused; a nested object or array is refused.
+/// Every problem found is reported, in Vault's multi-error form.
+fn custom_metadata(raw: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let Value::Object(map) = raw else {
+        return Err(ApiError::BadRequest(format!(
+            "{CUSTOM_METADATA_FAILED}: custom_metadata must be an object of strings"
+        )));
+    };
+    if map.len() > MAX_CUSTOM_METADATA_KEYS {
+        return Err(ApiError::BadRequest(multierror(&[format!(
+            "{CUSTOM_METADATA_FAILED}: payload must contain at most {MAX_CUSTOM_METADATA_KEYS} keys, provided {}",
+            map.len()
+        )])));
+    }
+    let mut custom = BTreeMap::new();
+    for (key, value) in map {
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => if *b { "1" } else { "0" }.to_owned(),
+            Value::Null => String::new(),
+            // Vault's words (its decoder names the Go type it could not convert).
+            Value::Array(_) | Value::Object(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "{CUSTOM_METADATA_FAILED}: '' expected type 'string', got unconvertible type '{}'",
+                    if value.is_array() {
+                        "[]interface {}"
+                    } else {
+                        "map[string]interface {}"
+                    }
+                )));
+            }
+        };
+        custom.insert(key.clone(), text);
+    }
+    let mut problems = Vec::new();
+    for (key, value) in &custom {
+        let quoted = go_quoted(key);
+        if key.is_empty() || key.len() > MAX_CUSTOM_METADATA_KEY_BYTES {
+            problems.push(format!(
+                "{CUSTOM_METADATA_FAILED}: length of key {quoted} is {} but must be 0 < len(key) <= {MAX_CUSTOM_METADATA_KEY_BYTES}",
+                key.len()
+            ));
+        }
+        if value.is_empty() || value.len() > MAX_CUSTOM_METADATA_VALUE_BYTES {
+            problems.push(format!(
+                "{CUSTOM_METADATA_FAILED}: length of value for key {quoted} is {} but must be 0 < len(value) <= {MAX_CUSTOM_METADATA_VALUE_BYTES}",
+                value.len()
+            ));
+        }
+        if !is_printable(key) {
+            problems.push(format!(
+                "{CUSTOM_METADATA_FAILED}: key {quoted} ({key}) contains unprintable characters"
+            ));
+        }
+        if !is_printable(value) {
+            problems.push(format!(
+                "{CUSTOM_METADATA_FAILED}: value for key {quoted} contains unprintable characters"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(custom)
+    } else {
+        Err(ApiError::BadRequest(multierror(&problems)))
+    }
+}
+
+/// Several errors as Vault's `multierror` prints them.
+fn multierror(errors: &[String]) -> String {
+    let points: Vec<String> = errors.iter().map(|e| format!("* {e}")).collect();
+    let count = match errors.len() {
+        1 => "1 error occurred".to_owned(),
+        n => format!("{n} errors occurred"),
+    };
+    format!("{count}:\n\t{}\n\n", points.join("\n\t"))
+}
+
+/// A name quoted as Go's `%q` quotes it (the names in Vault's messages): JSON's
+/// escaping is the same for the printable names this is used with.
+fn go_quoted(name: &str) -> String {
+    serde_json::to_string(name).unwrap_or_default()
+}
+
+/// Whether text is printable as Go's `strutil.Printable` means it: no control
+/// characters, no space but the ASCII one, and no invisible formatting characters.
+fn is_printable(text: &str) -> bool {
+    text.chars().all(|c| {
+        c == ' '
+            || !(c.is_control()
+                || c.is_whitespace()
+                || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}'))
+    })
 }
 
 fn delete_metadata(store: &Store, path: &str) -> ApiResult {

@@ -92,7 +92,7 @@ pub(super) fn write_tune(state: &Unsealed, path: &str, params: &Params<'_>) -> A
             Some("system") => Ok(Some(0)),
             Some(text) => crate::encoding::parse_duration(text)
                 .map(|d| Some(d.as_secs()))
-                .ok_or_else(|| ApiError::BadRequest(format!("unable to parse {name}: {text:?}"))),
+                .ok_or_else(|| ApiError::BadRequest(format!("time: invalid duration {text:?}"))),
         }
     };
     // Options (a KV mount's version, say) are not changed by a tune here: refused
@@ -102,6 +102,15 @@ pub(super) fn write_tune(state: &Unsealed, path: &str, params: &Params<'_>) -> A
             "tuning a mount's options is not supported; enable a new mount instead".into(),
         ));
     }
+    // Vault's other tune settings change what a mount shows, audits or passes on;
+    // this server has none of those behaviours, so it refuses them by name rather
+    // than storing a setting that would change nothing.
+    if let Some(name) = UNSUPPORTED_TUNE_FIELDS.iter().find(|name| params.raw(name).is_some()) {
+        return Err(ApiError::BadRequest(format!(
+            "tuning {name} is not supported by this server"
+        )));
+    }
+
     let default_ttl = ttl("default_lease_ttl")?;
     let max_ttl = ttl("max_lease_ttl")?;
     let description = params.string("description")?;
@@ -125,8 +134,25 @@ pub(super) fn write_tune(state: &Unsealed, path: &str, params: &Params<'_>) -> A
         }
         Ok(())
     })?;
+    // Other unknown names pass without a warning, as Vault's `sys/` tune answers.
     Ok(Reply::NoContent)
 }
+
+/// Vault's tune settings this server does not have (refused with a 400 naming
+/// them).
+const UNSUPPORTED_TUNE_FIELDS: &[&str] = &[
+    "listing_visibility",
+    "audit_non_hmac_request_keys",
+    "audit_non_hmac_response_keys",
+    "passthrough_request_headers",
+    "allowed_response_headers",
+    "token_type",
+    "plugin_version",
+    "user_lockout_config",
+    "allowed_managed_keys",
+    "delegated_auth_accessors",
+    "identity_token_key",
+];
 
 fn enable(state: &Unsealed, path: &str, params: &Params<'_>) -> ApiResult {
     let kind = params.string("type")?.unwrap_or_default();
