@@ -205,6 +205,7 @@ pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(
             (state, Some(root))
         }
         StorageChoice::File(path) => {
+            create_storage_directory(&path)?;
             let storage =
                 encrypted_attr::storage::FileStorage::open(&path).map_err(|e| StartError::Storage(e.to_string()))?;
             (AppState::persistent(Arc::new(storage), "file")?, None)
@@ -270,6 +271,25 @@ pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(
 /// reloads the TLS certificate and key from their files, as Vault does; the
 /// server goes on serving. Registered before the server is announced, so an
 /// early `SIGHUP` never ends the process.
+/// Creates the directory that will hold the storage file if it is missing, as
+/// Vault's file backend does (readable by this user only), so that a new
+/// server's first `sys/init` can write; a directory that cannot be made stops
+/// the start with its reason.
+fn create_storage_directory(file: &std::path::Path) -> Result<(), StartError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| StartError::Storage(format!("cannot create the storage directory {}: {e}", dir.display())))
+}
+
 fn listen_for_hangups(state: &Arc<AppState>, tls: Option<Arc<crate::listener::TlsFiles>>) -> Result<(), StartError> {
     #[cfg(unix)]
     {
@@ -335,6 +355,34 @@ mod tests {
             parse_config("[metrics]\nkey_nmes = false\n").is_err(),
             "unknown keys are refused"
         );
+    }
+
+    #[test]
+    fn a_missing_storage_directory_is_created_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let base = std::env::temp_dir().join(format!("ea-storage-dir-{}", std::process::id()));
+        let file = base.join("a/b/encrypted-attr-storage.json");
+        create_storage_directory(&file).expect("created");
+        let mode = std::fs::metadata(base.join("a/b"))
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "no access for group or others: {mode:o}");
+        // The storage opens there and can be written at once.
+        let storage = encrypted_attr::storage::FileStorage::open(&file).expect("opens");
+        use encrypted_attr::storage::{Storage as _, Update};
+        storage
+            .update("k", &mut |_| Ok(Update::Put(b"v".to_vec())))
+            .expect("writable");
+        create_storage_directory(&file).expect("an existing directory is fine");
+        // Where a directory cannot be made, the start stops with the reason.
+        std::fs::write(base.join("plain"), b"").unwrap();
+        let refused = create_storage_directory(&base.join("plain/x/store.json")).expect_err("a file in the way");
+        assert!(
+            refused.to_string().contains("cannot create the storage directory"),
+            "{refused}"
+        );
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub(super) fn parse(text: &str) -> Result<VaultConfig, StartError> {
     } else {
         // The parser's message quotes the offending line, which may hold a
         // password (`connection_url`): only its position is reported.
-        hcl::from_str(text).map_err(|e| {
+        hcl::from_str(&one_attribute_per_line(text)).map_err(|e| {
             let message = e.to_string();
             let line: String = message
                 .split("line ")
@@ -94,6 +94,152 @@ pub(super) fn parse(text: &str) -> Result<VaultConfig, StartError> {
         ));
     }
     Ok(VaultConfig { file, ignored })
+}
+
+/// Vault's HCL (version 1) as the parser here (HCL 2) reads it. Vault accepts
+/// several attributes on one line and a block on one line
+/// (`listener "tcp" { address = "…" tls_disable = true }`), and a `}` right after
+/// an attribute; HCL 2 wants each attribute on its own line. So a line break is
+/// put after every `{`, before every `}`, and before an attribute that follows a
+/// value on the same line — never inside a string, a comment, a heredoc or a
+/// list. Line numbers in a parse error may then run ahead of the file's.
+fn one_attribute_per_line(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut i = 0;
+    // Lists and calls may span lines already; nothing is inserted inside them.
+    let mut brackets = 0usize;
+    // Whether the current output line holds an `=` outside strings: a value has
+    // started, so a following `name =` begins another attribute.
+    let mut line_has_value = false;
+    let mut heredoc: Option<String> = None;
+    while i < chars.len() {
+        let c = chars[i];
+        if let Some(end) = &heredoc {
+            // Inside a heredoc, copied line by line until its terminator line.
+            let line_end = chars[i..]
+                .iter()
+                .position(|&c| c == '\n')
+                .map_or(chars.len(), |n| i + n + 1);
+            let line: String = chars[i..line_end].iter().collect();
+            if line.trim() == end.as_str() {
+                heredoc = None;
+            }
+            out.push_str(&line);
+            i = line_end;
+            continue;
+        }
+        match c {
+            '"' => {
+                // A string, copied with its escapes.
+                out.push(c);
+                i += 1;
+                while i < chars.len() {
+                    out.push(chars[i]);
+                    if chars[i] == '\\' && i + 1 < chars.len() {
+                        out.push(chars[i + 1]);
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    if chars[i - 1] == '"' || chars[i - 1] == '\n' {
+                        break;
+                    }
+                }
+                continue;
+            }
+            '#' => {
+                let end = chars[i..]
+                    .iter()
+                    .position(|&c| c == '\n')
+                    .map_or(chars.len(), |n| i + n);
+                out.extend(&chars[i..end]);
+                i = end;
+                continue;
+            }
+            '/' if chars.get(i + 1) == Some(&'/') => {
+                let end = chars[i..]
+                    .iter()
+                    .position(|&c| c == '\n')
+                    .map_or(chars.len(), |n| i + n);
+                out.extend(&chars[i..end]);
+                i = end;
+                continue;
+            }
+            '/' if chars.get(i + 1) == Some(&'*') => {
+                let end = (i + 2..chars.len().saturating_sub(1))
+                    .find(|&j| chars[j] == '*' && chars[j + 1] == '/')
+                    .map_or(chars.len(), |j| j + 2);
+                out.extend(&chars[i..end]);
+                i = end;
+                continue;
+            }
+            '<' if chars.get(i + 1) == Some(&'<') => {
+                let start = i + 2 + usize::from(chars.get(i + 2) == Some(&'-'));
+                let end = chars[start..]
+                    .iter()
+                    .position(|&c| c == '\n')
+                    .map_or(chars.len(), |n| start + n);
+                let marker: String = chars[start..end].iter().collect::<String>().trim().to_owned();
+                out.extend(&chars[i..end]);
+                i = end;
+                if !marker.is_empty() {
+                    heredoc = Some(marker);
+                    if i < chars.len() {
+                        out.push('\n');
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            '[' | '(' => brackets += 1,
+            ']' | ')' => brackets = brackets.saturating_sub(1),
+            '\n' => line_has_value = false,
+            '=' if brackets == 0 => line_has_value = true,
+            '{' if brackets == 0 => {
+                out.push(c);
+                line_has_value = false;
+                i += 1;
+                let rest = chars[i..].iter().take_while(|c| **c == ' ' || **c == '\t').count();
+                if !matches!(chars.get(i + rest), None | Some('\n' | '\r' | '#' | '}')) {
+                    out.push('\n');
+                }
+                continue;
+            }
+            '}' if brackets == 0 => {
+                if !out.rsplit('\n').next().unwrap_or("").trim().is_empty() {
+                    out.push('\n');
+                }
+                line_has_value = false;
+            }
+            ' ' | '\t' if brackets == 0 && line_has_value && starts_attribute(&chars[i..]) => {
+                out.push('\n');
+                line_has_value = false;
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// Whether `rest` is blanks, then `name =` (not `==`): the start of an attribute.
+fn starts_attribute(rest: &[char]) -> bool {
+    let mut i = rest.iter().take_while(|c| **c == ' ' || **c == '\t').count();
+    let name_start = i;
+    while i < rest.len() && (rest[i].is_ascii_alphanumeric() || matches!(rest[i], '_' | '-')) {
+        i += 1;
+    }
+    if i == name_start || !rest[name_start].is_ascii_alphabetic() && rest[name_start] != '_' {
+        return false;
+    }
+    while i < rest.len() && (rest[i] == ' ' || rest[i] == '\t') {
+        i += 1;
+    }
+    rest.get(i) == Some(&'=') && rest.get(i + 1) != Some(&'=')
 }
 
 /// `kind "label" { … }` blocks: HCL gives `{label: {…}}`, or a list of them when
@@ -168,6 +314,23 @@ fn read_storage(
     Ok(())
 }
 
+/// A listener's `address`: `ip:port`, or `host:port` with a name such as
+/// `localhost`, resolved now (its IPv4 address first, as Vault listens on).
+fn listen_address(address: &str) -> Result<std::net::SocketAddr, StartError> {
+    use std::net::ToSocketAddrs as _;
+    let not_host_port = || StartError::Config(format!("listener \"tcp\" address {address:?} is not host:port"));
+    if let Ok(parsed) = address.parse() {
+        return Ok(parsed);
+    }
+    let resolved: Vec<std::net::SocketAddr> = address.to_socket_addrs().map_err(|_| not_host_port())?.collect();
+    resolved
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| resolved.first())
+        .copied()
+        .ok_or_else(not_host_port)
+}
+
 fn read_listener(
     kind: &str,
     settings: &Map<String, Value>,
@@ -180,11 +343,7 @@ fn read_listener(
         )));
     }
     if let Some(address) = text(settings, "address") {
-        file.listen = Some(
-            address
-                .parse()
-                .map_err(|_| StartError::Config(format!("listener \"tcp\" address {address:?} is not host:port")))?,
-        );
+        file.listen = Some(listen_address(&address)?);
     }
     let tls_disabled = text(settings, "tls_disable").is_some_and(|v| matches!(v.as_str(), "true" | "1"));
     let cert = text(settings, "tls_cert_file");
@@ -345,6 +504,45 @@ mod tests {
             "TLS settings of a listener without TLS change nothing"
         );
         assert!(is_vault_format(std::path::Path::new("vault.hcl"), ""));
+    }
+
+    #[test]
+    fn vaults_one_line_blocks_and_host_names_are_read() {
+        // What Vault's own HCL takes: a block on one line, a `}` on an attribute's
+        // line, several attributes on a line, a host name for the address.
+        let config = parse(concat!(
+            "listener \"tcp\" { address = \"localhost:8200\" tls_disable = true }\n",
+            "storage \"file\" {\n  path = \"/tmp/one = two {x}\" # a } in a comment\n}\n",
+            "telemetry { disable_hostname = true }\n",
+            "api_addr = \"http://127.0.0.1:8200\" ui = true\n",
+        ))
+        .expect("parses");
+        assert_eq!(
+            config.file.listen,
+            Some("127.0.0.1:8200".parse().unwrap()),
+            "localhost resolved to its IPv4 address"
+        );
+        assert!(config.file.tls.is_none(), "tls_disable read from the one-line block");
+        assert_eq!(
+            config.file.storage.file,
+            Some(PathBuf::from("/tmp/one = two {x}/encrypted-attr-storage.json")),
+            "strings are left whole"
+        );
+        assert!(config.ignored.contains(&"ui".to_owned()) && config.ignored.contains(&"api_addr".to_owned()));
+        let closing =
+            parse("listener \"tcp\" {\n  address = \"127.0.0.1:8201\"\n  tls_disable = true}\n").expect("parses");
+        assert_eq!(closing.file.listen, Some("127.0.0.1:8201".parse().unwrap()));
+        let listed = parse(
+            "storage \"file\" {\n  path = \"/tmp/p\"\n}\nlistener \"tcp\" { address = \"127.0.0.1:1\" tls_disable = true }\nx = [\"a = b\", \"c\"]\n",
+        )
+        .expect("a list with '=' inside a string parses");
+        assert!(listed.ignored.contains(&"x".to_owned()));
+        assert_eq!(
+            one_attribute_per_line("a = <<EOF\nb = c } {\nEOF\nd = 1\n"),
+            "a = <<EOF\nb = c } {\nEOF\nd = 1\n",
+            "heredocs pass as they are"
+        );
+        assert!(parse("listener \"tcp\" { address = \"no-such-host.invalid:1\" tls_disable = true }").is_err());
         assert!(is_vault_format(
             std::path::Path::new("server.conf"),
             "storage \"file\" {"
