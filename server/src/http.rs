@@ -52,7 +52,7 @@ pub(crate) enum Reply {
     },
     /// The envelope with `data`, whose keys are also copied to the top level, as
     /// Vault does for some `sys/` paths that old clients read that way.
-    SysData(Value),
+    SysData { data: Value, warnings: Vec<String> },
 }
 
 /// A reply's `data` that writes itself as JSON text, and gives the audit log the
@@ -99,6 +99,14 @@ impl Reply {
             warnings,
         }
     }
+
+    /// A `sys/` answer whose data keys are also at the top level, no warnings.
+    pub(crate) fn sys(data: Value) -> Self {
+        Self::SysData {
+            data,
+            warnings: Vec::new(),
+        }
+    }
 }
 
 impl Reply {
@@ -109,7 +117,7 @@ impl Reply {
             | Self::Written { status, .. }
             | Self::Text { status, .. }
             | Self::Bare(status, _) => *status,
-            Self::Leased { .. } | Self::SysData(_) => StatusCode::OK,
+            Self::Leased { .. } | Self::SysData { .. } => StatusCode::OK,
             Self::NoContent => StatusCode::NO_CONTENT,
         }
     }
@@ -117,7 +125,7 @@ impl Reply {
     /// What the audit log records of this answer (strings get hashed there).
     pub(crate) fn audit_view(&self) -> Value {
         match self {
-            Self::Data { data, .. } | Self::SysData(data) | Self::Leased { data, .. } => json!({ "data": data }),
+            Self::Data { data, .. } | Self::SysData { data, .. } | Self::Leased { data, .. } => json!({ "data": data }),
             Self::NoContent | Self::Text { .. } => json!({}),
             Self::Bare(_, body) => body.clone(),
             Self::Written { data, .. } => json!({ "data": data.audit_value() }),
@@ -164,11 +172,13 @@ impl IntoResponse for Reply {
                 let body = written_envelope(&*data, &warnings);
                 (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
             }
-            Self::SysData(data) => {
+            Self::SysData { data, warnings } => {
                 let mut body = json!({
                     "request_id": request_id(),
                     "lease_id": "", "renewable": false, "lease_duration": 0,
-                    "data": data.clone(), "wrap_info": null, "warnings": null, "auth": null,
+                    "data": data.clone(), "wrap_info": null,
+                    "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
+                    "auth": null,
                 });
                 if let (Value::Object(top), Value::Object(data)) = (&mut body, data) {
                     for (k, v) in data {

@@ -721,6 +721,23 @@ fn differential_against_openbao() {
             Some(r#"{"max_versions": 3, "custom_metadata": {"team": "a"}}"#.into()),
         ),
         ("GET", "secret/metadata/d1", None),
+        (
+            "POST",
+            "secret/data/w1",
+            Some(r#"{"data": {"a": "b"}, "zzz_unread": 1}"#.into()),
+        ),
+        ("GET", "secret/data/w1?zzz_unread=1", None),
+        (
+            "POST",
+            "secret/metadata/w1",
+            Some(r#"{"max_versions": 2, "zzz_unread": 1}"#.into()),
+        ),
+        (
+            "POST",
+            "secret/config",
+            Some(r#"{"max_versions": 0, "zzz_unread": 1}"#.into()),
+        ),
+        ("POST", "kv1/warned", Some(r#"{"zzz_unread": 1}"#.into())),
         // custom_metadata's limits: 64 keys, keys of 1-128 bytes, values of 1-512,
         // printable, no nested values; booleans and numbers become text.
         (
@@ -804,6 +821,34 @@ fn differential_against_openbao() {
             Some(r#"{"token_policies": "web"}"#.into()),
         ),
         ("POST", "auth/up/login/alice", Some(r#"{"password": "pw2"}"#.into())),
+        // Unknown fields named in a warning wherever the answer has a body.
+        (
+            "POST",
+            "auth/up/login/alice",
+            Some(r#"{"password": "pw2", "zzz_unread": 1}"#.into()),
+        ),
+        (
+            "POST",
+            "auth/up/users/warned",
+            Some(r#"{"password": "pw", "zzz_unread": 1}"#.into()),
+        ),
+        ("GET", "auth/up/users/alice?zzz_unread=1", None),
+        (
+            "POST",
+            "auth/token/create",
+            Some(r#"{"policies": ["default"], "zzz_unread": 1}"#.into()),
+        ),
+        ("POST", "auth/token/lookup-self", Some(r#"{"zzz_unread": 1}"#.into())),
+        (
+            "POST",
+            "sys/capabilities-self",
+            Some(r#"{"paths": ["a"], "zzz_unread": 1}"#.into()),
+        ),
+        (
+            "PUT",
+            "sys/policies/acl/warned",
+            Some(r#"{"policy": "", "zzz_unread": 1}"#.into()),
+        ),
         // Locked out after 5 wrong passwords: then even the right one is refused.
         ("POST", "auth/up/users/locky", Some(r#"{"password": "right"}"#.into())),
         ("POST", "auth/up/login/locky", Some(r#"{"password": "wrong"}"#.into())),

@@ -523,5 +523,9 @@ pub(super) fn login(
     let path = format!("auth/{mount_path}/login");
     // The secret ID's own token bounds, when it has some, narrow the role's.
     let bound = (!token_cidrs.is_empty()).then(|| parse_stored_cidrs(&token_cidrs));
-    login_token(state, &role.token, bound, &path, json!({ "role_name": name }))
+    let warnings = params
+        .ignored_warning(&[&["role_id", "secret_id"]])
+        .into_iter()
+        .collect();
+    login_token(state, &role.token, bound, &path, json!({ "role_name": name }), warnings)
 }

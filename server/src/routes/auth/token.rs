@@ -319,7 +319,9 @@ pub(crate) fn route(
 ) -> ApiResult {
     match (rest, op) {
         (["lookup-self"], Operation::Read | Operation::Update) => {
-            Ok(Reply::data(lookup_data(entry, Some(token)), vec![]))
+            // Vault declares `token` here too (unused by `-self`).
+            let warnings = params.ignored_warning(&[&["token"]]).into_iter().collect();
+            Ok(Reply::data(lookup_data(entry, Some(token)), warnings))
         }
         (["create"] | ["create-orphan"], Operation::Update) => create(state, rest == ["create-orphan"], params, entry),
         (["renew-self"], Operation::Update) => renew_token(state, token, params),

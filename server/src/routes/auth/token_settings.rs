@@ -168,6 +168,7 @@ pub(crate) fn login_token(
     bound_cidrs: Option<Vec<ipnet::IpNet>>,
     path: &str,
     metadata: Value,
+    warnings: Vec<String>,
 ) -> ApiResult {
     let mut policies = settings.token_policies.clone();
     if policies.iter().any(|p| p == "root") {
@@ -208,7 +209,7 @@ pub(crate) fn login_token(
     Ok(super::token::auth_reply_with(
         &client_token,
         &made.entry,
-        vec![],
+        warnings,
         metadata,
     ))
 }

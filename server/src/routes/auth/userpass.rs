@@ -189,5 +189,9 @@ pub(super) fn login(
         return Err(ApiError::PermissionDenied);
     }
     let path = format!("auth/{mount_path}/login/{name}");
-    login_token(state, &user.token, None, &path, json!({ "username": name }))
+    let warnings = params
+        .ignored_warning(&[&["username", "password"]])
+        .into_iter()
+        .collect();
+    login_token(state, &user.token, None, &path, json!({ "username": name }), warnings)
 }

@@ -293,7 +293,8 @@ fn write_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
         outcome = Ok(add_version(&mut secret, &settings, created, data.clone()));
         Change::Put(secret)
     })?;
-    Ok(Reply::data(outcome?, vec![]))
+    let warnings = params.ignored_warning(&[&["data", "options"]]).into_iter().collect();
+    Ok(Reply::data(outcome?, warnings))
 }
 
 /// Vault's check-and-set rules for a new version: `cas` must name the current

@@ -11,7 +11,7 @@ use crate::seal::Unsealed;
 
 /// `GET sys/audit`: the enabled devices.
 pub(super) fn devices(state: &Unsealed) -> Reply {
-    Reply::SysData(state.audit.list())
+    Reply::sys(state.audit.list())
 }
 
 /// `PUT` and `DELETE sys/audit/:name`: enable or disable a device (`local` is
@@ -47,7 +47,7 @@ pub(super) fn hash(state: &Unsealed, name: &str, params: &Params<'_>) -> ApiResu
         .audit
         .hash(name, &input)
         .ok_or_else(|| ApiError::BadRequest(format!("unknown audit backend {name}")))?;
-    Ok(Reply::SysData(json!({ "hash": hash })))
+    Ok(Reply::sys(json!({ "hash": hash })))
 }
 
 impl From<DeviceError> for ApiError {

@@ -18,7 +18,7 @@ pub(super) fn list(state: &Unsealed) -> Reply {
         .into_iter()
         .map(|(path, entry)| (path, describe_method(&entry)))
         .collect();
-    Reply::SysData(Value::Object(methods))
+    Reply::sys(Value::Object(methods))
 }
 
 /// `sys/auth/:path`: read, enable (`PUT`/`POST`) or disable (`DELETE`).
@@ -26,7 +26,7 @@ pub(super) fn method(state: &Unsealed, op: Operation, path: &str, params: &Param
     let path = path.trim_matches('/');
     match op {
         Operation::Read => match state.auth_methods.get(path) {
-            Some(entry) => Ok(Reply::SysData(describe_method(&entry))),
+            Some(entry) => Ok(Reply::sys(describe_method(&entry))),
             None => Err(ApiError::BadRequest(format!("No auth engine at {path}/"))),
         },
         Operation::Update => {

@@ -24,5 +24,8 @@ pub(super) fn capabilities_self(state: &Unsealed, params: &Params<'_>, entry: &T
     all.sort();
     all.dedup();
     data.insert("capabilities".into(), json!(all));
-    Ok(Reply::SysData(Value::Object(data)))
+    Ok(Reply::SysData {
+        data: Value::Object(data),
+        warnings: params.ignored_warning(&[&["paths", "path"]]).into_iter().collect(),
+    })
 }

@@ -21,7 +21,7 @@ pub(super) fn list(state: &Unsealed) -> Reply {
         .into_iter()
         .map(|(path, entry)| (path, describe(&entry)))
         .collect();
-    Reply::SysData(Value::Object(mounts))
+    Reply::sys(Value::Object(mounts))
 }
 
 /// `sys/mounts/:path`: read, enable (`PUT`/`POST`) or disable (`DELETE`).
@@ -29,7 +29,7 @@ pub(super) fn mount(state: &Unsealed, op: Operation, path: &str, params: &Params
     let path = path.trim_matches('/');
     match op {
         Operation::Read => match state.mounts.get(path) {
-            Some(entry) => Ok(Reply::SysData(describe(&entry))),
+            Some(entry) => Ok(Reply::sys(describe(&entry))),
             None => Err(ApiError::BadRequest(format!("No secret engine mount at {path}/"))),
         },
         Operation::Update => enable(state, path, params),
@@ -80,7 +80,7 @@ pub(super) fn tune(state: &Unsealed, path: &str) -> ApiResult {
         data.insert("options".into(), json!(options));
     }
     data["description"] = json!(entry.description);
-    Ok(Reply::SysData(data))
+    Ok(Reply::sys(data))
 }
 
 /// `POST sys/mounts/:path/tune`: `default_lease_ttl`, `max_lease_ttl` (a

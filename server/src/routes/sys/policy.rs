@@ -12,21 +12,24 @@ use crate::stores::policies::PolicyError;
 /// `LIST sys/policy` and `sys/policies/acl`: every policy name.
 pub(super) fn names(state: &Unsealed) -> Reply {
     let names = state.policies.names();
-    Reply::SysData(json!({ "keys": names, "policies": names }))
+    Reply::sys(json!({ "keys": names, "policies": names }))
 }
 
 /// `sys/policy/:name` (`field` = "rules") and `sys/policies/acl/:name` ("policy").
 pub(super) fn policy(state: &Unsealed, op: Operation, name: &str, params: &Params<'_>, field: &str) -> ApiResult {
     match op {
         Operation::Read => match (name, state.policies.text(name)) {
-            ("root", _) => Ok(Reply::SysData(json!({ "name": "root", field: "" }))),
-            (_, Some(text)) => Ok(Reply::SysData(json!({ "name": name, field: text }))),
+            ("root", _) => Ok(Reply::sys(json!({ "name": "root", field: "" }))),
+            (_, Some(text)) => Ok(Reply::sys(json!({ "name": name, field: text }))),
             (_, None) => Err(ApiError::NotFound),
         },
         Operation::Update => {
+            // An empty `policy` falls back to `rules`, and both empty is refused, as
+            // in Vault (an empty policy would grant nothing while looking set).
             let text = params
                 .string("policy")?
-                .or(params.string("rules")?)
+                .filter(|text| !text.is_empty())
+                .or(params.string("rules")?.filter(|text| !text.is_empty()))
                 .ok_or_else(|| ApiError::BadRequest("'policy' parameter not supplied or empty".into()))?;
             state.policies.put(name, &text)?;
             Ok(Reply::NoContent)
