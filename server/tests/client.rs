@@ -2426,6 +2426,30 @@ path "secret/data/café" { capabilities = ["deny"] }"#;
         &["auth.num_uses"],
     );
     let counted = token_of(&made);
+    let made = step(
+        "num_uses 3",
+        send(
+            client,
+            base,
+            root,
+            "POST",
+            "auth/token/create",
+            Some(r#"{"num_uses": 3, "policies": ["default"]}"#),
+        ),
+        &["auth.num_uses"],
+    );
+    step(
+        "a counted token makes a child",
+        send(
+            client,
+            base,
+            &token_of(&made),
+            "POST",
+            "auth/token/create",
+            Some(r#"{"policies": ["default"]}"#),
+        ),
+        &[],
+    );
     for use_number in 1..=3 {
         let name = format!("use {use_number} of 2");
         step(

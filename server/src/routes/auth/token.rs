@@ -171,6 +171,13 @@ fn create(state: &Unsealed, orphan_path: bool, params: &Params<'_>, entry: &Toke
         }
     }
     check_token_type(params, "type")?;
+    // A token with a limited number of uses may not make others: they would
+    // outlive its count (Vault's rule; here also when its last use is this one).
+    if entry.num_uses != 0 {
+        return Err(ApiError::BadRequest(
+            "restricted use token cannot generate child tokens".into(),
+        ));
+    }
     let ttl = match params.duration("ttl")? {
         Some(ttl) => Some(ttl),
         None => params.duration("lease")?,
