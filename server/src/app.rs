@@ -264,7 +264,7 @@ pub(crate) async fn answer(state: Arc<AppState>, request: axum::extract::Request
         } else {
             state.seal.unsealed()
         };
-        crate::metrics::family(open.as_deref(), &path)
+        crate::routes::family(open.as_deref(), &path)
     };
     let response = answer_unmeasured(state.clone(), request, path).await;
     state

@@ -37,44 +37,25 @@ pub(crate) fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &Toke
         Operation::List => Capability::List,
         Operation::Delete => Capability::Delete,
         Operation::Patch => Capability::Patch,
-        Operation::Update => match path.strip_prefix("transit/encrypt/").map(encrypted_attr::KeyName::new) {
-            // Only a key that does not exist needs `create`; a storage failure is a
-            // 503, never a "permission denied".
-            Some(Ok(name)) => match encrypted_attr::TransitEngine::read_key(&*open.engine, &name) {
-                Ok(_) => Capability::Update,
-                Err(encrypted_attr::Error::KeyNotFound { .. }) => Capability::Create,
-                Err(error) => return Err(ApiError::from(error)),
-            },
-            // The built-in engines' paths need no mount lookup: it is the hot path.
-            _ if ["transit/", "sys/", "auth/"].iter().any(|p| path.starts_with(p)) => Capability::Update,
-            _ => match open.mounts.find(path) {
-                // As on `transit/`: an encrypt that would create its key needs `create`.
-                Some((mount_path, mount)) if mount.kind == "transit" => {
-                    let rest = path.strip_prefix(mount_path.as_str()).unwrap_or_default();
-                    match rest.strip_prefix("/encrypt/").map(encrypted_attr::KeyName::new) {
-                        Some(Ok(name)) => {
-                            let engine = open.transit_mounts.engine(&mount).map_err(ApiError::from)?;
-                            match encrypted_attr::TransitEngine::read_key(&*engine, &name) {
-                                Ok(_) => Capability::Update,
-                                Err(encrypted_attr::Error::KeyNotFound { .. }) => Capability::Create,
-                                Err(error) => return Err(ApiError::from(error)),
-                            }
-                        }
-                        _ => Capability::Update,
-                    }
-                }
-                // A write that creates a KV entry needs `create`, as in Vault.
-                Some((mount_path, mount)) if mount.kind == "kv" => {
-                    let rest = path.strip_prefix(mount_path.as_str()).unwrap_or_default();
-                    if crate::routes::kv::write_creates(open, &mount, rest.trim_start_matches('/'))? {
-                        Capability::Create
-                    } else {
-                        Capability::Update
-                    }
+        Operation::Update => {
+            // `sys/` and `auth/` are no secrets engines: updates there never
+            // create. Elsewhere the engine says (Vault's existence check).
+            let resolved = if ["sys/", "auth/"].iter().any(|p| path.starts_with(p)) {
+                None
+            } else {
+                crate::engines::resolve(open, path)
+            };
+            match resolved {
+                Some(resolved)
+                    if resolved
+                        .engine
+                        .creates(open, &resolved.mounted(), resolved.rest(path))? =>
+                {
+                    Capability::Create
                 }
                 _ => Capability::Update,
-            },
-        },
+            }
+        }
     };
     let caps = open.policies.check(&entry.policies, path);
     // For LIST, `transit/keys` and `transit/keys/` are the same path.

@@ -9,6 +9,7 @@ mod audit;
 mod authorize;
 pub mod cli;
 mod encoding;
+mod engines;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -24,6 +25,7 @@ mod request;
 mod routes;
 mod seal;
 mod shamir;
+mod sharing;
 mod stores;
 mod ui;
 

@@ -12,8 +12,6 @@ use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use crate::seal::Unsealed;
-
 /// Bucket bounds of request and storage latencies, in seconds: 50 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -191,119 +189,9 @@ impl Metrics {
 /// The content type of [`Metrics::prometheus_text`], as Vault sends it.
 pub(crate) const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The route family of a request for `path`: the mount's type and the operation
-/// below it, from fixed sets only (`transit/encrypt`, `kv/data`, `auth/userpass/login`,
-/// `sys/policies`…); anything else is `other`.
-pub(crate) fn family(open: Option<&Unsealed>, path: &str) -> &'static str {
-    let mut segments = path.trim_end_matches('/').split('/');
-    let first = segments.next().unwrap_or_default();
-    let second = segments.next().unwrap_or_default();
-    match first {
-        "transit" => transit_family(second),
-        "sys" => SYS_FAMILIES
-            .iter()
-            .find(|(segment, _)| *segment == second)
-            .map_or("sys/other", |(_, family)| family),
-        "auth" => {
-            let kind = if second == "token" {
-                "token"
-            } else {
-                let below = path.strip_prefix("auth/").unwrap_or_default();
-                let kind = open.and_then(|open| open.auth_methods.find(below).map(|(_, mount)| mount.kind));
-                match kind.as_deref() {
-                    Some("userpass") => "userpass",
-                    Some("approle") => "approle",
-                    Some("token") => "token",
-                    _ => "other",
-                }
-            };
-            let login = path.split('/').any(|s| s == "login");
-            match (kind, login) {
-                ("userpass", true) => "auth/userpass/login",
-                ("userpass", false) => "auth/userpass",
-                ("approle", true) => "auth/approle/login",
-                ("approle", false) => "auth/approle",
-                ("token", _) => "auth/token",
-                _ => "auth/other",
-            }
-        }
-        _ => match open.and_then(|open| open.mounts.find(path)) {
-            Some((mount_path, mount)) => {
-                let below = path
-                    .strip_prefix(mount_path.as_str())
-                    .unwrap_or_default()
-                    .trim_start_matches('/');
-                let operation = below.split('/').next().unwrap_or_default();
-                match mount.kind.as_str() {
-                    "transit" => transit_family(operation),
-                    "kv" => match operation {
-                        "data" => "kv/data",
-                        "metadata" => "kv/metadata",
-                        "delete" | "undelete" | "destroy" => "kv/versions",
-                        "config" => "kv/config",
-                        "subkeys" => "kv/subkeys",
-                        _ => "kv",
-                    },
-                    _ => "other",
-                }
-            }
-            None => "other",
-        },
-    }
-}
-
-/// The family of a transit request whose first segment below the mount is
-/// `operation`.
-fn transit_family(operation: &str) -> &'static str {
-    match operation {
-        "encrypt" => "transit/encrypt",
-        "decrypt" => "transit/decrypt",
-        "rewrap" => "transit/rewrap",
-        "datakey" => "transit/datakey",
-        "hmac" => "transit/hmac",
-        "verify" => "transit/verify",
-        "keys" => "transit/keys",
-        "export" => "transit/export",
-        "random" => "transit/random",
-        "hash" => "transit/hash",
-        _ => "transit/other",
-    }
-}
-
-/// `sys/<segment>` paths and their families.
-const SYS_FAMILIES: &[(&str, &str)] = &[
-    ("health", "sys/health"),
-    ("seal-status", "sys/seal"),
-    ("seal", "sys/seal"),
-    ("unseal", "sys/seal"),
-    ("init", "sys/init"),
-    ("policy", "sys/policies"),
-    ("policies", "sys/policies"),
-    ("audit", "sys/audit"),
-    ("audit-hash", "sys/audit"),
-    ("capabilities-self", "sys/capabilities"),
-    ("mounts", "sys/mounts"),
-    ("auth", "sys/auth"),
-    ("leases", "sys/leases"),
-    ("internal", "sys/internal"),
-    ("metrics", "sys/metrics"),
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn families_come_from_fixed_sets_never_from_the_path() {
-        assert_eq!(family(None, "transit/encrypt/customer-email"), "transit/encrypt");
-        assert_eq!(family(None, "transit/keys/x/rotate"), "transit/keys");
-        assert_eq!(family(None, "transit/made-up-1234"), "transit/other");
-        assert_eq!(family(None, "sys/seal-status"), "sys/seal");
-        assert_eq!(family(None, "sys/anything-else"), "sys/other");
-        assert_eq!(family(None, "auth/token/lookup-self"), "auth/token");
-        assert_eq!(family(None, "secret/data/a/b"), "other");
-        assert_eq!(family(None, "9f8e7d"), "other");
-    }
 
     #[test]
     fn key_names_can_be_left_out() {

@@ -14,13 +14,14 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use encrypted_attr::storage::{Barrier, Storage, Update};
-use encrypted_attr::{EngineOptions, LocalEngine, RootKey, SecretBytes};
+use encrypted_attr::{LocalEngine, RootKey, SecretBytes};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::Audit;
 use crate::error::StartError;
 use crate::monitored::MonitoredStorage;
 use crate::shamir;
+use crate::sharing::{SHARED_STATE_REFRESH, shared_engine_options};
 use crate::stores::mounts::{MountEntry, MountError, MountTable};
 use crate::stores::policies::PolicyStore;
 use crate::stores::tokens::{NewTokenRequest, TokenStore};
@@ -56,11 +57,6 @@ pub(crate) struct Unsealed {
     /// so that once it has answered no server encrypts with the deleted key.
     pub(crate) shared_cache_lifetime: Duration,
 }
-
-/// How often a persistent server re-reads what other servers sharing its storage
-/// may change: keys (through the engine's `refresh_interval`), policies, audit
-/// devices and mounts; token entries are re-read on use after [`crate::stores::tokens::TOKEN_RECHECK`].
-pub(crate) const SHARED_STATE_REFRESH: Duration = Duration::from_secs(2);
 
 impl Unsealed {
     /// The engine, and the stores opened over `barrier`.
@@ -527,19 +523,6 @@ pub(crate) struct Health {
     pub(crate) initialized: bool,
     pub(crate) sealed: bool,
     pub(crate) storage_reachable: bool,
-}
-
-/// Engine options of a server: concurrent requests already keep every core busy,
-/// so a batch stays on its request's thread (starting threads per batch halved
-/// throughput on batches of 1,000 under load).
-pub(crate) fn server_engine_options() -> EngineOptions {
-    EngineOptions::default().parallel_batch_threshold(None)
-}
-
-/// Engine options of a persistent server: storage may be shared with other servers,
-/// so keys are also re-read every [`SHARED_STATE_REFRESH`] to see their rotations.
-pub(crate) fn shared_engine_options() -> EngineOptions {
-    server_engine_options().refresh_interval(SHARED_STATE_REFRESH)
 }
 
 /// The seal configuration in `storage`, if initialised.

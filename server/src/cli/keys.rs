@@ -185,7 +185,7 @@ impl KeysArgs {
 
     fn print(&self, info: &KeyInfo) {
         match self.format {
-            Format::Json => println!("{}", crate::routes::transit::keys::describe(info)),
+            Format::Json => println!("{}", crate::engines::transit::keys::describe(info)),
             Format::Table => {
                 println!("name                    {}", info.name);
                 println!("type                    {}", info.key_type);

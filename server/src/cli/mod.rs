@@ -3,6 +3,7 @@
 //! `table`: a database column to walk; `secret`), and the dispatch here.
 
 mod batch_write;
+mod config;
 mod engine;
 mod field_type;
 mod keys;

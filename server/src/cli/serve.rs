@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use encrypted_attr::LocalEngine;
 
+use super::config::{ConfigFile, parse_config};
 use super::secret::SecretArg;
 use crate::app::AppState;
 use crate::error::StartError;
@@ -56,57 +57,6 @@ pub(super) struct ServerArgs {
     metrics_without_key_names: bool,
 }
 
-/// The configuration file (this server's TOML; Vault's format is read into the
-/// same settings by `super::vault_config`).
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ConfigFile {
-    pub(super) listen: Option<SocketAddr>,
-    #[serde(default)]
-    pub(super) storage: StorageConfig,
-    pub(super) tls: Option<TlsConfig>,
-    /// Request limits and timeouts (`docs/server.md`); unset ones keep defaults.
-    #[serde(default)]
-    pub(super) limits: crate::limits::Limits,
-    /// What `sys/metrics` reports.
-    #[serde(default)]
-    pub(super) metrics: MetricsConfig,
-}
-
-/// `[metrics]`; a key left out keeps its default.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(super) struct MetricsConfig {
-    /// Whether transit items are labelled with their key's name (default: yes).
-    pub(super) key_names: bool,
-    /// Whether `sys/metrics` answers without a token (default: no; yes in dev
-    /// mode, as in Vault).
-    pub(super) unauthenticated_access: Option<bool>,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self {
-            key_names: true,
-            unauthenticated_access: None,
-        }
-    }
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct StorageConfig {
-    pub(super) file: Option<std::path::PathBuf>,
-    pub(super) postgres: Option<SecretArg>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TlsConfig {
-    pub(super) cert: std::path::PathBuf,
-    pub(super) key: std::path::PathBuf,
-}
-
 /// Where keys live.
 enum StorageChoice {
     Dev,
@@ -122,10 +72,6 @@ pub(super) struct Settings {
     limits: crate::limits::Limits,
     metrics_key_names: bool,
     metrics_without_token: bool,
-}
-
-fn parse_config(text: &str) -> Result<ConfigFile, StartError> {
-    toml::from_str(text).map_err(|e| StartError::Config(format!("invalid configuration: {}", e.message())))
 }
 
 impl ServerArgs {
@@ -200,7 +146,7 @@ pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(
     let (state, root) = match storage {
         StorageChoice::Dev => {
             let engine =
-                LocalEngine::ephemeral_with(crate::seal::server_engine_options()).map_err(StartError::Engine)?;
+                LocalEngine::ephemeral_with(crate::sharing::server_engine_options()).map_err(StartError::Engine)?;
             let (state, root) = AppState::new(Arc::new(engine), root_token_id)?;
             (state, Some(root))
         }

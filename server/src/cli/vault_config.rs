@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
+use super::config::{ConfigFile, StorageConfig, TlsConfig};
 use super::secret::SecretArg;
-use super::serve::{ConfigFile, StorageConfig, TlsConfig};
 use crate::error::StartError;
 
 /// What a Vault configuration file gave, and the settings it named that this

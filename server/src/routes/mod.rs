@@ -1,14 +1,11 @@
 //! Where each path goes: one match from the URL (after `/v1/`) to the room that
-//! serves it, laid out as the URL is: `transit/*` in [`transit`], `auth/token/*`
-//! in [`auth::token`], `sys/*` in [`sys`] (`sys/health` in [`sys::health`], seal
-//! and status in [`sys::seal`]). The dispatcher in `crate::app` answers
-//! `sys/health` and the unauthenticated `sys/` paths before any token check, and
-//! `sys/seal` after it.
+//! serves it: `auth/token/*` in [`auth::token`], other `auth/*` in [`auth`],
+//! `sys/*` in [`sys`], and everything else to the secrets engine mounted there
+//! (`crate::engines`). The dispatcher in `crate::app` answers `sys/health` and the
+//! unauthenticated `sys/` paths before any token check, and `sys/seal` after it.
 
 pub(crate) mod auth;
-pub(crate) mod kv;
 pub(crate) mod sys;
-pub(crate) mod transit;
 
 use crate::http::ApiResult;
 use crate::params::Params;
@@ -25,40 +22,22 @@ pub(crate) fn route(
     token: &str,
     entry: &TokenEntry,
 ) -> ApiResult {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["transit", rest @ ..] => {
-            let default = transit::Transit {
-                engine: &state.engine,
-                shared_cache_lifetime: state.shared_cache_lifetime,
-                mount_path: "transit",
-            };
-            transit::route(&default, op, rest, params)
+    let mut segments = path.split('/');
+    match (segments.next(), segments.next()) {
+        (Some("auth"), Some("token")) => {
+            let rest: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
+            auth::token::route(state, op, &rest, params, token, entry)
         }
-        ["auth", "token", rest @ ..] => auth::token::route(state, op, rest, params, token, entry),
-        ["auth", _, ..] => auth::route(state, op, path.strip_prefix("auth/").unwrap_or_default(), params),
-        ["sys", rest @ ..] => sys::route(state, op, path, rest, params, entry),
-        _ => match state.mounts.find(path) {
-            Some((mount_path, mount)) if mount.kind == "kv" => {
-                let rest = path.strip_prefix(mount_path.as_str()).unwrap_or_default();
-                kv::route(state, op, &mount_path, &mount, rest.trim_start_matches('/'), params)
-            }
-            Some((mount_path, mount)) if mount.kind == "transit" => {
-                let engine = state.transit_mounts.engine(&mount)?;
-                let mounted = transit::Transit {
-                    engine: &engine,
-                    shared_cache_lifetime: state.shared_cache_lifetime,
-                    mount_path: &mount_path,
-                };
-                let rest: Vec<&str> = path
-                    .strip_prefix(mount_path.as_str())
-                    .unwrap_or_default()
-                    .trim_matches('/')
-                    .split('/')
-                    .collect();
-                transit::route(&mounted, op, &rest, params)
-            }
-            _ => Err(crate::http::ApiError::NoRoute(path.trim_end_matches('/').to_owned())),
+        (Some("auth"), Some(_)) => auth::route(state, op, path.strip_prefix("auth/").unwrap_or_default(), params),
+        (Some("sys"), _) => {
+            let rest: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+            sys::route(state, op, path, &rest, params, entry)
+        }
+        _ => match crate::engines::resolve(state, path) {
+            Some(resolved) => resolved
+                .engine
+                .handle(state, &resolved.mounted(), op, resolved.rest(path), params),
+            None => Err(crate::http::ApiError::NoRoute(path.trim_end_matches('/').to_owned())),
         },
     }
 }
@@ -69,7 +48,9 @@ pub(crate) fn mount_type(state: &Unsealed, path: &str) -> std::borrow::Cow<'stat
     let first = path.split('/').next().unwrap_or_default();
     match first {
         // Every request asks: the built-in engines answer without a lookup.
-        "transit" => "transit".into(),
+        crate::stores::mounts::TRANSIT_PATH => {
+            crate::engines::SecretsEngine::kind(&crate::engines::transit::Transit).into()
+        }
         "sys" => "system".into(),
         "auth" => {
             let below = path.strip_prefix("auth/").unwrap_or_default();
@@ -82,5 +63,74 @@ pub(crate) fn mount_type(state: &Unsealed, path: &str) -> std::borrow::Cow<'stat
             .mounts
             .find(path)
             .map_or_else(|| "".into(), |(_, mount)| mount.kind.into()),
+    }
+}
+
+/// The metric family of a request for `path`: the mount's type and the operation
+/// below it, from fixed sets only (`transit/encrypt`, `kv/data`, `auth/userpass/login`,
+/// `sys/policies`…); anything else is `other`.
+pub(crate) fn family(open: Option<&Unsealed>, path: &str) -> &'static str {
+    let mut segments = path.trim_end_matches('/').split('/');
+    let first = segments.next().unwrap_or_default();
+    let second = segments.next().unwrap_or_default();
+    match first {
+        "sys" => SYS_FAMILIES
+            .iter()
+            .find(|(segment, _)| *segment == second)
+            .map_or("sys/other", |(_, family)| family),
+        // The built-in token method is a path, not a mount of a kind.
+        "auth" if second == "token" => "auth/token",
+        "auth" => {
+            let below = path.strip_prefix("auth/").unwrap_or_default();
+            let method = open
+                .and_then(|open| open.auth_methods.find(below))
+                .and_then(|(_, mount)| auth::method_of(&mount.kind));
+            let login = path.split('/').any(|s| s == "login");
+            method.map_or("auth/other", |method| method.family(login))
+        }
+        // The built-in `transit/` is known sealed or not (no table lookup).
+        crate::stores::mounts::TRANSIT_PATH => {
+            crate::engines::SecretsEngine::family(&crate::engines::transit::Transit, second)
+        }
+        _ => match open.and_then(|open| crate::engines::resolve(open, path)) {
+            Some(resolved) => resolved.engine.family(resolved.rest(path)),
+            None => "other",
+        },
+    }
+}
+
+/// `sys/<segment>` paths and their families.
+const SYS_FAMILIES: &[(&str, &str)] = &[
+    ("health", "sys/health"),
+    ("seal-status", "sys/seal"),
+    ("seal", "sys/seal"),
+    ("unseal", "sys/seal"),
+    ("init", "sys/init"),
+    ("policy", "sys/policies"),
+    ("policies", "sys/policies"),
+    ("audit", "sys/audit"),
+    ("audit-hash", "sys/audit"),
+    ("capabilities-self", "sys/capabilities"),
+    ("mounts", "sys/mounts"),
+    ("auth", "sys/auth"),
+    ("leases", "sys/leases"),
+    ("internal", "sys/internal"),
+    ("metrics", "sys/metrics"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_come_from_fixed_sets_never_from_the_path() {
+        assert_eq!(family(None, "transit/encrypt/customer-email"), "transit/encrypt");
+        assert_eq!(family(None, "transit/keys/x/rotate"), "transit/keys");
+        assert_eq!(family(None, "transit/made-up-1234"), "transit/other");
+        assert_eq!(family(None, "sys/seal-status"), "sys/seal");
+        assert_eq!(family(None, "sys/anything-else"), "sys/other");
+        assert_eq!(family(None, "auth/token/lookup-self"), "auth/token");
+        assert_eq!(family(None, "secret/data/a/b"), "other");
+        assert_eq!(family(None, "9f8e7d"), "other");
     }
 }

@@ -71,11 +71,11 @@ impl TransitMounts {
             return Ok(engine.clone());
         }
         let engine = Arc::new(match &self.source {
-            EngineSource::Memory => LocalEngine::ephemeral_with(crate::seal::server_engine_options())?,
+            EngineSource::Memory => LocalEngine::ephemeral_with(crate::sharing::server_engine_options())?,
             EngineSource::Storage { storage, root } => {
                 let mount_root = mount_root_key(&**storage, root, mount)?;
                 let view = PrefixedStorage::new(storage.clone(), mount.storage_prefix());
-                LocalEngine::with_storage(Arc::new(view), &mount_root, crate::seal::shared_engine_options())?
+                LocalEngine::with_storage(Arc::new(view), &mount_root, crate::sharing::shared_engine_options())?
             }
         });
         open.insert(mount.uuid.clone(), engine.clone());

@@ -140,7 +140,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Serves an authorised request below an AppRole mount.
-pub(super) fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &str, params: &Params<'_>) -> ApiResult {
+fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &str, params: &Params<'_>) -> ApiResult {
     let store = Store::new(&state.barrier, mount);
     let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
     use Operation::{Delete, List, Read, Update};
@@ -429,9 +429,41 @@ fn destroy_secret_id(store: &Store, role: &str, hash: &str) -> ApiResult {
     Ok(Reply::NoContent)
 }
 
+/// The AppRole kind.
+pub(super) struct AppRole;
+
+impl super::AuthMethod for AppRole {
+    fn kind(&self) -> &'static str {
+        "approle"
+    }
+
+    fn is_login(&self, rest: &str) -> bool {
+        rest == "login"
+    }
+
+    fn handle(
+        &self,
+        state: &Unsealed,
+        op: Operation,
+        mount: &MountEntry,
+        rest: &str,
+        params: &Params<'_>,
+    ) -> ApiResult {
+        route(state, op, mount, rest, params)
+    }
+
+    fn login(&self, state: &Unsealed, at: super::LoginAt<'_>, params: &Params<'_>) -> ApiResult {
+        login(state, at.mount_path, at.mount, params, at.client)
+    }
+
+    fn family(&self, login: bool) -> &'static str {
+        if login { "auth/approle/login" } else { "auth/approle" }
+    }
+}
+
 /// `POST auth/<mount>/login` with `role_id` and `secret_id` (answered without a
 /// token).
-pub(super) fn login(
+fn login(
     state: &Unsealed,
     mount_path: &str,
     mount: &MountEntry,

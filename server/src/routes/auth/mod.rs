@@ -11,6 +11,50 @@ use crate::http::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::request::Operation;
 use crate::seal::Unsealed;
+use crate::stores::mounts::MountEntry;
+
+/// Every kind of auth method `sys/auth` enables (the token method is built in at
+/// `auth/token/`, in [`token`]).
+static METHODS: [&dyn AuthMethod; 2] = [&userpass::Userpass, &approle::AppRole];
+
+/// What the core asks of a kind of auth method, for each of its mounts.
+pub(crate) trait AuthMethod: Sync {
+    /// The kind's `type` in `sys/auth`.
+    fn kind(&self) -> &'static str;
+
+    /// Whether `rest` (the path below the mount) is this method's login, which
+    /// is answered without a token.
+    fn is_login(&self, rest: &str) -> bool;
+
+    /// Serves an authorised request for `rest` below a mount of this method.
+    fn handle(&self, state: &Unsealed, op: Operation, mount: &MountEntry, rest: &str, params: &Params<'_>)
+    -> ApiResult;
+
+    /// Serves a login at `rest` from `client`: a new token on success.
+    fn login(&self, state: &Unsealed, at: LoginAt<'_>, params: &Params<'_>) -> ApiResult;
+
+    /// The metric family of its requests (`login`: of its logins).
+    fn family(&self, login: bool) -> &'static str;
+}
+
+/// Where a login arrived: the method's mount and path, what follows it, and the
+/// client's address (for CIDR bindings).
+pub(crate) struct LoginAt<'a> {
+    pub(crate) mount_path: &'a str,
+    pub(crate) mount: &'a MountEntry,
+    pub(crate) rest: &'a str,
+    pub(crate) client: Option<std::net::IpAddr>,
+}
+
+/// The auth method serving mounts of `kind`.
+pub(crate) fn method_of(kind: &str) -> Option<&'static dyn AuthMethod> {
+    METHODS.iter().copied().find(|method| method.kind() == kind)
+}
+
+/// Whether `kind` is one of this server's auth methods.
+pub(crate) fn is_known(kind: &str) -> bool {
+    method_of(kind).is_some()
+}
 
 /// Whether `path` (below `/v1/`, no trailing `/`) is a login of an enabled auth
 /// method: exactly `auth/<userpass mount>/login/<name>` (or `/login`), or
@@ -26,16 +70,7 @@ pub(crate) fn is_login(state: &Unsealed, path: &str, op: Operation) -> bool {
         return false;
     };
     let rest = below.strip_prefix(mount_path.as_str()).unwrap_or_default();
-    login_rest(&mount.kind, rest.strip_prefix('/').unwrap_or(rest))
-}
-
-/// Whether `rest` (inside a mount of `kind`) is that method's login path.
-fn login_rest(kind: &str, rest: &str) -> bool {
-    match kind {
-        "userpass" => rest == "login" || rest.strip_prefix("login/").is_some_and(|name| !name.contains('/')),
-        "approle" => rest == "login",
-        _ => false,
-    }
+    method_of(&mount.kind).is_some_and(|method| method.is_login(rest.strip_prefix('/').unwrap_or(rest)))
 }
 
 /// `token_policies` (or the older `policies`): a list, or comma-separated text,
@@ -76,10 +111,9 @@ pub(super) fn route(state: &Unsealed, op: Operation, path: &str, params: &Params
         .strip_prefix(mount_path.as_str())
         .unwrap_or_default()
         .trim_start_matches('/');
-    match mount.kind.as_str() {
-        "userpass" => userpass::route(state, op, &mount, rest, params),
-        "approle" => approle::route(state, op, &mount, rest, params),
-        _ => Err(ApiError::UnsupportedPath(format!("auth/{path}"))),
+    match method_of(&mount.kind) {
+        Some(method) => method.handle(state, op, &mount, rest, params),
+        None => Err(ApiError::UnsupportedPath(format!("auth/{path}"))),
     }
 }
 
@@ -94,9 +128,17 @@ pub(crate) fn login(state: &Unsealed, path: &str, params: &Params<'_>, client: O
         .strip_prefix(mount_path.as_str())
         .unwrap_or_default()
         .trim_start_matches('/');
-    match mount.kind.as_str() {
-        "userpass" if login_rest("userpass", rest) => userpass::login(state, &mount_path, &mount, rest, params, client),
-        "approle" if login_rest("approle", rest) => approle::login(state, &mount_path, &mount, params, client),
+    match method_of(&mount.kind) {
+        Some(method) if method.is_login(rest) => method.login(
+            state,
+            LoginAt {
+                mount_path: &mount_path,
+                mount: &mount,
+                rest,
+                client,
+            },
+            params,
+        ),
         _ => Err(ApiError::UnsupportedPath(path.to_owned())),
     }
 }

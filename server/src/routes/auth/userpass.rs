@@ -70,7 +70,7 @@ fn password_matches(hash: &str, password: &str) -> bool {
 }
 
 /// Serves an authorised request below a userpass mount.
-pub(super) fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &str, params: &Params<'_>) -> ApiResult {
+fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &str, params: &Params<'_>) -> ApiResult {
     let store = users(&state.barrier, mount);
     let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
     match (segments.as_slice(), op) {
@@ -155,8 +155,40 @@ fn read_user(store: &SealedRecords<User>, name: &str) -> ApiResult {
     Ok(Reply::data(serde_json::Value::Object(data), vec![]))
 }
 
+/// The userpass kind.
+pub(super) struct Userpass;
+
+impl super::AuthMethod for Userpass {
+    fn kind(&self) -> &'static str {
+        "userpass"
+    }
+
+    fn is_login(&self, rest: &str) -> bool {
+        rest == "login" || rest.strip_prefix("login/").is_some_and(|name| !name.contains('/'))
+    }
+
+    fn handle(
+        &self,
+        state: &Unsealed,
+        op: Operation,
+        mount: &MountEntry,
+        rest: &str,
+        params: &Params<'_>,
+    ) -> ApiResult {
+        route(state, op, mount, rest, params)
+    }
+
+    fn login(&self, state: &Unsealed, at: super::LoginAt<'_>, params: &Params<'_>) -> ApiResult {
+        login(state, at.mount_path, at.mount, at.rest, params, at.client)
+    }
+
+    fn family(&self, login: bool) -> &'static str {
+        if login { "auth/userpass/login" } else { "auth/userpass" }
+    }
+}
+
 /// `POST auth/<mount>/login/<username>` (answered without a token).
-pub(super) fn login(
+fn login(
     state: &Unsealed,
     mount_path: &str,
     mount: &MountEntry,

@@ -32,14 +32,13 @@ pub(super) fn method(state: &Unsealed, op: Operation, path: &str, params: &Param
         Operation::Update => {
             let kind = params.string("type")?.unwrap_or_default();
             let description = params.string("description")?.unwrap_or_default();
-            match kind.as_str() {
-                "" => {
-                    return Err(ApiError::BadRequest(
-                        "backend type must be specified as a string".into(),
-                    ));
-                }
-                "userpass" | "approle" => {}
-                other => return Err(ApiError::BadRequest(format!("unknown backend type: {other:?}"))),
+            if kind.is_empty() {
+                return Err(ApiError::BadRequest(
+                    "backend type must be specified as a string".into(),
+                ));
+            }
+            if !crate::routes::auth::is_known(&kind) {
+                return Err(ApiError::BadRequest(format!("unknown backend type: {kind:?}")));
             }
             state
                 .auth_methods

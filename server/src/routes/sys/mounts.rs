@@ -37,10 +37,8 @@ pub(super) fn mount(state: &Unsealed, op: Operation, path: &str, params: &Params
             if let Some(removed) = state.mounts.disable(path)? {
                 // The data goes with the mount: a later mount at the same path
                 // starts empty (it has another uuid, so another storage prefix).
-                if removed.kind == "transit" {
-                    state.transit_mounts.remove(&removed)?;
-                } else {
-                    crate::stores::mounts::delete_data(&state.barrier, &removed)?;
+                if let Some(engine) = crate::engines::of_kind(&removed.kind) {
+                    engine.unmount(state, &removed)?;
                 }
             }
             Ok(Reply::NoContent)
@@ -165,28 +163,16 @@ fn enable(state: &Unsealed, path: &str, params: &Params<'_>) -> ApiResult {
         ),
         _ => None,
     };
-    let kind = match kind.as_str() {
-        "" => {
-            return Err(ApiError::BadRequest(
-                "backend type must be specified as a string".into(),
-            ));
-        }
-        "kv-v1" | "kv-v2" => {
-            let version = if kind == "kv-v2" { "2" } else { "1" };
-            options
-                .get_or_insert_with(BTreeMap::new)
-                .insert("version".into(), version.into());
-            "kv"
-        }
-        "kv" | "generic" => "kv",
-        "transit" => "transit",
-        other => return Err(ApiError::BadRequest(format!("unknown backend type: {other:?}"))),
-    };
-    if let Some(version) = options.as_ref().and_then(|o| o.get("version"))
-        && !matches!(version.as_str(), "1" | "2")
-    {
-        return Err(ApiError::BadRequest(format!("invalid KV version {version:?}")));
+    if kind.is_empty() {
+        return Err(ApiError::BadRequest(
+            "backend type must be specified as a string".into(),
+        ));
     }
+    let engine = match crate::engines::for_type_name(&kind, &mut options) {
+        Some(checked) => checked?,
+        None => return Err(ApiError::BadRequest(format!("unknown backend type: {kind:?}"))),
+    };
+    let kind = engine.kind();
     state.mounts.enable(path, MountEntry::new(kind, description, options))?;
     Ok(Reply::NoContent)
 }
@@ -205,7 +191,8 @@ pub(super) fn describe(entry: &MountEntry) -> Value {
         "plugin_version": "",
         "running_plugin_version": "",
         "running_sha256": "",
-        "deprecation_status": matches!(entry.kind.as_str(), "kv" | "transit" | "userpass" | "approle").then_some("supported"),
+        "deprecation_status": (crate::engines::is_known(&entry.kind) || crate::routes::auth::is_known(&entry.kind))
+            .then_some("supported"),
         "config": {
             "default_lease_ttl": entry.config.default_lease_ttl,
             "max_lease_ttl": entry.config.max_lease_ttl,

@@ -6,17 +6,76 @@
 mod v1;
 mod v2;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use encrypted_attr::storage::Barrier;
 use serde_json::{Map, Value};
 
+use super::{Mounted, SecretsEngine};
 use crate::http::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::mounts::MountEntry;
 use crate::stores::{Record, SealedRecords, decode_json, encode_json};
+
+/// The KV kind (`kv`; Vault's older name `generic`, and `kv-v1`/`kv-v2` that
+/// choose the version).
+pub(crate) struct Kv;
+
+impl SecretsEngine for Kv {
+    fn kind(&self) -> &'static str {
+        "kv"
+    }
+
+    fn enables(&self, asked: &str, options: &mut Option<BTreeMap<String, String>>) -> Option<Result<(), ApiError>> {
+        let version = match asked {
+            "kv" | "generic" => None,
+            "kv-v1" => Some("1"),
+            "kv-v2" => Some("2"),
+            _ => return None,
+        };
+        if let Some(version) = version {
+            options
+                .get_or_insert_with(BTreeMap::new)
+                .insert("version".into(), version.into());
+        }
+        Some(match options.as_ref().and_then(|o| o.get("version")) {
+            Some(version) if !matches!(version.as_str(), "1" | "2") => {
+                Err(ApiError::BadRequest(format!("invalid KV version {version:?}")))
+            }
+            _ => Ok(()),
+        })
+    }
+
+    fn handle(&self, state: &Unsealed, at: &Mounted<'_>, op: Operation, rest: &str, params: &Params<'_>) -> ApiResult {
+        let entry = at.entry.ok_or(ApiError::Internal)?;
+        route(state, op, at.path, entry, rest, params)
+    }
+
+    fn creates(&self, state: &Unsealed, at: &Mounted<'_>, rest: &str) -> Result<bool, ApiError> {
+        match at.entry {
+            Some(entry) => write_creates(state, entry, rest),
+            None => Ok(false),
+        }
+    }
+
+    fn family(&self, rest: &str) -> &'static str {
+        match rest.split('/').next().unwrap_or_default() {
+            "data" => "kv/data",
+            "metadata" => "kv/metadata",
+            "delete" | "undelete" | "destroy" => "kv/versions",
+            "config" => "kv/config",
+            "subkeys" => "kv/subkeys",
+            _ => "kv",
+        }
+    }
+
+    fn unmount(&self, state: &Unsealed, entry: &MountEntry) -> Result<(), ApiError> {
+        crate::stores::mounts::delete_data(&state.barrier, entry).map_err(ApiError::from)
+    }
+}
 
 /// A KV value as stored: the JSON object written.
 pub(crate) struct KvData(pub(crate) Map<String, Value>);
@@ -36,7 +95,7 @@ fn values(barrier: &Arc<Barrier>, mount: &MountEntry) -> SealedRecords<KvData> {
 }
 
 /// Serves `rest` (the path inside the mount) on a KV mount.
-pub(crate) fn route(
+fn route(
     state: &Unsealed,
     op: Operation,
     mount_path: &str,
@@ -64,7 +123,7 @@ pub(crate) fn route(
 
 /// Whether a write to `rest` on a KV mount would create its entry (it then needs
 /// the `create` capability rather than `update`).
-pub(crate) fn write_creates(state: &Unsealed, mount: &MountEntry, rest: &str) -> Result<bool, ApiError> {
+fn write_creates(state: &Unsealed, mount: &MountEntry, rest: &str) -> Result<bool, ApiError> {
     if entry_name(mount, rest).ends_with('/') {
         // Refused by `route`, whatever the capability.
         return Ok(false);

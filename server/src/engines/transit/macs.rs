@@ -8,7 +8,7 @@ use encrypted_attr::wire_names::{
     BATCH_INPUT, BATCH_RESULTS, ERROR, HMAC, INPUT, KEY_VERSION, REFERENCE, SIGNATURE, VALID,
 };
 
-use super::Transit;
+use super::TransitMount;
 use crate::encoding::{decode_base64, encode_base64};
 use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
@@ -46,7 +46,12 @@ fn input(params: &Params<'_>, missing: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-pub(super) fn hmac(state: &Transit<'_>, name: &KeyName, url_algorithm: Option<&str>, params: &Params<'_>) -> ApiResult {
+pub(super) fn hmac(
+    state: &TransitMount<'_>,
+    name: &KeyName,
+    url_algorithm: Option<&str>,
+    params: &Params<'_>,
+) -> ApiResult {
     let algorithm = algorithm(url_algorithm, params, &["algorithm"])?;
     let version = match params.int(KEY_VERSION)? {
         None | Some(0) => None,
@@ -95,7 +100,7 @@ pub(super) fn hmac(state: &Transit<'_>, name: &KeyName, url_algorithm: Option<&s
 }
 
 pub(super) fn verify(
-    state: &Transit<'_>,
+    state: &TransitMount<'_>,
     name: &KeyName,
     url_algorithm: Option<&str>,
     params: &Params<'_>,
@@ -155,7 +160,7 @@ fn format_bytes(bytes: &[u8], format: Option<String>, default: &str) -> Result<V
     }
 }
 
-pub(super) fn random(state: &Transit<'_>, url: &[&str], params: &Params<'_>) -> ApiResult {
+pub(super) fn random(state: &TransitMount<'_>, url: &[&str], params: &Params<'_>) -> ApiResult {
     // URL forms: random, random/<bytes>, random/<source>, random/<source>/<bytes>.
     let (source, bytes_in_url) = match url {
         [] => (None, None),

@@ -15,7 +15,7 @@ use encrypted_attr::wire_names::{
     ASSOCIATED_DATA, BATCH_INPUT, BATCH_RESULTS, CIPHERTEXT, CONTEXT, ERROR, KEY_VERSION, PLAINTEXT, REFERENCE,
 };
 
-use super::Transit;
+use super::TransitMount;
 use crate::encoding::{decode_base64, encode_base64};
 use crate::http::{ApiError, ApiResult, HandWritten, Reply};
 use crate::params::Params;
@@ -338,7 +338,7 @@ fn ignored(params: &Params<'_>, declared: &[&[&str]]) -> Vec<String> {
     params.ignored_warning(declared).into_iter().collect()
 }
 
-pub(super) fn encrypt(state: &Transit<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
+pub(super) fn encrypt(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let (items, batch) = items(params, &[PLAINTEXT, CONTEXT, ASSOCIATED_DATA, KEY_VERSION, REFERENCE])?;
     let with_context = items.iter().filter(|i| i.has(CONTEXT)).count();
     if batch && with_context != 0 && with_context != items.len() {
@@ -384,7 +384,7 @@ pub(super) fn encrypt(state: &Transit<'_>, name: &KeyName, params: &Params<'_>) 
     }
 }
 
-pub(super) fn decrypt(state: &Transit<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
+pub(super) fn decrypt(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let (items, batch) = items(params, &[CIPHERTEXT, CONTEXT, ASSOCIATED_DATA, REFERENCE])?;
     let info = state.engine.read_key(name).map_err(request_error)?;
     let refs = references(&items)?;
@@ -409,7 +409,7 @@ pub(super) fn decrypt(state: &Transit<'_>, name: &KeyName, params: &Params<'_>) 
     }
 }
 
-pub(super) fn rewrap(state: &Transit<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
+pub(super) fn rewrap(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let (items, batch) = items(params, &[CIPHERTEXT, CONTEXT, ASSOCIATED_DATA, KEY_VERSION, REFERENCE])?;
     let info = state.engine.read_key(name).map_err(request_error)?;
     let refs = references(&items)?;
@@ -432,7 +432,7 @@ pub(super) fn rewrap(state: &Transit<'_>, name: &KeyName, params: &Params<'_>) -
     }
 }
 
-pub(super) fn datakey(state: &Transit<'_>, kind: &str, name: &KeyName, params: &Params<'_>) -> ApiResult {
+pub(super) fn datakey(state: &TransitMount<'_>, kind: &str, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let wrapped_only = match kind {
         PLAINTEXT => false,
         "wrapped" => true,

@@ -1,19 +1,94 @@
-//! The transit secrets engine at `/v1/transit/…`: routing of Vault's paths and
-//! methods to one handler per operation, over the in-process engine.
+//! The transit secrets engine, built in at `transit/` and mountable at any path:
+//! routing of Vault's paths and methods to one handler per operation, over the
+//! in-process engine (the server's own at `transit/`, a mount's own elsewhere).
 
 mod crypt;
 pub(crate) mod keys;
 mod macs;
 
+use std::collections::BTreeMap;
+
 use encrypted_attr::{Error, KeyName};
 
+use super::{Mounted, SecretsEngine};
 use crate::http::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::request::Operation;
+use crate::seal::Unsealed;
+use crate::stores::mounts::MountEntry;
+
+/// The transit kind.
+pub(crate) struct Transit;
+
+impl SecretsEngine for Transit {
+    fn kind(&self) -> &'static str {
+        "transit"
+    }
+
+    fn enables(&self, asked: &str, _options: &mut Option<BTreeMap<String, String>>) -> Option<Result<(), ApiError>> {
+        (asked == "transit").then_some(Ok(()))
+    }
+
+    fn handle(&self, state: &Unsealed, at: &Mounted<'_>, op: Operation, rest: &str, params: &Params<'_>) -> ApiResult {
+        let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+        let segments = if segments == [""] { &[][..] } else { &segments[..] };
+        match at.entry {
+            None => route(&mount_of(state, &state.engine, at), op, segments, params),
+            Some(entry) => {
+                let engine = state.transit_mounts.engine(entry)?;
+                route(&mount_of(state, &engine, at), op, segments, params)
+            }
+        }
+    }
+
+    /// Only an encrypt with a key that does not exist yet creates (the key).
+    fn creates(&self, state: &Unsealed, at: &Mounted<'_>, rest: &str) -> Result<bool, ApiError> {
+        let Some(Ok(name)) = rest.strip_prefix("encrypt/").map(KeyName::new) else {
+            return Ok(false);
+        };
+        let found = match at.entry {
+            None => encrypted_attr::TransitEngine::read_key(&*state.engine, &name),
+            Some(entry) => encrypted_attr::TransitEngine::read_key(&*state.transit_mounts.engine(entry)?, &name),
+        };
+        match found {
+            Ok(_) => Ok(false),
+            Err(Error::KeyNotFound { .. }) => Ok(true),
+            Err(error) => Err(ApiError::from(error)),
+        }
+    }
+
+    fn family(&self, rest: &str) -> &'static str {
+        match rest.split('/').next().unwrap_or_default() {
+            "encrypt" => "transit/encrypt",
+            "decrypt" => "transit/decrypt",
+            "rewrap" => "transit/rewrap",
+            "datakey" => "transit/datakey",
+            "hmac" => "transit/hmac",
+            "verify" => "transit/verify",
+            "keys" => "transit/keys",
+            "export" => "transit/export",
+            "random" => "transit/random",
+            "hash" => "transit/hash",
+            _ => "transit/other",
+        }
+    }
+
+    fn unmount(&self, state: &Unsealed, entry: &MountEntry) -> Result<(), ApiError> {
+        state.transit_mounts.remove(entry).map_err(ApiError::from)
+    }
+}
+
+fn mount_of<'a>(state: &Unsealed, engine: &'a encrypted_attr::LocalEngine, at: &Mounted<'a>) -> TransitMount<'a> {
+    TransitMount {
+        engine,
+        shared_cache_lifetime: state.shared_cache_lifetime,
+        mount_path: at.path,
+    }
+}
 
 /// One transit mount: its engine (the server's own at `transit/`, or a mount's
 /// at another path), and how long other servers may keep using a deleted key.
-pub(crate) struct Transit<'a> {
+pub(crate) struct TransitMount<'a> {
     pub(crate) engine: &'a encrypted_attr::LocalEngine,
     pub(crate) shared_cache_lifetime: std::time::Duration,
     /// The mount's path, for Vault's "unsupported path" texts.
@@ -21,7 +96,7 @@ pub(crate) struct Transit<'a> {
 }
 
 /// Dispatches a request below a transit mount (`path`: the segments after it).
-pub(crate) fn route(state: &Transit<'_>, op: Operation, path: &[&str], params: &Params<'_>) -> ApiResult {
+pub(crate) fn route(state: &TransitMount<'_>, op: Operation, path: &[&str], params: &Params<'_>) -> ApiResult {
     use Operation::{Delete, List, Read, Update};
     match (path, op) {
         (["keys"] | ["keys", ""], List) => keys::list(state),

@@ -3,7 +3,7 @@
 use encrypted_attr::{Error, ExportKind, KeyConfig, KeyInfo, KeyName, KeyOptions, KeyType, KeyVersion, TransitEngine};
 use serde_json::{Map, Value, json};
 
-use super::Transit;
+use super::TransitMount;
 use super::request_error;
 use crate::encoding::encode_base64;
 use crate::http::{ApiError, ApiResult, Reply};
@@ -77,7 +77,7 @@ fn with_warnings(data: Value, params: &Params<'_>, declared: &[&[&str]], mut war
     Ok(Reply::data(data, warnings))
 }
 
-pub(super) fn list(state: &Transit<'_>) -> ApiResult {
+pub(super) fn list(state: &TransitMount<'_>) -> ApiResult {
     let names = state.engine.list_keys().map_err(request_error)?;
     if names.is_empty() {
         return Err(ApiError::NotFound);
@@ -86,7 +86,7 @@ pub(super) fn list(state: &Transit<'_>) -> ApiResult {
     Ok(Reply::data(json!({ "keys": names }), vec![]))
 }
 
-pub(super) fn read(state: &Transit<'_>, name: &KeyName) -> ApiResult {
+pub(super) fn read(state: &TransitMount<'_>, name: &KeyName) -> ApiResult {
     match state.engine.read_key(name) {
         Ok(info) => Ok(Reply::data(describe(&info), vec![])),
         Err(Error::KeyNotFound { .. }) => Err(ApiError::NotFound),
@@ -115,7 +115,7 @@ pub(crate) fn options(params: &Params<'_>, derived_default: bool) -> Result<KeyO
     Ok(options)
 }
 
-pub(super) fn create(state: &Transit<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
+pub(super) fn create(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let options = options(params, false)?;
     let info = state.engine.create_key(name, options).map_err(request_error)?;
     with_warnings(describe(&info), params, &[KEY_OPTION_PARAMS, CREATE_PARAMS], vec![])
@@ -126,7 +126,7 @@ pub(super) fn create(state: &Transit<'_>, name: &KeyName, params: &Params<'_>) -
 /// so that no encryption with the deleted key can succeed after this answer —
 /// such a ciphertext could never be decrypted. Requests run on blocking threads,
 /// so the wait holds no async worker.
-pub(super) fn delete(state: &Transit<'_>, name: &KeyName) -> ApiResult {
+pub(super) fn delete(state: &TransitMount<'_>, name: &KeyName) -> ApiResult {
     match state.engine.delete_key(name) {
         Ok(()) => {
             std::thread::sleep(state.shared_cache_lifetime);
@@ -149,7 +149,7 @@ fn version_param(params: &Params<'_>, name: &'static str) -> Result<Option<u32>,
     }
 }
 
-pub(super) fn configure(state: &Transit<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
+pub(super) fn configure(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let mut config = KeyConfig::default();
     let mut warnings = Vec::new();
     if let Some(v) = version_param(params, "min_decryption_version")? {
@@ -182,7 +182,7 @@ pub(super) fn configure(state: &Transit<'_>, name: &KeyName, params: &Params<'_>
     }
 }
 
-pub(super) fn rotate(state: &Transit<'_>, name: &KeyName) -> ApiResult {
+pub(super) fn rotate(state: &TransitMount<'_>, name: &KeyName) -> ApiResult {
     match state.engine.rotate_key(name) {
         Ok(info) => Ok(Reply::data(describe(&info), vec![])),
         Err(Error::KeyNotFound { .. }) => Err(ApiError::BadRequest("key not found".into())),
@@ -190,7 +190,7 @@ pub(super) fn rotate(state: &Transit<'_>, name: &KeyName) -> ApiResult {
     }
 }
 
-pub(super) fn trim(state: &Transit<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
+pub(super) fn trim(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
     let Some(min) = version_param(params, "min_available_version")? else {
         return Err(ApiError::BadRequest("missing min_available_version".into()));
     };
@@ -206,7 +206,7 @@ pub(super) fn trim(state: &Transit<'_>, name: &KeyName, params: &Params<'_>) -> 
     }
 }
 
-pub(super) fn export(state: &Transit<'_>, kind: &str, name: &KeyName, version: Option<&str>) -> ApiResult {
+pub(super) fn export(state: &TransitMount<'_>, kind: &str, name: &KeyName, version: Option<&str>) -> ApiResult {
     let export_kind = match kind {
         "encryption-key" => ExportKind::EncryptionKey,
         "hmac-key" => ExportKind::HmacKey,
