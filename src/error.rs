@@ -225,3 +225,12 @@ pub enum QueryError<D> {
     #[error(transparent)]
     Encryption(#[from] Error),
 }
+
+impl From<crate::name::NameError> for Error {
+    fn from(error: crate::name::NameError) -> Self {
+        match error {
+            crate::name::NameError::InvalidKeyName { reason } => Self::InvalidKeyName { reason },
+            crate::name::NameError::InvalidVersion => Self::invalid("key versions start at 1"),
+        }
+    }
+}

@@ -24,7 +24,7 @@ pub mod wire_names;
 
 // Identifiers and envelopes.
 pub use ciphertext::{Ciphertext, PREFIX as CIPHERTEXT_PREFIX};
-pub use name::{KeyName, KeyVersion, MAX_KEY_NAME_LEN};
+pub use name::{KeyName, KeyVersion, MAX_KEY_NAME_LEN, NameError};
 
 // Secrets and errors.
 pub use error::{BoxError, Error, QueryError, Result};

@@ -9,7 +9,23 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Error;
+/// Why a key name or version was refused. Converts into [`crate::Error`]
+/// (`InvalidKeyName`, or `InvalidRequest` for a version), so `?` works in code
+/// returning the crate's error; kept here so that validated names need nothing
+/// of the error type that holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// A key name does not follow Vault's rule.
+    #[error("invalid key name: {reason}")]
+    InvalidKeyName {
+        /// Why the name was refused.
+        reason: &'static str,
+    },
+    /// Key versions start at 1.
+    #[error("key versions start at 1")]
+    InvalidVersion,
+}
 
 /// The longest key name accepted. Vault sets no limit; we cap names so a key name
 /// can always be a storage path segment and a database identifier fragment.
@@ -33,11 +49,11 @@ impl KeyName {
     /// Validates `name` against Vault's key-name rule.
     ///
     /// # Errors
-    /// [`Error::InvalidKeyName`] when the name is empty, too long, or uses other
-    /// characters than those allowed.
-    pub fn new(name: &str) -> Result<Self, Error> {
+    /// [`NameError::InvalidKeyName`] when the name is empty, too long, or uses
+    /// other characters than those allowed.
+    pub fn new(name: &str) -> Result<Self, NameError> {
         match key_name_problem(name) {
-            Some(reason) => Err(Error::InvalidKeyName { reason }),
+            Some(reason) => Err(NameError::InvalidKeyName { reason }),
             None => Ok(Self(name.into())),
         }
     }
@@ -81,15 +97,15 @@ pub const fn key_name_problem(name: &str) -> Option<&'static str> {
 }
 
 impl FromStr for KeyName {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, NameError> {
         Self::new(s)
     }
 }
 
 impl TryFrom<&str> for KeyName {
-    type Error = Error;
-    fn try_from(s: &str) -> Result<Self, Error> {
+    type Error = NameError;
+    fn try_from(s: &str) -> Result<Self, NameError> {
         Self::new(s)
     }
 }
@@ -169,9 +185,9 @@ impl fmt::Debug for KeyVersion {
 }
 
 impl TryFrom<u32> for KeyVersion {
-    type Error = Error;
-    fn try_from(v: u32) -> Result<Self, Error> {
-        Self::new(v).ok_or_else(|| Error::invalid("key versions start at 1"))
+    type Error = NameError;
+    fn try_from(v: u32) -> Result<Self, NameError> {
+        Self::new(v).ok_or(NameError::InvalidVersion)
     }
 }
 

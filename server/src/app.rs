@@ -520,23 +520,19 @@ impl AppState {
             return false;
         }
         let Some(open) = self.seal.unsealed() else { return false };
-        let mut segments = path.trim_end_matches('/').split('/');
-        let (Some("transit"), Some(action), Some(name)) = (segments.next(), segments.next(), segments.next()) else {
+        // Only the built-in `transit/` is known without a mount-table lookup.
+        let Some(resolved) = path
+            .split('/')
+            .next()
+            .is_some_and(|first| first == crate::stores::mounts::TRANSIT_PATH)
+            .then(|| crate::engines::resolve(&open, path))
+            .flatten()
+        else {
             return false;
         };
-        let data_operation = matches!(
-            action,
-            "encrypt" | "decrypt" | "rewrap" | "hmac" | "verify" | "datakey" | "sign"
-        );
-        let name = if action == "datakey" {
-            segments.next()
-        } else {
-            Some(name)
-        };
-        data_operation
-            && name
-                .and_then(|n| encrypted_attr::KeyName::new(n).ok())
-                .is_some_and(|n| open.engine.is_key_fresh(&n))
+        resolved
+            .engine
+            .answers_inline(&open, &resolved.mounted(), resolved.rest(path))
     }
 }
 
@@ -726,8 +722,10 @@ fn authorized_request(
     };
     // A batch with failed items answers `Ok` with a 4xx or 5xx: only answers sent
     // as a success count.
-    if mount_type == "transit" && result.as_ref().is_ok_and(|reply| reply.status().is_success()) {
-        count_transit_items(state, open, op, path, &params);
+    if result.as_ref().is_ok_and(|reply| reply.status().is_success())
+        && let Some(engine) = crate::engines::of_kind(&mount_type)
+    {
+        engine.count(open, &state.metrics, op, path, &params);
     }
     answer_audited(state, open, &audited, result)
 }
@@ -757,41 +755,6 @@ fn metrics_reply(state: &AppState, params: &Params<'_>) -> crate::http::Reply {
             .metrics
             .prometheus_text(state.seal.unsealed().is_none(), initialized),
     }
-}
-
-/// Counts the items of a successful transit data request (`path` below a transit
-/// mount) for the metrics: its operation, its key, how many. A deleted key's
-/// series are dropped, so keys made and deleted do not pile up.
-fn count_transit_items(state: &AppState, open: &Unsealed, op: Operation, path: &str, params: &Params<'_>) {
-    let below = match path.strip_prefix("transit/") {
-        Some(below) => below,
-        None => match open.mounts.find(path) {
-            Some((mount_path, _)) => path.get(mount_path.len()..).unwrap_or_default().trim_start_matches('/'),
-            None => return,
-        },
-    };
-    let mut segments = below.trim_end_matches('/').split('/');
-    let operation = segments.next().unwrap_or_default();
-    if op == Operation::Delete {
-        if let (Some(key), None) = (segments.next(), segments.next())
-            && operation == "keys"
-        {
-            state.metrics.forget_key(key);
-        }
-        return;
-    }
-    if op != Operation::Update {
-        return;
-    }
-    // `datakey/:type/:name`; every other data operation is `op/:name[/…]`.
-    let key = if operation == "datakey" {
-        segments.nth(1)
-    } else {
-        segments.next()
-    };
-    let Some(key) = key else { return };
-    let batch = params.batch_len();
-    state.metrics.transit(operation, key, batch.max(1), batch > 0);
 }
 
 #[cfg(test)]

@@ -62,6 +62,13 @@ pub(crate) enum CliError {
     NothingRetired,
 }
 
+/// A key name or version refused as the engine refuses it.
+impl From<encrypted_attr::NameError> for CliError {
+    fn from(error: encrypted_attr::NameError) -> Self {
+        Self::Engine(error.into())
+    }
+}
+
 /// The sources of `error`, joined (`Error::Storage` keeps its reason there).
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut out = String::new();

@@ -275,7 +275,7 @@ impl StoredKey {
             .ok_or_else(|| Error::invalid("key has reached the maximum number of versions"))?;
         self.versions.insert(next, StoredVersion::generate(self.key_type, now)?);
         self.latest_version = next;
-        KeyVersion::try_from(next)
+        Ok(KeyVersion::try_from(next)?)
     }
 
     /// True when `auto_rotate_period` is set and the latest version is older than it.

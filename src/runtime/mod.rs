@@ -279,7 +279,7 @@ fn tenant_of(field: &FieldSpec, tenant: Option<String>) -> Result<Option<String>
 }
 
 fn key_name(field: &FieldSpec) -> Result<KeyName> {
-    KeyName::new(field.key)
+    Ok(KeyName::new(field.key)?)
 }
 
 fn field_of(spec: &ModelSpec, index: usize) -> Result<&FieldSpec> {

@@ -40,6 +40,26 @@ pub(crate) trait SecretsEngine: Sync {
     /// Deletes what an unmounted mount held: a later mount at the same path
     /// starts empty.
     fn unmount(&self, state: &Unsealed, entry: &MountEntry) -> Result<(), ApiError>;
+
+    /// Whether an update of `rest` is microseconds of CPU with nothing to wait
+    /// for (no storage, nothing due for a re-read), so the async worker answers it
+    /// itself rather than a blocking thread (none by default).
+    fn answers_inline(&self, _state: &Unsealed, _at: &Mounted<'_>, _rest: &str) -> bool {
+        false
+    }
+
+    /// After a request for `path` (the whole path, as the kind's own metrics may
+    /// not need the mount looked up) was answered with a success: counts what it
+    /// did in the kind's metrics (none by default).
+    fn count(
+        &self,
+        _open: &Unsealed,
+        _metrics: &crate::metrics::Metrics,
+        _op: Operation,
+        _path: &str,
+        _params: &Params<'_>,
+    ) {
+    }
 }
 
 /// A mount a request reached.

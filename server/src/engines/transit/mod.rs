@@ -73,8 +73,70 @@ impl SecretsEngine for Transit {
         }
     }
 
+    /// A single data operation on a key in memory whose copy is fresh. Only on the
+    /// built-in mount: a mount elsewhere would need its engine looked up first.
+    fn answers_inline(&self, state: &Unsealed, at: &Mounted<'_>, rest: &str) -> bool {
+        if at.entry.is_some() {
+            return false;
+        }
+        let mut segments = rest.trim_end_matches('/').split('/');
+        let (Some(action), Some(name)) = (segments.next(), segments.next()) else {
+            return false;
+        };
+        let data_operation = matches!(
+            action,
+            "encrypt" | "decrypt" | "rewrap" | "hmac" | "verify" | "datakey" | "sign"
+        );
+        let name = if action == "datakey" {
+            segments.next()
+        } else {
+            Some(name)
+        };
+        data_operation
+            && name
+                .and_then(|n| KeyName::new(n).ok())
+                .is_some_and(|n| state.engine.is_key_fresh(&n))
+    }
+
     fn unmount(&self, state: &Unsealed, entry: &MountEntry) -> Result<(), ApiError> {
         state.transit_mounts.remove(entry).map_err(ApiError::from)
+    }
+
+    /// Items per key and operation (a batch counts each item); a deleted key's
+    /// series are dropped.
+    fn count(
+        &self,
+        open: &Unsealed,
+        metrics: &crate::metrics::Metrics,
+        op: Operation,
+        path: &str,
+        params: &Params<'_>,
+    ) {
+        let Some(resolved) = super::resolve(open, path) else {
+            return;
+        };
+        let mut segments = resolved.rest(path).trim_end_matches('/').split('/');
+        let operation = segments.next().unwrap_or_default();
+        if op == Operation::Delete {
+            if let (Some(key), None) = (segments.next(), segments.next())
+                && operation == "keys"
+            {
+                metrics.forget_key(key);
+            }
+            return;
+        }
+        if op != Operation::Update {
+            return;
+        }
+        // `datakey/:type/:name`; every other data operation is `op/:name[/…]`.
+        let key = if operation == "datakey" {
+            segments.nth(1)
+        } else {
+            segments.next()
+        };
+        let Some(key) = key else { return };
+        let batch = params.batch_len();
+        metrics.transit(operation, key, batch.max(1), batch > 0);
     }
 }
 
