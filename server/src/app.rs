@@ -690,8 +690,14 @@ fn authorized_request(
         Err(error) => return error.into_response(),
     };
     let (op, path) = (request.op, request.path);
+    // The engine and mount, found once: audit, authorisation, routing and
+    // metrics all take this.
+    let resolved = crate::engines::resolve_request(open, path);
     // Audit first: with devices enabled, nothing runs unless a device recorded it.
-    let mount_type = crate::routes::mount_type(open, path);
+    let mount_type = match &resolved {
+        Some(resolved) => resolved.engine.kind().into(),
+        None => crate::routes::mount_type(open, path),
+    };
     let audited = crate::audit::AuditRequest {
         id: request.request_id,
         operation: match op {
@@ -712,20 +718,20 @@ fn authorized_request(
         state.metrics.audit_failure();
         return ApiError::Internal.into_response();
     }
-    let result = match authorize(open, op, path, entry) {
+    let result = match authorize(open, op, path, entry, resolved.as_ref()) {
         Err(error) => Err(error),
         Ok(()) if path.trim_end_matches('/') == "sys/seal" && op == Operation::Update => seal_routes::seal(&state.seal),
         Ok(()) if path.trim_end_matches('/') == "sys/metrics" && op == Operation::Read => {
             Ok(metrics_reply(state, &params))
         }
-        Ok(()) => crate::routes::route(open, op, path, &params, token, entry),
+        Ok(()) => crate::routes::route(open, op, path, &params, token, entry, resolved.as_ref()),
     };
     // A batch with failed items answers `Ok` with a 4xx or 5xx: only answers sent
     // as a success count.
     if result.as_ref().is_ok_and(|reply| reply.status().is_success())
-        && let Some(engine) = crate::engines::of_kind(&mount_type)
+        && let Some(resolved) = &resolved
     {
-        engine.count(open, &state.metrics, op, path, &params);
+        resolved.engine.count(&state.metrics, op, resolved.rest(path), &params);
     }
     answer_audited(state, open, &audited, result)
 }

@@ -11,7 +11,13 @@ use crate::stores::tokens::TokenEntry;
 /// Checks the token's policies for this request: the capability its operation
 /// needs on its path (`create` rather than `update` for an encrypt that would
 /// create its key; `sudo` as well on root-protected paths).
-pub(crate) fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &TokenEntry) -> Result<(), ApiError> {
+pub(crate) fn authorize(
+    open: &Unsealed,
+    op: Operation,
+    path: &str,
+    entry: &TokenEntry,
+    resolved: Option<&crate::engines::Resolved>,
+) -> Result<(), ApiError> {
     let path = path.trim_end_matches('/');
     // Which engine serves a path, and its options, is told to a token that may do
     // something on that mount: it is how Vault's CLI finds a KV mount's version
@@ -40,11 +46,6 @@ pub(crate) fn authorize(open: &Unsealed, op: Operation, path: &str, entry: &Toke
         Operation::Update => {
             // `sys/` and `auth/` are no secrets engines: updates there never
             // create. Elsewhere the engine says (Vault's existence check).
-            let resolved = if ["sys/", "auth/"].iter().any(|p| path.starts_with(p)) {
-                None
-            } else {
-                crate::engines::resolve(open, path)
-            };
             match resolved {
                 Some(resolved)
                     if resolved

@@ -48,18 +48,9 @@ pub(crate) trait SecretsEngine: Sync {
         false
     }
 
-    /// After a request for `path` (the whole path, as the kind's own metrics may
-    /// not need the mount looked up) was answered with a success: counts what it
-    /// did in the kind's metrics (none by default).
-    fn count(
-        &self,
-        _open: &Unsealed,
-        _metrics: &crate::metrics::Metrics,
-        _op: Operation,
-        _path: &str,
-        _params: &Params<'_>,
-    ) {
-    }
+    /// After a request for `rest` was answered with a success: counts what it did
+    /// in the kind's own metrics (none by default).
+    fn count(&self, _metrics: &crate::metrics::Metrics, _op: Operation, _rest: &str, _params: &Params<'_>) {}
 }
 
 /// A mount a request reached.
@@ -117,6 +108,16 @@ impl Resolved {
     pub(crate) fn rest<'p>(&self, path: &'p str) -> &'p str {
         path.get(self.below..).unwrap_or_default().trim_start_matches('/')
     }
+}
+
+/// The engine and mount serving a request for `path`, or `None` for `sys/` and
+/// `auth/` (no secrets engines) and for paths no mount serves. Resolved once per
+/// request: authorisation, routing, audit and metrics all take this.
+pub(crate) fn resolve_request(open: &Unsealed, path: &str) -> Option<Resolved> {
+    if ["sys/", "auth/"].iter().any(|prefix| path.starts_with(prefix)) {
+        return None;
+    }
+    resolve(open, path)
 }
 
 /// The engine and mount serving `path` (not `sys/` or `auth/`, which are not

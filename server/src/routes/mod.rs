@@ -13,7 +13,8 @@ use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::tokens::TokenEntry;
 
-/// Serves an authorised request for `path`.
+/// Serves an authorised request for `path`, whose engine and mount, if any, are
+/// `resolved` (`crate::engines::resolve_request`).
 pub(crate) fn route(
     state: &Unsealed,
     op: Operation,
@@ -21,6 +22,7 @@ pub(crate) fn route(
     params: &Params<'_>,
     token: &str,
     entry: &TokenEntry,
+    resolved: Option<&crate::engines::Resolved>,
 ) -> ApiResult {
     let mut segments = path.split('/');
     match (segments.next(), segments.next()) {
@@ -33,7 +35,7 @@ pub(crate) fn route(
             let rest: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
             sys::route(state, op, path, &rest, params, entry)
         }
-        _ => match crate::engines::resolve(state, path) {
+        _ => match resolved {
             Some(resolved) => resolved
                 .engine
                 .handle(state, &resolved.mounted(), op, resolved.rest(path), params),

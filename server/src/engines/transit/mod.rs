@@ -104,18 +104,8 @@ impl SecretsEngine for Transit {
 
     /// Items per key and operation (a batch counts each item); a deleted key's
     /// series are dropped.
-    fn count(
-        &self,
-        open: &Unsealed,
-        metrics: &crate::metrics::Metrics,
-        op: Operation,
-        path: &str,
-        params: &Params<'_>,
-    ) {
-        let Some(resolved) = super::resolve(open, path) else {
-            return;
-        };
-        let mut segments = resolved.rest(path).trim_end_matches('/').split('/');
+    fn count(&self, metrics: &crate::metrics::Metrics, op: Operation, rest: &str, params: &Params<'_>) {
+        let mut segments = rest.trim_end_matches('/').split('/');
         let operation = segments.next().unwrap_or_default();
         if op == Operation::Delete {
             if let (Some(key), None) = (segments.next(), segments.next())
