@@ -4,7 +4,6 @@
 //! A library with a thin `main`: [`app`] builds the router, [`run`] serves it with
 //! graceful shutdown, [`cli::main`] is the command line.
 
-mod app;
 mod audit;
 mod authorize;
 pub mod cli;
@@ -20,17 +19,22 @@ mod metrics;
 mod monitored;
 mod params;
 mod pg_storage;
+mod pipeline;
 mod policy;
 mod request;
 mod routes;
 mod seal;
+mod server;
 mod shamir;
 mod sharing;
+mod state;
 mod stores;
 mod ui;
 
-pub use app::{
-    AppState, Limits, MAX_REQUEST_BYTES, REQUEST_LOG_TARGET, REQUEST_TIMEOUT, RootToken, VERSION, app, run, run_tls,
-};
+pub use crate::limits::{Limits, MAX_REQUEST_BYTES, REQUEST_TIMEOUT};
+pub use crate::seal::RootToken;
 pub use error::StartError;
 pub use pg_storage::PostgresStorage;
+pub use pipeline::{REQUEST_LOG_TARGET, app};
+pub use server::{run, run_tls};
+pub use state::{AppState, VERSION};

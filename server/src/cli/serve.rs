@@ -8,8 +8,8 @@ use encrypted_attr::LocalEngine;
 
 use super::config::{ConfigFile, parse_config};
 use super::secret::SecretArg;
-use crate::app::AppState;
 use crate::error::StartError;
+use crate::state::AppState;
 
 /// Flags of `server`; each overrides the same setting of `--config`.
 #[derive(Debug, clap::Args)]
@@ -204,7 +204,7 @@ pub(super) fn serve(settings: Settings, root_token_id: Option<&str>) -> Result<(
         } else {
             println!("Sealed: initialise once with PUT /v1/sys/init, unseal with PUT /v1/sys/unseal.");
         }
-        crate::app::serve(listener, state, tls, shutdown_signal())
+        crate::server::serve(listener, state, tls, shutdown_signal())
             .await
             .map_err(|source| StartError::Io {
                 doing: "server failed".into(),

@@ -1,7 +1,7 @@
 //! Where each path goes: one match from the URL (after `/v1/`) to the room that
 //! serves it: `auth/token/*` in [`auth::token`], other `auth/*` in [`auth`],
 //! `sys/*` in [`sys`], and everything else to the secrets engine mounted there
-//! (`crate::engines`). The dispatcher in `crate::app` answers `sys/health` and the
+//! (`crate::engines`). The pipeline (`crate::pipeline`) answers `sys/health` and the
 //! unauthenticated `sys/` paths before any token check, and `sys/seal` after it.
 
 pub(crate) mod auth;

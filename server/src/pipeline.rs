@@ -1,130 +1,30 @@
-//! The HTTP application: state, the Vault-style dispatcher, and `run` with graceful
-//! shutdown.
+//! The request pipeline: the router, and one request's way through it — health
+//! and unauthenticated paths first, then the token, limits and body, the engine
+//! and mount resolved once, audit, authorisation, the engine or `sys/` route,
+//! metrics and Vault's envelope.
 //!
 //! Vault's API does not map onto method routing (the custom `LIST` verb, `?list=true`,
 //! POST and PUT meaning the same, create-versus-update decided by the server), so one
 //! handler reads the method and path and dispatches by path segments.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use encrypted_attr::LocalEngine;
 use serde_json::{Map, Value, json};
-use tokio::net::TcpListener;
-
-use encrypted_attr::storage::Storage;
 
 use crate::authorize::authorize;
-use crate::error::StartError;
 use crate::http::{ApiError, REQUEST_ID};
-pub use crate::limits::{Limits, MAX_REQUEST_BYTES, REQUEST_TIMEOUT};
+use crate::limits::Limits;
 use crate::params::Params;
 use crate::request::{Operation, query_params, token_from};
 use crate::routes::sys::seal as seal_routes;
-pub use crate::seal::RootToken;
-use crate::seal::{Seal, Unsealed};
+use crate::seal::Unsealed;
 use crate::stores::tokens::TokenEntry;
 
-/// The version reported by `sys/health` and `sys/seal-status`.
-pub const VERSION: &str = crate::seal::VERSION;
-
-/// Everything handlers share: the seal state, which holds the engine and tokens
-/// once unsealed, and the limits with the turns they hand out.
-pub struct AppState {
-    pub(crate) seal: Seal,
-    limits: Limits,
-    /// One permit per request whose work may run now (`max_concurrent_requests`).
-    work: tokio::sync::Semaphore,
-    /// Token lookups in storage running at once (see `handle`).
-    token_lookups: tokio::sync::Semaphore,
-    /// What `sys/metrics` reports.
-    pub(crate) metrics: crate::metrics::Metrics,
-    /// Whether `sys/metrics` answers without a token (Vault's listener setting
-    /// `unauthenticated_metrics_access`, on in dev mode).
-    metrics_without_token: bool,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").finish_non_exhaustive()
-    }
-}
-
-impl AppState {
-    /// A dev-mode state: unsealed over `engine`, with a root token (`id` fixes its
-    /// value, as `-dev-root-token-id` does). Returns the token to show once.
-    ///
-    /// # Errors
-    /// The OS random source failed.
-    pub fn new(engine: Arc<LocalEngine>, root_token_id: Option<&str>) -> Result<(Self, RootToken), StartError> {
-        let (seal, root) = Seal::dev(engine, root_token_id)?;
-        Ok((Self::over(seal), root))
-    }
-
-    fn over(seal: Seal) -> Self {
-        let limits = Limits::default();
-        let storage_latency = seal.storage().map(|storage| storage.latency_histogram());
-        Self {
-            metrics: crate::metrics::Metrics::new(storage_latency, true),
-            metrics_without_token: false,
-            seal,
-            limits,
-            work: tokio::sync::Semaphore::new(limits.max_concurrent_requests),
-            token_lookups: tokio::sync::Semaphore::new(TOKEN_LOOKUPS_AT_ONCE),
-        }
-    }
-
-    /// The same state with other limits.
-    #[must_use]
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.work = tokio::sync::Semaphore::new(limits.max_concurrent_requests.max(1));
-        self.limits = limits;
-        self
-    }
-
-    /// The same state, with transit metrics labelled by key name (`true`, the
-    /// default) or not (for operators who treat key names as sensitive).
-    #[must_use]
-    pub fn with_metrics_key_names(mut self, key_names: bool) -> Self {
-        let storage_latency = self.seal.storage().map(|storage| storage.latency_histogram());
-        self.metrics = crate::metrics::Metrics::new(storage_latency, key_names);
-        self
-    }
-
-    /// The same state, answering `sys/metrics` without a token (`true`) or only to
-    /// a token allowed to read it (`false`, the default).
-    #[must_use]
-    pub fn with_metrics_without_token(mut self, without_token: bool) -> Self {
-        self.metrics_without_token = without_token;
-        self
-    }
-
-    /// Reopens the audit devices' files (`SIGHUP`); nothing while sealed.
-    pub(crate) fn reopen_audit_files(&self) {
-        if let Some(open) = self.seal.unsealed() {
-            open.audit.reopen();
-        }
-    }
-
-    /// The limits this state enforces.
-    #[must_use]
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// A state over persistent storage: uninitialised until `sys/init`, then sealed
-    /// until enough unseal shares arrive at `sys/unseal`.
-    ///
-    /// # Errors
-    /// The storage cannot be read or its seal configuration is damaged.
-    pub fn persistent(storage: Arc<dyn Storage>, storage_type: &'static str) -> Result<Self, StartError> {
-        Ok(Self::over(Seal::persistent(storage, storage_type)?))
-    }
-}
+use crate::state::AppState;
 
 /// The router: every path under `/v1/` goes to the dispatcher. Every answer says
 /// `Cache-Control: no-store`: tokens, keys and plaintexts must never sit in a cache.
@@ -143,92 +43,6 @@ pub fn app(state: Arc<AppState>) -> Router {
             HeaderValue::from_static("no-store"),
         ))
         .with_state(state)
-}
-
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes the requests
-/// in flight.
-///
-/// # Errors
-/// The listener failed.
-pub async fn run(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve(listener, state, None, shutdown).await
-}
-
-/// Serves `app` over TLS (certificate chain and private key in PEM files) on
-/// `listener` until `shutdown` resolves, then lets requests in flight finish.
-///
-/// # Errors
-/// The certificate or key cannot be read or do not match, or the listener failed.
-pub async fn run_tls(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    certificate: &std::path::Path,
-    private_key: &std::path::Path,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let tls = crate::listener::TlsFiles::load(certificate, private_key).map_err(std::io::Error::other)?;
-    serve(listener, state, Some(Arc::new(tls)), shutdown).await
-}
-
-/// Serves `state` on `listener`, over TLS when given: with TLS, every answer also
-/// carries `Strict-Transport-Security`.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    tls: Option<Arc<crate::listener::TlsFiles>>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    spawn_storage_probe(&state);
-    let limits = state.limits;
-    let mut router = app(state);
-    if tls.is_some() {
-        router = router.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        ));
-    }
-    crate::listener::serve(listener, router, limits, tls, shutdown).await
-}
-
-/// Checks every [`PROBE_INTERVAL`](crate::monitored::PROBE_INTERVAL) that storage
-/// answers, so `sys/health` reports an outage (and PostgreSQL reconnects) even when
-/// no request comes; picks up an initialisation made by another server; re-reads
-/// the keys in memory. Stops when the state is dropped.
-fn spawn_storage_probe(state: &Arc<AppState>) {
-    if state.seal.storage().is_none() {
-        return;
-    }
-    let state = Arc::downgrade(state);
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(crate::monitored::PROBE_INTERVAL);
-        loop {
-            ticker.tick().await;
-            let Some(state) = state.upgrade() else { return };
-            // Storage calls block: never on the async workers.
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Some(storage) = state.seal.storage() {
-                    storage.probe("core/seal-config");
-                }
-                state.seal.pick_up_initialization();
-                // Keys re-read here stay fresh for requests, which then never all
-                // re-read one key at once when its refresh interval passes.
-                if let Some(open) = state.seal.unsealed() {
-                    if let Err(error) = open
-                        .engine
-                        .refresh_keys_older_than(crate::monitored::PROBE_INTERVAL / 2)
-                    {
-                        tracing::warn!(%error, "keys could not be re-read in the background");
-                    }
-                    open.reload_mount_tables();
-                }
-            })
-            .await;
-        }
-    });
 }
 
 /// The `tracing` target of the per-request log lines (off by default; enable with
@@ -502,9 +316,6 @@ async fn read_body(
 /// The content type of a `PATCH` body (RFC 7396), which Vault requires.
 const MERGE_PATCH: &str = "application/merge-patch+json";
 
-/// Token lookups in storage at once: storage is one connection per server.
-const TOKEN_LOOKUPS_AT_ONCE: usize = 4;
-
 /// Largest body of a request answered on the async worker that received it.
 const INLINE_BODY_LIMIT: usize = 16 * 1024;
 
@@ -765,6 +576,7 @@ fn metrics_reply(state: &AppState, params: &Params<'_>) -> crate::http::Reply {
 
 #[cfg(test)]
 mod tests {
+    use encrypted_attr::LocalEngine;
     use tower::ServiceExt as _;
 
     use super::*;

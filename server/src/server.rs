@@ -1,0 +1,97 @@
+//! Serving: `run` and `run_tls` with graceful shutdown, and the one background
+//! task that probes storage and picks up other servers' changes.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, header};
+use tokio::net::TcpListener;
+
+use crate::pipeline::app;
+use crate::state::AppState;
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes the requests
+/// in flight.
+///
+/// # Errors
+/// The listener failed.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve(listener, state, None, shutdown).await
+}
+
+/// Serves `app` over TLS (certificate chain and private key in PEM files) on
+/// `listener` until `shutdown` resolves, then lets requests in flight finish.
+///
+/// # Errors
+/// The certificate or key cannot be read or do not match, or the listener failed.
+pub async fn run_tls(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    certificate: &std::path::Path,
+    private_key: &std::path::Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tls = crate::listener::TlsFiles::load(certificate, private_key).map_err(std::io::Error::other)?;
+    serve(listener, state, Some(Arc::new(tls)), shutdown).await
+}
+
+/// Serves `state` on `listener`, over TLS when given: with TLS, every answer also
+/// carries `Strict-Transport-Security`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    tls: Option<Arc<crate::listener::TlsFiles>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    spawn_storage_probe(&state);
+    let limits = state.limits;
+    let mut router = app(state);
+    if tls.is_some() {
+        router = router.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ));
+    }
+    crate::listener::serve(listener, router, limits, tls, shutdown).await
+}
+
+/// Checks every [`PROBE_INTERVAL`](crate::monitored::PROBE_INTERVAL) that storage
+/// answers, so `sys/health` reports an outage (and PostgreSQL reconnects) even when
+/// no request comes; picks up an initialisation made by another server; re-reads
+/// the keys in memory. Stops when the state is dropped.
+fn spawn_storage_probe(state: &Arc<AppState>) {
+    if state.seal.storage().is_none() {
+        return;
+    }
+    let state = Arc::downgrade(state);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(crate::monitored::PROBE_INTERVAL);
+        loop {
+            ticker.tick().await;
+            let Some(state) = state.upgrade() else { return };
+            // Storage calls block: never on the async workers.
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(storage) = state.seal.storage() {
+                    storage.probe("core/seal-config");
+                }
+                state.seal.pick_up_initialization();
+                // Keys re-read here stay fresh for requests, which then never all
+                // re-read one key at once when its refresh interval passes.
+                if let Some(open) = state.seal.unsealed() {
+                    if let Err(error) = open
+                        .engine
+                        .refresh_keys_older_than(crate::monitored::PROBE_INTERVAL / 2)
+                    {
+                        tracing::warn!(%error, "keys could not be re-read in the background");
+                    }
+                    open.reload_mount_tables();
+                }
+            })
+            .await;
+        }
+    });
+}
