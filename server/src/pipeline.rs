@@ -398,7 +398,8 @@ fn login_request(state: &AppState, request: &Incoming<'_>) -> Response {
         Err(error) => return error.into_response(),
     };
     let path = request.path.trim_end_matches('/');
-    let mount_type = crate::routes::mount_type(&open, path);
+    // A login is always below `auth/`: no secrets engine to resolve.
+    let mount_type = crate::routes::mount_type(&open, path, None);
     let audited = crate::audit::AuditRequest {
         id: request.request_id,
         operation: "update",
@@ -505,10 +506,7 @@ fn authorized_request(
     // metrics all take this.
     let resolved = crate::engines::resolve_request(open, path);
     // Audit first: with devices enabled, nothing runs unless a device recorded it.
-    let mount_type = match &resolved {
-        Some(resolved) => resolved.engine.kind().into(),
-        None => crate::routes::mount_type(open, path),
-    };
+    let mount_type = crate::routes::mount_type(open, path, resolved.as_ref());
     let audited = crate::audit::AuditRequest {
         id: request.request_id,
         operation: match op {

@@ -504,7 +504,6 @@ async function pageLogin() {
       state.session = { display_name: who.display_name, policies: who.policies || [] };
       state.caps = {};
     } finally {
-      token = "";
       for (const id of ["login-token", "login-password", "login-secret-id"]) { const e = $("#" + id); if (e) e.value = ""; }
     }
     go("#/keys");

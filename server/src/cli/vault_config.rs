@@ -117,16 +117,13 @@ fn one_attribute_per_line(text: &str) -> String {
         let c = chars[i];
         if let Some(end) = &heredoc {
             // Inside a heredoc, copied line by line until its terminator line.
-            let line_end = chars[i..]
-                .iter()
-                .position(|&c| c == '\n')
-                .map_or(chars.len(), |n| i + n + 1);
-            let line: String = chars[i..line_end].iter().collect();
+            let next_line = (line_end(&chars, i) + 1).min(chars.len());
+            let line: String = chars[i..next_line].iter().collect();
             if line.trim() == end.as_str() {
                 heredoc = None;
             }
             out.push_str(&line);
-            i = line_end;
+            i = next_line;
             continue;
         }
         match c {
@@ -148,20 +145,9 @@ fn one_attribute_per_line(text: &str) -> String {
                 }
                 continue;
             }
-            '#' => {
-                let end = chars[i..]
-                    .iter()
-                    .position(|&c| c == '\n')
-                    .map_or(chars.len(), |n| i + n);
-                out.extend(&chars[i..end]);
-                i = end;
-                continue;
-            }
-            '/' if chars.get(i + 1) == Some(&'/') => {
-                let end = chars[i..]
-                    .iter()
-                    .position(|&c| c == '\n')
-                    .map_or(chars.len(), |n| i + n);
+            // A comment to the end of its line (`#` or `//`), copied as it is.
+            '#' | '/' if c == '#' || chars.get(i + 1) == Some(&'/') => {
+                let end = line_end(&chars, i);
                 out.extend(&chars[i..end]);
                 i = end;
                 continue;
@@ -176,10 +162,7 @@ fn one_attribute_per_line(text: &str) -> String {
             }
             '<' if chars.get(i + 1) == Some(&'<') => {
                 let start = i + 2 + usize::from(chars.get(i + 2) == Some(&'-'));
-                let end = chars[start..]
-                    .iter()
-                    .position(|&c| c == '\n')
-                    .map_or(chars.len(), |n| start + n);
+                let end = line_end(&chars, start);
                 let marker: String = chars[start..end].iter().collect::<String>().trim().to_owned();
                 out.extend(&chars[i..end]);
                 i = end;
@@ -224,6 +207,14 @@ fn one_attribute_per_line(text: &str) -> String {
         i += 1;
     }
     out
+}
+
+/// Where the line holding `chars[at]` ends (the index of its `\n`, or the end).
+fn line_end(chars: &[char], at: usize) -> usize {
+    chars[at..]
+        .iter()
+        .position(|&c| c == '\n')
+        .map_or(chars.len(), |n| at + n)
 }
 
 /// Whether `rest` is blanks, then `name =` (not `==`): the start of an attribute.

@@ -44,15 +44,19 @@ pub(crate) fn route(
     }
 }
 
-/// The type of the secrets engine serving `path` (`transit`, `kv`, `system`…), as
-/// the audit log records it; empty for paths no engine serves (`auth/`).
-pub(crate) fn mount_type(state: &Unsealed, path: &str) -> std::borrow::Cow<'static, str> {
-    let first = path.split('/').next().unwrap_or_default();
-    match first {
-        // Every request asks: the built-in engines answer without a lookup.
-        crate::stores::mounts::TRANSIT_PATH => {
-            crate::engines::SecretsEngine::kind(&crate::engines::transit::Transit).into()
-        }
+/// The type of the mount serving `path` (`transit`, `kv`, `system`, `userpass`…),
+/// as the audit log records it: a secrets engine's from `resolved` (the request's
+/// own resolution, so no second lookup), `sys/` and `auth/` from their paths;
+/// empty for paths no mount serves.
+pub(crate) fn mount_type(
+    state: &Unsealed,
+    path: &str,
+    resolved: Option<&crate::engines::Resolved>,
+) -> std::borrow::Cow<'static, str> {
+    if let Some(resolved) = resolved {
+        return resolved.engine.kind().into();
+    }
+    match path.split('/').next().unwrap_or_default() {
         "sys" => "system".into(),
         "auth" => {
             let below = path.strip_prefix("auth/").unwrap_or_default();
@@ -61,10 +65,7 @@ pub(crate) fn mount_type(state: &Unsealed, path: &str) -> std::borrow::Cow<'stat
                 .find(below)
                 .map_or_else(|| "token".into(), |(_, mount)| mount.kind.into())
         }
-        _ => state
-            .mounts
-            .find(path)
-            .map_or_else(|| "".into(), |(_, mount)| mount.kind.into()),
+        _ => "".into(),
     }
 }
 
