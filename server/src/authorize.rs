@@ -8,6 +8,17 @@ use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::tokens::TokenEntry;
 
+/// Paths that need `sudo` as well below these (Vault's root-protected paths).
+const ROOT_PROTECTED_BELOW: &[&str] = &[
+    "sys/audit/",
+    "sys/auth/",
+    "sys/leases/revoke-prefix/",
+    "sys/leases/revoke-force/",
+    "sys/leases/lookup/",
+    "sys/revoke-prefix/",
+    "sys/revoke-force/",
+];
+
 /// Checks the token's policies for this request: the capability its operation
 /// needs on its path (`create` rather than `update` for an encrypt that would
 /// create its key; `sudo` as well on root-protected paths).
@@ -64,9 +75,9 @@ pub(crate) fn authorize(
     let allowed = caps.allows(needed) || list_caps.is_some_and(|c| c.allows(needed));
     let root_protected = path == "sys/seal"
         || path == "sys/audit"
-        || path.starts_with("sys/audit/")
-        || path.starts_with("sys/leases/revoke-prefix/")
-        || path.starts_with("sys/auth/");
+        || ROOT_PROTECTED_BELOW.iter().any(|below| path.starts_with(below))
+        // A LIST's path ends in `/` before it is trimmed: `leases/lookup/*`.
+        || (op == Operation::List && path == "sys/leases/lookup");
     if allowed && (!root_protected || caps.allows(Capability::Sudo)) {
         Ok(())
     } else {

@@ -31,8 +31,12 @@ pub(crate) enum Reply {
         data: Value,
         warnings: Vec<String>,
     },
-    /// The envelope with `data` and the lease a read grants (a KV v1 read), 200.
-    Leased { data: Value, lease_duration: u64 },
+    /// The envelope with `data` and a lease (see [`Lease`]), 200.
+    Leased {
+        data: Value,
+        lease: Lease,
+        warnings: Vec<String>,
+    },
     /// 204, empty body.
     NoContent,
     /// A bare JSON object (`sys/health`, `sys/seal-status`), no envelope.
@@ -53,6 +57,55 @@ pub(crate) enum Reply {
     /// The envelope with `data`, whose keys are also copied to the top level, as
     /// Vault does for some `sys/` paths that old clients read that way.
     SysData { data: Value, warnings: Vec<String> },
+}
+
+/// The lease an answer carries: the envelope's `lease_id`, `renewable` and
+/// `lease_duration` are written from this, and from nothing else.
+#[derive(Debug)]
+pub(crate) enum Lease {
+    /// A duration with no lease behind it (a KV v1 read's `ttl`, as Vault gives it).
+    Advisory(u64),
+    /// A secret an engine just issued, which the pipeline registers with the
+    /// lease manager before the answer leaves (it is never sent unregistered).
+    Issued(SecretLease),
+    /// A registered lease.
+    Granted(LeaseGrant),
+}
+
+/// What an engine asks of the lease of a secret it issues.
+#[derive(Debug, Clone)]
+pub(crate) struct SecretLease {
+    /// How long it lives, and the default increment of a renewal.
+    pub(crate) ttl: std::time::Duration,
+    /// The longest it may live from issue (the role's or mount's maximum; the
+    /// lease manager caps it at the system's).
+    pub(crate) max_ttl: std::time::Duration,
+    pub(crate) renewable: bool,
+    /// What the engine needs to renew or revoke it (a user name, say), sealed
+    /// with the lease and given back to the engine only.
+    pub(crate) internal: Value,
+}
+
+/// A lease as the envelope shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LeaseGrant {
+    pub(crate) id: String,
+    pub(crate) renewable: bool,
+    /// Seconds.
+    pub(crate) duration: u64,
+}
+
+impl Lease {
+    /// `(lease_id, renewable, lease_duration)` as the envelope writes them.
+    fn fields(&self) -> (&str, bool, u64) {
+        match self {
+            Self::Advisory(seconds) => ("", false, *seconds),
+            // Unreachable through the pipeline, which registers every issued
+            // secret; shown as no lease rather than as one that does not exist.
+            Self::Issued(_) => ("", false, 0),
+            Self::Granted(grant) => (&grant.id, grant.renewable, grant.duration),
+        }
+    }
 }
 
 /// A reply's `data` that writes itself as JSON text, and gives the audit log the
@@ -87,9 +140,26 @@ fn written_envelope(data: &dyn HandWritten, warnings: &[String]) -> String {
 }
 
 impl Reply {
-    /// `data` with the lease a read grants, in seconds.
+    /// `data` with a duration and no lease behind it (a KV v1 read), in seconds.
     pub(crate) fn leased(data: Value, lease_duration: u64) -> Self {
-        Self::Leased { data, lease_duration }
+        Self::Leased {
+            data,
+            lease: Lease::Advisory(lease_duration),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A secret the engine issued, with the lease it asks for.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "issued by leasing engines; the only one yet is the tests' own")
+    )]
+    pub(crate) fn secret(data: Value, lease: SecretLease) -> Self {
+        Self::Leased {
+            data,
+            lease: Lease::Issued(lease),
+            warnings: Vec::new(),
+        }
     }
 
     pub(crate) fn data(data: Value, warnings: Vec<String>) -> Self {
@@ -125,6 +195,11 @@ impl Reply {
     /// What the audit log records of this answer (strings get hashed there).
     pub(crate) fn audit_view(&self) -> Value {
         match self {
+            Self::Leased {
+                data,
+                lease: Lease::Granted(grant),
+                ..
+            } => json!({ "data": data, "secret": { "lease_id": grant.id } }),
             Self::Data { data, .. } | Self::SysData { data, .. } | Self::Leased { data, .. } => json!({ "data": data }),
             Self::NoContent | Self::Text { .. } => json!({}),
             Self::Bare(_, body) => body.clone(),
@@ -149,15 +224,16 @@ impl IntoResponse for Reply {
                 });
                 (status, axum::Json(body)).into_response()
             }
-            Self::Leased { data, lease_duration } => {
+            Self::Leased { data, lease, warnings } => {
+                let (lease_id, renewable, lease_duration) = lease.fields();
                 let body = json!({
                     "request_id": request_id(),
-                    "lease_id": "",
-                    "renewable": false,
+                    "lease_id": lease_id,
+                    "renewable": renewable,
                     "lease_duration": lease_duration,
                     "data": data,
                     "wrap_info": null,
-                    "warnings": null,
+                    "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
                     "auth": null,
                 });
                 (StatusCode::OK, axum::Json(body)).into_response()
@@ -214,6 +290,9 @@ pub(crate) enum ApiError {
     UnsupportedOperation,
     /// 500; the message is fixed, details go to the log only.
     Internal,
+    /// 500 with a message that holds no secret: an engine could not act on a
+    /// secret it issued (a lease's revocation failed), which the operator must see.
+    Failed(String),
     /// 503 while sealed.
     Sealed,
     /// 503: storage cannot be reached (the cause goes to the log). Never turned
@@ -249,6 +328,7 @@ impl IntoResponse for ApiError {
                 vec!["1 error occurred:\n\t* unsupported operation\n\n".to_owned()],
             ),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, vec!["internal error".to_owned()]),
+            Self::Failed(message) => (StatusCode::INTERNAL_SERVER_ERROR, vec![message]),
             Self::Sealed => (StatusCode::SERVICE_UNAVAILABLE, vec!["Vault is sealed".to_owned()]),
             Self::StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, vec![STORAGE_UNAVAILABLE.to_owned()]),
             Self::TooLarge(message) => (StatusCode::PAYLOAD_TOO_LARGE, vec![message]),
@@ -272,7 +352,7 @@ impl ApiError {
             Self::Internal => "internal error".into(),
             Self::Sealed => "Vault is sealed".into(),
             Self::StorageUnavailable => STORAGE_UNAVAILABLE.into(),
-            Self::TooLarge(m) | Self::UnsupportedMediaType(m) => m.clone(),
+            Self::TooLarge(m) | Self::UnsupportedMediaType(m) | Self::Failed(m) => m.clone(),
         }
     }
 }

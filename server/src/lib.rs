@@ -13,6 +13,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
+mod leases;
 mod limits;
 mod listener;
 mod metrics;

@@ -1,6 +1,7 @@
 //! The server's metrics at `GET /v1/sys/metrics?format=prometheus` (Vault's path):
 //! requests per route family and status, their latency, batch sizes, transit items
-//! per key and operation, seal state, audit failures and storage latency.
+//! per key and operation, seal state, audit failures, lease revocations and
+//! storage latency.
 //!
 //! Labels hold only values from fixed sets — route families, statuses, operation
 //! names — and key names, which an operator can leave out (`metrics_key_names =
@@ -32,6 +33,8 @@ pub(crate) struct Metrics {
     batch_items: HistogramVec,
     transit_items: IntCounterVec,
     audit_failures: IntCounter,
+    lease_revocations: IntCounterVec,
+    leases_irrevocable: IntGauge,
     sealed: IntGauge,
     initialized: IntGauge,
     /// Whether transit items are labelled with their key's name.
@@ -102,14 +105,25 @@ impl Metrics {
             "encrypted_attr_audit_failures_total",
             "Requests refused because no audit device could record them.",
         ));
+        let lease_revocations = counters(
+            "encrypted_attr_lease_revocations_total",
+            "Revocations of expired or revoked leases by the background revoker, by outcome (revoked, failed).",
+            &["outcome"],
+        );
+        let leases_irrevocable = defined(IntGauge::new(
+            "encrypted_attr_leases_irrevocable",
+            "Leases whose revocation failed too often; retried hourly, or removed with sys/leases/revoke-force.",
+        ));
         let sealed = defined(IntGauge::new("encrypted_attr_sealed", "1 while the server is sealed."));
         let initialized = defined(IntGauge::new(
             "encrypted_attr_initialized",
             "1 once the server is initialised.",
         ));
         let storage_seconds = storage_seconds.unwrap_or_else(storage_histogram);
-        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
             Box::new(requests.clone()),
+            Box::new(lease_revocations.clone()),
+            Box::new(leases_irrevocable.clone()),
             Box::new(request_seconds.clone()),
             Box::new(batch_items.clone()),
             Box::new(transit_items.clone()),
@@ -129,6 +143,8 @@ impl Metrics {
             batch_items,
             transit_items,
             audit_failures,
+            lease_revocations,
+            leases_irrevocable,
             sealed,
             initialized,
             key_names,
@@ -171,6 +187,24 @@ impl Metrics {
     /// Records a request refused because no audit device recorded it.
     pub(crate) fn audit_failure(&self) {
         self.audit_failures.inc();
+    }
+
+    /// Records a round of the background lease revoker: `revoked` and `failed`
+    /// revocations, and the irrevocable leases now known.
+    pub(crate) fn lease_round(&self, revoked: usize, failed: usize, irrevocable: usize) {
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        if revoked > 0 {
+            self.lease_revocations
+                .with_label_values(&["revoked"])
+                .inc_by(count(revoked));
+        }
+        if failed > 0 {
+            self.lease_revocations
+                .with_label_values(&["failed"])
+                .inc_by(count(failed));
+        }
+        self.leases_irrevocable
+            .set(i64::try_from(irrevocable).unwrap_or(i64::MAX));
     }
 
     /// The metrics in Prometheus's text format (version 0.0.4, Vault's format),

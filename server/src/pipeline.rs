@@ -535,6 +535,8 @@ fn authorized_request(
         }
         Ok(()) => crate::routes::route(open, op, path, &params, token, entry, resolved.as_ref()),
     };
+    // A secret issued with a lease leaves only once its lease is stored.
+    let result = crate::engines::register_issued(open, resolved.as_ref(), path.trim_end_matches('/'), entry, result);
     // A batch with failed items answers `Ok` with a 4xx or 5xx: only answers sent
     // as a success count.
     if result.as_ref().is_ok_and(|reply| reply.status().is_success())

@@ -36,6 +36,8 @@ pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) struct Unsealed {
     pub(crate) engine: Arc<LocalEngine>,
     pub(crate) tokens: TokenStore,
+    /// Every secret issued with a lease, and their expiry.
+    pub(crate) leases: crate::leases::Leases,
     pub(crate) policies: PolicyStore,
     pub(crate) audit: Audit,
     /// The secrets engines mounted besides the built-in transit.
@@ -70,6 +72,7 @@ impl Unsealed {
         Ok(Self {
             engine,
             tokens: TokenStore::open(barrier.clone())?,
+            leases: crate::leases::Leases::open(barrier.clone()),
             policies: PolicyStore::open(barrier.clone())?,
             audit: Audit::open(barrier.clone())?,
             mounts: MountTable::secrets(barrier.clone())?,

@@ -1,5 +1,6 @@
 //! Serving: `run` and `run_tls` with graceful shutdown, and the one background
-//! task that probes storage and picks up other servers' changes.
+//! task that probes storage and picks up other servers' changes, and the one
+//! that runs the lease manager's rounds.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,6 +49,7 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     spawn_storage_probe(&state);
+    spawn_lease_revoker(&state);
     let limits = state.limits;
     let mut router = app(state);
     if tls.is_some() {
@@ -57,6 +59,34 @@ pub(crate) async fn serve(
         ));
     }
     crate::listener::serve(listener, router, limits, tls, shutdown).await
+}
+
+/// How often the lease manager's round runs.
+const LEASE_ROUND: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs the lease manager's round every [`LEASE_ROUND`] while unsealed: expired
+/// leases and those of revoked tokens are revoked, at a bounded pace, off the
+/// async workers. Stops when the state is dropped.
+fn spawn_lease_revoker(state: &Arc<AppState>) {
+    let state = Arc::downgrade(state);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(LEASE_ROUND);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(state) = state.upgrade() else { return };
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(open) = state.seal.unsealed() {
+                    let revoker = crate::engines::EngineRevoker { open: &open };
+                    let round = open.leases.tick(&revoker, &open.tokens, std::time::SystemTime::now());
+                    state
+                        .metrics
+                        .lease_round(round.revoked, round.failed, open.leases.irrevocable());
+                }
+            })
+            .await;
+        }
+    });
 }
 
 /// Checks every [`PROBE_INTERVAL`](crate::monitored::PROBE_INTERVAL) that storage

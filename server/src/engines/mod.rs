@@ -4,18 +4,28 @@
 //! folder here and a line in [`ENGINES`].
 
 pub(crate) mod kv;
+#[cfg(test)]
+pub(crate) mod leasing_test;
 pub(crate) mod transit;
 
 use std::collections::BTreeMap;
 
-use crate::http::{ApiError, ApiResult};
+use std::time::{Duration, SystemTime};
+
+use crate::http::{ApiError, ApiResult, Lease, Reply};
+use crate::leases::LeaseRecord;
 use crate::params::Params;
 use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::mounts::{MountEntry, TRANSIT_PATH};
 
 /// Every kind of secrets engine this server mounts.
-static ENGINES: [&dyn SecretsEngine; 2] = [&transit::Transit, &kv::Kv];
+static ENGINES: &[&dyn SecretsEngine] = &[
+    &transit::Transit,
+    &kv::Kv,
+    #[cfg(test)]
+    &leasing_test::LeasingTest,
+];
 
 /// What the core asks of a kind of secrets engine, for each of its mounts.
 pub(crate) trait SecretsEngine: Sync {
@@ -51,6 +61,97 @@ pub(crate) trait SecretsEngine: Sync {
     /// After a request for `rest` was answered with a success: counts what it did
     /// in the kind's own metrics (none by default).
     fn count(&self, _metrics: &crate::metrics::Metrics, _op: Operation, _rest: &str, _params: &Params<'_>) {}
+
+    /// Revokes a secret this kind issued with a lease (the lease ended, was
+    /// revoked, or its token went). Called by the lease manager only; a kind
+    /// that issues no leases is never asked.
+    fn revoke(&self, _state: &Unsealed, _at: &Mounted<'_>, _lease: &LeaseRecord) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    /// Extends a secret this kind issued to live `ttl` from now (a lease
+    /// renewal, already capped by the lease's maximum).
+    fn renew(
+        &self,
+        _state: &Unsealed,
+        _at: &Mounted<'_>,
+        _lease: &LeaseRecord,
+        _ttl: Duration,
+    ) -> Result<(), ApiError> {
+        Err(ApiError::BadRequest("lease is not renewable".into()))
+    }
+}
+
+/// The lease manager's way to the engines: the engine of the mount a lease came
+/// from renews or revokes its secret.
+pub(crate) struct EngineRevoker<'a> {
+    pub(crate) open: &'a Unsealed,
+}
+
+impl EngineRevoker<'_> {
+    fn engine_of(&self, lease: &LeaseRecord) -> Result<Resolved, String> {
+        match resolve(self.open, &lease.path) {
+            Some(resolved) if resolved.mount_path == lease.mount => Ok(resolved),
+            _ => Err(format!("no secrets engine is mounted at {}/ any more", lease.mount)),
+        }
+    }
+}
+
+impl crate::leases::Revoker for EngineRevoker<'_> {
+    fn revoke(&self, lease: &LeaseRecord) -> Result<(), String> {
+        let resolved = self.engine_of(lease)?;
+        resolved
+            .engine
+            .revoke(self.open, &resolved.mounted(), lease)
+            .map_err(|error| error.audit_message())
+    }
+
+    fn renew(&self, lease: &LeaseRecord, ttl: Duration) -> Result<(), String> {
+        let resolved = self.engine_of(lease)?;
+        resolved
+            .engine
+            .renew(self.open, &resolved.mounted(), lease, ttl)
+            .map_err(|error| error.audit_message())
+    }
+}
+
+/// An engine's answer with its issued secret registered with the lease manager
+/// for the token whose `entry` this is (any other answer as it is). Were the lease not
+/// stored, the secret is revoked at once and the request fails: no secret is
+/// handed out that nothing would revoke.
+pub(crate) fn register_issued(
+    open: &Unsealed,
+    resolved: Option<&Resolved>,
+    path: &str,
+    entry: &crate::stores::tokens::TokenEntry,
+    result: ApiResult,
+) -> ApiResult {
+    let Ok(Reply::Leased {
+        data,
+        lease: Lease::Issued(issued),
+        warnings,
+    }) = result
+    else {
+        return result;
+    };
+    let Some(resolved) = resolved else {
+        return Err(ApiError::Internal);
+    };
+    let record =
+        crate::leases::Leases::record_for(path, &resolved.mount_path, &entry.holder(), &issued, SystemTime::now())?;
+    match open.leases.store(&record) {
+        Ok(grant) => Ok(Reply::Leased {
+            data,
+            lease: Lease::Granted(grant),
+            warnings,
+        }),
+        Err(error) => {
+            if let Err(why) = resolved.engine.revoke(open, &resolved.mounted(), &record) {
+                tracing::error!(path = %record.path, error = %why.audit_message(), "a secret whose lease could not be stored could not be revoked either");
+            }
+            Err(error.into())
+        }
+    }
 }
 
 /// A mount a request reached.

@@ -83,6 +83,12 @@ pub(crate) struct TokenEntry {
 }
 
 impl TokenEntry {
+    /// What names the token in records that belong to it (a lease's owner): its
+    /// salted hash in hex, the name its own entry is stored under. Never the token.
+    pub(crate) fn holder(&self) -> String {
+        crate::encoding::encode_hex(&self.hash)
+    }
+
     /// Whether the token has no parent.
     pub(crate) fn orphan(&self) -> bool {
         self.parent.is_none()
@@ -296,7 +302,14 @@ pub(crate) struct TokenStore {
     children: SealedRecords<ChildLink>,
     /// `sys/token-accessors/<accessor>`: the token each accessor names.
     accessors: SealedRecords<AccessorLink>,
+    /// The holders ([`TokenEntry::holder`]) of the tokens this server revoked
+    /// since the lease manager last took them, so their leases go too.
+    revoked: Mutex<Vec<String>>,
 }
+
+/// Most revoked holders kept for the lease manager; past it the rest are found
+/// by its sweep of the tokens leases name.
+const MAX_REMEMBERED_REVOCATIONS: usize = 100_000;
 
 /// Most unknown-token hashes remembered at once (then the memory is cleared).
 const MAX_REMEMBERED_MISSES: usize = 4096;
@@ -366,7 +379,7 @@ fn random(len: usize) -> SecretBytes {
 /// `len` random characters of `[0-9A-Za-z]`, as Vault's accessors: never a `-` that a
 /// command line would take for a flag. Bytes of 248 or more are drawn again, so every
 /// character is uniform. Empty if the random source failed.
-fn random_base62(len: usize) -> String {
+pub(crate) fn random_base62(len: usize) -> String {
     const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut out = String::with_capacity(len);
     while out.len() < len {
@@ -408,6 +421,7 @@ impl TokenStore {
             entries: SealedRecords::new(barrier.clone(), TOKENS_PREFIX),
             children: SealedRecords::new(barrier.clone(), CHILDREN_PREFIX),
             accessors: SealedRecords::new(barrier.clone(), ACCESSORS_PREFIX),
+            revoked: Mutex::new(Vec::new()),
         };
         if !indexed {
             store.index_accessors()?;
@@ -742,6 +756,21 @@ impl TokenStore {
         Ok(known)
     }
 
+    /// Whether the token whose [`holder`](TokenEntry::holder) is `holder` is still
+    /// valid (stored, unexpired, its ancestors too). A storage failure is an
+    /// error, never a "no": its leases must not be revoked for an outage.
+    pub(crate) fn holds(&self, holder: &str) -> Result<bool, encrypted_attr::Error> {
+        match parse_hash(holder) {
+            Some(hash) => Ok(self.valid(&hash)?.is_some()),
+            None => Ok(false),
+        }
+    }
+
+    /// The holders of the tokens revoked here since the last call.
+    pub(crate) fn take_revoked(&self) -> Vec<String> {
+        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
     /// The token an accessor names, if it names one still stored.
     fn hash_of_accessor(&self, accessor: &str) -> Result<Option<[u8; 32]>, encrypted_attr::Error> {
         if accessor.is_empty() || accessor.contains('/') || accessor == "." || accessor == ".." {
@@ -827,6 +856,12 @@ impl TokenStore {
         // After the delete, so a storage read racing it either misses the entry or
         // sees the generation change and does not cache it (see `fetch`).
         self.revocations.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut revoked = self.revoked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if revoked.len() < MAX_REMEMBERED_REVOCATIONS {
+                revoked.push(Self::name(hash));
+            }
+        }
         self.tokens
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -1,11 +1,13 @@
 //! `sys/*`: seal and status (`seal`, answered without a token except `sys/seal`),
 //! `health`, ACL policies (`policy`), audit devices and `audit-hash` (`audit`),
-//! `capabilities-self` (`capabilities`), secrets engines (`mounts`).
+//! `capabilities-self` (`capabilities`), secrets engines (`mounts`), leases
+//! (`leases`).
 
 mod audit;
 mod auth;
 mod capabilities;
 pub(crate) mod health;
+mod leases;
 mod mounts;
 mod policy;
 pub(crate) mod seal;
@@ -27,6 +29,9 @@ pub(super) fn route(
     entry: &TokenEntry,
 ) -> ApiResult {
     use Operation::{List, Read, Update};
+    if let Some(answer) = leases::route(state, op, rest, params) {
+        return answer;
+    }
     match (rest, op) {
         (["policy"] | ["policies", "acl"], Read | List) => Ok(policy::names(state)),
         (["policy", name], _) => policy::policy(state, op, name, params, "rules"),
@@ -35,10 +40,6 @@ pub(super) fn route(
         (["audit", name], _) => audit::device(state, op, name, params),
         (["audit-hash", name], Update) => audit::hash(state, name, params),
         (["capabilities-self"], Update) => capabilities::capabilities_self(state, params, entry),
-        (["leases", "revoke-prefix", prefix @ ..], Update) if !prefix.is_empty() => {
-            state.tokens.revoke_prefix(&prefix.join("/"))?;
-            Ok(crate::http::Reply::NoContent)
-        }
         (["mounts"], Read) => Ok(mounts::list(state)),
         (["auth"], Read) => Ok(auth::list(state)),
         (["auth", method @ ..], _) if !method.is_empty() => auth::method(state, op, &method.join("/"), params),

@@ -34,6 +34,20 @@ pub(super) fn mount(state: &Unsealed, op: Operation, path: &str, params: &Params
         },
         Operation::Update => enable(state, path, params),
         Operation::Delete => {
+            // Its secrets first, while its engine is still mounted to revoke
+            // them (Vault's order): an unmount that cannot revoke them fails.
+            if state.mounts.get(path).is_some() {
+                let revoker = crate::engines::EngineRevoker { open: state };
+                state
+                    .leases
+                    .revoke_prefix(path, true, false, &revoker, std::time::SystemTime::now())
+                    .map_err(|error| match error {
+                        crate::leases::LeaseError::Storage(error) => ApiError::from(error),
+                        crate::leases::LeaseError::Invalid(message) | crate::leases::LeaseError::Engine(message) => {
+                            ApiError::BadRequest(format!("failed to revoke {path:?}: {message}"))
+                        }
+                    })?;
+            }
             if let Some(removed) = state.mounts.disable(path)? {
                 // The data goes with the mount: a later mount at the same path
                 // starts empty (it has another uuid, so another storage prefix).
