@@ -212,7 +212,10 @@ impl<'a> Params<'a> {
             Some(Field::Str(s)) => match s.to_ascii_lowercase().as_str() {
                 "true" | "1" | "t" => Ok(Some(true)),
                 "false" | "0" | "f" | "" => Ok(Some(false)),
-                _ => Err(type_error(name, "bool")),
+                _ => Err(field_error(
+                    name,
+                    "'' cannot parse value as 'bool': strconv.ParseBool: invalid syntax",
+                )),
             },
             Some(_) => Err(type_error(name, "bool")),
         }
@@ -237,7 +240,9 @@ impl<'a> Params<'a> {
                 .as_u64()
                 .map(|s| Some(Duration::from_secs(s)))
                 .ok_or_else(|| type_error(name, "duration")),
-            Some(Field::Str(s)) => parse_duration(s).map(Some).ok_or_else(|| type_error(name, "duration")),
+            Some(Field::Str(s)) => parse_duration(s)
+                .map(Some)
+                .ok_or_else(|| field_error(name, &format!("time: invalid duration {s:?}"))),
             Some(_) => Err(type_error(name, "duration")),
         }
     }
@@ -390,6 +395,13 @@ fn classify(error: &serde_json::Error) -> &'static str {
         serde_json::error::Category::Data => "invalid JSON value",
         serde_json::error::Category::Io => "could not read the body",
     }
+}
+
+/// Vault's words for a value its field cannot take (`detail` is Go's reason).
+fn field_error(name: &str, detail: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "Field validation failed: error converting input for field \"{name}\": {detail}"
+    ))
 }
 
 fn type_error(name: &str, expected: &str) -> ApiError {

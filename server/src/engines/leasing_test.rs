@@ -426,6 +426,12 @@ mod tests {
         assert_eq!(revoked(&user), 0);
         round(&state);
         assert_eq!(revoked(&user), 1);
+        // The older form Vault keeps.
+        let (_, secret) = call(&router, ROOT, "GET", "db/creds/old", Value::Null).await;
+        let user = user_of(&secret);
+        let older = call(&router, ROOT, "PUT", "sys/revoke-prefix/db/creds", Value::Null).await;
+        assert_eq!(older.0, StatusCode::NO_CONTENT);
+        assert_eq!(revoked(&user), 1);
         let tidy = call(&router, ROOT, "PUT", "sys/leases/tidy", Value::Null).await;
         assert_eq!(tidy.0, StatusCode::ACCEPTED);
     }
