@@ -926,17 +926,37 @@ fn differential_against_openbao() {
         ("PUT", "sys/leases/lookup", Some(r#"{"lease_id": "nope/x"}"#.into())),
         ("PUT", "sys/leases/lookup", Some("{}".into())),
         ("PUT", "sys/leases/lookup", Some(r#"{"lease_id": ""}"#.into())),
-        ("PUT", "sys/leases/renew", Some(r#"{"lease_id": "nope/x", "increment": 60}"#.into())),
+        (
+            "PUT",
+            "sys/leases/renew",
+            Some(r#"{"lease_id": "nope/x", "increment": 60}"#.into()),
+        ),
         ("PUT", "sys/leases/renew", Some("{}".into())),
         ("PUT", "sys/leases/renew/nope/x", Some("{}".into())),
-        ("PUT", "sys/leases/renew", Some(r#"{"lease_id": "nope/x", "increment": "soon"}"#.into())),
+        (
+            "PUT",
+            "sys/leases/renew",
+            Some(r#"{"lease_id": "nope/x", "increment": "soon"}"#.into()),
+        ),
         ("PUT", "sys/leases/revoke", Some(r#"{"lease_id": "nope/x"}"#.into())),
         ("PUT", "sys/leases/revoke", Some("{}".into())),
         ("PUT", "sys/leases/revoke/nope/x", Some("{}".into())),
-        ("PUT", "sys/leases/revoke", Some(r#"{"lease_id": "nope/x", "sync": false}"#.into())),
-        ("PUT", "sys/leases/revoke", Some(r#"{"lease_id": "nope/x", "sync": "maybe"}"#.into())),
+        (
+            "PUT",
+            "sys/leases/revoke",
+            Some(r#"{"lease_id": "nope/x", "sync": false}"#.into()),
+        ),
+        (
+            "PUT",
+            "sys/leases/revoke",
+            Some(r#"{"lease_id": "nope/x", "sync": "maybe"}"#.into()),
+        ),
         ("PUT", "sys/leases/revoke-prefix/nope", Some("{}".into())),
-        ("PUT", "sys/leases/revoke-prefix/nope", Some(r#"{"sync": false}"#.into())),
+        (
+            "PUT",
+            "sys/leases/revoke-prefix/nope",
+            Some(r#"{"sync": false}"#.into()),
+        ),
         ("PUT", "sys/leases/revoke-force/nope", Some("{}".into())),
         ("LIST", "sys/leases/lookup/nope/", None),
         ("PUT", "sys/leases/tidy", Some("{}".into())),
@@ -1427,7 +1447,10 @@ fn bao_cli_operates_this_server() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&refused.stderr);
-        assert!(!refused.status.success() && stderr.contains(said), "bao {args:?}: {stderr}");
+        assert!(
+            !refused.status.success() && stderr.contains(said),
+            "bao {args:?}: {stderr}"
+        );
     }
     run(&root, &["lease", "revoke", "nope/x"], None);
     run(&root, &["lease", "revoke", "-prefix", "nope"], None);
