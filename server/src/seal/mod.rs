@@ -9,123 +9,29 @@
 //! records the share count and threshold; both `core/` entries are readable while
 //! sealed, and neither lets anyone decrypt without enough shares.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use encrypted_attr::storage::{Barrier, Storage, Update};
 use encrypted_attr::{LocalEngine, RootKey, SecretBytes};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::Audit;
 use crate::error::StartError;
 use crate::monitored::MonitoredStorage;
 use crate::shamir;
 use crate::sharing::{SHARED_STATE_REFRESH, shared_engine_options};
-use crate::stores::mounts::{MountEntry, MountError, MountTable};
-use crate::stores::policies::PolicyStore;
+use crate::stores::mounts::{MountEntry, MountError};
 use crate::stores::tokens::{NewTokenRequest, TokenStore};
-use crate::stores::transit_mounts::{EngineSource, TransitMounts};
+use crate::stores::transit_mounts::EngineSource;
+
+mod unsealed;
+
+pub(crate) use unsealed::Unsealed;
 
 const SEAL_CONFIG_PATH: &str = "core/seal-config";
 const ROOT_KEY_PATH: &str = "core/root-key";
 /// The version `sys/seal-status` and `sys/health` report.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Everything an unsealed server uses.
-pub(crate) struct Unsealed {
-    pub(crate) engine: Arc<LocalEngine>,
-    pub(crate) tokens: TokenStore,
-    /// Every secret issued with a lease, and their expiry.
-    pub(crate) leases: crate::leases::Leases,
-    pub(crate) policies: PolicyStore,
-    pub(crate) audit: Audit,
-    /// The secrets engines mounted besides the built-in transit.
-    pub(crate) mounts: MountTable,
-    /// The auth methods enabled besides tokens.
-    pub(crate) auth_methods: MountTable,
-    /// Failed logins per user, and the users locked out for them.
-    pub(crate) logins: crate::stores::lockout::Lockouts,
-    /// What the mounted engines keep their data in.
-    pub(crate) barrier: Arc<Barrier>,
-    /// The engines of transit mounts at other paths than `transit/`.
-    pub(crate) transit_mounts: TransitMounts,
-    /// When policies, audit devices and mounts are next re-read from storage (milliseconds
-    /// since this value was made; persistent servers only).
-    next_refresh: AtomicU64,
-    born: Instant,
-    /// How long other servers sharing the storage may go on using a key they have
-    /// cached (zero when nothing is shared): a deletion answers only after this,
-    /// so that once it has answered no server encrypts with the deleted key.
-    pub(crate) shared_cache_lifetime: Duration,
-}
-
-impl Unsealed {
-    /// The engine, and the stores opened over `barrier`.
-    fn open(
-        engine: Arc<LocalEngine>,
-        barrier: &Arc<Barrier>,
-        engines: EngineSource,
-        shared_cache_lifetime: Duration,
-    ) -> Result<Self, encrypted_attr::Error> {
-        crate::stores::move_names_to_canonical_form(barrier)?;
-        Ok(Self {
-            engine,
-            tokens: TokenStore::open(barrier.clone())?,
-            leases: crate::leases::Leases::open(barrier.clone()),
-            policies: PolicyStore::open(barrier.clone())?,
-            audit: Audit::open(barrier.clone())?,
-            mounts: MountTable::secrets(barrier.clone())?,
-            auth_methods: MountTable::auth_methods(barrier.clone())?,
-            logins: crate::stores::lockout::Lockouts::default(),
-            barrier: barrier.clone(),
-            transit_mounts: TransitMounts::new(engines),
-            next_refresh: AtomicU64::new(0),
-            born: Instant::now(),
-            shared_cache_lifetime,
-        })
-    }
-
-    /// Claims the re-read of policies, audit devices and mounts if [`SHARED_STATE_REFRESH`]
-    /// has passed: true for exactly one caller, which must then call
-    /// [`reload_shared_state`](Self::reload_shared_state); the others go on with
-    /// the current view. Cheap when not due: one atomic load.
-    pub(crate) fn claim_shared_state_refresh(&self) -> bool {
-        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let due = self.next_refresh.load(Ordering::Relaxed);
-        if now < due {
-            return false;
-        }
-        let next = now.saturating_add(u64::try_from(SHARED_STATE_REFRESH.as_millis()).unwrap_or(u64::MAX));
-        self.next_refresh
-            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    }
-
-    /// Re-reads policies, audit devices and mounts from storage when other servers may
-    /// share it (a dev server's memory has no other writer), and reopens audit
-    /// files removed underneath.
-    pub(crate) fn reload_shared_state(&self) {
-        if !self.shared_cache_lifetime.is_zero() {
-            self.policies.reload();
-            self.audit.reload();
-            self.reload_mount_tables();
-        }
-        self.audit.reopen_moved();
-    }
-}
-
-impl Unsealed {
-    /// Re-reads the mount tables (the storage probe does it too, so a server that
-    /// only serves logins still sees auth methods enabled elsewhere), and closes
-    /// the engines of transit mounts that are gone.
-    pub(crate) fn reload_mount_tables(&self) {
-        self.mounts.reload();
-        self.auth_methods.reload();
-        let mounted: Vec<MountEntry> = self.mounts.list().into_iter().map(|(_, entry)| entry).collect();
-        self.transit_mounts.retain(&mounted);
-    }
-}
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
 struct SealConfig {
