@@ -73,7 +73,7 @@ pub(crate) enum Lease {
 }
 
 /// What an engine asks of the lease of a secret it issues.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct SecretLease {
     /// How long it lives, and the default increment of a renewal.
     pub(crate) ttl: std::time::Duration,
@@ -84,6 +84,17 @@ pub(crate) struct SecretLease {
     /// What the engine needs to renew or revoke it (a user name, say), sealed
     /// with the lease and given back to the engine only.
     pub(crate) internal: Value,
+}
+
+/// Never the engine's `internal` data.
+impl std::fmt::Debug for SecretLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretLease")
+            .field("ttl", &self.ttl)
+            .field("max_ttl", &self.max_ttl)
+            .field("renewable", &self.renewable)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A lease as the envelope shows it.

@@ -130,6 +130,33 @@ mod tests {
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
+    /// A dev server with this engine mounted at `db/`, and its router.
+    async fn mounted_at_db() -> (Arc<AppState>, axum::Router) {
+        let engine = Arc::new(LocalEngine::ephemeral().expect("engine"));
+        let (state, _) = AppState::new(engine, Some(ROOT)).expect("state");
+        let state = Arc::new(state);
+        let router = crate::pipeline::app(state.clone());
+        let mount = json!({ "type": "leasing-test" });
+        assert_eq!(
+            call(&router, ROOT, "POST", "sys/mounts/db", mount).await.0,
+            StatusCode::NO_CONTENT
+        );
+        (state, router)
+    }
+
+    /// A token of `policies`, made by root.
+    async fn token_of(router: &axum::Router, policies: &[&str]) -> String {
+        let (_, made) = call(
+            router,
+            ROOT,
+            "POST",
+            "auth/token/create",
+            json!({ "policies": policies }),
+        )
+        .await;
+        made["auth"]["client_token"].as_str().expect("token").to_owned()
+    }
+
     fn user_of(secret: &Value) -> String {
         secret["data"]["username"].as_str().expect("a user").to_owned()
     }
@@ -143,15 +170,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_leased_secret_is_looked_up_renewed_listed_and_revoked_through_sys_leases() {
-        let engine = Arc::new(LocalEngine::ephemeral().expect("engine"));
-        let (state, _) = AppState::new(engine, Some(ROOT)).expect("state");
-        let state = Arc::new(state);
-        let router = crate::pipeline::app(state.clone());
-        let mount = json!({ "type": "leasing-test" });
-        assert_eq!(
-            call(&router, ROOT, "POST", "sys/mounts/db", mount).await.0,
-            StatusCode::NO_CONTENT
-        );
+        let (_, router) = mounted_at_db().await;
 
         let (status, secret) = call(&router, ROOT, "GET", "db/creds/app", Value::Null).await;
         assert_eq!(status, StatusCode::OK, "{secret}");
@@ -244,15 +263,7 @@ mod tests {
             call(&router, ROOT, "PUT", "sys/policies/acl/leases", policy).await.0,
             StatusCode::NO_CONTENT
         );
-        let (_, made) = call(
-            &router,
-            ROOT,
-            "POST",
-            "auth/token/create",
-            json!({ "policies": ["leases"] }),
-        )
-        .await;
-        let operator = made["auth"]["client_token"].as_str().expect("token").to_owned();
+        let operator = token_of(&router, &["leases"]).await;
         for (method, path) in [
             ("LIST", "sys/leases/lookup/db/"),
             ("PUT", "sys/leases/revoke-prefix/db"),
@@ -309,26 +320,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_tokens_revocation_an_unmount_and_a_failing_revocation_reach_the_engine() {
-        let engine = Arc::new(LocalEngine::ephemeral().expect("engine"));
-        let (state, _) = AppState::new(engine, Some(ROOT)).expect("state");
-        let state = Arc::new(state);
-        let router = crate::pipeline::app(state.clone());
-        let mount = json!({ "type": "leasing-test" });
-        assert_eq!(
-            call(&router, ROOT, "POST", "sys/mounts/db", mount).await.0,
-            StatusCode::NO_CONTENT
-        );
+        let (state, router) = mounted_at_db().await;
 
         // A token's secret goes with the token (at the next round).
-        let (_, made) = call(
-            &router,
-            ROOT,
-            "POST",
-            "auth/token/create",
-            json!({ "policies": ["root"] }),
-        )
-        .await;
-        let app_token = made["auth"]["client_token"].as_str().expect("token").to_owned();
+        let app_token = token_of(&router, &["root"]).await;
         let (_, secret) = call(&router, &app_token, "GET", "db/creds/app", Value::Null).await;
         let user = user_of(&secret);
         let revoke = call(

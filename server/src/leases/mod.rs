@@ -8,8 +8,9 @@
 //! Leases are sealed records under `sys/expire/id/<lease id>` (storage is the
 //! truth, so any server sharing it can look up, renew or revoke any lease), with
 //! an in-memory schedule ([`schedule`]) that one background task works through.
-//! A revocation is claimed in storage first (an atomic update, so among servers
-//! sharing a PostgreSQL storage exactly one revokes a given lease), then done by
+//! A revocation is claimed in storage first (an atomic update, so exactly one
+//! revocation of a lease runs at a time, among servers sharing a PostgreSQL
+//! storage as among one server's requests and its round), then done by
 //! the engine; a failure is retried with back-off and, after
 //! [`MAX_REVOCATION_ATTEMPTS`], the lease is marked irrevocable: shown by lookup,
 //! logged, counted, retried only every [`IRREVOCABLE_RETRY`].
@@ -28,7 +29,7 @@ use encrypted_attr::storage::Barrier;
 use crate::http::{LeaseGrant, SecretLease};
 use crate::stores::{Change, SealedRecords};
 
-pub(crate) use record::{Claim, LeaseRecord, Revocation, millis, time_of};
+pub(crate) use record::{LeaseRecord, Revocation, millis, time_of};
 use record::{duration_ms, folder, is_lease_id, jitter_ms};
 
 pub(crate) use schedule::TickReport;
@@ -48,7 +49,7 @@ const FIRST_RETRY: Duration = Duration::from_secs(5);
 /// How often an irrevocable lease is tried again.
 pub(crate) const IRREVOCABLE_RETRY: Duration = Duration::from_secs(3600);
 
-/// How long a server's claim on a revocation holds: another server takes the
+/// How long a claim on a revocation holds: another attempt takes the
 /// lease over only after this (the claimer stopped, say).
 const CLAIM_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -96,16 +97,14 @@ pub(crate) struct Renewal {
 pub(crate) enum Revoked {
     /// Done (or the lease was gone already).
     Done,
-    /// Another server is revoking it now.
-    Elsewhere,
+    /// A revocation of it is under way already (on this server or another).
+    UnderWay,
 }
 
 /// The lease manager of one unsealed server.
 pub(crate) struct Leases {
     records: SealedRecords<LeaseRecord>,
     schedule: schedule::Schedule,
-    /// This server's name in revocation claims (random per unseal).
-    server: String,
     /// Set by `sys/leases/tidy`; the next round tidies.
     tidy_requested: std::sync::atomic::AtomicBool,
 }
@@ -124,7 +123,6 @@ impl Leases {
         Self {
             records: SealedRecords::new(barrier, LEASES_PREFIX),
             schedule: schedule::Schedule::default(),
-            server: crate::stores::tokens::random_base62(16),
             tidy_requested: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -220,7 +218,7 @@ impl Leases {
             .lookup(id)?
             .ok_or_else(|| LeaseError::Invalid("lease not found".into()))?;
         let now_ms = millis(now);
-        if record.revocation.irrevocable {
+        if record.revocation.is_irrevocable() {
             return Err(LeaseError::Invalid(
                 "lease is expired and has failed previous revocation attempts".into(),
             ));
@@ -253,7 +251,7 @@ impl Leases {
         let mut renewed = None;
         self.records.update(id, &mut |current| match current {
             // Not revoked meanwhile, nor being revoked.
-            Some(mut stored) if stored.revocation.claim.is_none() => {
+            Some(mut stored) if !stored.being_revoked(now_ms) => {
                 stored.expires_ms = now_ms.saturating_add(duration_ms(granted));
                 stored.last_renewal_ms = Some(now_ms);
                 renewed = Some(stored.clone());
@@ -374,20 +372,17 @@ impl Leases {
     fn attempt(&self, id: &str, revoker: &dyn Revoker, now: SystemTime, force: bool) -> Result<Revoked, LeaseError> {
         let now_ms = millis(now);
         let mut claimed = None;
-        let mut elsewhere = false;
-        let claim = Claim {
-            server: self.server.clone(),
-            until_ms: now_ms.saturating_add(duration_ms(CLAIM_LIFETIME)),
-        };
+        let mut under_way = false;
+        let claim_until = now_ms.saturating_add(duration_ms(CLAIM_LIFETIME));
         self.records.update(id, &mut |current| match current {
             None => Change::Keep,
-            Some(stored) if stored.claimed_elsewhere(&self.server, now_ms) => {
-                elsewhere = true;
+            Some(stored) if stored.being_revoked(now_ms) => {
+                under_way = true;
                 claimed = Some(stored);
                 Change::Keep
             }
             Some(mut stored) => {
-                stored.revocation.claim = Some(claim.clone());
+                stored.revocation.claimed_until_ms = Some(claim_until);
                 claimed = Some(stored.clone());
                 Change::Put(stored)
             }
@@ -397,10 +392,10 @@ impl Leases {
             self.schedule.remove(id);
             return Ok(Revoked::Done);
         };
-        if elsewhere {
+        if under_way {
             self.schedule
-                .postpone(id, record.revocation.claim.as_ref().map_or(now_ms, |c| c.until_ms));
-            return Ok(Revoked::Elsewhere);
+                .postpone(id, record.revocation.claimed_until_ms.unwrap_or(now_ms));
+            return Ok(Revoked::UnderWay);
         }
         match revoker.revoke(&record) {
             Ok(()) => {}
@@ -430,9 +425,8 @@ impl Leases {
                 let revocation = &mut stored.revocation;
                 revocation.attempts = revocation.attempts.saturating_add(1);
                 revocation.last_error = Some(why.clone());
-                revocation.claim = None;
-                let wait = if revocation.attempts >= MAX_REVOCATION_ATTEMPTS {
-                    revocation.irrevocable = true;
+                revocation.claimed_until_ms = None;
+                let wait = if revocation.is_irrevocable() {
                     IRREVOCABLE_RETRY
                 } else {
                     FIRST_RETRY.saturating_mul(1 << (revocation.attempts - 1).min(16))
@@ -444,7 +438,7 @@ impl Leases {
             None => Change::Keep,
         })?;
         if let Some(updated) = updated {
-            if updated.revocation.irrevocable {
+            if updated.revocation.is_irrevocable() {
                 tracing::error!(
                     lease = %updated.path,
                     attempts = updated.revocation.attempts,

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::stores::{Record, decode_json, encode_json};
 
 /// One lease, as stored.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
 pub(crate) struct LeaseRecord {
     pub(crate) id: String,
     /// The request path that issued it (`database/creds/app`).
@@ -45,16 +45,28 @@ pub(crate) struct Revocation {
     pub(crate) retry_at_ms: Option<u64>,
     /// Why the last attempt failed.
     pub(crate) last_error: Option<String>,
-    pub(crate) irrevocable: bool,
-    /// The server revoking it now, and until when its claim holds.
-    pub(crate) claim: Option<Claim>,
+    /// While a revocation is under way (on this server or another): until
+    /// when its claim holds. A claimer that stopped is taken over after it.
+    pub(crate) claimed_until_ms: Option<u64>,
 }
 
-/// A server's claim on a lease's revocation.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
-pub(crate) struct Claim {
-    pub(crate) server: String,
-    pub(crate) until_ms: u64,
+impl Revocation {
+    /// Whether revocation failed so often that it is only retried hourly.
+    pub(crate) fn is_irrevocable(&self) -> bool {
+        self.attempts >= super::MAX_REVOCATION_ATTEMPTS
+    }
+}
+
+/// Never the engine's `internal` data, which may name what the secret is.
+impl std::fmt::Debug for LeaseRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseRecord")
+            .field("id", &self.id)
+            .field("expires_ms", &self.expires_ms)
+            .field("renewable", &self.renewable)
+            .field("revocation", &self.revocation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Record for LeaseRecord {
@@ -73,12 +85,10 @@ impl LeaseRecord {
         self.revocation.retry_at_ms.unwrap_or(self.expires_ms)
     }
 
-    /// Whether another server holds a live claim on its revocation.
-    pub(super) fn claimed_elsewhere(&self, server: &str, now_ms: u64) -> bool {
-        self.revocation
-            .claim
-            .as_ref()
-            .is_some_and(|claim| claim.server != server && claim.until_ms > now_ms)
+    /// Whether a revocation of it is under way: a live claim, this server's
+    /// or another's, so it is never revoked twice at once.
+    pub(super) fn being_revoked(&self, now_ms: u64) -> bool {
+        self.revocation.claimed_until_ms.is_some_and(|until| until > now_ms)
     }
 }
 
@@ -90,7 +100,7 @@ pub(crate) fn millis(t: SystemTime) -> u64 {
 
 /// The time `ms` milliseconds after the Unix epoch.
 pub(crate) fn time_of(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
+    UNIX_EPOCH.checked_add(Duration::from_millis(ms)).unwrap_or(UNIX_EPOCH)
 }
 
 pub(super) fn duration_ms(d: Duration) -> u64 {

@@ -28,7 +28,6 @@ const RELIST: Duration = Duration::from_secs(30);
 /// What one round did, for the logs and metrics.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct TickReport {
-    pub(crate) loaded: usize,
     pub(crate) revoked: usize,
     pub(crate) failed: usize,
 }
@@ -77,7 +76,7 @@ impl State {
             .entry(record.holder.clone())
             .or_default()
             .insert(record.id.clone());
-        if record.revocation.irrevocable {
+        if record.revocation.is_irrevocable() {
             self.irrevocable += 1;
         }
         self.leases.insert(
@@ -85,7 +84,7 @@ impl State {
             Scheduled {
                 due_ms,
                 holder: record.holder.clone(),
-                irrevocable: record.revocation.irrevocable,
+                irrevocable: record.revocation.is_irrevocable(),
                 retrying: record.revocation.retry_at_ms.is_some(),
             },
         );
@@ -166,10 +165,8 @@ impl Schedule {
         now: SystemTime,
     ) -> TickReport {
         let now_ms = millis(now);
-        let mut report = TickReport {
-            loaded: self.load_some(leases, now_ms),
-            ..TickReport::default()
-        };
+        self.load_some(leases, now_ms);
+        let mut report = TickReport::default();
         {
             let mut state = self.state();
             for holder in tokens.take_revoked() {
@@ -191,7 +188,7 @@ impl Schedule {
         for id in due {
             match leases.attempt(&id, revoker, now, false) {
                 Ok(Revoked::Done) => report.revoked += 1,
-                Ok(Revoked::Elsewhere) => {}
+                Ok(Revoked::UnderWay) => {}
                 Err(LeaseError::Engine(_) | LeaseError::Invalid(_)) => report.failed += 1,
                 Err(LeaseError::Storage(error)) => {
                     // Storage is down: the rest wait for the next round, not

@@ -317,13 +317,13 @@ fn a_revocation_that_keeps_failing_backs_off_then_is_marked_irrevocable() {
         assert!((expected..=expected + expected / 10 + 1).contains(gap), "{gaps:?}");
     }
     let record = w.leases.lookup(&id).expect("reads").expect("kept");
-    assert!(record.revocation.irrevocable);
+    assert!(record.revocation.is_irrevocable());
     assert_eq!(record.revocation.attempts, MAX_REVOCATION_ATTEMPTS);
     assert_eq!(
         record.revocation.last_error.as_deref(),
         Some("connection refused by the database")
     );
-    assert!(record.revocation.claim.is_none());
+    assert!(record.revocation.claimed_until_ms.is_none());
     assert_eq!(w.leases.irrevocable(), 1);
     // Renewing it is refused as Vault refuses it.
     assert!(matches!(
@@ -438,4 +438,46 @@ fn two_servers_on_one_postgresql_revoke_each_lease_once() {
         two_servers_revoke_each_lease_once(&barrier);
     }
     let _ = admin.batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)"));
+}
+
+/// Revokes through `inner`, and on its first revocation asks the manager to
+/// revoke the same lease again meanwhile (a request racing the round on one
+/// server), keeping what that second revocation answered.
+struct Racing<'a> {
+    leases: &'a Leases,
+    inner: Recorder,
+    raced: Mutex<Option<Revoked>>,
+}
+
+impl Revoker for Racing<'_> {
+    fn revoke(&self, lease: &LeaseRecord) -> Result<(), String> {
+        let first = self.raced.lock().expect("lock").is_none();
+        if first {
+            let again = self
+                .leases
+                .revoke(&lease.id, &self.inner, SystemTime::now())
+                .expect("answers");
+            *self.raced.lock().expect("lock") = Some(again);
+        }
+        self.inner.revoke(lease)
+    }
+    fn renew(&self, lease: &LeaseRecord, ttl: Duration) -> Result<(), String> {
+        self.inner.renew(lease, ttl)
+    }
+}
+
+#[test]
+fn a_revocation_under_way_on_this_server_is_not_started_twice() {
+    let w = world();
+    let now = SystemTime::now();
+    let (_, entry) = token(&w.tokens, None);
+    let id = issue(&w.leases, &entry.holder(), &secret(60, 60, true), now);
+    let racing = Racing {
+        leases: &w.leases,
+        inner: Recorder::default(),
+        raced: Mutex::new(None),
+    };
+    assert_eq!(w.leases.revoke(&id, &racing, now).expect("revokes"), Revoked::Done);
+    assert_eq!(*racing.raced.lock().expect("lock"), Some(Revoked::UnderWay));
+    assert_eq!(racing.inner.revoked(), std::slice::from_ref(&id), "revoked once");
 }

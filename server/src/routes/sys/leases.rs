@@ -68,10 +68,7 @@ fn refused(error: LeaseError) -> ApiError {
 /// `PUT sys/leases/lookup`.
 fn lookup(state: &Unsealed, params: &Params<'_>) -> ApiResult {
     let warning = params.ignored_warning(&[&["lease_id"]]);
-    let id = params.string("lease_id")?.unwrap_or_default();
-    if id.is_empty() {
-        return Err(ApiError::BadRequest("lease_id must be specified".into()));
-    }
+    let id = lease_id(params, "")?;
     let record = state
         .leases
         .lookup(&id)?
@@ -93,11 +90,11 @@ fn describe(record: &LeaseRecord, now: SystemTime) -> Value {
         "issue_time": crate::encoding::format_rfc3339_nanos(time_of(record.issued_ms)),
         "expire_time": crate::encoding::format_rfc3339_nanos(expires),
         "last_renewal": record.last_renewal_ms.map(|ms| crate::encoding::format_rfc3339_nanos(time_of(ms))),
-        "renewable": record.renewable && !record.revocation.irrevocable && left > Duration::ZERO,
+        "renewable": record.renewable && !record.revocation.is_irrevocable() && left > Duration::ZERO,
         "ttl": u64::try_from(ttl).unwrap_or(u64::MAX),
         "path": record.path,
     });
-    if record.revocation.irrevocable
+    if record.revocation.is_irrevocable()
         && let (Value::Object(map), Some(why)) = (&mut data, &record.revocation.last_error)
     {
         map.insert("revoke_error".into(), json!(why));
@@ -161,8 +158,8 @@ fn revoke(state: &Unsealed, in_path: &str, params: &Params<'_>) -> ApiResult {
     }
     match state.leases.revoke(&id, &revoker(state), now).map_err(refused)? {
         Revoked::Done => Ok(Reply::NoContent),
-        // Another server holds the revocation: it is under way, not done here.
-        Revoked::Elsewhere => Ok(accepted()),
+        // A revocation of it is under way already: accepted, not done here.
+        Revoked::UnderWay => Ok(accepted()),
     }
 }
 
