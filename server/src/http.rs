@@ -39,6 +39,8 @@ pub(crate) enum Reply {
     },
     /// 204, empty body.
     NoContent,
+    /// The envelope with a token just made or renewed in `auth`, and no data.
+    Authenticated { auth: Value, warnings: Vec<String> },
     /// A bare JSON object (`sys/health`, `sys/seal-status`), no envelope.
     Bare(StatusCode, Value),
     /// The logical envelope with `data` written as JSON text by hand (the batch
@@ -191,6 +193,23 @@ impl Reply {
 }
 
 impl Reply {
+    /// Adds `warning` (Vault's "ignored parameters" one, from the pipeline) to an
+    /// answer with an envelope; answers without one (204, bare, text) have no
+    /// place for it, as in Vault.
+    pub(crate) fn warn(mut self, warning: Option<String>) -> Self {
+        if let Some(warning) = warning {
+            match &mut self {
+                Self::Data { warnings, .. }
+                | Self::Leased { warnings, .. }
+                | Self::Written { warnings, .. }
+                | Self::SysData { warnings, .. }
+                | Self::Authenticated { warnings, .. } => warnings.push(warning),
+                Self::NoContent | Self::Bare(..) | Self::Text { .. } => {}
+            }
+        }
+        self
+    }
+
     /// The HTTP status this answer is sent with.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
@@ -198,7 +217,7 @@ impl Reply {
             | Self::Written { status, .. }
             | Self::Text { status, .. }
             | Self::Bare(status, _) => *status,
-            Self::Leased { .. } | Self::SysData { .. } => StatusCode::OK,
+            Self::Leased { .. } | Self::SysData { .. } | Self::Authenticated { .. } => StatusCode::OK,
             Self::NoContent => StatusCode::NO_CONTENT,
         }
     }
@@ -213,6 +232,7 @@ impl Reply {
             } => json!({ "data": data, "secret": { "lease_id": grant.id } }),
             Self::Data { data, .. } | Self::SysData { data, .. } | Self::Leased { data, .. } => json!({ "data": data }),
             Self::NoContent | Self::Text { .. } => json!({}),
+            Self::Authenticated { auth, .. } => json!({ "auth": auth }),
             Self::Bare(_, body) => body.clone(),
             Self::Written { data, .. } => json!({ "data": data.audit_value() }),
         }
@@ -272,6 +292,16 @@ impl IntoResponse for Reply {
                         top.entry(k).or_insert(v);
                     }
                 }
+                (StatusCode::OK, axum::Json(body)).into_response()
+            }
+            Self::Authenticated { auth, warnings } => {
+                let body = json!({
+                    "request_id": request_id(),
+                    "lease_id": "", "renewable": false, "lease_duration": 0, "data": null,
+                    "wrap_info": null,
+                    "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
+                    "auth": auth,
+                });
                 (StatusCode::OK, axum::Json(body)).into_response()
             }
             Self::Bare(status, body) => (status, axum::Json(body)).into_response(),

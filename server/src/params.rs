@@ -2,14 +2,18 @@
 //! items parsed without building a JSON tree.
 //!
 //! Numbers may come as strings, booleans as `"true"`/`"1"`, durations as seconds or
-//! `"1h"`. Each endpoint declares the top-level parameters it reads (a list of
-//! names next to its handler); whatever else was sent is named in Vault's "ignored
-//! parameters" warning. The body's top level becomes a `serde_json` map, but `batch_input` is
+//! `"1h"`. Each endpoint declares the top-level parameters it reads, once, as
+//! constant lists of names beside its handler ([`Params::declare`]); its reads go
+//! through that declaration (reading a name it does not declare is a bug, which a
+//! debug assertion reports), and the pipeline names whatever else was sent in
+//! Vault's "ignored parameters" warning, for every endpoint from this one place.
+//! The body's top level becomes a `serde_json` map, but `batch_input` is
 //! parsed in the same pass straight into fixed slots per item whose strings borrow
 //! from the body: on batches of 100 items and more, building a `Value` tree (a map
 //! and two strings per item) cost more than the cryptography.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::time::Duration;
 
@@ -72,9 +76,26 @@ enum Source<'a> {
     Item(&'a ItemFields, &'a [Scalar<'a>]),
 }
 
+/// The top-level parameters an endpoint reads: a constant list of names beside
+/// its handler (an endpoint may declare several lists, shared ones among them).
+pub(crate) type Fields = &'static [&'static str];
+
+/// What the endpoint serving a request declared it reads.
+#[derive(Clone, Copy)]
+enum Declared {
+    /// Nothing: every parameter sent is ignored (as Vault's paths without fields).
+    Nothing,
+    /// The names in these lists.
+    Fields(&'static [Fields]),
+    /// Whatever is sent (a KV version 1 write stores it all).
+    Anything,
+}
+
 /// Request parameters, read leniently.
 pub(crate) struct Params<'a> {
     source: Source<'a>,
+    /// What the endpoint declared it reads; set by its handler.
+    declared: Cell<Declared>,
     /// `batch_input` of the body, parsed.
     batch: Option<Batch<'a>>,
     /// The request body, from which the audit log takes `batch_input` as sent.
@@ -102,9 +123,20 @@ impl Params<'static> {
     pub(crate) fn new(map: Map<String, Value>) -> Self {
         Self {
             source: Source::Map(map),
+            declared: Cell::new(Declared::Nothing),
             batch: None,
             body: &[],
         }
+    }
+}
+
+impl Params<'static> {
+    /// A single item built from top-level fields: read as a `batch_input` item is
+    /// (any of [`ITEM_FIELDS`]), its fields never reported as ignored.
+    pub(crate) fn item(map: Map<String, Value>) -> Self {
+        let item = Self::new(map);
+        item.declared.set(Declared::Fields(&[&ITEM_FIELDS]));
+        item
     }
 }
 
@@ -127,12 +159,43 @@ impl<'a> Params<'a> {
         };
         Ok(Self {
             source: Source::Map(map),
+            declared: Cell::new(Declared::Nothing),
             batch,
             body,
         })
     }
 
+    /// Declares the top-level parameters the endpoint reads: what it reads must be
+    /// among them, and whatever else was sent is named in the warning the pipeline
+    /// adds to the answer ([`Params::ignored_warning`]). Declared once, before the
+    /// first read.
+    pub(crate) fn declare(&self, fields: &'static [Fields]) {
+        debug_assert!(
+            matches!(self.declared.get(), Declared::Nothing),
+            "an endpoint declares its parameters once"
+        );
+        self.declared.set(Declared::Fields(fields));
+    }
+
+    /// Declares that the endpoint reads whatever is sent: no warning.
+    pub(crate) fn declare_anything(&self) {
+        self.declared.set(Declared::Anything);
+    }
+
+    /// Whether the endpoint declared `name` (always, for a batch item's names).
+    fn is_declared(&self, name: &str) -> bool {
+        match self.declared.get() {
+            Declared::Nothing => false,
+            Declared::Fields(lists) => lists.iter().any(|list| list.contains(&name)),
+            Declared::Anything => true,
+        }
+    }
+
     fn get(&self, name: &'static str) -> Option<Field<'_>> {
+        debug_assert!(
+            self.is_declared(name),
+            "parameter {name:?} is read but its endpoint does not declare it"
+        );
         match &self.source {
             Source::Map(map) => map.get(name).filter(|v| !v.is_null()).map(Field::from),
             Source::Item(fields, values) => {
@@ -250,6 +313,10 @@ impl<'a> Params<'a> {
     /// The value as sent, for parameters that are lists or objects (`policies`,
     /// `options`). Top-level parameters only; `None` for batch items.
     pub(crate) fn raw(&self, name: &'static str) -> Option<&Value> {
+        debug_assert!(
+            self.is_declared(name),
+            "parameter {name:?} is read but its endpoint does not declare it"
+        );
         match &self.source {
             Source::Map(map) => map.get(name).filter(|v| !v.is_null()),
             Source::Item(..) => None,
@@ -276,6 +343,7 @@ impl<'a> Params<'a> {
             .map(|item| match item {
                 Some(fields) => Ok(Params {
                     source: Source::Item(fields, values),
+                    declared: Cell::new(Declared::Fields(&[&ITEM_FIELDS])),
                     batch: None,
                     body: &[],
                 }),
@@ -295,11 +363,12 @@ impl<'a> Params<'a> {
         }
     }
 
-    /// Vault's warning naming the top-level parameters sent that the endpoint does
-    /// not read (`declared`: the lists of those it does).
-    pub(crate) fn ignored_warning(&self, declared: &[&[&str]]) -> Option<String> {
+    /// Vault's warning naming the top-level parameters sent that the endpoint did
+    /// not declare ([`Params::declare`]); `None` for a batch item, whose fields
+    /// are never reported.
+    pub(crate) fn ignored_warning(&self) -> Option<String> {
         let Source::Map(map) = &self.source else { return None };
-        let is_declared = |name: &str| declared.iter().any(|list| list.contains(&name));
+        let is_declared = |name: &str| self.is_declared(name);
         let mut ignored: Vec<&str> = map.keys().map(String::as_str).filter(|k| !is_declared(k)).collect();
         if self.batch.is_some() && !is_declared("batch_input") {
             ignored.push("batch_input");
@@ -670,14 +739,32 @@ mod tests {
     #[test]
     fn params_coerce_and_report_ignored() {
         let p = body(&json!({"a": "1", "b": "true", "c": 3, "zzz": 1}));
+        assert_eq!(
+            p.ignored_warning().as_deref(),
+            Some("Endpoint ignored these unrecognized parameters: [a b c zzz]"),
+            "an endpoint that declares nothing ignores everything"
+        );
+        p.declare(&[&["a", "b"], &["c"]]);
         assert_eq!(p.int("a").ok().flatten(), Some(1));
         assert_eq!(p.bool("b").ok().flatten(), Some(true));
         assert_eq!(p.int("c").ok().flatten(), Some(3));
         assert!(p.bool("c").is_err());
         assert_eq!(
-            p.ignored_warning(&[&["a", "b"], &["c"]]).as_deref(),
+            p.ignored_warning().as_deref(),
             Some("Endpoint ignored these unrecognized parameters: [zzz]")
         );
+        let anything = body(&json!({"zzz": 1}));
+        anything.declare_anything();
+        assert!(anything.ignored_warning().is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "does not declare it")]
+    #[cfg(debug_assertions)]
+    fn reading_an_undeclared_parameter_is_a_bug() {
+        let p = body(&json!({"a": 1}));
+        p.declare(&[&["b"]]);
+        let _ = p.int("a");
     }
 
     #[test]
@@ -719,8 +806,13 @@ mod tests {
         assert!(items[1].string("input").is_err());
         assert_eq!(items[1].string("key_version").ok().flatten().as_deref(), Some("1.5"));
         assert_eq!(items[2].string("plaintext").ok().flatten().as_deref(), Some("last"));
-        assert!(items[0].ignored_warning(&[]).is_none());
-        assert!(p.ignored_warning(&[&["batch_input"]]).is_none());
+        assert!(items[0].ignored_warning().is_none());
+        assert_eq!(
+            p.ignored_warning().as_deref(),
+            Some("Endpoint ignored these unrecognized parameters: [batch_input]")
+        );
+        p.declare(&[&["batch_input"]]);
+        assert!(p.ignored_warning().is_none());
         // The audit log still sees the whole batch.
         assert_eq!(
             p.audit_fields().expect("parses")["batch_input"][1]["input"],

@@ -414,7 +414,8 @@ fn login_request(state: &AppState, request: &Incoming<'_>) -> Response {
         state.metrics.audit_failure();
         return ApiError::Internal.into_response();
     }
-    let result = crate::routes::auth::login(&open, path, &params, request.client);
+    let result = crate::routes::auth::login(&open, path, &params, request.client)
+        .map(|reply| reply.warn(params.ignored_warning()));
     answer_audited(state, &open, &audited, result)
 }
 
@@ -535,6 +536,8 @@ fn authorized_request(
         }
         Ok(()) => crate::routes::route(open, op, path, &params, token, entry, resolved.as_ref()),
     };
+    // Vault's warning for what was sent and not declared, after the endpoint's own.
+    let result = result.map(|reply| reply.warn(params.ignored_warning()));
     // A secret issued with a lease leaves only once its lease is stored.
     let result = crate::engines::register_issued(open, resolved.as_ref(), path.trim_end_matches('/'), entry, result);
     // A batch with failed items answers `Ok` with a 4xx or 5xx: only answers sent
@@ -551,6 +554,7 @@ fn authorized_request(
 /// any other format (this server keeps no in-memory JSON summary; see
 /// `docs/server.md`).
 fn metrics_reply(state: &AppState, params: &Params<'_>) -> crate::http::Reply {
+    params.declare(&[&["format"]]);
     let format = params.string("format").ok().flatten().unwrap_or_default();
     if format != "prometheus" {
         let body = if format.is_empty() {

@@ -552,6 +552,19 @@ fn differential_against_openbao() {
             "transit/keys/diff_warn",
             Some(r#"{"exportable": true, "zzz_unread": 1}"#.into()),
         ),
+        (
+            "POST",
+            "transit/keys/diff_warn/rotate",
+            Some(r#"{"zzz_unread": 1}"#.into()),
+        ),
+        (
+            "POST",
+            "transit/keys/diff_warn/config",
+            Some(r#"{"deletion_allowed": true, "zzz_unread": 1}"#.into()),
+        ),
+        ("GET", "transit/keys/diff_warn?zzz_unread=1", None),
+        ("LIST", "transit/keys?zzz_unread=1", None),
+        ("GET", "transit/keys?list=true&zzz_unread=1", None),
         ("POST", "transit/keys/diff/rotate", Some("{}".into())),
         ("POST", "transit/keys/nope/rotate", Some("{}".into())),
         (
@@ -738,6 +751,12 @@ fn differential_against_openbao() {
             Some(r#"{"max_versions": 0, "zzz_unread": 1}"#.into()),
         ),
         ("POST", "kv1/warned", Some(r#"{"zzz_unread": 1}"#.into())),
+        ("GET", "kv1/warned?zzz_unread=1", None),
+        ("LIST", "kv1?zzz_unread=1", None),
+        ("GET", "secret/metadata/w1?zzz_unread=1", None),
+        ("LIST", "secret/metadata?zzz_unread=1", None),
+        ("GET", "secret/subkeys/w1?zzz_unread=1", None),
+        ("GET", "secret/config?zzz_unread=1", None),
         // custom_metadata's limits: 64 keys, keys of 1-128 bytes, values of 1-512,
         // printable, no nested values; booleans and numbers become text.
         (
@@ -839,6 +858,19 @@ fn differential_against_openbao() {
             Some(r#"{"policies": ["default"], "zzz_unread": 1}"#.into()),
         ),
         ("POST", "auth/token/lookup-self", Some(r#"{"zzz_unread": 1}"#.into())),
+        ("GET", "auth/token/lookup-self?zzz_unread=1", None),
+        ("LIST", "auth/up/users?zzz_unread=1", None),
+        ("GET", "sys/mounts/secret/tune?zzz_unread=1", None),
+        ("GET", "sys/auth?zzz_unread=1", None),
+        ("GET", "sys/policy?zzz_unread=1", None),
+        ("LIST", "sys/policies/acl?zzz_unread=1", None),
+        ("GET", "sys/audit?zzz_unread=1", None),
+        ("GET", "sys/seal-status?zzz_unread=1", None),
+        (
+            "PUT",
+            "sys/leases/lookup",
+            Some(r#"{"lease_id": "nope/x", "zzz_unread": 1}"#.into()),
+        ),
         (
             "POST",
             "sys/capabilities-self",
@@ -884,6 +916,9 @@ fn differential_against_openbao() {
         ("GET", "auth/approle/role/app", None),
         ("LIST", "auth/approle/role", None),
         ("GET", "auth/approle/role/app/role-id", None),
+        ("GET", "auth/approle/role/app?zzz_unread=1", None),
+        ("GET", "auth/approle/role/app/role-id?zzz_unread=1", None),
+        ("LIST", "auth/approle/role?zzz_unread=1", None),
         ("GET", "auth/approle/role/none/role-id", None),
         ("POST", "auth/approle/role/app/secret-id", Some("{}".into())),
         ("LIST", "auth/approle/role/app/secret-id", None),
@@ -978,7 +1013,8 @@ fn differential_against_openbao() {
         if !bao_errors.is_null() && ours_errors != bao_errors {
             mismatches.push(format!("{case}: errors {ours_errors} vs OpenBao {bao_errors}"));
         }
-        if body.as_deref().is_some_and(|b| b.contains("_unread")) && ours_body["warnings"] != bao_body["warnings"] {
+        let names_unread = path.contains("_unread") || body.as_deref().is_some_and(|b| b.contains("_unread"));
+        if names_unread && ours_body["warnings"] != bao_body["warnings"] {
             mismatches.push(format!(
                 "{case}: warnings {} vs OpenBao {}",
                 ours_body["warnings"], bao_body["warnings"]

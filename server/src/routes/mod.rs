@@ -39,7 +39,11 @@ pub(crate) fn route(
             Some(resolved) => resolved
                 .engine
                 .handle(state, &resolved.mounted(), op, resolved.rest(path), params),
-            None => Err(crate::http::ApiError::NoRoute(path.trim_end_matches('/').to_owned())),
+            // A list's path ends in `/` in Vault's texts.
+            None => Err(crate::http::ApiError::NoRoute(match op {
+                Operation::List => format!("{}/", path.trim_end_matches('/')),
+                _ => path.trim_end_matches('/').to_owned(),
+            })),
         },
     }
 }

@@ -21,6 +21,8 @@ pub(super) fn route(
     rest: &str,
     params: &Params<'_>,
 ) -> ApiResult {
+    // Version 1 stores whatever it is sent: nothing is ignored (as in Vault).
+    params.declare_anything();
     match op {
         Operation::Read => read(values, mount, rest),
         Operation::Update => write(values, rest, params),

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use super::children;
 use crate::encoding::{format_duration, format_rfc3339_nanos, parse_duration};
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::Params;
+use crate::params::{Fields, Params};
 use crate::request::Operation;
 use crate::stores::mounts::MountEntry;
 use crate::stores::{Change, Record, SealedRecords, decode_json, encode_json};
@@ -150,6 +150,23 @@ fn version_metadata(secret: &Secret, number: u64, version: &Version) -> Value {
     })
 }
 
+/// What `config` writes read.
+const CONFIG_FIELDS: Fields = &["max_versions", "cas_required", "delete_version_after"];
+/// What `data` and `subkeys` reads read.
+const READ_FIELDS: Fields = &["version"];
+const SUBKEYS_FIELDS: Fields = &["depth", "version"];
+/// What `data` writes and patches read.
+const WRITE_FIELDS: Fields = &["data", "options"];
+/// What `delete`, `undelete` and `destroy` read.
+const VERSIONS_FIELDS: Fields = &["versions"];
+/// What `metadata` writes read.
+const METADATA_FIELDS: Fields = &[
+    "max_versions",
+    "cas_required",
+    "delete_version_after",
+    "custom_metadata",
+];
+
 /// Serves `rest` (the path inside the mount) on a KV version 2 mount.
 pub(super) fn route(store: &Store, op: Operation, rest: &str, params: &Params<'_>) -> ApiResult {
     let (area, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -188,6 +205,7 @@ fn read_config(store: &Store) -> ApiResult {
 }
 
 fn write_config(store: &Store, params: &Params<'_>) -> ApiResult {
+    params.declare(&[CONFIG_FIELDS]);
     let max_versions = max_versions_param(params)?;
     let cas_required = params.bool("cas_required")?;
     let delete_after = params.duration("delete_version_after")?.map(|d| d.as_secs());
@@ -209,6 +227,7 @@ fn write_config(store: &Store, params: &Params<'_>) -> ApiResult {
 }
 
 fn read_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
+    params.declare(&[READ_FIELDS]);
     read_version(store, path, params, "data", |data| Value::Object(data.clone()))
 }
 
@@ -273,6 +292,7 @@ fn cas_option(params: &Params<'_>) -> Result<Option<u64>, ApiError> {
 }
 
 fn write_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
+    params.declare(&[WRITE_FIELDS]);
     if path.is_empty() {
         return Err(ApiError::BadRequest("missing path".into()));
     }
@@ -293,8 +313,7 @@ fn write_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
         outcome = Ok(add_version(&mut secret, &settings, created, data.clone()));
         Change::Put(secret)
     })?;
-    let warnings = params.ignored_warning(&[&["data", "options"]]).into_iter().collect();
-    Ok(Reply::data(outcome?, warnings))
+    Ok(Reply::data(outcome?, vec![]))
 }
 
 /// Vault's check-and-set rules for a new version: `cas` must name the current
@@ -351,6 +370,7 @@ fn add_version(secret: &mut Secret, settings: &MountSettings, created: u128, dat
 /// the same check-and-set rules as a write. A path with no live latest version is
 /// 404, with that version's metadata when it has one, as in Vault.
 fn patch_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
+    params.declare(&[WRITE_FIELDS]);
     let (patch, cas) = data_and_cas(params)?;
     store.load(path)?;
     let settings = store.settings()?;
@@ -393,6 +413,7 @@ fn patch_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
 /// latest by default), as Vault answers it — the shape of a secret without its
 /// values. A deleted or destroyed version is 404 with its metadata.
 fn subkeys(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
+    params.declare(&[SUBKEYS_FIELDS]);
     let depth = params.int("depth")?.unwrap_or(0);
     read_version(store, path, params, "subkeys", |data| {
         let mut shape = data.clone();
@@ -490,6 +511,7 @@ fn versions_param(params: &Params<'_>) -> Result<Vec<u64>, ApiError> {
 }
 
 fn change_versions(store: &Store, path: &str, params: &Params<'_>, change: VersionChange) -> ApiResult {
+    params.declare(&[VERSIONS_FIELDS]);
     let numbers = versions_param(params)?;
     if numbers.is_empty() {
         return Err(ApiError::BadRequest("No version number provided".into()));
@@ -555,6 +577,7 @@ fn read_metadata(store: &Store, path: &str) -> ApiResult {
 }
 
 fn write_metadata(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
+    params.declare(&[METADATA_FIELDS]);
     if path.is_empty() {
         return Err(ApiError::BadRequest("missing path".into()));
     }
@@ -786,8 +809,8 @@ mod tests {
         let raw = SealedRecords::<Raw>::new(barrier.clone(), format!("{}secrets/", mount.storage_prefix()));
         raw.put("app", &Raw(b"not json".to_vec())).expect("overwrite");
         assert!(matches!(write(br#"{"data": {"a": "2"}}"#), Err(ApiError::Internal)));
-        let params = Params::from_body(b"{}").expect("parses");
-        assert!(matches!(read_data(&store, "app", &params), Err(ApiError::Internal)));
-        assert!(matches!(read_data(&store, "other", &params), Err(ApiError::NotFound)));
+        let read = |path| read_data(&store, path, &Params::from_body(b"{}").expect("parses"));
+        assert!(matches!(read("app"), Err(ApiError::Internal)));
+        assert!(matches!(read("other"), Err(ApiError::NotFound)));
     }
 }

@@ -133,7 +133,7 @@ fn items<'a>(params: &'a Params<'_>, fields: &[&'static str]) -> Result<(Vec<Par
             map.insert((*field).to_owned(), value.clone());
         }
     }
-    Ok((vec![Params::new(map)], false))
+    Ok((vec![Params::item(map)], false))
 }
 
 /// Each item's `reference`, echoed back in batch results.
@@ -307,7 +307,6 @@ fn batch_reply(
     results: Vec<ItemOutcome>,
     refs: Vec<String>,
     status: StatusCode,
-    warnings: Vec<String>,
     empty_plaintext_on_error: bool,
 ) -> ApiResult {
     Ok(Reply::Written {
@@ -317,28 +316,24 @@ fn batch_reply(
             refs,
             empty_plaintext_on_error,
         }),
-        warnings,
+        warnings: Vec::new(),
     })
 }
 
-fn single_reply(result: ItemOutcome, warnings: Vec<String>) -> ApiResult {
+fn single_reply(result: ItemOutcome) -> ApiResult {
     match result {
         Ok(done) => Ok(Reply::Written {
             status: StatusCode::OK,
             data: Box::new(SingleResult(done)),
-            warnings,
+            warnings: Vec::new(),
         }),
         Err((message, true)) => Err(ApiError::BadRequest(message)),
         Err((_, false)) => Err(ApiError::Internal),
     }
 }
 
-/// Vault's warning for parameters sent that an endpoint reading `declared` ignores.
-fn ignored(params: &Params<'_>, declared: &[&[&str]]) -> Vec<String> {
-    params.ignored_warning(declared).into_iter().collect()
-}
-
 pub(super) fn encrypt(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
+    params.declare(&[ENCRYPT_PARAMS, keys::KEY_OPTION_PARAMS]);
     let (items, batch) = items(params, &[PLAINTEXT, CONTEXT, ASSOCIATED_DATA, KEY_VERSION, REFERENCE])?;
     let with_context = items.iter().filter(|i| i.has(CONTEXT)).count();
     if batch && with_context != 0 && with_context != items.len() {
@@ -375,16 +370,16 @@ pub(super) fn encrypt(state: &TransitMount<'_>, name: &KeyName, params: &Params<
         Ok(encrypt)
     });
     let results = run_batch(prepared, |good| state.engine.encrypt_batch(name, good), Done::Sealed)?;
-    let warnings = ignored(params, &[ENCRYPT_PARAMS, keys::KEY_OPTION_PARAMS]);
     if batch {
         let status = batch_status(&results, params)?;
-        batch_reply(results, refs, status, warnings, false)
+        batch_reply(results, refs, status, false)
     } else {
-        single_reply(one(results), warnings)
+        single_reply(one(results))
     }
 }
 
 pub(super) fn decrypt(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
+    params.declare(&[DECRYPT_PARAMS]);
     let (items, batch) = items(params, &[CIPHERTEXT, CONTEXT, ASSOCIATED_DATA, REFERENCE])?;
     let info = state.engine.read_key(name).map_err(request_error)?;
     let refs = references(&items)?;
@@ -400,16 +395,16 @@ pub(super) fn decrypt(state: &TransitMount<'_>, name: &KeyName, params: &Params<
         |good| state.engine.decrypt_batch(name, good),
         |pt| Done::Opened(encode_base64(pt.expose_secret())),
     )?;
-    let warnings = ignored(params, &[DECRYPT_PARAMS]);
     if batch {
         let status = batch_status(&results, params)?;
-        batch_reply(results, refs, status, warnings, true)
+        batch_reply(results, refs, status, true)
     } else {
-        single_reply(one(results), warnings)
+        single_reply(one(results))
     }
 }
 
 pub(super) fn rewrap(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
+    params.declare(&[REWRAP_PARAMS]);
     let (items, batch) = items(params, &[CIPHERTEXT, CONTEXT, ASSOCIATED_DATA, KEY_VERSION, REFERENCE])?;
     let info = state.engine.read_key(name).map_err(request_error)?;
     let refs = references(&items)?;
@@ -423,16 +418,16 @@ pub(super) fn rewrap(state: &TransitMount<'_>, name: &KeyName, params: &Params<'
         Ok(rewrap)
     });
     let results = run_batch(prepared, |good| state.engine.rewrap_batch(name, good), Done::Sealed)?;
-    let warnings = ignored(params, &[REWRAP_PARAMS]);
     if batch {
         // Rewrap batches are always 200, per-item errors included.
-        batch_reply(results, refs, StatusCode::OK, warnings, false)
+        batch_reply(results, refs, StatusCode::OK, false)
     } else {
-        single_reply(one(results), warnings)
+        single_reply(one(results))
     }
 }
 
 pub(super) fn datakey(state: &TransitMount<'_>, kind: &str, name: &KeyName, params: &Params<'_>) -> ApiResult {
+    params.declare(&[DATAKEY_PARAMS]);
     let wrapped_only = match kind {
         PLAINTEXT => false,
         "wrapped" => true,
@@ -458,7 +453,7 @@ pub(super) fn datakey(state: &TransitMount<'_>, kind: &str, name: &KeyName, para
     if let Some(plaintext) = &key.plaintext {
         data[PLAINTEXT] = json!(encode_base64(plaintext.expose_secret()));
     }
-    Ok(Reply::data(data, ignored(params, &[DATAKEY_PARAMS])))
+    Ok(Reply::data(data, vec![]))
 }
 
 /// Runs the well-formed items through `engine` in one batch and merges their results

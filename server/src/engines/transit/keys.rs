@@ -71,12 +71,6 @@ const CONFIG_PARAMS: &[&str] = &[
 /// The parameters `transit/keys/:name/trim` reads.
 const TRIM_PARAMS: &[&str] = &["min_available_version"];
 
-/// `data` with `warnings` and Vault's warning for parameters outside `declared`.
-fn with_warnings(data: Value, params: &Params<'_>, declared: &[&[&str]], mut warnings: Vec<String>) -> ApiResult {
-    warnings.extend(params.ignored_warning(declared));
-    Ok(Reply::data(data, warnings))
-}
-
 pub(super) fn list(state: &TransitMount<'_>) -> ApiResult {
     let names = state.engine.list_keys().map_err(request_error)?;
     if names.is_empty() {
@@ -116,9 +110,10 @@ pub(crate) fn options(params: &Params<'_>, derived_default: bool) -> Result<KeyO
 }
 
 pub(super) fn create(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
+    params.declare(&[KEY_OPTION_PARAMS, CREATE_PARAMS]);
     let options = options(params, false)?;
     let info = state.engine.create_key(name, options).map_err(request_error)?;
-    with_warnings(describe(&info), params, &[KEY_OPTION_PARAMS, CREATE_PARAMS], vec![])
+    Ok(Reply::data(describe(&info), vec![]))
 }
 
 /// Deletes a key. On storage shared with other servers, answers only once every
@@ -150,6 +145,7 @@ fn version_param(params: &Params<'_>, name: &'static str) -> Result<Option<u32>,
 }
 
 pub(super) fn configure(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
+    params.declare(&[CONFIG_PARAMS]);
     let mut config = KeyConfig::default();
     let mut warnings = Vec::new();
     if let Some(v) = version_param(params, "min_decryption_version")? {
@@ -174,7 +170,7 @@ pub(super) fn configure(state: &TransitMount<'_>, name: &KeyName, params: &Param
         config = config.auto_rotate_period(period);
     }
     match state.engine.configure_key(name, config) {
-        Ok(info) => with_warnings(describe(&info), params, &[CONFIG_PARAMS], warnings),
+        Ok(info) => Ok(Reply::data(describe(&info), warnings)),
         Err(Error::KeyNotFound { .. }) => Err(ApiError::BadRequest(format!(
             "no existing key named {name} could be found"
         ))),
@@ -191,6 +187,7 @@ pub(super) fn rotate(state: &TransitMount<'_>, name: &KeyName) -> ApiResult {
 }
 
 pub(super) fn trim(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
+    params.declare(&[TRIM_PARAMS]);
     let Some(min) = version_param(params, "min_available_version")? else {
         return Err(ApiError::BadRequest("missing min_available_version".into()));
     };
@@ -200,7 +197,7 @@ pub(super) fn trim(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>
         ));
     };
     match state.engine.trim_key(name, min) {
-        Ok(info) => with_warnings(describe(&info), params, &[TRIM_PARAMS], vec![]),
+        Ok(info) => Ok(Reply::data(describe(&info), vec![])),
         Err(Error::KeyNotFound { .. }) => Err(ApiError::BadRequest("invalid key name".into())),
         Err(e) => Err(request_error(e)),
     }

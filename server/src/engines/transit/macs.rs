@@ -52,6 +52,7 @@ pub(super) fn hmac(
     url_algorithm: Option<&str>,
     params: &Params<'_>,
 ) -> ApiResult {
+    params.declare(&[HMAC_PARAMS]);
     let algorithm = algorithm(url_algorithm, params, &["algorithm"])?;
     let version = match params.int(KEY_VERSION)? {
         None | Some(0) => None,
@@ -69,10 +70,7 @@ pub(super) fn hmac(
             let mut item = HmacItem::new(input);
             item.key_version = version;
             let tag = state.engine.hmac(name, algorithm, item).map_err(request_error)?;
-            Ok(Reply::data(
-                json!({ HMAC: tag.to_string() }),
-                params.ignored_warning(&[HMAC_PARAMS]).into_iter().collect(),
-            ))
+            Ok(Reply::data(json!({ HMAC: tag.to_string() }), Vec::new()))
         }
         Some(items) => {
             let mut results = Vec::with_capacity(items.len());
@@ -91,10 +89,7 @@ pub(super) fn hmac(
                     Err(error) => json!({ ERROR: error, REFERENCE: reference }),
                 });
             }
-            Ok(Reply::data(
-                json!({ BATCH_RESULTS: results }),
-                params.ignored_warning(&[HMAC_PARAMS]).into_iter().collect(),
-            ))
+            Ok(Reply::data(json!({ BATCH_RESULTS: results }), Vec::new()))
         }
     }
 }
@@ -105,6 +100,7 @@ pub(super) fn verify(
     url_algorithm: Option<&str>,
     params: &Params<'_>,
 ) -> ApiResult {
+    params.declare(&[VERIFY_PARAMS]);
     let algorithm = algorithm(url_algorithm, params, &["hash_algorithm", "algorithm"])?;
     state.engine.read_key(name).map_err(request_error)?;
     let check = |item: &Params<'_>| -> Result<bool, String> {
@@ -124,10 +120,7 @@ pub(super) fn verify(
     match params.batch_items()? {
         None => {
             let valid = check(params).map_err(ApiError::BadRequest)?;
-            Ok(Reply::data(
-                json!({ VALID: valid }),
-                params.ignored_warning(&[VERIFY_PARAMS]).into_iter().collect(),
-            ))
+            Ok(Reply::data(json!({ VALID: valid }), Vec::new()))
         }
         Some(items) => {
             let mut results = Vec::with_capacity(items.len());
@@ -142,10 +135,7 @@ pub(super) fn verify(
                 }
                 results.push(out);
             }
-            Ok(Reply::data(
-                json!({ BATCH_RESULTS: results }),
-                params.ignored_warning(&[VERIFY_PARAMS]).into_iter().collect(),
-            ))
+            Ok(Reply::data(json!({ BATCH_RESULTS: results }), Vec::new()))
         }
     }
 }
@@ -161,6 +151,7 @@ fn format_bytes(bytes: &[u8], format: Option<String>, default: &str) -> Result<V
 }
 
 pub(super) fn random(state: &TransitMount<'_>, url: &[&str], params: &Params<'_>) -> ApiResult {
+    params.declare(&[RANDOM_PARAMS]);
     // URL forms: random, random/<bytes>, random/<source>, random/<source>/<bytes>.
     let (source, bytes_in_url) = match url {
         [] => (None, None),
@@ -189,21 +180,16 @@ pub(super) fn random(state: &TransitMount<'_>, url: &[&str], params: &Params<'_>
         .ok_or_else(|| ApiError::BadRequest("the number of bytes must be between 1 and 131072".into()))?;
     let bytes = state.engine.random_bytes(len).map_err(request_error)?;
     let formatted = format_bytes(&bytes, params.string("format")?, "base64")?;
-    Ok(Reply::data(
-        json!({ "random_bytes": formatted }),
-        params.ignored_warning(&[RANDOM_PARAMS]).into_iter().collect(),
-    ))
+    Ok(Reply::data(json!({ "random_bytes": formatted }), Vec::new()))
 }
 
 pub(super) fn hash(url_algorithm: Option<&str>, params: &Params<'_>) -> ApiResult {
+    params.declare(&[HASH_PARAMS]);
     let algorithm = algorithm(url_algorithm, params, &["algorithm"])?;
     let input = match params.string(INPUT)? {
         Some(s) => decode_base64(&s).map_err(ApiError::BadRequest)?,
         None => return Err(ApiError::BadRequest("input missing".into())),
     };
     let sum = format_bytes(&algorithm.digest(&input), params.string("format")?, "hex")?;
-    Ok(Reply::data(
-        json!({ "sum": sum }),
-        params.ignored_warning(&[HASH_PARAMS]).into_iter().collect(),
-    ))
+    Ok(Reply::data(json!({ "sum": sum }), Vec::new()))
 }

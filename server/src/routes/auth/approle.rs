@@ -13,10 +13,10 @@ use encrypted_attr::storage::Barrier;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::token_settings::{TokenSettings, cidrs_param, is_subset, login_token};
+use super::token_settings::{TOKEN_SETTINGS_FIELDS, TokenSettings, cidrs_param, is_subset, login_token};
 use crate::encoding::{encode_hex, format_rfc3339_nanos};
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::Params;
+use crate::params::{Fields, Params};
 use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::mounts::MountEntry;
@@ -191,7 +191,18 @@ fn seconds(params: &Params<'_>, name: &'static str) -> Result<Option<u64>, ApiEr
     Ok(params.duration(name)?.map(|d| d.as_secs()))
 }
 
+/// What a role's write reads besides its token settings.
+const ROLE_FIELDS: Fields = &[
+    "secret_id_bound_cidrs",
+    "bound_cidr_list",
+    "secret_id_ttl",
+    "secret_id_num_uses",
+    "bind_secret_id",
+    "local_secret_ids",
+];
+
 fn write_role(store: &Store, name: &str, params: &Params<'_>) -> ApiResult {
+    params.declare(&[ROLE_FIELDS, TOKEN_SETTINGS_FIELDS]);
     if !valid_name(name) {
         return Err(ApiError::BadRequest("invalid role name".into()));
     }
@@ -278,9 +289,10 @@ fn within_role_limit(asked: Option<u64>, limit: u64, refusal: &str) -> Result<u6
 }
 
 /// The parameters a secret ID's generation reads.
-const SECRET_ID_FIELDS: &[&str] = &["metadata", "cidr_list", "token_bound_cidrs", "ttl", "num_uses"];
+const SECRET_ID_FIELDS: Fields = &["metadata", "cidr_list", "token_bound_cidrs", "ttl", "num_uses"];
 
 fn generate_secret_id(store: &Store, name: &str, params: &Params<'_>) -> ApiResult {
+    params.declare(&[SECRET_ID_FIELDS]);
     let role = store.role(name)?;
     let metadata: BTreeMap<String, String> = match params.raw("metadata") {
         Some(Value::String(text)) if !text.is_empty() => serde_json::from_str(text)
@@ -346,7 +358,7 @@ fn generate_secret_id(store: &Store, name: &str, params: &Params<'_>) -> ApiResu
             "secret_id_ttl": ttl,
             "secret_id_num_uses": num_uses,
         }),
-        params.ignored_warning(&[SECRET_ID_FIELDS]).into_iter().collect(),
+        vec![],
     ))
 }
 
@@ -367,6 +379,7 @@ fn list_secret_ids(store: &Store, name: &str) -> ApiResult {
 
 /// The role and hash of the `secret_id` parameter.
 fn by_value(store: &Store, name: &str, params: &Params<'_>) -> Result<(String, String), ApiError> {
+    params.declare(&[&["secret_id"]]);
     store.role(name)?;
     let secret_id = params.string("secret_id")?.unwrap_or_default();
     if secret_id.is_empty() {
@@ -378,6 +391,7 @@ fn by_value(store: &Store, name: &str, params: &Params<'_>) -> Result<(String, S
 /// The role and hash of the secret ID named by the `secret_id_accessor` parameter;
 /// an unknown accessor is Vault's 404 with the error in `data`.
 fn by_accessor(store: &Store, name: &str, params: &Params<'_>) -> Result<Result<(String, String), Reply>, ApiError> {
+    params.declare(&[&["secret_id_accessor"]]);
     store.role(name)?;
     let accessor = params.string("secret_id_accessor")?.unwrap_or_default();
     if accessor.is_empty() {
@@ -470,6 +484,7 @@ fn login(
     params: &Params<'_>,
     client: Option<std::net::IpAddr>,
 ) -> ApiResult {
+    params.declare(&[&["role_id", "secret_id"]]);
     let store = Store::new(&state.barrier, mount);
     let role_id = params.string("role_id")?.unwrap_or_default();
     if role_id.is_empty() {
@@ -555,9 +570,5 @@ fn login(
     let path = format!("auth/{mount_path}/login");
     // The secret ID's own token bounds, when it has some, narrow the role's.
     let bound = (!token_cidrs.is_empty()).then(|| parse_stored_cidrs(&token_cidrs));
-    let warnings = params
-        .ignored_warning(&[&["role_id", "secret_id"]])
-        .into_iter()
-        .collect();
-    login_token(state, &role.token, bound, &path, json!({ "role_name": name }), warnings)
+    login_token(state, &role.token, bound, &path, json!({ "role_name": name }), vec![])
 }

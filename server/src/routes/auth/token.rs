@@ -3,12 +3,11 @@
 
 use std::time::SystemTime;
 
-use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::encoding::{format_rfc3339 as rfc3339, unix_seconds as unix};
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::Params;
+use crate::params::{Fields, Params};
 use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::tokens::{RenewError, TokenEntry, capped_warning, life_ceiling};
@@ -85,12 +84,7 @@ fn auth_reply(client_token: &str, entry: &TokenEntry, warnings: Vec<String>) -> 
 
 /// The `auth` block of a token just made, with the auth method's `metadata`.
 pub(crate) fn auth_reply_with(client_token: &str, entry: &TokenEntry, warnings: Vec<String>, metadata: Value) -> Reply {
-    let body = json!({
-        "request_id": crate::http::request_id(),
-        "lease_id": "", "renewable": false, "lease_duration": 0, "data": null,
-        "wrap_info": null,
-        "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
-        "auth": {
+    let auth = json!({
             "client_token": client_token,
             "accessor": entry.accessor,
             "policies": entry.policies,
@@ -102,9 +96,8 @@ pub(crate) fn auth_reply_with(client_token: &str, entry: &TokenEntry, warnings: 
             "token_type": "service",
             "orphan": entry.orphan(),
             "num_uses": entry.num_uses.max(0),
-        },
     });
-    Reply::Bare(StatusCode::OK, body)
+    Reply::Authenticated { auth, warnings }
 }
 
 /// Renews `token` by `increment` (`renew-self` and `renew`).
@@ -136,7 +129,7 @@ fn privileged(state: &Unsealed, entry: &TokenEntry, path: &str) -> bool {
 
 /// The parameters `auth/token/create` reads; anything else sent is named in
 /// Vault's "ignored parameters" warning.
-const CREATE_FIELDS: &[&str] = &[
+const CREATE_FIELDS: Fields = &[
     "policies",
     "no_parent",
     "no_default_policy",
@@ -257,9 +250,6 @@ fn create(state: &Unsealed, orphan_path: bool, params: &Params<'_>, entry: &Toke
         }
         granted
     });
-    if let Some(ignored) = params.ignored_warning(&[CREATE_FIELDS]) {
-        warnings.push(ignored);
-    }
     let made = state.tokens.create(crate::stores::tokens::NewTokenRequest {
         policies,
         ttl,
@@ -324,11 +314,17 @@ pub(crate) fn route(
     token: &str,
     entry: &TokenEntry,
 ) -> ApiResult {
+    // Each endpoint's fields, as Vault declares them (`token` on the `-self`
+    // forms too, where it is unused).
+    params.declare(match rest {
+        ["create" | "create-orphan"] => &[CREATE_FIELDS],
+        ["renew" | "renew-self"] => &[&["token", "increment"]],
+        ["lookup-accessor" | "revoke-accessor"] => &[&["accessor"]],
+        _ => &[&["token"]],
+    });
     match (rest, op) {
         (["lookup-self"], Operation::Read | Operation::Update) => {
-            // Vault declares `token` here too (unused by `-self`).
-            let warnings = params.ignored_warning(&[&["token"]]).into_iter().collect();
-            Ok(Reply::data(lookup_data(entry, Some(token)), warnings))
+            Ok(Reply::data(lookup_data(entry, Some(token)), vec![]))
         }
         (["create"] | ["create-orphan"], Operation::Update) => create(state, rest == ["create-orphan"], params, entry),
         (["renew-self"], Operation::Update) => renew_token(state, token, params),

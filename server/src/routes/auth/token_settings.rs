@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::policies_param;
 use crate::http::{ApiError, ApiResult};
-use crate::params::Params;
+use crate::params::{Fields, Params};
 use crate::seal::Unsealed;
 use crate::stores::tokens::{
     DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, NewTokenRequest, TokenLimits, life_ceiling, parse_stored_cidrs,
@@ -36,6 +36,25 @@ pub(crate) struct TokenSettings {
     pub(crate) token_bound_cidrs: Vec<String>,
     pub(crate) token_no_default_policy: bool,
 }
+
+/// What [`TokenSettings::update`] reads: a user's or role's token settings, by
+/// their names and their older ones.
+pub(crate) const TOKEN_SETTINGS_FIELDS: Fields = &[
+    "token_policies",
+    "policies",
+    "token_ttl",
+    "ttl",
+    "token_max_ttl",
+    "max_ttl",
+    "token_explicit_max_ttl",
+    "token_period",
+    "period",
+    "token_num_uses",
+    "token_bound_cidrs",
+    "token_no_default_policy",
+    "token_type",
+    "token_strictly_bind_ip",
+];
 
 impl TokenSettings {
     /// Applies the settings present in `params` (a create or an update: what is
@@ -230,6 +249,7 @@ mod tests {
                 .unwrap()
                 .clone(),
         );
+        params.declare(&[&["a", "b", "c", "absent"]]);
         assert_eq!(
             cidrs_param(&params, "a").unwrap().unwrap(),
             cidrs(&["10.0.0.0/8", "127.0.0.1/32"])

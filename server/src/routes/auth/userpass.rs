@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::policies_param;
-use super::token_settings::{TokenSettings, cidrs_param, login_token};
+use super::token_settings::{TOKEN_SETTINGS_FIELDS, TokenSettings, cidrs_param, login_token};
 use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
 use crate::request::Operation;
@@ -89,6 +89,7 @@ fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &str, params
             Ok(Reply::NoContent)
         }
         (["users", name, "password"], Operation::Update) => {
+            params.declare(&[&["password"]]);
             let name = name.to_lowercase();
             let mut user = store
                 .get(&name)?
@@ -102,6 +103,7 @@ fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &str, params
             Ok(Reply::NoContent)
         }
         (["users", name, "policies"], Operation::Update) => {
+            params.declare(&[&["token_policies", "policies"]]);
             let name = name.to_lowercase();
             let mut user = store
                 .get(&name)?
@@ -116,6 +118,7 @@ fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &str, params
 }
 
 fn write_user(store: &SealedRecords<User>, name: &str, params: &Params<'_>) -> ApiResult {
+    params.declare(&[&["password", "password_hash", "bound_cidrs"], TOKEN_SETTINGS_FIELDS]);
     let existing = store.get(name)?;
     let password = params.string("password")?.filter(|p| !p.is_empty());
     let mut user = match (existing, &password) {
@@ -196,6 +199,7 @@ fn login(
     params: &Params<'_>,
     client: Option<std::net::IpAddr>,
 ) -> ApiResult {
+    params.declare(&[&["username", "password"]]);
     let name = match rest.trim_end_matches('/').split_once('/') {
         Some(("login", name)) if !name.is_empty() => name.to_lowercase(),
         _ => params.string("username")?.unwrap_or_default().to_lowercase(),
@@ -221,9 +225,5 @@ fn login(
         return Err(ApiError::PermissionDenied);
     }
     let path = format!("auth/{mount_path}/login/{name}");
-    let warnings = params
-        .ignored_warning(&[&["username", "password"]])
-        .into_iter()
-        .collect();
-    login_token(state, &user.token, None, &path, json!({ "username": name }), warnings)
+    login_token(state, &user.token, None, &path, json!({ "username": name }), vec![])
 }

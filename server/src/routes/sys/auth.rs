@@ -30,6 +30,7 @@ pub(super) fn method(state: &Unsealed, op: Operation, path: &str, params: &Param
             None => Err(ApiError::BadRequest(format!("No auth engine at {path}/"))),
         },
         Operation::Update => {
+            params.declare(&[&["type", "description"]]);
             let kind = params.string("type")?.unwrap_or_default();
             let description = params.string("description")?.unwrap_or_default();
             if kind.is_empty() {

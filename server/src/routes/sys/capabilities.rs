@@ -9,6 +9,7 @@ use crate::stores::tokens::TokenEntry;
 
 /// `PUT sys/capabilities-self`.
 pub(super) fn capabilities_self(state: &Unsealed, params: &Params<'_>, entry: &TokenEntry) -> ApiResult {
+    params.declare(&[&["paths", "path"]]);
     let paths: Vec<String> = match params.raw("paths").or(params.raw("path")) {
         Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         Some(Value::String(p)) => vec![p.clone()],
@@ -26,6 +27,6 @@ pub(super) fn capabilities_self(state: &Unsealed, params: &Params<'_>, entry: &T
     data.insert("capabilities".into(), json!(all));
     Ok(Reply::SysData {
         data: Value::Object(data),
-        warnings: params.ignored_warning(&[&["paths", "path"]]).into_iter().collect(),
+        warnings: Vec::new(),
     })
 }

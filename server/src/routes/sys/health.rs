@@ -11,6 +11,7 @@ use crate::seal::Seal;
 
 /// `GET` (or `HEAD`, without a body) `sys/health`.
 pub(crate) fn health(seal: &Seal, params: &Params<'_>, head: bool) -> Response {
+    params.declare(&[&["uninitcode", "sealedcode", "storageerrorcode", "activecode"]]);
     let state = seal.health();
     let code = |name: &'static str, default: u16| {
         params

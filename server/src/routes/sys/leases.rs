@@ -67,16 +67,13 @@ fn refused(error: LeaseError) -> ApiError {
 
 /// `PUT sys/leases/lookup`.
 fn lookup(state: &Unsealed, params: &Params<'_>) -> ApiResult {
-    let warning = params.ignored_warning(&[&["lease_id"]]);
+    params.declare(&[&["lease_id"]]);
     let id = lease_id(params, "")?;
     let record = state
         .leases
         .lookup(&id)?
         .ok_or_else(|| ApiError::BadRequest("invalid lease".into()))?;
-    Ok(Reply::data(
-        describe(&record, SystemTime::now()),
-        warning.into_iter().collect(),
-    ))
+    Ok(Reply::data(describe(&record, SystemTime::now()), vec![]))
 }
 
 /// What a lookup shows of a lease, in Vault's fields.
@@ -113,10 +110,8 @@ fn list(state: &Unsealed, prefix: &str) -> ApiResult {
 
 /// `PUT sys/leases/renew[/:lease_id]`, `PUT sys/renew[/:lease_id]`.
 fn renew(state: &Unsealed, in_path: &str, params: &Params<'_>) -> ApiResult {
-    let mut warnings: Vec<String> = params
-        .ignored_warning(&[&["lease_id", "url_lease_id", "increment"]])
-        .into_iter()
-        .collect();
+    params.declare(&[&["lease_id", "url_lease_id", "increment"]]);
+    let mut warnings = Vec::new();
     let id = lease_id(params, in_path)?;
     let increment = params.duration("increment")?.unwrap_or(Duration::ZERO);
     let renewal = state
@@ -150,6 +145,7 @@ fn accepted() -> Reply {
 
 /// `PUT sys/leases/revoke[/:lease_id]`, `PUT sys/revoke[/:lease_id]`.
 fn revoke(state: &Unsealed, in_path: &str, params: &Params<'_>) -> ApiResult {
+    params.declare(&[&["lease_id", "url_lease_id", "sync"]]);
     let id = lease_id(params, in_path)?;
     let now = SystemTime::now();
     if !sync(params)? {
@@ -166,6 +162,7 @@ fn revoke(state: &Unsealed, in_path: &str, params: &Params<'_>) -> ApiResult {
 /// `PUT sys/leases/revoke-prefix/:prefix` (sudo, `sync`), `revoke-force` (sudo):
 /// the leases under the prefix, and the tokens made there.
 fn revoke_prefix(state: &Unsealed, prefix: &str, params: &Params<'_>, force: bool) -> ApiResult {
+    params.declare(if force { &[&["prefix"]] } else { &[&["prefix", "sync"]] });
     let sync = if force { true } else { sync(params)? };
     state
         .leases

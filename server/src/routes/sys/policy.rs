@@ -24,6 +24,7 @@ pub(super) fn policy(state: &Unsealed, op: Operation, name: &str, params: &Param
             (_, None) => Err(ApiError::NotFound),
         },
         Operation::Update => {
+            params.declare(&[&["policy", "rules"]]);
             // An empty `policy` falls back to `rules`, and both empty is refused, as
             // in Vault (an empty policy would grant nothing while looking set).
             let text = params
