@@ -1,28 +1,23 @@
 //! `transit/encrypt`, `decrypt`, `rewrap` and `datakey`, single and batch, with
 //! Vault's batch status rules.
 
-use std::fmt::Write as _;
-
 use axum::http::StatusCode;
 use encrypted_attr::{
     Bytes, Ciphertext, DataKeyBits, DataKeyRequest, DecryptItem, EncryptItem, Error, KeyInfo, KeyName, KeyVersion,
     RewrapItem, TransitEngine,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
 use super::{keys, request_error, vault_message};
 use encrypted_attr::wire_names::{
-    ASSOCIATED_DATA, BATCH_INPUT, BATCH_RESULTS, CIPHERTEXT, CONTEXT, ERROR, KEY_VERSION, PLAINTEXT, REFERENCE,
+    ASSOCIATED_DATA, BATCH_INPUT, CIPHERTEXT, CONTEXT, KEY_VERSION, PLAINTEXT, REFERENCE,
 };
 
 use super::TransitMount;
+use super::results::{Done, ItemOutcome, batch_reply, single_reply};
 use crate::encoding::{decode_base64, encode_base64};
-use crate::http::{ApiError, ApiResult, HandWritten, Reply};
+use crate::http::{ApiError, ApiResult, Reply};
 use crate::params::Params;
-
-/// One item's result, or its error message and whether it is the caller's fault
-/// (400) rather than ours (500).
-type ItemOutcome = Result<Done, (String, bool)>;
 
 /// The parameters `transit/encrypt/:name` reads: the item's and the batch's (and
 /// [`keys::KEY_OPTION_PARAMS`] for a key it creates on first use).
@@ -55,71 +50,6 @@ const REWRAP_PARAMS: &[&str] = &[
 ];
 /// The parameters `transit/datakey/:kind/:name` reads.
 const DATAKEY_PARAMS: &[&str] = &["bits", CONTEXT, ASSOCIATED_DATA, KEY_VERSION];
-
-/// One item's successful result.
-enum Done {
-    /// A ciphertext (encrypt, rewrap), shared with the engine's result.
-    Sealed(Ciphertext),
-    /// A plaintext, base64-encoded (decrypt).
-    Opened(String),
-}
-
-/// Appends `s` as a JSON string that needs no escaping: a ciphertext
-/// (`vault:v<N>:` and base64) or base64 text, both made here. Skipping the escape
-/// scan matters: on large batches it was the single largest cost of the reply.
-fn push_plain_json_str(out: &mut String, s: &str) {
-    debug_assert!(!s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
-    out.push('"');
-    out.push_str(s);
-    out.push('"');
-}
-
-/// Appends `"name":` (a wire name: nothing in it to escape).
-fn push_key(out: &mut String, name: &str) {
-    push_plain_json_str(out, name);
-    out.push(':');
-}
-
-/// Appends any text as a JSON string, escaped.
-fn push_json_str(out: &mut String, s: &str) {
-    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-        out.push_str(&serde_json::Value::from(s).to_string());
-    } else {
-        push_plain_json_str(out, s);
-    }
-}
-
-impl Done {
-    /// This result's fields, for the audit log.
-    fn audit_fields(&self, into: &mut Map<String, Value>) {
-        match self {
-            Self::Sealed(ct) => {
-                into.insert(CIPHERTEXT.into(), json!(ct.as_str()));
-                into.insert(KEY_VERSION.into(), json!(ct.version().get()));
-            }
-            Self::Opened(plaintext) => {
-                into.insert(PLAINTEXT.into(), json!(plaintext));
-            }
-        }
-    }
-
-    /// Appends this result's fields (no braces) to a JSON object being written.
-    fn write_fields(&self, out: &mut String) {
-        match self {
-            Self::Sealed(ct) => {
-                push_key(out, CIPHERTEXT);
-                push_plain_json_str(out, ct.as_str());
-                out.push(',');
-                push_key(out, KEY_VERSION);
-                let _ = write!(out, "{}", ct.version().get());
-            }
-            Self::Opened(plaintext) => {
-                push_key(out, PLAINTEXT);
-                push_plain_json_str(out, plaintext);
-            }
-        }
-    }
-}
 
 /// The items of a request: `batch_input`, or the top-level parameters as one item;
 /// and whether it was a batch.
@@ -213,123 +143,6 @@ fn batch_status(results: &[ItemOutcome], params: &Params<'_>) -> Result<StatusCo
 
 fn item_error(error: &Error) -> (String, bool) {
     (vault_message(error), error.is_user_error())
-}
-
-/// The `data` of a batch answer: `batch_results`, one object per item in request
-/// order. Written by hand (about 150 bytes per item) rather than through a `Value`
-/// tree or serde: see `push_plain_json_str`.
-struct BatchResults {
-    results: Vec<ItemOutcome>,
-    refs: Vec<String>,
-    /// Decrypt's failed items carry `PLAINTEXT: ""`, as Vault's do.
-    empty_plaintext_on_error: bool,
-}
-
-impl HandWritten for BatchResults {
-    fn write_json(&self, data: &mut String) {
-        data.push('{');
-        push_key(data, BATCH_RESULTS);
-        data.push('[');
-        for (i, (result, reference)) in self.results.iter().zip(&self.refs).enumerate() {
-            if i > 0 {
-                data.push(',');
-            }
-            data.push('{');
-            match result {
-                Ok(done) => done.write_fields(data),
-                Err((message, _)) => {
-                    if self.empty_plaintext_on_error {
-                        push_key(data, PLAINTEXT);
-                        data.push_str("\"\",");
-                    }
-                    push_key(data, ERROR);
-                    push_json_str(data, message);
-                }
-            }
-            data.push(',');
-            push_key(data, REFERENCE);
-            push_json_str(data, reference);
-            data.push('}');
-        }
-        data.push_str("]}");
-    }
-
-    fn audit_value(&self) -> Value {
-        let items: Vec<Value> = self
-            .results
-            .iter()
-            .zip(&self.refs)
-            .map(|(result, reference)| {
-                let mut item = Map::new();
-                match result {
-                    Ok(done) => done.audit_fields(&mut item),
-                    Err((message, _)) => {
-                        if self.empty_plaintext_on_error {
-                            item.insert(PLAINTEXT.into(), json!(""));
-                        }
-                        item.insert(ERROR.into(), json!(message));
-                    }
-                }
-                item.insert(REFERENCE.into(), json!(reference));
-                Value::Object(item)
-            })
-            .collect();
-        json!({ BATCH_RESULTS: items })
-    }
-
-    fn size_hint(&self) -> usize {
-        self.results.len() * 160
-    }
-}
-
-/// The `data` of a single item's answer.
-struct SingleResult(Done);
-
-impl HandWritten for SingleResult {
-    fn write_json(&self, data: &mut String) {
-        data.push('{');
-        self.0.write_fields(data);
-        data.push('}');
-    }
-
-    fn audit_value(&self) -> Value {
-        let mut item = Map::new();
-        self.0.audit_fields(&mut item);
-        Value::Object(item)
-    }
-
-    fn size_hint(&self) -> usize {
-        160
-    }
-}
-
-fn batch_reply(
-    results: Vec<ItemOutcome>,
-    refs: Vec<String>,
-    status: StatusCode,
-    empty_plaintext_on_error: bool,
-) -> ApiResult {
-    Ok(Reply::Written {
-        status,
-        data: Box::new(BatchResults {
-            results,
-            refs,
-            empty_plaintext_on_error,
-        }),
-        warnings: Vec::new(),
-    })
-}
-
-fn single_reply(result: ItemOutcome) -> ApiResult {
-    match result {
-        Ok(done) => Ok(Reply::Written {
-            status: StatusCode::OK,
-            data: Box::new(SingleResult(done)),
-            warnings: Vec::new(),
-        }),
-        Err((message, true)) => Err(ApiError::BadRequest(message)),
-        Err((_, false)) => Err(ApiError::Internal),
-    }
 }
 
 pub(super) fn encrypt(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {

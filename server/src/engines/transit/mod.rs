@@ -5,6 +5,7 @@
 mod crypt;
 pub(crate) mod keys;
 mod macs;
+mod results;
 
 use std::collections::BTreeMap;
 

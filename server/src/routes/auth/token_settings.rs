@@ -266,7 +266,13 @@ mod tests {
         assert!(is_subset(&cidrs(&["192.168.0.0/16"]), &[]));
         // A damaged stored bound admits no client.
         let damaged = parse_stored_cidrs(&["not a cidr".to_owned()]);
-        assert!(!crate::stores::tokens::within(&damaged, "127.0.0.1".parse().unwrap()));
-        assert!(!crate::stores::tokens::within(&damaged, "8.8.8.8".parse().unwrap()));
+        assert!(!crate::stores::tokens::admits(
+            &damaged,
+            Some("127.0.0.1".parse().unwrap())
+        ));
+        assert!(!crate::stores::tokens::admits(
+            &damaged,
+            Some("8.8.8.8".parse().unwrap())
+        ));
     }
 }
