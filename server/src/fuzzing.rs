@@ -5,7 +5,7 @@
 //! Errors are the expected answer to most inputs and are dropped; the few
 //! assertions check properties the parsers document.
 
-use crate::params::{ITEM_FIELDS, Params};
+use crate::params::{ITEM_FIELDS, Params, Reads};
 use crate::policy::{self, Capability};
 
 /// Top-level names read from a fuzzed body, besides every batch item name (a body
@@ -22,7 +22,7 @@ pub fn parse_request_body(body: &[u8]) {
     let Ok(params) = Params::from_body(body) else {
         return;
     };
-    params.declare(&[&ITEM_FIELDS, &OTHER_TOP_LEVEL_NAMES, &["options"]]);
+    params.declare(&Reads(&[&ITEM_FIELDS, &OTHER_TOP_LEVEL_NAMES, &["options"]]));
     read_every_kind(&params, &ITEM_FIELDS);
     read_every_kind(&params, &OTHER_TOP_LEVEL_NAMES);
     let _ = params.raw("options");

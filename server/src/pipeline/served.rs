@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::authorize::authorize;
 use crate::http::ApiError;
 use crate::limits::Limits;
-use crate::params::Params;
+use crate::params::{Params, Reads};
 use crate::request::Operation;
 use crate::routes::sys::seal as seal_routes;
 use crate::seal::Unsealed;
@@ -225,7 +225,7 @@ fn authorized_request(
 /// any other format (this server keeps no in-memory JSON summary; see
 /// `docs/server.md`).
 pub(super) fn metrics_reply(state: &AppState, params: &Params<'_>) -> crate::http::Reply {
-    params.declare(&[&["format"]]);
+    params.declare(&Reads(&[&["format"]]));
     let format = params.string("format").ok().flatten().unwrap_or_default();
     if format != "prometheus" {
         let body = if format.is_empty() {

@@ -17,7 +17,7 @@ use super::TransitMount;
 use super::results::{Done, ItemOutcome, batch_reply, single_reply};
 use crate::encoding::{decode_base64, encode_base64};
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::Params;
+use crate::params::{Params, Reads};
 
 /// The parameters `transit/encrypt/:name` reads: the item's and the batch's (and
 /// [`keys::KEY_OPTION_PARAMS`] for a key it creates on first use).
@@ -146,7 +146,7 @@ fn item_error(error: &Error) -> (String, bool) {
 }
 
 pub(super) fn encrypt(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
-    params.declare(&[ENCRYPT_PARAMS, keys::KEY_OPTION_PARAMS]);
+    params.declare(&Reads(&[ENCRYPT_PARAMS, keys::KEY_OPTION_PARAMS]));
     let (items, batch) = items(params, &[PLAINTEXT, CONTEXT, ASSOCIATED_DATA, KEY_VERSION, REFERENCE])?;
     let with_context = items.iter().filter(|i| i.has(CONTEXT)).count();
     if batch && with_context != 0 && with_context != items.len() {
@@ -192,7 +192,7 @@ pub(super) fn encrypt(state: &TransitMount<'_>, name: &KeyName, params: &Params<
 }
 
 pub(super) fn decrypt(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
-    params.declare(&[DECRYPT_PARAMS]);
+    params.declare(&Reads(&[DECRYPT_PARAMS]));
     let (items, batch) = items(params, &[CIPHERTEXT, CONTEXT, ASSOCIATED_DATA, REFERENCE])?;
     let info = state.engine.read_key(name).map_err(request_error)?;
     let refs = references(&items)?;
@@ -217,7 +217,7 @@ pub(super) fn decrypt(state: &TransitMount<'_>, name: &KeyName, params: &Params<
 }
 
 pub(super) fn rewrap(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
-    params.declare(&[REWRAP_PARAMS]);
+    params.declare(&Reads(&[REWRAP_PARAMS]));
     let (items, batch) = items(params, &[CIPHERTEXT, CONTEXT, ASSOCIATED_DATA, KEY_VERSION, REFERENCE])?;
     let info = state.engine.read_key(name).map_err(request_error)?;
     let refs = references(&items)?;
@@ -240,7 +240,7 @@ pub(super) fn rewrap(state: &TransitMount<'_>, name: &KeyName, params: &Params<'
 }
 
 pub(super) fn datakey(state: &TransitMount<'_>, kind: &str, name: &KeyName, params: &Params<'_>) -> ApiResult {
-    params.declare(&[DATAKEY_PARAMS]);
+    params.declare(&Reads(&[DATAKEY_PARAMS]));
     let wrapped_only = match kind {
         PLAINTEXT => false,
         "wrapped" => true,

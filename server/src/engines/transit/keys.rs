@@ -7,7 +7,7 @@ use super::TransitMount;
 use super::request_error;
 use crate::encoding::encode_base64;
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::Params;
+use crate::params::{Params, Reads};
 
 /// Vault's key description (`GET transit/keys/:name`).
 pub(crate) fn describe(info: &KeyInfo) -> Value {
@@ -110,7 +110,7 @@ pub(crate) fn options(params: &Params<'_>, derived_default: bool) -> Result<KeyO
 }
 
 pub(super) fn create(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
-    params.declare(&[KEY_OPTION_PARAMS, CREATE_PARAMS]);
+    params.declare(&Reads(&[KEY_OPTION_PARAMS, CREATE_PARAMS]));
     let options = options(params, false)?;
     let info = state.engine.create_key(name, options).map_err(request_error)?;
     Ok(Reply::data(describe(&info), vec![]))
@@ -145,7 +145,7 @@ fn version_param(params: &Params<'_>, name: &'static str) -> Result<Option<u32>,
 }
 
 pub(super) fn configure(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
-    params.declare(&[CONFIG_PARAMS]);
+    params.declare(&Reads(&[CONFIG_PARAMS]));
     let mut config = KeyConfig::default();
     let mut warnings = Vec::new();
     if let Some(v) = version_param(params, "min_decryption_version")? {
@@ -187,7 +187,7 @@ pub(super) fn rotate(state: &TransitMount<'_>, name: &KeyName) -> ApiResult {
 }
 
 pub(super) fn trim(state: &TransitMount<'_>, name: &KeyName, params: &Params<'_>) -> ApiResult {
-    params.declare(&[TRIM_PARAMS]);
+    params.declare(&Reads(&[TRIM_PARAMS]));
     let Some(min) = version_param(params, "min_available_version")? else {
         return Err(ApiError::BadRequest("missing min_available_version".into()));
     };

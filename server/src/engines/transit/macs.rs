@@ -11,7 +11,7 @@ use encrypted_attr::wire_names::{
 use super::TransitMount;
 use crate::encoding::{decode_base64, encode_base64};
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::Params;
+use crate::params::{Params, Reads};
 
 /// The parameters `transit/hmac/:name[/:algorithm]` reads.
 const HMAC_PARAMS: &[&str] = &["algorithm", KEY_VERSION, INPUT, BATCH_INPUT];
@@ -52,7 +52,7 @@ pub(super) fn hmac(
     url_algorithm: Option<&str>,
     params: &Params<'_>,
 ) -> ApiResult {
-    params.declare(&[HMAC_PARAMS]);
+    params.declare(&Reads(&[HMAC_PARAMS]));
     let algorithm = algorithm(url_algorithm, params, &["algorithm"])?;
     let version = match params.int(KEY_VERSION)? {
         None | Some(0) => None,
@@ -100,7 +100,7 @@ pub(super) fn verify(
     url_algorithm: Option<&str>,
     params: &Params<'_>,
 ) -> ApiResult {
-    params.declare(&[VERIFY_PARAMS]);
+    params.declare(&Reads(&[VERIFY_PARAMS]));
     let algorithm = algorithm(url_algorithm, params, &["hash_algorithm", "algorithm"])?;
     state.engine.read_key(name).map_err(request_error)?;
     let check = |item: &Params<'_>| -> Result<bool, String> {
@@ -151,7 +151,7 @@ fn format_bytes(bytes: &[u8], format: Option<String>, default: &str) -> Result<V
 }
 
 pub(super) fn random(state: &TransitMount<'_>, url: &[&str], params: &Params<'_>) -> ApiResult {
-    params.declare(&[RANDOM_PARAMS]);
+    params.declare(&Reads(&[RANDOM_PARAMS]));
     // URL forms: random, random/<bytes>, random/<source>, random/<source>/<bytes>.
     let (source, bytes_in_url) = match url {
         [] => (None, None),
@@ -184,7 +184,7 @@ pub(super) fn random(state: &TransitMount<'_>, url: &[&str], params: &Params<'_>
 }
 
 pub(super) fn hash(url_algorithm: Option<&str>, params: &Params<'_>) -> ApiResult {
-    params.declare(&[HASH_PARAMS]);
+    params.declare(&Reads(&[HASH_PARAMS]));
     let algorithm = algorithm(url_algorithm, params, &["algorithm"])?;
     let input = match params.string(INPUT)? {
         Some(s) => decode_base64(&s).map_err(ApiError::BadRequest)?,

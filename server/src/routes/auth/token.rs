@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::encoding::{format_rfc3339 as rfc3339, unix_seconds as unix};
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::{Fields, Params};
+use crate::params::{Fields, Params, Reads};
 use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::tokens::{RenewError, TokenEntry, capped_warning, life_ceiling};
@@ -317,10 +317,10 @@ pub(crate) fn route(
     // Each endpoint's fields, as Vault declares them (`token` on the `-self`
     // forms too, where it is unused).
     params.declare(match rest {
-        ["create" | "create-orphan"] => &[CREATE_FIELDS],
-        ["renew" | "renew-self"] => &[&["token", "increment"]],
-        ["lookup-accessor" | "revoke-accessor"] => &[&["accessor"]],
-        _ => &[&["token"]],
+        ["create" | "create-orphan"] => &Reads(&[CREATE_FIELDS]),
+        ["renew" | "renew-self"] => &Reads(&[&["token", "increment"]]),
+        ["lookup-accessor" | "revoke-accessor"] => &Reads(&[&["accessor"]]),
+        _ => &Reads(&[&["token"]]),
     });
     match (rest, op) {
         (["lookup-self"], Operation::Read | Operation::Update) => {

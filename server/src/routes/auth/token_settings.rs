@@ -249,7 +249,7 @@ mod tests {
                 .unwrap()
                 .clone(),
         );
-        params.declare(&[&["a", "b", "c", "absent"]]);
+        params.declare(&crate::params::Reads(&[&["a", "b", "c", "absent"]]));
         assert_eq!(
             cidrs_param(&params, "a").unwrap().unwrap(),
             cidrs(&["10.0.0.0/8", "127.0.0.1/32"])

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::policies_param;
 use super::token_settings::{TOKEN_SETTINGS_FIELDS, TokenSettings, cidrs_param, login_token};
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::Params;
+use crate::params::{Params, Reads};
 use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::mounts::MountEntry;
@@ -89,7 +89,7 @@ fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &str, params
             Ok(Reply::NoContent)
         }
         (["users", name, "password"], Operation::Update) => {
-            params.declare(&[&["password"]]);
+            params.declare(&Reads(&[&["password"]]));
             let name = name.to_lowercase();
             let mut user = store
                 .get(&name)?
@@ -103,7 +103,7 @@ fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &str, params
             Ok(Reply::NoContent)
         }
         (["users", name, "policies"], Operation::Update) => {
-            params.declare(&[&["token_policies", "policies"]]);
+            params.declare(&Reads(&[&["token_policies", "policies"]]));
             let name = name.to_lowercase();
             let mut user = store
                 .get(&name)?
@@ -118,7 +118,10 @@ fn route(state: &Unsealed, op: Operation, mount: &MountEntry, rest: &str, params
 }
 
 fn write_user(store: &SealedRecords<User>, name: &str, params: &Params<'_>) -> ApiResult {
-    params.declare(&[&["password", "password_hash", "bound_cidrs"], TOKEN_SETTINGS_FIELDS]);
+    params.declare(&Reads(&[
+        &["password", "password_hash", "bound_cidrs"],
+        TOKEN_SETTINGS_FIELDS,
+    ]));
     let existing = store.get(name)?;
     let password = params.string("password")?.filter(|p| !p.is_empty());
     let mut user = match (existing, &password) {
@@ -199,7 +202,7 @@ fn login(
     params: &Params<'_>,
     client: Option<std::net::IpAddr>,
 ) -> ApiResult {
-    params.declare(&[&["username", "password"]]);
+    params.declare(&Reads(&[&["username", "password"]]));
     let name = match rest.trim_end_matches('/').split_once('/') {
         Some(("login", name)) if !name.is_empty() => name.to_lowercase(),
         _ => params.string("username")?.unwrap_or_default().to_lowercase(),

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::audit::DeviceError;
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::Params;
+use crate::params::{Params, Reads};
 use crate::request::Operation;
 use crate::seal::Unsealed;
 
@@ -19,7 +19,7 @@ pub(super) fn devices(state: &Unsealed) -> Reply {
 pub(super) fn device(state: &Unsealed, op: Operation, name: &str, params: &Params<'_>) -> ApiResult {
     match op {
         Operation::Update => {
-            params.declare(&[&["type", "description", "options", "local"]]);
+            params.declare(&Reads(&[&["type", "description", "options", "local"]]));
             let kind = params.string("type")?.unwrap_or_default();
             let description = params.string("description")?.unwrap_or_default();
             let file_path = match params.raw("options") {
@@ -43,7 +43,7 @@ pub(super) fn device(state: &Unsealed, op: Operation, name: &str, params: &Param
 
 /// `PUT sys/audit-hash/:name`: what the device would write for `input`.
 pub(super) fn hash(state: &Unsealed, name: &str, params: &Params<'_>) -> ApiResult {
-    params.declare(&[&["input"]]);
+    params.declare(&Reads(&[&["input"]]));
     let input = params.string("input")?.unwrap_or_default();
     let hash = state
         .audit

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::mounts::describe;
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::Params;
+use crate::params::{Params, Reads};
 use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::mounts::MountEntry;
@@ -30,7 +30,7 @@ pub(super) fn method(state: &Unsealed, op: Operation, path: &str, params: &Param
             None => Err(ApiError::BadRequest(format!("No auth engine at {path}/"))),
         },
         Operation::Update => {
-            params.declare(&[&["type", "description"]]);
+            params.declare(&Reads(&[&["type", "description"]]));
             let kind = params.string("type")?.unwrap_or_default();
             let description = params.string("description")?.unwrap_or_default();
             if kind.is_empty() {

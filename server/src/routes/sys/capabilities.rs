@@ -3,13 +3,13 @@
 use serde_json::{Map, Value, json};
 
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::Params;
+use crate::params::{Params, Reads};
 use crate::seal::Unsealed;
 use crate::stores::tokens::TokenEntry;
 
 /// `PUT sys/capabilities-self`.
 pub(super) fn capabilities_self(state: &Unsealed, params: &Params<'_>, entry: &TokenEntry) -> ApiResult {
-    params.declare(&[&["paths", "path"]]);
+    params.declare(&Reads(&[&["paths", "path"]]));
     let paths: Vec<String> = match params.raw("paths").or(params.raw("path")) {
         Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         Some(Value::String(p)) => vec![p.clone()],

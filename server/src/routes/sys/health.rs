@@ -6,12 +6,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::params::Params;
+use crate::params::{Params, Reads};
 use crate::seal::Seal;
 
 /// `GET` (or `HEAD`, without a body) `sys/health`.
 pub(crate) fn health(seal: &Seal, params: &Params<'_>, head: bool) -> Response {
-    params.declare(&[&["uninitcode", "sealedcode", "storageerrorcode", "activecode"]]);
+    params.declare(&Reads(&[&[
+        "uninitcode",
+        "sealedcode",
+        "storageerrorcode",
+        "activecode",
+    ]]));
     let state = seal.health();
     let code = |name: &'static str, default: u16| {
         params

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::engines::EngineRevoker;
 use crate::http::{ApiError, ApiResult, Lease, Reply};
 use crate::leases::{LeaseError, LeaseRecord, Revoked, time_of};
-use crate::params::Params;
+use crate::params::{Params, Reads};
 use crate::request::Operation;
 use crate::seal::Unsealed;
 
@@ -67,7 +67,7 @@ fn refused(error: LeaseError) -> ApiError {
 
 /// `PUT sys/leases/lookup`.
 fn lookup(state: &Unsealed, params: &Params<'_>) -> ApiResult {
-    params.declare(&[&["lease_id"]]);
+    params.declare(&Reads(&[&["lease_id"]]));
     let id = lease_id(params, "")?;
     let record = state
         .leases
@@ -110,7 +110,7 @@ fn list(state: &Unsealed, prefix: &str) -> ApiResult {
 
 /// `PUT sys/leases/renew[/:lease_id]`, `PUT sys/renew[/:lease_id]`.
 fn renew(state: &Unsealed, in_path: &str, params: &Params<'_>) -> ApiResult {
-    params.declare(&[&["lease_id", "url_lease_id", "increment"]]);
+    params.declare(&Reads(&[&["lease_id", "url_lease_id", "increment"]]));
     let mut warnings = Vec::new();
     let id = lease_id(params, in_path)?;
     let increment = params.duration("increment")?.unwrap_or(Duration::ZERO);
@@ -145,7 +145,7 @@ fn accepted() -> Reply {
 
 /// `PUT sys/leases/revoke[/:lease_id]`, `PUT sys/revoke[/:lease_id]`.
 fn revoke(state: &Unsealed, in_path: &str, params: &Params<'_>) -> ApiResult {
-    params.declare(&[&["lease_id", "url_lease_id", "sync"]]);
+    params.declare(&Reads(&[&["lease_id", "url_lease_id", "sync"]]));
     let id = lease_id(params, in_path)?;
     let now = SystemTime::now();
     if !sync(params)? {
@@ -162,7 +162,11 @@ fn revoke(state: &Unsealed, in_path: &str, params: &Params<'_>) -> ApiResult {
 /// `PUT sys/leases/revoke-prefix/:prefix` (sudo, `sync`), `revoke-force` (sudo):
 /// the leases under the prefix, and the tokens made there.
 fn revoke_prefix(state: &Unsealed, prefix: &str, params: &Params<'_>, force: bool) -> ApiResult {
-    params.declare(if force { &[&["prefix"]] } else { &[&["prefix", "sync"]] });
+    params.declare(if force {
+        &Reads(&[&["prefix"]])
+    } else {
+        &Reads(&[&["prefix", "sync"]])
+    });
     let sync = if force { true } else { sync(params)? };
     state
         .leases

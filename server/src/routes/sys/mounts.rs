@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::{Fields, Params};
+use crate::params::{Fields, Params, Reads};
 use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::mounts::{MountEntry, MountError};
@@ -98,7 +98,7 @@ pub(super) fn tune(state: &Unsealed, path: &str) -> ApiResult {
 /// `POST sys/mounts/:path/tune`: `default_lease_ttl`, `max_lease_ttl` (a
 /// duration, or `system` for the system's) and `description`.
 pub(super) fn write_tune(state: &Unsealed, path: &str, params: &Params<'_>) -> ApiResult {
-    params.declare(&[TUNE_FIELDS, UNSUPPORTED_TUNE_FIELDS]);
+    params.declare(&Reads(&[TUNE_FIELDS, UNSUPPORTED_TUNE_FIELDS]));
     let ttl = |name: &'static str| -> Result<Option<u64>, ApiError> {
         match params.string(name)?.as_deref() {
             None | Some("") => Ok(None),
@@ -171,7 +171,7 @@ const UNSUPPORTED_TUNE_FIELDS: Fields = &[
 ];
 
 fn enable(state: &Unsealed, path: &str, params: &Params<'_>) -> ApiResult {
-    params.declare(&[&["type", "description", "options"]]);
+    params.declare(&Reads(&[&["type", "description", "options"]]));
     let kind = params.string("type")?.unwrap_or_default();
     let description = params.string("description")?.unwrap_or_default();
     let mut options: Option<BTreeMap<String, String>> = match params.raw("options") {

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::Params;
+use crate::params::{Params, Reads};
 use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::policies::PolicyError;
@@ -24,7 +24,7 @@ pub(super) fn policy(state: &Unsealed, op: Operation, name: &str, params: &Param
             (_, None) => Err(ApiError::NotFound),
         },
         Operation::Update => {
-            params.declare(&[&["policy", "rules"]]);
+            params.declare(&Reads(&[&["policy", "rules"]]));
             // An empty `policy` falls back to `rules`, and both empty is refused, as
             // in Vault (an empty policy would grant nothing while looking set).
             let text = params

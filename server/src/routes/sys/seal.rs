@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::encoding::{decode_base64, decode_hex, encode_base64, encode_hex};
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::Params;
+use crate::params::{Params, Reads};
 use crate::request::Operation;
 use crate::seal::{Seal, SealError, SealStatus, UnsealStep, VERSION};
 
@@ -51,7 +51,7 @@ pub(crate) fn seal(seal: &Seal) -> ApiResult {
 
 /// `PUT sys/init`: the shares (hex and base64) and the root token, once.
 fn init(seal: &Seal, params: &Params<'_>) -> ApiResult {
-    params.declare(&[&["secret_shares", "secret_threshold"]]);
+    params.declare(&Reads(&[&["secret_shares", "secret_threshold"]]));
     let shares = params.int("secret_shares")?;
     let threshold = params.int("secret_threshold")?;
     let (Some(shares), Some(threshold)) = (shares, threshold) else {
@@ -79,7 +79,7 @@ fn init(seal: &Seal, params: &Params<'_>) -> ApiResult {
 
 /// `PUT sys/unseal`: one more share (hex or base64), or `reset`; answers the status.
 fn unseal(seal: &Seal, params: &Params<'_>) -> ApiResult {
-    params.declare(&[&["reset", "key"]]);
+    params.declare(&Reads(&[&["reset", "key"]]));
     let reset = params.bool("reset")?.unwrap_or(false);
     let key = params.string("key")?;
     let step = if reset {

@@ -11,7 +11,7 @@ use super::super::children;
 use super::{METADATA_FIELDS, Secret, Store, VERSIONS_FIELDS, now, time_text};
 use crate::encoding::{format_duration, parse_duration};
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::Params;
+use crate::params::{Params, Reads};
 use crate::stores::Change;
 
 #[derive(Clone, Copy)]
@@ -43,7 +43,7 @@ fn versions_param(params: &Params<'_>) -> Result<Vec<u64>, ApiError> {
 }
 
 pub(super) fn change_versions(store: &Store, path: &str, params: &Params<'_>, change: VersionChange) -> ApiResult {
-    params.declare(&[VERSIONS_FIELDS]);
+    params.declare(&Reads(&[VERSIONS_FIELDS]));
     let numbers = versions_param(params)?;
     if numbers.is_empty() {
         return Err(ApiError::BadRequest("No version number provided".into()));
@@ -109,7 +109,7 @@ pub(super) fn read_metadata(store: &Store, path: &str) -> ApiResult {
 }
 
 pub(super) fn write_metadata(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
-    params.declare(&[METADATA_FIELDS]);
+    params.declare(&Reads(&[METADATA_FIELDS]));
     if path.is_empty() {
         return Err(ApiError::BadRequest("missing path".into()));
     }

@@ -19,7 +19,7 @@ mod metadata;
 
 use crate::encoding::{format_duration, format_rfc3339_nanos};
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::{Fields, Params};
+use crate::params::{Fields, Params, Reads};
 use crate::request::Operation;
 use crate::stores::mounts::MountEntry;
 use crate::stores::{Change, Record, SealedRecords, decode_json, encode_json};
@@ -209,7 +209,7 @@ fn read_config(store: &Store) -> ApiResult {
 }
 
 fn write_config(store: &Store, params: &Params<'_>) -> ApiResult {
-    params.declare(&[CONFIG_FIELDS]);
+    params.declare(&Reads(&[CONFIG_FIELDS]));
     let max_versions = max_versions_param(params)?;
     let cas_required = params.bool("cas_required")?;
     let delete_after = params.duration("delete_version_after")?.map(|d| d.as_secs());
@@ -231,7 +231,7 @@ fn write_config(store: &Store, params: &Params<'_>) -> ApiResult {
 }
 
 fn read_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
-    params.declare(&[READ_FIELDS]);
+    params.declare(&Reads(&[READ_FIELDS]));
     read_version(store, path, params, "data", |data| Value::Object(data.clone()))
 }
 
@@ -296,7 +296,7 @@ fn cas_option(params: &Params<'_>) -> Result<Option<u64>, ApiError> {
 }
 
 fn write_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
-    params.declare(&[WRITE_FIELDS]);
+    params.declare(&Reads(&[WRITE_FIELDS]));
     if path.is_empty() {
         return Err(ApiError::BadRequest("missing path".into()));
     }
@@ -374,7 +374,7 @@ fn add_version(secret: &mut Secret, settings: &MountSettings, created: u128, dat
 /// the same check-and-set rules as a write. A path with no live latest version is
 /// 404, with that version's metadata when it has one, as in Vault.
 fn patch_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
-    params.declare(&[WRITE_FIELDS]);
+    params.declare(&Reads(&[WRITE_FIELDS]));
     let (patch, cas) = data_and_cas(params)?;
     store.load(path)?;
     let settings = store.settings()?;
@@ -417,7 +417,7 @@ fn patch_data(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
 /// latest by default), as Vault answers it — the shape of a secret without its
 /// values. A deleted or destroyed version is 404 with its metadata.
 fn subkeys(store: &Store, path: &str, params: &Params<'_>) -> ApiResult {
-    params.declare(&[SUBKEYS_FIELDS]);
+    params.declare(&Reads(&[SUBKEYS_FIELDS]));
     let depth = params.int("depth")?.unwrap_or(0);
     read_version(store, path, params, "subkeys", |data| {
         let mut shape = data.clone();

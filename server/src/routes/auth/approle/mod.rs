@@ -18,7 +18,7 @@ mod secret_ids;
 use super::token_settings::{TOKEN_SETTINGS_FIELDS, TokenSettings, cidrs_param, login_token};
 use crate::encoding::{encode_hex, format_rfc3339_nanos};
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::{Fields, Params};
+use crate::params::{Fields, Params, Reads};
 use crate::request::Operation;
 use crate::seal::Unsealed;
 use crate::stores::mounts::MountEntry;
@@ -205,7 +205,7 @@ const ROLE_FIELDS: Fields = &[
 ];
 
 fn write_role(store: &Store, name: &str, params: &Params<'_>) -> ApiResult {
-    params.declare(&[ROLE_FIELDS, TOKEN_SETTINGS_FIELDS]);
+    params.declare(&Reads(&[ROLE_FIELDS, TOKEN_SETTINGS_FIELDS]));
     if !valid_name(name) {
         return Err(ApiError::BadRequest("invalid role name".into()));
     }
@@ -320,7 +320,7 @@ fn login(
     params: &Params<'_>,
     client: Option<std::net::IpAddr>,
 ) -> ApiResult {
-    params.declare(&[&["role_id", "secret_id"]]);
+    params.declare(&Reads(&[&["role_id", "secret_id"]]));
     let store = Store::new(&state.barrier, mount);
     let role_id = params.string("role_id")?.unwrap_or_default();
     if role_id.is_empty() {

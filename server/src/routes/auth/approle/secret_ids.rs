@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::super::token_settings::{cidrs_param, is_subset};
 use super::{Pointer, SecretId, Store, hash_secret_id, now, random_uuid, seconds, time_text, valid_name};
 use crate::http::{ApiError, ApiResult, Reply};
-use crate::params::{Fields, Params};
+use crate::params::{Fields, Params, Reads};
 use crate::stores::tokens::parse_stored_cidrs;
 
 /// What a secret ID asked for (`asked`) gets under its role's `limit` (0: none):
@@ -27,7 +27,7 @@ fn within_role_limit(asked: Option<u64>, limit: u64, refusal: &str) -> Result<u6
 const SECRET_ID_FIELDS: Fields = &["metadata", "cidr_list", "token_bound_cidrs", "ttl", "num_uses"];
 
 pub(super) fn generate_secret_id(store: &Store, name: &str, params: &Params<'_>) -> ApiResult {
-    params.declare(&[SECRET_ID_FIELDS]);
+    params.declare(&Reads(&[SECRET_ID_FIELDS]));
     let role = store.role(name)?;
     let metadata: BTreeMap<String, String> = match params.raw("metadata") {
         Some(Value::String(text)) if !text.is_empty() => serde_json::from_str(text)
@@ -114,7 +114,7 @@ pub(super) fn list_secret_ids(store: &Store, name: &str) -> ApiResult {
 
 /// The role and hash of the `secret_id` parameter.
 pub(super) fn by_value(store: &Store, name: &str, params: &Params<'_>) -> Result<(String, String), ApiError> {
-    params.declare(&[&["secret_id"]]);
+    params.declare(&Reads(&[&["secret_id"]]));
     store.role(name)?;
     let secret_id = params.string("secret_id")?.unwrap_or_default();
     if secret_id.is_empty() {
@@ -130,7 +130,7 @@ pub(super) fn by_accessor(
     name: &str,
     params: &Params<'_>,
 ) -> Result<Result<(String, String), Reply>, ApiError> {
-    params.declare(&[&["secret_id_accessor"]]);
+    params.declare(&Reads(&[&["secret_id_accessor"]]));
     store.role(name)?;
     let accessor = params.string("secret_id_accessor")?.unwrap_or_default();
     if accessor.is_empty() {
