@@ -193,19 +193,17 @@ impl Reply {
 }
 
 impl Reply {
-    /// Adds `warning` (Vault's "ignored parameters" one, from the pipeline) to an
-    /// answer with an envelope; answers without one (204, bare, text) have no
-    /// place for it, as in Vault.
-    pub(crate) fn warn(mut self, warning: Option<String>) -> Self {
-        if let Some(warning) = warning {
-            match &mut self {
-                Self::Data { warnings, .. }
-                | Self::Leased { warnings, .. }
-                | Self::Written { warnings, .. }
-                | Self::SysData { warnings, .. }
-                | Self::Authenticated { warnings, .. } => warnings.push(warning),
-                Self::NoContent | Self::Bare(..) | Self::Text { .. } => {}
-            }
+    /// Adds the warning `warning` makes, if any (Vault's "ignored parameters" one,
+    /// from the pipeline), to an answer with an envelope; answers without one
+    /// (204, bare, text) have no place for it, as in Vault, and never make it.
+    pub(crate) fn warn(mut self, warning: impl FnOnce() -> Option<String>) -> Self {
+        match &mut self {
+            Self::Data { warnings, .. }
+            | Self::Leased { warnings, .. }
+            | Self::Written { warnings, .. }
+            | Self::SysData { warnings, .. }
+            | Self::Authenticated { warnings, .. } => warnings.extend(warning()),
+            Self::NoContent | Self::Bare(..) | Self::Text { .. } => {}
         }
         self
     }
@@ -239,34 +237,33 @@ impl Reply {
     }
 }
 
+/// The logical envelope as a JSON value: `lease` is the `lease_id`, `renewable`
+/// and `lease_duration` triple of [`Lease::fields`] (`NO_LEASE` for none).
+fn envelope(lease: (&str, bool, u64), data: Value, warnings: Vec<String>, auth: Value) -> Value {
+    let (lease_id, renewable, lease_duration) = lease;
+    json!({
+        "request_id": request_id(),
+        "lease_id": lease_id,
+        "renewable": renewable,
+        "lease_duration": lease_duration,
+        "data": data,
+        "wrap_info": null,
+        "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
+        "auth": auth,
+    })
+}
+
+/// The envelope's lease fields of an answer without a lease.
+const NO_LEASE: (&str, bool, u64) = ("", false, 0);
+
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         match self {
             Self::Data { status, data, warnings } => {
-                let body = json!({
-                    "request_id": request_id(),
-                    "lease_id": "",
-                    "renewable": false,
-                    "lease_duration": 0,
-                    "data": data,
-                    "wrap_info": null,
-                    "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
-                    "auth": null,
-                });
-                (status, axum::Json(body)).into_response()
+                (status, axum::Json(envelope(NO_LEASE, data, warnings, Value::Null))).into_response()
             }
             Self::Leased { data, lease, warnings } => {
-                let (lease_id, renewable, lease_duration) = lease.fields();
-                let body = json!({
-                    "request_id": request_id(),
-                    "lease_id": lease_id,
-                    "renewable": renewable,
-                    "lease_duration": lease_duration,
-                    "data": data,
-                    "wrap_info": null,
-                    "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
-                    "auth": null,
-                });
+                let body = envelope(lease.fields(), data, warnings, Value::Null);
                 (StatusCode::OK, axum::Json(body)).into_response()
             }
             Self::NoContent => StatusCode::NO_CONTENT.into_response(),
@@ -280,13 +277,7 @@ impl IntoResponse for Reply {
                 (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
             }
             Self::SysData { data, warnings } => {
-                let mut body = json!({
-                    "request_id": request_id(),
-                    "lease_id": "", "renewable": false, "lease_duration": 0,
-                    "data": data.clone(), "wrap_info": null,
-                    "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
-                    "auth": null,
-                });
+                let mut body = envelope(NO_LEASE, data.clone(), warnings, Value::Null);
                 if let (Value::Object(top), Value::Object(data)) = (&mut body, data) {
                     for (k, v) in data {
                         top.entry(k).or_insert(v);
@@ -294,16 +285,11 @@ impl IntoResponse for Reply {
                 }
                 (StatusCode::OK, axum::Json(body)).into_response()
             }
-            Self::Authenticated { auth, warnings } => {
-                let body = json!({
-                    "request_id": request_id(),
-                    "lease_id": "", "renewable": false, "lease_duration": 0, "data": null,
-                    "wrap_info": null,
-                    "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
-                    "auth": auth,
-                });
-                (StatusCode::OK, axum::Json(body)).into_response()
-            }
+            Self::Authenticated { auth, warnings } => (
+                StatusCode::OK,
+                axum::Json(envelope(NO_LEASE, Value::Null, warnings, auth)),
+            )
+                .into_response(),
             Self::Bare(status, body) => (status, axum::Json(body)).into_response(),
         }
     }

@@ -86,7 +86,7 @@ pub(super) fn login_request(state: &AppState, request: &Incoming<'_>) -> Respons
         return ApiError::Internal.into_response();
     }
     let result = crate::routes::auth::login(&open, path, &params, request.client)
-        .map(|reply| reply.warn(params.ignored_warning()));
+        .map(|reply| reply.warn(|| params.ignored_warning()));
     answer_audited(state, &open, &audited, result)
 }
 
@@ -208,7 +208,7 @@ fn authorized_request(
         Ok(()) => crate::routes::route(open, op, path, &params, token, entry, resolved.as_ref()),
     };
     // Vault's warning for what was sent and not declared, after the endpoint's own.
-    let result = result.map(|reply| reply.warn(params.ignored_warning()));
+    let result = result.map(|reply| reply.warn(|| params.ignored_warning()));
     // A secret issued with a lease leaves only once its lease is stored.
     let result = crate::engines::register_issued(open, resolved.as_ref(), path.trim_end_matches('/'), entry, result);
     // A batch with failed items answers `Ok` with a 4xx or 5xx: only answers sent

@@ -111,7 +111,6 @@ fn list(state: &Unsealed, prefix: &str) -> ApiResult {
 /// `PUT sys/leases/renew[/:lease_id]`, `PUT sys/renew[/:lease_id]`.
 fn renew(state: &Unsealed, in_path: &str, params: &Params<'_>) -> ApiResult {
     params.declare(&Reads(&[&["lease_id", "url_lease_id", "increment"]]));
-    let mut warnings = Vec::new();
     let id = lease_id(params, in_path)?;
     let increment = params.duration("increment")?.unwrap_or(Duration::ZERO);
     let renewal = state
@@ -121,11 +120,10 @@ fn renew(state: &Unsealed, in_path: &str, params: &Params<'_>) -> ApiResult {
             LeaseError::Engine(message) => ApiError::Failed(format!("failed to renew entry: {message}")),
             other => refused(other),
         })?;
-    warnings.extend(renewal.warnings);
     Ok(Reply::Leased {
         data: Value::Null,
         lease: Lease::Granted(renewal.grant),
-        warnings,
+        warnings: renewal.warnings,
     })
 }
 
